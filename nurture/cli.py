@@ -1,0 +1,308 @@
+"""The command line. Commands call the core; formatting lives in nurture.console."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from nurture import console
+from nurture.engine import Engine
+from nurture.errors import NurtureError
+from nurture.feeds import load_catalog
+from nurture.intake import new_lead, read_csv
+from nurture.mailer import Mailer
+from nurture.runtime import development_sink, open_store, smtp_mailer
+from nurture.settings import Settings, load_settings
+
+log = logging.getLogger("nurture")
+
+
+def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn nurture's own errors into a message and exit code 2."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except NurtureError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    obj = ctx.find_root().obj
+    if "settings" not in obj:
+        try:
+            obj["settings"] = load_settings(_environ(), obj["config"])
+        except NurtureError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(2)
+    return obj["settings"]
+
+
+def _environ() -> dict[str, str]:
+    return dict(os.environ)
+
+
+@contextmanager
+def engine_of(ctx: click.Context, mailer: Mailer | None = None) -> Iterator[Engine]:
+    settings = settings_of(ctx)
+    store = open_store(settings)
+    try:
+        with development_sink(settings, store):
+            yield Engine(settings, store, mailer or smtp_mailer(settings))
+    finally:
+        store.close()
+
+
+def parse_time(value: str | None) -> datetime:
+    if not value:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO time: {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@click.group()
+@click.option("--config", "config", type=click.Path(path_type=Path), default=None,
+              help="nurture.yaml to read (default: ./nurture.yaml or $NURTURE_CONFIG).")
+@click.option("-v", "--verbose", is_flag=True, help="Log more.")
+@click.pass_context
+def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
+    """nurture: email lead nurturing with RSS digests, tracked links and a sales hand-off."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(message)s",
+                        datefmt="%H:%M:%S")
+    for noisy in ("apscheduler", "mail.log", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    ctx.obj = {"config": config}
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default: server.host).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default: server.port).")
+@click.pass_context
+@friendly
+def run(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Scheduler + tracking server (+ the development SMTP sink when configured)."""
+    from nurture.scheduler import run as run_all
+
+    with engine_of(ctx) as engine:
+        settings = engine.settings
+        host, port = host or settings.server.host, port or settings.server.port
+        console.banner(settings, host, port)
+        try:
+            asyncio.run(run_all(engine, host, port))
+        except KeyboardInterrupt:
+            pass
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default: server.host).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default: server.port).")
+@click.pass_context
+@friendly
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """The tracking server alone."""
+    import uvicorn
+
+    from nurture.server import create_app
+
+    settings = settings_of(ctx)
+    store = open_store(settings)
+    engine = Engine(settings, store, smtp_mailer(settings))
+    uvicorn.run(create_app(engine), host=host or settings.server.host, port=port or settings.server.port,
+                log_level="warning")
+
+
+@main.command("send-due")
+@click.option("--at", "at", default=None, help="Run as if it were this ISO time.")
+@click.option("--dry-run", is_flag=True, help="Say what is due; send nothing.")
+@click.option("--no-refresh", is_flag=True, help="Do not refresh feeds first.")
+@click.pass_context
+@friendly
+def send_due(ctx: click.Context, at: str | None, dry_run: bool, no_refresh: bool) -> None:
+    """One pass of the program: send everything due now (or at --at), print what was done, exit."""
+    now = parse_time(at)
+    with engine_of(ctx) as engine:
+        if not no_refresh and not dry_run:
+            console.feed_results(asyncio.run(engine.refresh_feeds(now)), quiet=True)
+        report = asyncio.run(_send_due(engine, now, dry_run))
+    console.report(report)
+
+
+async def _send_due(engine: Engine, now: datetime, dry_run: bool) -> Any:
+    try:
+        return await engine.send_due(now, dry_run=dry_run)
+    finally:
+        await engine.mailer.close()
+
+
+@main.command("admin-key")
+@click.pass_context
+@friendly
+def admin_key(ctx: click.Context) -> None:
+    """Print the password of the admin pages (NURTURE_ADMIN_KEY, or one derived from the secret key)."""
+    click.echo(settings_of(ctx).admin_key)
+
+
+@main.group()
+def leads() -> None:
+    """Add, import, list and show leads."""
+
+
+@leads.command("add")
+@click.argument("email")
+@click.option("--first-name", default="")
+@click.option("--last-name", default="")
+@click.option("--company", default="")
+@click.option("--industry", default="")
+@click.option("--interest", "interests", multiple=True, help="Repeat for several interests.")
+@click.option("--locale", default="en")
+@click.option("--customer", is_flag=True, help="An existing customer (qualifies at a lower threshold).")
+@click.pass_context
+@friendly
+def leads_add(ctx: click.Context, email: str, **fields: Any) -> None:
+    """Add one lead; it gets the confirmation mail at the next send."""
+    settings = settings_of(ctx)
+    lead = new_lead(load_catalog(settings.feeds_file), datetime.now(UTC), email=email, **fields)
+    store = open_store(settings)
+    store.add_lead(lead)
+    click.echo(f"added {lead.email} (lead {lead.id})")
+
+
+@leads.command("import")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.pass_context
+@friendly
+def leads_import(ctx: click.Context, path: Path) -> None:
+    """Import leads from a CSV file: all rows or none."""
+    settings = settings_of(ctx)
+    rows = read_csv(path, load_catalog(settings.feeds_file), datetime.now(UTC))
+    open_store(settings).add_leads(rows)
+    click.echo(f"imported {len(rows)} leads from {path}")
+
+
+@leads.command("list")
+@click.pass_context
+@friendly
+def leads_list(ctx: click.Context) -> None:
+    """Every lead with stage and score."""
+    console.leads(open_store(settings_of(ctx)).leads(limit=100_000))
+
+
+@leads.command("show")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@friendly
+def leads_show(ctx: click.Context, email: str, as_json: bool) -> None:
+    """A lead's stage, score and score history, event by event."""
+    store = open_store(settings_of(ctx))
+    lead = store.lead_by_email(email)
+    assert lead.id is not None
+    console.lead(lead, store.events_of(lead.id), store.sends_of(lead.id), store.handoffs_of(lead.id), as_json)
+
+
+@main.group()
+def feeds() -> None:
+    """Feeds from feeds.yaml."""
+
+
+@feeds.command("refresh")
+@click.pass_context
+@friendly
+def feeds_refresh(ctx: click.Context) -> None:
+    """Fetch every feed (conditional GET) and keep new items; one line per feed."""
+    settings = settings_of(ctx)
+    store = open_store(settings)
+    from nurture.mailer import MemoryMailer
+
+    engine = Engine(settings, store, MemoryMailer())
+    console.feed_results(asyncio.run(engine.refresh_feeds(datetime.now(UTC))))
+
+
+@main.command()
+@click.argument("template")
+@click.option("--lead", "email", required=True, help="The lead to render for.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write here.")
+@click.option("--text", is_flag=True, help="The text part instead of the HTML.")
+@click.pass_context
+@friendly
+def preview(ctx: click.Context, template: str, email: str, output: Path | None, text: bool) -> None:
+    """Render TEMPLATE for a lead, as it would be sent next, without sending or storing anything."""
+    from nurture.preview import render_preview
+
+    settings = settings_of(ctx)
+    store = open_store(settings)
+    rendered = render_preview(settings, store, template, email)
+    body = rendered.text if text else rendered.html
+    if output:
+        output.write_text(body, encoding="utf-8")
+        click.echo(f"{rendered.subject}\nwrote {output}")
+    else:
+        click.echo(body)
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def sink(ctx: click.Context) -> None:
+    """Mail received by the development SMTP sink (lists it without a subcommand)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(sink_list)
+
+
+@sink.command("list")
+@click.option("--to", "recipient", default=None, help="Only mail to this address.")
+@click.pass_context
+@friendly
+def sink_list(ctx: click.Context, recipient: str | None = None) -> None:
+    console.sink(open_store(settings_of(ctx)).sink_messages(200, recipient))
+
+
+@sink.command("show")
+@click.argument("message_id", type=int)
+@click.pass_context
+@friendly
+def sink_show(ctx: click.Context, message_id: int) -> None:
+    message = open_store(settings_of(ctx)).sink_message(message_id)
+    if message is None:
+        raise click.ClickException(f"no message {message_id}")
+    click.echo(message.data.decode("utf-8", "replace"))
+
+
+@sink.command("serve")
+@click.pass_context
+@friendly
+def sink_serve(ctx: click.Context) -> None:
+    """Run the sink alone in the foreground."""
+    import time
+
+    settings = settings_of(ctx)
+    store = open_store(settings)
+    with development_sink(settings, store) as controller:
+        if controller is None:
+            raise click.ClickException(f"port {settings.smtp.port} is taken or smtp.sink is off")
+        click.echo(f"sink listening on {settings.smtp.host}:{settings.smtp.port}; Ctrl-C stops it")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""How the command line shows things. Nothing here decides or stores anything."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import click
+
+from nurture.engine import Report
+from nurture.models import Event, Handoff, Lead, Send, SinkMessage
+from nurture.settings import Settings
+
+
+def banner(settings: Settings, host: str, port: int) -> None:
+    click.echo(f"nurture: tracking server on http://{host}:{port}  (public base {settings.base_url})")
+    click.echo(f"  database {settings.database_url}")
+    click.echo(f"  SMTP {settings.smtp.host}:{settings.smtp.port}" + ("  (development sink)" if settings.smtp.sink else ""))
+    click.echo(f"  admin pages: http://{host}:{port}/admin  (any user, password: the admin key"
+               " from NURTURE_ADMIN_KEY, or `nurture admin-key`)")
+    click.echo("  Ctrl-C stops.")
+
+
+def report(done: Report) -> None:
+    sections = [("queued", done.enqueued), ("skipped", done.skipped), ("sent", done.sent),
+                ("deferred", done.deferred), ("failed", done.failed), ("hand-off", done.handoffs)]
+    for label, lines in sections:
+        for line in lines:
+            click.echo(f"{label:>9}  {line}")
+    click.echo(f"{len(done.sent)} sent, {len(done.skipped)} skipped, {len(done.deferred)} deferred, "
+               f"{len(done.failed)} failed, {len(done.handoffs)} hand-offs")
+
+
+def feed_results(results: Sequence[tuple[str, str, str]], quiet: bool = False) -> None:
+    for feed, status, detail in results:
+        if not quiet or status == "failed":
+            click.echo(f"feed {feed}: {status}" + (f" ({detail})" if detail else ""))
+
+
+def leads(rows: Sequence[Lead]) -> None:
+    for lead in rows:
+        flag = f" {lead.suppressed.value}" if lead.suppressed else ""
+        click.echo(f"{lead.email:<40} {lead.stage.value:<4} score {lead.score:>4}  cycle {lead.cycle}{flag}")
+    click.echo(f"{len(rows)} leads")
+
+
+def lead(lead: Lead, events: Sequence[Event], sends: Sequence[Send], handoffs: Sequence[Handoff],
+         as_json: bool) -> None:
+    links = {send.id: send.links for send in sends}
+    history = [_event(event, links) for event in events]
+    if as_json:
+        data = lead.model_dump(mode="json")
+        data.update(history=history, sends=[send.model_dump(mode="json", exclude={"links"}) for send in sends],
+                    handoffs=[handoff.model_dump(mode="json") for handoff in handoffs])
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"{lead.email}  {lead.name}  {lead.company}")
+    click.echo(f"stage {lead.stage.value}  score {lead.score}  cycle {lead.cycle}  interests "
+               f"{', '.join(lead.interests) or '-'}  industry {lead.industry or '-'}"
+               + (f"  {lead.suppressed.value}" if lead.suppressed else ""))
+    for row in history:
+        note = "" if row["counted"] else f"  (not counted: {row['reason']})"
+        target = f"  {row['url']}" if row.get("url") else ""
+        click.echo(f"  {row['at']}  cycle {row['cycle']}  {row['kind']:<11} {row['points']:+4d}{target}{note}")
+
+
+def _event(event: Event, links: dict[int | None, list[dict]]) -> dict:
+    row = {"at": event.occurred_at.strftime("%Y-%m-%d %H:%M:%S"), "cycle": event.cycle,
+           "kind": event.kind.value, "points": event.points, "counted": event.counted,
+           "reason": event.reason, "action": event.action}
+    send_links = links.get(event.send_id) or []
+    if event.link is not None and event.link < len(send_links):
+        row["url"] = send_links[event.link]["url"]
+    return row
+
+
+def sink(messages: Sequence[SinkMessage]) -> None:
+    for message in messages:
+        click.echo(f"{message.id:>5}  {message.received_at:%Y-%m-%d %H:%M:%S}  "
+                   f"{', '.join(message.recipients):<32}  {message.subject}")
+    click.echo(f"{len(messages)} messages")

@@ -1,0 +1,226 @@
+"""One tick of nurture: enqueue what is due, deliver the outbox, hand qualified leads to sales.
+
+The engine ties the stages together over its ports (store, mailer, renderer); the clock is read once
+by the caller and handed in as `now`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from nurture import content, handoff, program
+from nurture.errors import DeliveryError, InputError, NurtureError
+from nurture.feeds import Catalog, load_catalog, parse
+from nurture.fetch import Validators, fetch_all
+from nurture.mailer import Mailer
+from nurture.message import Envelope, build, domain_of, message_id
+from nurture.models import FeedItem, FeedState, Lead, Send, SendState
+from nurture.render import Renderer
+from nurture.settings import Settings
+from nurture.store import Store
+from nurture.tokens import Signer
+from nurture.urls import Urls
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 5
+
+
+@dataclass
+class Report:
+    """What one pass did, for the command line and the logs."""
+
+    enqueued: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    sent: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    handoffs: list[str] = field(default_factory=list)
+
+
+class Engine:
+    def __init__(self, settings: Settings, store: Store, mailer: Mailer, renderer: Renderer | None = None,
+                 catalog: Catalog | None = None):
+        self.settings = settings
+        self.store = store
+        self.mailer = mailer
+        self.renderer = renderer or Renderer(settings.templates_dir, settings.program.default_locale)
+        self.catalog = catalog or load_catalog(settings.feeds_file)
+        self.urls = Urls(settings.base_url, Signer(settings.secret_key))
+        self.domain = domain_of(settings.mail.from_email)
+
+    # the program
+
+    def plan(self, now: datetime) -> list[program.Due]:
+        return program.due_all(self.store.histories(), now, self.settings.program)
+
+    def enqueue_due(self, now: datetime, report: Report) -> None:
+        """Record a queued send for every lead that is due and has content; note the skips."""
+        steps = self.plan(now)
+        leads = self.store.leads_by_id([step.lead_id for step in steps])
+        for step in steps:
+            lead = leads[step.lead_id]
+            item_ids: list[int] = []
+            if step.template == program.DIGEST:
+                item_ids = self._new_item_ids(lead)
+                if len(item_ids) < self.settings.program.min_new_items:
+                    self.store.note_skip(step.lead_id, "no new matching items", now)
+                    report.skipped.append(f"{lead.email}: digest {step.step} skipped, no new matching items")
+                    continue
+            if self.store.enqueue(step, now, item_ids):
+                report.enqueued.append(f"{lead.email}: {step.template} (cycle {step.cycle}, step {step.step})")
+
+    def _new_item_ids(self, lead: Lead) -> list[int]:
+        assert lead.id is not None
+        feeds = self.catalog.feeds_for(lead.interests, lead.industry)
+        items = self.store.new_items(lead.id, feeds, self.settings.program.items_per_digest)
+        return [item.id for item in items if item.id is not None]
+
+    # delivery
+
+    async def deliver(self, now: datetime, report: Report, on_progress: Callable[[], None] | None = None) -> None:
+        """Deliver every queued or deferred send, `smtp.concurrency` at a time."""
+        sends = self.store.deliverable()
+        leads = self.store.leads_by_id([send.lead_id for send in sends])
+        slots = asyncio.Semaphore(self.settings.smtp.concurrency)
+
+        async def one(send: Send) -> None:
+            async with slots:
+                await self._deliver(send, leads[send.lead_id], now, report)
+            if on_progress:
+                on_progress()
+
+        await asyncio.gather(*(one(send) for send in sends))
+
+    async def _deliver(self, send: Send, lead: Lead, now: datetime, report: Report) -> None:
+        rules = self.settings.scoring
+        if lead.suppressed is not None:
+            self.store.mark_failed(send, f"lead is {lead.suppressed.value}", SendState.FAILED, now, rules)
+            return
+        try:
+            envelope = self.compose(send, lead)
+        except NurtureError as error:
+            self.store.mark_failed(send, str(error), SendState.FAILED, now, rules)
+            report.failed.append(f"{lead.email}: {error}")
+            return
+        try:
+            await self.mailer.send(envelope)
+        except DeliveryError as error:
+            self._failed(send, lead, error, now, report)
+            return
+        self.store.mark_sent(send, now, rules)
+        report.sent.append(f"{lead.email}: {send.template} {send.step} ({envelope.message_id})")
+
+    def _failed(self, send: Send, lead: Lead, error: DeliveryError, now: datetime, report: Report) -> None:
+        if error.permanent:
+            state = SendState.BOUNCED
+        else:
+            state = SendState.FAILED if send.attempts + 1 >= MAX_ATTEMPTS else SendState.DEFERRED
+        self.store.mark_failed(send, str(error), state, now, self.settings.scoring)
+        (report.failed if state is not SendState.DEFERRED else report.deferred).append(
+            f"{lead.email}: {state.value}: {error}")
+
+    def compose(self, send: Send, lead: Lead) -> Envelope:
+        """Render and build one send's message, and record it as being sent (before delivery)."""
+        assert send.id is not None and lead.id is not None
+        items = self.store.send_items(send.id)
+        variables = content.context(self.settings, lead, items,
+                                    unsubscribe_url=self.urls.unsubscribe(lead.id),
+                                    preferences_url=self.urls.preferences(lead.id))
+        send_id = send.id
+        rendered = self.renderer.render(send.template, lead.locale, variables,
+                                        url_for=lambda link: self.urls.click(send_id, link),
+                                        pixel_url=self.urls.pixel(send_id))
+        mid = message_id(self.settings.secret_key, "send", send_id, self.domain)
+        unsubscribe = self.urls.unsubscribe(lead.id)
+        envelope = build(
+            sender=self.settings.mail.from_email, to=lead.email, subject=rendered.subject,
+            html=rendered.html, text=rendered.text, message_id=mid, date=send.created_at,
+            headers={"List-Unsubscribe": f"<{unsubscribe}>",
+                     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+        )
+        self.store.mark_sending(send_id, mid, rendered.subject, [link.as_dict() for link in rendered.links])
+        return envelope
+
+    async def send_due(self, now: datetime, dry_run: bool = False) -> Report:
+        """One pass of the program: enqueue what is due, deliver the outbox, deliver hand-offs."""
+        report = Report()
+        if dry_run:
+            leads = self.store.leads_by_id([step.lead_id for step in self.plan(now)])
+            report.enqueued = [f"{leads[step.lead_id].email}: {step.template} (cycle {step.cycle}, "
+                               f"step {step.step}) would be sent" for step in self.plan(now)]
+            return report
+        self.enqueue_due(now, report)
+        await self.deliver(now, report)
+        await self.deliver_handoffs(now, report)
+        return report
+
+    # hand-offs
+
+    async def deliver_handoffs(self, now: datetime, report: Report | None = None) -> None:
+        for pending in self.store.pending_handoffs():
+            assert pending.id is not None
+            await self.deliver_handoff(pending.id, now, report)
+
+    async def deliver_handoff(self, handoff_id: int, now: datetime, report: Report | None = None) -> bool:
+        """Send the hand-off mail once; a failed attempt leaves it pending for the next tick."""
+        mid = message_id(self.settings.secret_key, "handoff", handoff_id, self.domain)
+        if not self.store.claim_handoff(handoff_id, mid):
+            return False
+        record = self.store.handoff(handoff_id)
+        assert record is not None
+        lead = self.store.lead(record.lead_id)
+        variables = handoff.context(self.settings, lead, record, self.store.events_of(record.lead_id),
+                                    self.store.sends_of(record.lead_id), self.urls.profile(handoff_id))
+        try:
+            rendered = self.renderer.render("handoff", self.settings.program.default_locale, variables)
+            envelope = build(sender=self.settings.mail.from_email, to=self.settings.sales.email,
+                             subject=rendered.subject, html=rendered.html, text=rendered.text,
+                             message_id=mid, date=now, headers={"Reply-To": lead.email})
+            await self.mailer.send(envelope)
+        except (DeliveryError, InputError) as error:
+            log.warning("hand-off %s for %s not delivered: %s", handoff_id, lead.email, error)
+            self.store.finish_handoff(handoff_id, delivered=False, now=now)
+            return False
+        self.store.finish_handoff(handoff_id, delivered=True, now=now)
+        if report is not None:
+            report.handoffs.append(f"{lead.email}: hand-off to {self.settings.sales.email} (score {record.score})")
+        return True
+
+    # feeds
+
+    async def refresh_feeds(self, now: datetime) -> list[tuple[str, str, str]]:
+        """Fetch every feed and keep its new items; return (feed, status, detail) per feed."""
+        states = self.store.feed_states()
+        known = {name: Validators(state.etag, state.modified) for name, state in states.items()}
+        results = []
+        for fetched in await fetch_all(self.catalog, known):
+            state = FeedState(feed=fetched.feed, etag=fetched.validators.etag,
+                              modified=fetched.validators.modified, status=fetched.status,
+                              reason=fetched.reason, checked_at=now)
+            if fetched.status == "failed":
+                old = states.get(fetched.feed)
+                state.etag, state.modified = (old.etag, old.modified) if old else (None, None)
+                self.store.save_feed(state, [])
+                results.append((fetched.feed, "failed", fetched.reason or ""))
+                continue
+            if fetched.status == "not modified":
+                self.store.save_feed(state, [])
+                results.append((fetched.feed, "not modified", ""))
+                continue
+            parsed = parse(fetched.body, self.catalog.feeds[fetched.feed], now)
+            if parsed.problem:
+                state.status, state.reason = "failed", parsed.problem
+                state.etag = state.modified = None
+                self.store.save_feed(state, [])
+                results.append((fetched.feed, "failed", parsed.problem))
+                continue
+            items = [FeedItem(feed=fetched.feed, guid=item.guid, title=item.title, link=item.link,
+                              summary=item.summary, published=item.published, fetched_at=now)
+                     for item in parsed.items]
+            new = self.store.save_feed(state, items)
+            results.append((fetched.feed, "ok", f"{len(items)} items, {new} new"))
+        return results

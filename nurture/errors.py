@@ -1,0 +1,45 @@
+"""Every error nurture raises on purpose.
+
+    NurtureError                 base; carries a message meant for a person
+    ├── ConfigError              nurture.yaml, feeds.yaml or an environment variable is wrong
+    ├── InputError               a lead, CSV row, form field or command argument is wrong
+    │   └── UnknownLead          no lead has that email address
+    ├── TokenError               a tracking token is forged, truncated or of the wrong kind
+    ├── TemplateProblem          a template is missing or fails to render
+    └── DeliveryError            the SMTP server did not take a message
+                                 (.permanent is True for a 5xx reply: a bounce)
+
+The CLI maps NurtureError to exit code 2 with its message; the server maps TokenError to 404 and
+InputError to 400. The core never imports the web framework.
+"""
+
+
+class NurtureError(Exception):
+    """Base of nurture's own errors; str(error) is meant for a person."""
+
+
+class ConfigError(NurtureError):
+    pass
+
+
+class InputError(NurtureError):
+    pass
+
+
+class UnknownLead(InputError):
+    pass
+
+
+class TokenError(NurtureError):
+    pass
+
+
+class TemplateProblem(NurtureError):
+    pass
+
+
+class DeliveryError(NurtureError):
+    def __init__(self, message: str, *, permanent: bool = False, code: int | None = None):
+        super().__init__(message)
+        self.permanent = permanent
+        self.code = code

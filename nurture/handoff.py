@@ -1,0 +1,49 @@
+"""The sales hand-off: the summary sales reads, built from the lead and its event log."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nurture.models import Event, EventKind, Handoff, Lead, Send
+from nurture.settings import Settings
+
+
+@dataclass(frozen=True)
+class Click:
+    url: str
+    action: str
+    points: int
+    when: str
+
+
+def clicks(events: Sequence[Event], sends: Sequence[Send]) -> list[Click]:
+    """The clicks of a lead's current cycle that people made, with the URL each one went to."""
+    links = {send.id: send.links for send in sends}
+    found = []
+    for event in events:
+        if event.kind is not EventKind.CLICK or not event.counted or event.link is None:
+            continue
+        send_links = links.get(event.send_id) or []
+        if event.link < len(send_links):
+            link = send_links[event.link]
+            found.append(Click(link["url"], link.get("action") or "content", event.points,
+                               event.occurred_at.strftime("%Y-%m-%d %H:%M")))
+    return found
+
+
+def context(settings: Settings, lead: Lead, handoff: Handoff, events: Sequence[Event],
+            sends: Sequence[Send], profile_url: str) -> dict[str, Any]:
+    """The variables of the hand-off mail."""
+    cycle_events = [event for event in events if event.cycle == handoff.cycle]
+    return {
+        "lead": lead,
+        "handoff": handoff,
+        "score": handoff.score,
+        "events": [event for event in cycle_events if event.points or not event.counted],
+        "clicks": clicks(cycle_events, sends),
+        "profile_url": profile_url,
+        "company": settings.mail.company,
+        "sales": settings.sales,
+    }

@@ -1,0 +1,85 @@
+"""New leads from the command line, a CSV file or a form: checked before anything is stored."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+
+from email_validator import EmailNotValidError, validate_email
+
+from nurture.errors import InputError
+from nurture.feeds import Catalog
+from nurture.models import Lead
+
+CSV_COLUMNS = {"email", "first_name", "last_name", "company", "industry", "interests", "locale", "customer"}
+TRUE = {"1", "true", "yes", "y"}
+FALSE = {"", "0", "false", "no", "n"}
+MAX_FIELD = 200
+
+
+def normalize_email(value: str) -> str:
+    try:
+        return validate_email(value.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError as error:
+        raise InputError(f"not a valid email address: {value!r} ({error})") from None
+
+
+def new_lead(catalog: Catalog, now: datetime, *, email: str, interests: Iterable[str] = (), industry: str = "",
+             first_name: str = "", last_name: str = "", company: str = "", locale: str = "en",
+             customer: bool = False) -> Lead:
+    """A checked, unsaved lead. Raises InputError naming the first problem."""
+    chosen = [interest.strip().lower() for interest in interests if interest.strip()]
+    unknown = [interest for interest in chosen if interest not in catalog.interests]
+    if unknown:
+        known = ", ".join(sorted(catalog.interests))
+        raise InputError(f"unknown interest: {', '.join(unknown)} (known: {known})")
+    industry = industry.strip().lower()
+    if industry and industry not in catalog.industries:
+        raise InputError(f"unknown industry: {industry} (known: {', '.join(sorted(catalog.industries))})")
+    names = {"first_name": first_name, "last_name": last_name, "company": company}
+    for field, value in names.items():
+        if len(value) > MAX_FIELD or any(char in value for char in "\r\n\x00"):
+            raise InputError(f"{field} is too long or contains a line break")
+    if not locale.isalpha() or len(locale) > 8:
+        raise InputError(f"not a locale: {locale!r}")
+    return Lead(email=normalize_email(email), interests=list(dict.fromkeys(chosen)), industry=industry,
+                locale=locale.lower(), customer=customer, cycle_started_at=now, created_at=now,
+                **{field: value.strip() for field, value in names.items()})
+
+
+def read_csv(path: Path, catalog: Catalog, now: datetime) -> list[Lead]:
+    """Every lead of a CSV file (header row required; interests separated by ';' or '|')."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            unknown = set(reader.fieldnames or ()) - CSV_COLUMNS
+            if not reader.fieldnames or "email" not in reader.fieldnames:
+                raise InputError(f"{path}: the header row must name an 'email' column")
+            if unknown:
+                raise InputError(f"{path}: unknown column(s): {', '.join(sorted(unknown))}")
+            leads = [_row(row, catalog, now, path, number) for number, row in enumerate(reader, start=2)]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise InputError(f"{path}: cannot read: {error}") from None
+    seen: dict[str, int] = {}
+    for number, lead in enumerate(leads, start=2):
+        if lead.email in seen:
+            raise InputError(f"{path}:{number}: {lead.email} repeats row {seen[lead.email]}")
+        seen[lead.email] = number
+    return leads
+
+
+def _row(row: Mapping[str, str | None], catalog: Catalog, now: datetime, path: Path, number: int) -> Lead:
+    if None in row:
+        raise InputError(f"{path}:{number}: more fields than columns")
+    values = {key: (value or "").strip() for key, value in row.items()}
+    customer = values.pop("customer", "").lower()
+    if customer not in TRUE | FALSE:
+        raise InputError(f"{path}:{number}: customer must be yes or no, not {customer!r}")
+    interests = values.pop("interests", "").replace("|", ";").split(";")
+    try:
+        return new_lead(catalog, now, interests=interests, customer=customer in TRUE,
+                        **{key: value for key, value in values.items() if value or key == "email"})
+    except InputError as error:
+        raise InputError(f"{path}:{number}: {error}") from None

@@ -1,0 +1,91 @@
+"""The Mailer port: an SMTP implementation with pooled connections, and an in-memory double."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import aiosmtplib
+
+from nurture.errors import DeliveryError
+from nurture.message import Envelope
+
+
+class Mailer(Protocol):
+    async def send(self, envelope: Envelope) -> None:
+        """Deliver one message or raise DeliveryError (permanent for a 5xx reply)."""
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class MemoryMailer:
+    """Keeps what it is given; `fail` maps a recipient to the DeliveryError to raise for it."""
+
+    sent: list[Envelope] = field(default_factory=list)
+    fail: dict[str, DeliveryError] = field(default_factory=dict)
+
+    async def send(self, envelope: Envelope) -> None:
+        if envelope.recipient in self.fail:
+            raise self.fail[envelope.recipient]
+        self.sent.append(envelope)
+
+    async def close(self) -> None:
+        return None
+
+
+class SmtpMailer:
+    """Delivers over SMTP, reusing up to `connections` open connections."""
+
+    def __init__(self, host: str, port: int, *, connections: int = 4, timeout: float = 30,
+                 starttls: bool = False, username: str | None = None, password: str | None = None):
+        self._options = dict(hostname=host, port=port, timeout=timeout, start_tls=starttls or False,
+                             username=username, password=password)
+        self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
+        self._slots = asyncio.Semaphore(connections)
+
+    async def send(self, envelope: Envelope) -> None:
+        async with self._slots:
+            client = None
+            try:
+                client = await self._checkout()
+                await client.sendmail(envelope.sender, [envelope.recipient], envelope.data)
+            except aiosmtplib.SMTPRecipientsRefused as error:
+                await _drop(client)
+                code = error.recipients[0].code if error.recipients else 550
+                raise DeliveryError(f"recipient refused: {error}", permanent=code >= 500, code=code) from None
+            except aiosmtplib.SMTPResponseException as error:
+                await _drop(client)
+                raise DeliveryError(f"{error.code} {error.message}", permanent=error.code >= 500,
+                                    code=error.code) from None
+            except (TimeoutError, aiosmtplib.SMTPException, OSError, ssl.SSLError) as error:
+                await _drop(client)
+                raise DeliveryError(f"{type(error).__name__}: {error}") from None
+            self._idle.put_nowait(client)
+
+    async def _checkout(self) -> aiosmtplib.SMTP:
+        while not self._idle.empty():
+            client = self._idle.get_nowait()
+            if client.is_connected:
+                return client
+        return await self._connect()
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        client = aiosmtplib.SMTP(**self._options)  # type: ignore[arg-type]
+        await client.connect()
+        return client
+
+    async def close(self) -> None:
+        while not self._idle.empty():
+            await _drop(self._idle.get_nowait())
+
+
+async def _drop(client: aiosmtplib.SMTP | None) -> None:
+    if client is None or not client.is_connected:
+        return
+    try:
+        await client.quit()
+    except (TimeoutError, aiosmtplib.SMTPException, OSError):
+        client.close()

@@ -1,0 +1,87 @@
+"""MIME for one email: multipart/alternative with a text and an HTML part, built directly as bytes.
+
+The stdlib `EmailMessage` costs about 2 ms per message, twenty Jinja renders; this builder writes the
+same structure with the stdlib's encoders (base64 bodies, RFC 2047 subjects) in a fraction of that.
+Header values are checked for line breaks so nothing can be injected.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.header import Header
+from email.utils import format_datetime, formataddr, parseaddr
+
+from nurture.errors import InputError
+
+LINE = 76
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What goes to the SMTP server: the envelope addresses and the message bytes."""
+
+    sender: str
+    recipient: str
+    data: bytes
+    message_id: str
+
+
+def message_id(secret: str, kind: str, number: int, domain: str) -> str:
+    """A Message-ID that is the same every time one send is built, and unguessable from outside."""
+    digest = hmac.new(secret.encode(), f"{kind}:{number}".encode(), hashlib.sha256).hexdigest()[:16]
+    return f"<{kind}.{number}.{digest}@{domain}>"
+
+
+def domain_of(address: str) -> str:
+    return parseaddr(address)[1].rpartition("@")[2] or "localhost"
+
+
+def build(*, sender: str, to: str, subject: str, html: str, text: str, message_id: str, date: datetime,
+          headers: dict[str, str] | None = None, boundary_seed: str = "") -> Envelope:
+    """Assemble the message bytes. Raises InputError when a header value carries a line break."""
+    boundary = "=_nurture_" + hashlib.sha1((message_id + boundary_seed).encode()).hexdigest()[:24]
+    lines = [
+        f"From: {_address(sender)}",
+        f"To: {_address(to)}",
+        f"Subject: {_encoded(subject)}",
+        f"Date: {format_datetime(date.astimezone(UTC).replace(microsecond=0), usegmt=True)}",
+        f"Message-ID: {_plain(message_id)}",
+        "MIME-Version: 1.0",
+    ]
+    lines += [f"{name}: {_plain(value)}" for name, value in (headers or {}).items()]
+    lines += [f'Content-Type: multipart/alternative; boundary="{boundary}"', ""]
+    parts = [_part("text/plain", text), _part("text/html", html)]
+    body = "".join(f"--{boundary}\r\n{part}" for part in parts) + f"--{boundary}--\r\n"
+    data = ("\r\n".join(lines) + "\r\n" + body).encode("ascii")
+    return Envelope(parseaddr(sender)[1], parseaddr(to)[1], data, message_id)
+
+
+def _part(content_type: str, content: str) -> str:
+    encoded = binascii.b2a_base64(content.encode("utf-8"), newline=False).decode("ascii")
+    wrapped = "\r\n".join(encoded[i : i + LINE] for i in range(0, len(encoded), LINE))
+    return (f'Content-Type: {content_type}; charset="utf-8"\r\n'
+            f"Content-Transfer-Encoding: base64\r\n\r\n{wrapped}\r\n")
+
+
+def _plain(value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise InputError(f"header value contains a line break: {value[:60]!r}")
+    return value
+
+
+def _encoded(value: str) -> str:
+    value = _plain(value)
+    if value.isascii() and len(value) < 900:
+        return value
+    return Header(value, "utf-8", header_name="Subject").encode()
+
+
+def _address(value: str) -> str:
+    name, address = parseaddr(_plain(value))
+    if not address or "@" not in address:
+        raise InputError(f"not an email address: {value!r}")
+    return formataddr((name, address)) if name.isascii() else formataddr((name, address), "utf-8")

@@ -1,0 +1,181 @@
+"""The tables, and the enums of the states a lead, a send and a hand-off move through."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class Stage(StrEnum):
+    MQL = "mql"
+    SQL = "sql"
+    WON = "won"
+
+
+class Suppression(StrEnum):
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class SendState(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+
+
+class EventKind(StrEnum):
+    OPEN = "open"
+    CLICK = "click"
+    SENT = "sent"
+    UNSUBSCRIBE = "unsubscribe"
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+    EXTERNAL = "external"
+
+
+class HandoffState(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+
+
+class Outcome(StrEnum):
+    WON = "won"
+    NO_RESULT = "no_result"
+
+
+class Lead(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(index=True, unique=True)
+    first_name: str = ""
+    last_name: str = ""
+    company: str = ""
+    industry: str = ""
+    interests: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    locale: str = "en"
+    customer: bool = False
+    stage: Stage = Field(default=Stage.MQL, index=True)
+    suppressed: Suppression | None = None
+    cycle: int = 0
+    cycle_started_at: datetime
+    score: int = 0
+    created_at: datetime
+    skipped_at: datetime | None = None
+    skip_reason: str | None = None
+
+    @property
+    def name(self) -> str:
+        return " ".join(part for part in (self.first_name, self.last_name) if part) or self.email
+
+
+class Send(SQLModel, table=True):
+    """One email of the program to one lead: recorded (queued) before it is delivered."""
+
+    __table_args__ = (UniqueConstraint("lead_id", "cycle", "step", name="uq_send_step"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(foreign_key="lead.id", index=True)
+    cycle: int
+    step: int  # 0 is the confirmation; 1, 2, ... are the digests of the cycle
+    template: str
+    state: SendState = Field(default=SendState.QUEUED, index=True)
+    message_id: str = ""
+    subject: str = ""
+    links: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    attempts: int = 0
+    error: str | None = None
+    created_at: datetime
+    sent_at: datetime | None = None
+
+
+class SendItem(SQLModel, table=True):
+    """Which feed items a send carried; the unique key keeps an article from reaching a lead twice."""
+
+    __table_args__ = (UniqueConstraint("lead_id", "item_id", name="uq_lead_item"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    send_id: int = Field(foreign_key="send.id", index=True)
+    lead_id: int = Field(foreign_key="lead.id")
+    item_id: int = Field(foreign_key="feeditem.id")
+    position: int = 0
+
+
+class Event(SQLModel, table=True):
+    """Something that happened to a lead; append-only. The score is the sum of counted points."""
+
+    __table_args__ = (Index("ix_event_lead_cycle", "lead_id", "cycle"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(foreign_key="lead.id")
+    cycle: int
+    send_id: int | None = Field(default=None, foreign_key="send.id")
+    kind: EventKind
+    link: int | None = None  # index into Send.links for clicks
+    action: str | None = None
+    points: int = 0
+    counted: bool = True
+    reason: str | None = None  # why an event earned nothing
+    credit_key: str | None = Field(default=None, unique=True)  # once-per-email credit
+    occurred_at: datetime
+    method: str | None = None
+    user_agent: str | None = None
+    client: str | None = None
+    detail: str | None = None
+
+
+class FeedItem(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("feed", "guid", name="uq_feed_guid"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    feed: str = Field(index=True)
+    guid: str
+    title: str
+    link: str
+    summary: str = ""  # sanitized HTML
+    published: datetime = Field(index=True)
+    fetched_at: datetime
+
+
+class FeedState(SQLModel, table=True):
+    feed: str = Field(primary_key=True)
+    etag: str | None = None
+    modified: str | None = None
+    status: str = "new"
+    reason: str | None = None
+    checked_at: datetime | None = None
+
+
+class Handoff(SQLModel, table=True):
+    """One qualification of a lead; the unique key makes a second hand-off for one cycle impossible."""
+
+    __table_args__ = (UniqueConstraint("lead_id", "cycle", name="uq_handoff_cycle"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(foreign_key="lead.id", index=True)
+    cycle: int
+    score: int
+    state: HandoffState = Field(default=HandoffState.PENDING, index=True)
+    outcome: Outcome | None = None
+    message_id: str = ""
+    created_at: datetime
+    sent_at: datetime | None = None
+    decided_at: datetime | None = None
+
+
+class SinkMessage(SQLModel, table=True):
+    """Mail received by the embedded development SMTP sink."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    mail_from: str
+    recipients: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    subject: str = ""
+    received_at: datetime
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

@@ -1,0 +1,43 @@
+"""Building the running parts from Settings: the store, the SMTP mailer, the development sink."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from aiosmtpd.controller import Controller
+
+from nurture.mailer import SmtpMailer
+from nurture.settings import Settings
+from nurture.sink import listening, start_sink
+from nurture.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def open_store(settings: Settings) -> Store:
+    store = Store(settings.database_url)
+    store.create()
+    return store
+
+
+def smtp_mailer(settings: Settings) -> SmtpMailer:
+    smtp = settings.smtp
+    return SmtpMailer(smtp.host, smtp.port, connections=smtp.concurrency, timeout=smtp.timeout,
+                      starttls=smtp.starttls, username=smtp.username, password=settings.smtp_password)
+
+
+@contextmanager
+def development_sink(settings: Settings, store: Store) -> Iterator[Controller | None]:
+    """Run the embedded sink while the block runs, if configured and nothing listens on its port yet."""
+    smtp = settings.smtp
+    if not smtp.sink or listening(smtp.host, smtp.port):
+        yield None
+        return
+    controller = start_sink(store, smtp.host, smtp.port)
+    log.info("development SMTP sink listening on %s:%s (read it with `nurture sink`)", smtp.host, smtp.port)
+    try:
+        yield controller
+    finally:
+        controller.stop()

@@ -1,0 +1,81 @@
+"""Rules to points, thresholds and stage transitions: pure functions over events and settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nurture.errors import InputError
+from nurture.models import EventKind, Stage
+from nurture.settings import Scoring
+
+TRANSITIONS: dict[Stage, frozenset[Stage]] = {
+    Stage.MQL: frozenset({Stage.SQL}),
+    Stage.SQL: frozenset({Stage.WON, Stage.MQL}),
+    Stage.WON: frozenset(),
+}
+
+
+@dataclass(frozen=True)
+class Credit:
+    """What an event is worth and the key that keeps it from being counted twice."""
+
+    points: int
+    key: str | None
+
+
+def move(stage: Stage, to: Stage) -> Stage:
+    """Return `to` when the move is legal; raise InputError otherwise."""
+    if to not in TRANSITIONS[stage]:
+        raise InputError(f"a lead cannot move from {stage.value} to {to.value}")
+    return to
+
+
+def threshold(rules: Scoring, customer: bool) -> int:
+    return rules.customer_threshold if customer else rules.threshold
+
+
+def qualifies(stage: Stage, score: int, rules: Scoring, customer: bool) -> bool:
+    return stage is Stage.MQL and score >= threshold(rules, customer)
+
+
+def total(points: Iterable[int]) -> int:
+    return sum(points)
+
+
+def click_points(link: Mapping[str, Any], rules: Scoring) -> int:
+    """Points for a click on one tracked link: its own setting, then its action, then its tag."""
+    if link.get("points") is not None:
+        return int(link["points"])
+    if link.get("action") == "callback":
+        return rules.points.callback
+    tag = link.get("tag")
+    if tag and tag in rules.link_tags:
+        return rules.link_tags[tag]
+    return rules.points.click
+
+
+def credit_open(send_id: int, rules: Scoring) -> Credit:
+    return Credit(rules.points.open, f"open:{send_id}")
+
+
+def credit_click(send_id: int, index: int, link: Mapping[str, Any], rules: Scoring) -> Credit:
+    if link.get("action") == "callback":
+        return Credit(click_points(link, rules), f"callback:{send_id}")
+    return Credit(click_points(link, rules), f"click:{send_id}:{index}")
+
+
+def credit_send(digests_before: int, send_id: int, rules: Scoring) -> Credit:
+    """Every nurture digest after the first one of a cycle costs points."""
+    points = rules.points.extra_nurture_email if digests_before > 0 else 0
+    return Credit(points, f"sent:{send_id}")
+
+
+def credit_suppression(kind: EventKind, lead_id: int, cycle: int, rules: Scoring) -> Credit:
+    points = {
+        EventKind.UNSUBSCRIBE: rules.points.unsubscribe,
+        EventKind.BOUNCE: rules.points.bounce,
+        EventKind.COMPLAINT: rules.points.complaint,
+    }[kind]
+    return Credit(points, f"{kind.value}:{lead_id}:{cycle}")

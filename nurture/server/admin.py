@@ -1,0 +1,80 @@
+"""Pages for the team behind HTTP Basic auth (any user name, the admin key as password)."""
+
+from __future__ import annotations
+
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from nurture.errors import TokenError
+from nurture.server.http import check_admin, now
+from nurture.server.pages import _threshold, page
+from nurture.tracking import Tracking
+
+SANDBOX = {"Content-Security-Policy": "sandbox; default-src 'none'; img-src * data:; style-src 'unsafe-inline'"}
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/admin", leads, methods=["GET"]),
+        Route("/admin/leads/{lead_id:int}", lead_profile, methods=["GET", "POST"]),
+        Route("/admin/sink", sink, methods=["GET"]),
+        Route("/admin/sink/{message_id:int}", sink_message, methods=["GET"]),
+        Route("/admin/sink/{message_id:int}/html", sink_html, methods=["GET"]),
+    ]
+
+
+async def leads(request: Request) -> Response:
+    check_admin(request)
+    rows = await run_in_threadpool(request.app.state.engine.store.leads)
+    return page(request, "leads.html", leads=rows)
+
+
+async def lead_profile(request: Request) -> Response:
+    check_admin(request)
+    tracking: Tracking = request.app.state.tracking
+    lead_id = request.path_params["lead_id"]
+    profile = await run_in_threadpool(tracking.profile, lead_id)
+    if request.method == "POST":
+        if profile.handoff is None or profile.handoff.id is None:
+            raise TokenError("no open hand-off")
+        form = await request.form()
+        await run_in_threadpool(tracking.decide, profile.handoff.id, str(form.get("outcome", "")), now())
+        return RedirectResponse(request.url.path, status_code=303)
+    return page(request, "profile.html", profile=profile, action=request.url.path,
+                threshold=_threshold(request, profile.lead.customer))
+
+
+async def sink(request: Request) -> Response:
+    check_admin(request)
+    messages = await run_in_threadpool(request.app.state.engine.store.sink_messages, 200)
+    return page(request, "sink.html", messages=messages)
+
+
+async def sink_message(request: Request) -> Response:
+    check_admin(request)
+    found, parsed = await _parsed(request)
+    text = parsed.get_body(("plain",))
+    return page(request, "sink_message.html", message=found, headers=list(parsed.items()),
+                text=text.get_content() if text else "")
+
+
+async def sink_html(request: Request) -> Response:
+    """The HTML part of a sunk message, sandboxed so it runs nothing in the admin's origin."""
+    check_admin(request)
+    _, parsed = await _parsed(request)
+    part = parsed.get_body(("html",))
+    return HTMLResponse(part.get_content() if part else "", headers=SANDBOX)
+
+
+async def _parsed(request: Request) -> tuple[object, EmailMessage]:
+    found = await run_in_threadpool(request.app.state.engine.store.sink_message, request.path_params["message_id"])
+    if found is None:
+        raise TokenError("no such message")
+    parsed = message_from_bytes(found.data, policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return found, parsed

@@ -1,0 +1,61 @@
+"""The recipient's and the sales rep's pages, reached through signed links."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from nurture.server.http import now
+from nurture.tokens import Purpose
+from nurture.tracking import Tracking
+
+
+def page(request: Request, name: str, status_code: int = 200, **context: object) -> Response:
+    return request.app.state.templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+async def unsubscribe(request: Request) -> Response:
+    """GET shows a confirmation; POST (RFC 8058 one-click, or the button) unsubscribes at once."""
+    tracking: Tracking = request.app.state.tracking
+    token = request.path_params["token"]
+    if request.method == "POST":
+        lead = await run_in_threadpool(tracking.unsubscribe, token, now())
+        return page(request, "message.html", title="You are unsubscribed",
+                    text=f"{lead.email} will receive no more mail from us.")
+    lead = await run_in_threadpool(tracking.lead_for, token, Purpose.UNSUBSCRIBE)
+    return page(request, "unsubscribe.html", lead=lead)
+
+
+async def preferences(request: Request) -> Response:
+    tracking: Tracking = request.app.state.tracking
+    token = request.path_params["token"]
+    saved = False
+    if request.method == "POST":
+        form = await request.form()
+        interests = [str(value) for value in form.getlist("interest")]
+        lead = await run_in_threadpool(tracking.save_preferences, token, interests, str(form.get("industry", "")))
+        saved = True
+    else:
+        lead = await run_in_threadpool(tracking.lead_for, token, Purpose.PREFERENCES)
+    return page(request, "preferences.html", lead=lead, saved=saved,
+                interests=sorted(tracking.catalog.interests), industries=sorted(tracking.catalog.industries))
+
+
+async def sales_profile(request: Request) -> Response:
+    """The lead's profile behind the hand-off mail's signed link; POST records the outcome."""
+    tracking: Tracking = request.app.state.tracking
+    handoff = await run_in_threadpool(tracking.handoff_for, request.path_params["token"])
+    assert handoff.id is not None
+    if request.method == "POST":
+        form = await request.form()
+        await run_in_threadpool(tracking.decide, handoff.id, str(form.get("outcome", "")), now())
+        return RedirectResponse(request.url.path, status_code=303)
+    profile = await run_in_threadpool(tracking.profile, handoff.lead_id)
+    return page(request, "profile.html", profile=profile, action=request.url.path,
+                threshold=_threshold(request, profile.lead.customer))
+
+
+def _threshold(request: Request, customer: bool) -> int:
+    rules = request.app.state.engine.settings.scoring
+    return rules.customer_threshold if customer else rules.threshold

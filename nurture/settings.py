@@ -1,0 +1,224 @@
+"""One Settings object, loaded from nurture.yaml plus NURTURE_* environment variables in one place.
+
+Secrets (the token key, the admin key, the SMTP password) come from the environment only. For a
+development setup on SQLite a token key is generated once and kept in `.nurture-secret` beside
+nurture.yaml, so `nurture run` works out of the box; on any other database a missing key is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from nurture.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SECRET_KEYS = {"secret_key", "admin_key", "password", "smtp_password"}
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Program(Section):
+    digest_every_days: float = Field(7, gt=0)
+    max_digests_per_cycle: int = Field(12, ge=1)
+    min_new_items: int = Field(1, ge=0)
+    items_per_digest: int = Field(5, ge=1, le=50)
+    default_locale: str = "en"
+
+
+class Points(Section):
+    open: int = 1
+    callback: int = 8
+    click: int = 0
+    extra_nurture_email: int = -1
+    unsubscribe: int = -25
+    bounce: int = -30
+    complaint: int = -30
+
+
+class Scoring(Section):
+    threshold: int = 12
+    customer_threshold: int = 8
+    reset_on_recycle: bool = True
+    points: Points = Points()
+    link_tags: dict[str, int] = {"high-intent": 12}
+
+
+class CallToAction(Section):
+    label: str
+    url: str
+
+
+class Mail(Section):
+    from_email: str = "Acme Software <marketing@example.com>"
+    company: str = "Acme Software"
+    postal_address: str = "Acme Software, 1 Example Street, Springfield"
+    calls_to_action: dict[str, CallToAction] = {
+        "callback": CallToAction(label="Call me back", url="https://example.com/thanks-we-will-call"),
+    }
+
+
+class Sales(Section):
+    email: str = "sales@example.com"
+    name: str = "Sales team"
+
+
+class Smtp(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8025, ge=1, le=65535)
+    sink: bool = True
+    starttls: bool = False
+    username: str | None = None
+    timeout: float = Field(30, gt=0)
+    concurrency: int = Field(4, ge=1, le=256)
+
+
+class Server(Section):
+    base_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+
+class Schedule(Section):
+    send_every_seconds: float = Field(60, gt=0)
+    refresh_feeds_every_minutes: float = Field(30, gt=0)
+
+
+class Settings(Section):
+    database_url: str = "sqlite:///nurture.db"
+    feeds_file: Path = Path("feeds.yaml")
+    templates_dir: Path = Path("templates")
+    program: Program = Program()
+    scoring: Scoring = Scoring()
+    mail: Mail = Mail()
+    sales: Sales = Sales()
+    smtp: Smtp = Smtp()
+    server: Server = Server()
+    schedule: Schedule = Schedule()
+    secret_key: str = Field("", repr=False)
+    admin_key: str = Field("", repr=False)
+    smtp_password: str | None = Field(None, repr=False)
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url.rstrip("/")
+
+
+ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "NURTURE_DATABASE_URL": ("database_url",),
+    "NURTURE_SMTP_HOST": ("smtp", "host"),
+    "NURTURE_SMTP_PORT": ("smtp", "port"),
+    "NURTURE_SMTP_USER": ("smtp", "username"),
+    "NURTURE_SMTP_STARTTLS": ("smtp", "starttls"),
+    "NURTURE_SMTP_SINK": ("smtp", "sink"),
+    "NURTURE_BASE_URL": ("server", "base_url"),
+    "NURTURE_SALES_EMAIL": ("sales", "email"),
+    "NURTURE_FROM_EMAIL": ("mail", "from_email"),
+    "NURTURE_FEEDS_FILE": ("feeds_file",),
+    "NURTURE_TEMPLATES_DIR": ("templates_dir",),
+}
+
+
+def load_settings(environ: Mapping[str, str], path: Path | None = None) -> Settings:
+    """Read nurture.yaml (or `path`), apply NURTURE_* overrides, validate, and resolve paths."""
+    path = path or Path(environ.get("NURTURE_CONFIG", "nurture.yaml"))
+    raw = _read_yaml(path) if path.exists() else {}
+    if not path.exists() and "NURTURE_CONFIG" in environ:
+        raise ConfigError(f"{path}: config file not found")
+    _refuse_secrets(raw, path)
+    for name, keys in ENV_OVERRIDES.items():
+        if environ.get(name):
+            _set(raw, keys, environ[name])
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, path)) from None
+    return _with_secrets(settings, environ, path.resolve().parent)
+
+
+def _with_secrets(settings: Settings, environ: Mapping[str, str], root: Path) -> Settings:
+    secret = _secret_key(environ, settings.database_url, root)
+    admin = environ.get("NURTURE_ADMIN_KEY") or derive_key(secret, "admin")
+    return settings.model_copy(
+        update={
+            "feeds_file": root / settings.feeds_file,
+            "templates_dir": root / settings.templates_dir,
+            "database_url": _resolve_sqlite(settings.database_url, root),
+            "secret_key": secret,
+            "admin_key": admin,
+            "smtp_password": environ.get("NURTURE_SMTP_PASSWORD") or None,
+        }
+    )
+
+
+def derive_key(secret: str, purpose: str) -> str:
+    """A stable sub-key of the secret for one purpose (the default admin key)."""
+    return hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    return data
+
+
+def _refuse_secrets(raw: Mapping[str, Any], path: Path, where: str = "") -> None:
+    for key, value in raw.items():
+        if key in SECRET_KEYS:
+            raise ConfigError(
+                f"{path}: '{where}{key}' is a secret; set it in the environment (NURTURE_*), not in the file"
+            )
+        if isinstance(value, Mapping):
+            _refuse_secrets(value, path, f"{where}{key}.")
+
+
+def _set(raw: dict[str, Any], keys: tuple[str, ...], value: str) -> None:
+    for key in keys[:-1]:
+        raw = raw.setdefault(key, {})
+    raw[keys[-1]] = value
+
+
+def _describe(error: ValidationError, path: Path) -> str:
+    lines = []
+    for problem in error.errors():
+        where = ".".join(str(part) for part in problem["loc"])
+        what = "unknown key" if problem["type"] == "extra_forbidden" else problem["msg"]
+        lines.append(f"{path}: {where}: {what}")
+    return "\n".join(lines)
+
+
+def _resolve_sqlite(url: str, root: Path) -> str:
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        return prefix + str(root / url[len(prefix):])
+    return url
+
+
+def _secret_key(environ: Mapping[str, str], database_url: str, root: Path) -> str:
+    if environ.get("NURTURE_SECRET_KEY"):
+        return environ["NURTURE_SECRET_KEY"]
+    if not database_url.startswith("sqlite"):
+        raise ConfigError("NURTURE_SECRET_KEY is not set; it is required outside a SQLite development setup")
+    key_file = root / ".nurture-secret"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(32))
+        key_file.chmod(0o600)
+        log.warning("NURTURE_SECRET_KEY is not set: generated a development key in %s", key_file)
+    return key_file.read_text().strip()

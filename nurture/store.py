@@ -1,0 +1,410 @@
+"""Every query nurture needs. Nothing else talks SQL.
+
+Write transactions that decide something (a credit, a stage change, a hand-off) lock the lead first:
+`SELECT ... FOR UPDATE` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite. That is what makes concurrent
+events for one lead produce exactly one qualification and one hand-off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import event as sa_event
+from sqlalchemy import func, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, SQLModel, col, create_engine, select
+
+from nurture import scoring
+from nurture.errors import InputError, UnknownLead
+from nurture.models import (
+    Event,
+    EventKind,
+    FeedItem,
+    FeedState,
+    Handoff,
+    HandoffState,
+    Lead,
+    Outcome,
+    Send,
+    SendItem,
+    SendState,
+    SinkMessage,
+    Stage,
+    Suppression,
+)
+from nurture.program import Due, History
+from nurture.scoring import Credit
+from nurture.settings import Scoring
+
+RETRY_STATES = (SendState.QUEUED, SendState.SENDING, SendState.DEFERRED)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """An event about to be recorded: what happened, and what the rules say it is worth."""
+
+    lead_id: int
+    kind: EventKind
+    occurred_at: datetime
+    credit: Credit
+    send_id: int | None = None
+    link: int | None = None
+    action: str | None = None
+    ignored: str | None = None  # why it earns nothing (a machine, say)
+    method: str | None = None
+    user_agent: str | None = None
+    client: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    event: Event
+    score: int
+    handoff_id: int | None  # set when this event qualified the lead
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        sa_event.listen(engine, "connect", _sqlite_connect)
+        sa_event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # SQLAlchemy's begin hook emits BEGIN IMMEDIATE
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Store:
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+
+    def create(self) -> None:
+        SQLModel.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    # leads
+
+    def add_lead(self, lead: Lead) -> Lead:
+        try:
+            with self.session() as session:
+                session.add(lead)
+                session.flush()
+        except IntegrityError:
+            raise InputError(f"a lead with email {lead.email} already exists") from None
+        return lead
+
+    def add_leads(self, leads: Sequence[Lead]) -> None:
+        """Add all leads or none."""
+        emails = [lead.email for lead in leads]
+        with self.session() as session:
+            taken = session.exec(select(Lead.email).where(col(Lead.email).in_(emails))).all()
+            if taken:
+                raise InputError(f"leads already exist: {', '.join(sorted(taken)[:5])}")
+            session.add_all(leads)
+
+    def lead(self, lead_id: int) -> Lead:
+        with self.session() as session:
+            lead = session.get(Lead, lead_id)
+        if lead is None:
+            raise UnknownLead(f"no lead with id {lead_id}")
+        return lead
+
+    def lead_by_email(self, email: str) -> Lead:
+        with self.session() as session:
+            lead = session.exec(select(Lead).where(Lead.email == email.strip().lower())).first()
+        if lead is None:
+            raise UnknownLead(f"no lead with email {email}")
+        return lead
+
+    def leads(self, limit: int = 1000) -> list[Lead]:
+        with self.session() as session:
+            return list(session.exec(select(Lead).order_by(col(Lead.id)).limit(limit)).all())
+
+    def leads_by_id(self, ids: Sequence[int]) -> dict[int, Lead]:
+        with self.session() as session:
+            rows = session.exec(select(Lead).where(col(Lead.id).in_(ids))).all()
+        return {lead.id: lead for lead in rows if lead.id is not None}
+
+    def set_preferences(self, lead_id: int, interests: list[str], industry: str) -> None:
+        with self.session() as session:
+            lead = session.get(Lead, lead_id)
+            if lead is None:
+                raise UnknownLead(f"no lead with id {lead_id}")
+            lead.interests = interests
+            lead.industry = industry
+
+    def histories(self) -> list[History]:
+        """The send history of every lead the program may still mail."""
+        query = (
+            select(Lead.id, Lead.stage, Lead.cycle, Lead.cycle_started_at,
+                   func.max(Send.step), func.max(Send.created_at))
+            .join(Send, (col(Send.lead_id) == col(Lead.id)) & (col(Send.cycle) == col(Lead.cycle)),
+                  isouter=True)
+            .where(Lead.stage == Stage.MQL, col(Lead.suppressed).is_(None))
+            .group_by(col(Lead.id))
+            .order_by(col(Lead.id))
+        )
+        with self.session() as session:
+            rows = session.exec(query).all()
+        return [History(lead_id, stage, False, cycle, started, step, last)
+                for lead_id, stage, cycle, started, step, last in rows]
+
+    def note_skip(self, lead_id: int, reason: str, now: datetime) -> None:
+        with self.session() as session:
+            session.exec(update(Lead).where(col(Lead.id) == lead_id)
+                         .values(skipped_at=now, skip_reason=reason))
+
+    # sends
+
+    def new_items(self, lead_id: int, feeds: Sequence[str], limit: int) -> list[FeedItem]:
+        """The newest items of these feeds that the lead has not been sent."""
+        sent = select(SendItem.item_id).where(SendItem.lead_id == lead_id)
+        query = (
+            select(FeedItem)
+            .where(col(FeedItem.feed).in_(feeds), col(FeedItem.id).not_in(sent))
+            .order_by(col(FeedItem.published).desc(), col(FeedItem.id).desc())
+            .limit(limit)
+        )
+        with self.session() as session:
+            return list(session.exec(query).all())
+
+    def enqueue(self, due: Due, now: datetime, item_ids: Sequence[int] = ()) -> Send | None:
+        """Record a send (queued) with its items; None when this step or an item was already sent."""
+        send = Send(lead_id=due.lead_id, cycle=due.cycle, step=due.step, template=due.template,
+                    created_at=now)
+        try:
+            with self.session() as session:
+                session.add(send)
+                session.flush()
+                assert send.id is not None
+                session.add_all(SendItem(send_id=send.id, lead_id=due.lead_id, item_id=item_id, position=n)
+                                for n, item_id in enumerate(item_ids))
+        except IntegrityError:
+            return None
+        return send
+
+    def deliverable(self, limit: int = 10_000) -> list[Send]:
+        query = (select(Send).where(col(Send.state).in_(RETRY_STATES))
+                 .order_by(col(Send.id)).limit(limit))
+        with self.session() as session:
+            return list(session.exec(query).all())
+
+    def send(self, send_id: int) -> Send | None:
+        with self.session() as session:
+            return session.get(Send, send_id)
+
+    def send_items(self, send_id: int) -> list[FeedItem]:
+        query = (select(FeedItem).join(SendItem, col(SendItem.item_id) == col(FeedItem.id))
+                 .where(SendItem.send_id == send_id).order_by(col(SendItem.position)))
+        with self.session() as session:
+            return list(session.exec(query).all())
+
+    def sends_of(self, lead_id: int) -> list[Send]:
+        with self.session() as session:
+            return list(session.exec(select(Send).where(Send.lead_id == lead_id).order_by(col(Send.id))).all())
+
+    def mark_sending(self, send_id: int, message_id: str, subject: str, links: list[dict[str, Any]]) -> None:
+        with self.session() as session:
+            session.exec(update(Send).where(col(Send.id) == send_id).values(
+                state=SendState.SENDING, message_id=message_id, subject=subject, links=links,
+                attempts=Send.attempts + 1))
+
+    def mark_sent(self, send: Send, now: datetime, rules: Scoring) -> None:
+        """Mark a send delivered and book its cost (every digest after a cycle's first)."""
+        assert send.id is not None
+        credit = scoring.credit_send(max(send.step - 1, 0), send.id, rules)
+        with self.session() as session:
+            session.exec(update(Send).where(col(Send.id) == send.id)
+                         .values(state=SendState.SENT, sent_at=now, error=None))
+            if send.step > 0:
+                hit = Hit(send.lead_id, EventKind.SENT, now, credit, send_id=send.id)
+                self._record(session, hit, rules)
+
+    def mark_failed(self, send: Send, error: str, state: SendState, now: datetime, rules: Scoring) -> None:
+        """Record a delivery failure; a bounce suppresses the lead and scores the bounce rule."""
+        with self.session() as session:
+            session.exec(update(Send).where(col(Send.id) == send.id).values(state=state, error=error[:500]))
+        if state is SendState.BOUNCED:
+            self.suppress(send.lead_id, Suppression.BOUNCED, now, rules, detail=error[:200])
+
+    # events and scores
+
+    def record(self, hit: Hit, rules: Scoring) -> Recorded:
+        """Store one event, credit it at most once, and qualify the lead when it reaches the threshold."""
+        with self.session() as session:
+            return self._record(session, hit, rules)
+
+    def _record(self, session: Session, hit: Hit, rules: Scoring) -> Recorded:
+        lead = session.exec(select(Lead).where(Lead.id == hit.lead_id).with_for_update()).one()
+        event = self._insert_event(session, lead, hit)
+        score = self._score(session, lead, rules)
+        lead.score = score
+        handoff_id = None
+        if scoring.qualifies(lead.stage, score, rules, lead.customer) and lead.suppressed is None:
+            lead.stage = scoring.move(lead.stage, Stage.SQL)
+            handoff = Handoff(lead_id=lead.id, cycle=lead.cycle, score=score, created_at=hit.occurred_at)
+            session.add(handoff)
+            session.flush()
+            handoff_id = handoff.id
+        return Recorded(event, score, handoff_id)
+
+    def _insert_event(self, session: Session, lead: Lead, hit: Hit) -> Event:
+        fields = dict(lead_id=hit.lead_id, cycle=lead.cycle, send_id=hit.send_id, kind=hit.kind,
+                      link=hit.link, action=hit.action, occurred_at=hit.occurred_at, method=hit.method,
+                      user_agent=(hit.user_agent or "")[:300] or None, client=hit.client, detail=hit.detail)
+        if hit.ignored:
+            event = Event(**fields, points=0, counted=False, reason=hit.ignored)
+        elif lead.stage is not Stage.MQL and hit.kind in (EventKind.OPEN, EventKind.CLICK, EventKind.SENT):
+            event = Event(**fields, points=0, counted=False, reason=f"lead is {lead.stage.value}")
+        elif hit.credit.key and self._credited(session, hit.credit.key):
+            event = Event(**fields, points=0, counted=False, reason="already credited")
+        else:
+            event = Event(**fields, points=hit.credit.points, credit_key=hit.credit.key)
+        session.add(event)
+        session.flush()
+        return event
+
+    @staticmethod
+    def _credited(session: Session, key: str) -> bool:
+        return session.exec(select(Event.id).where(Event.credit_key == key)).first() is not None
+
+    @staticmethod
+    def _score(session: Session, lead: Lead, rules: Scoring) -> int:
+        first_cycle = lead.cycle if rules.reset_on_recycle else 0
+        query = select(func.coalesce(func.sum(Event.points), 0)).where(
+            Event.lead_id == lead.id, col(Event.counted).is_(True), col(Event.cycle) >= first_cycle)
+        return int(session.exec(query).one())
+
+    def events_of(self, lead_id: int) -> list[Event]:
+        with self.session() as session:
+            query = select(Event).where(Event.lead_id == lead_id).order_by(col(Event.id))
+            return list(session.exec(query).all())
+
+    def suppress(self, lead_id: int, reason: Suppression, now: datetime, rules: Scoring,
+                 detail: str | None = None) -> bool:
+        """Stop all mail to a lead and score the matching rule once; False if it was suppressed already."""
+        kind = {Suppression.UNSUBSCRIBED: EventKind.UNSUBSCRIBE, Suppression.BOUNCED: EventKind.BOUNCE,
+                Suppression.COMPLAINED: EventKind.COMPLAINT}[reason]
+        with self.session() as session:
+            lead = session.exec(select(Lead).where(Lead.id == lead_id).with_for_update()).one()
+            if lead.suppressed is not None:
+                return False
+            credit = scoring.credit_suppression(kind, lead_id, lead.cycle, rules)
+            lead.suppressed = reason
+            self._record(session, Hit(lead_id, kind, now, credit, detail=detail), rules)
+            return True
+
+    # hand-offs
+
+    def handoff(self, handoff_id: int) -> Handoff | None:
+        with self.session() as session:
+            return session.get(Handoff, handoff_id)
+
+    def handoffs_of(self, lead_id: int) -> list[Handoff]:
+        with self.session() as session:
+            query = select(Handoff).where(Handoff.lead_id == lead_id).order_by(col(Handoff.id))
+            return list(session.exec(query).all())
+
+    def pending_handoffs(self) -> list[Handoff]:
+        query = select(Handoff).where(col(Handoff.state).in_([HandoffState.PENDING, HandoffState.SENDING]))
+        with self.session() as session:
+            return list(session.exec(query.order_by(col(Handoff.id))).all())
+
+    def claim_handoff(self, handoff_id: int, message_id: str) -> bool:
+        """Take a pending hand-off for delivery; False if another worker has it or it went out."""
+        with self.session() as session:
+            result = session.exec(update(Handoff).where(
+                col(Handoff.id) == handoff_id, Handoff.state == HandoffState.PENDING,
+            ).values(state=HandoffState.SENDING, message_id=message_id))
+            return result.rowcount == 1  # type: ignore[attr-defined]
+
+    def finish_handoff(self, handoff_id: int, delivered: bool, now: datetime) -> None:
+        state, sent_at = (HandoffState.SENT, now) if delivered else (HandoffState.PENDING, None)
+        with self.session() as session:
+            session.exec(update(Handoff).where(col(Handoff.id) == handoff_id)
+                         .values(state=state, sent_at=sent_at))
+
+    def decide(self, handoff_id: int, outcome: Outcome, now: datetime) -> Lead:
+        """Record sales' outcome: won ends the journey, no result starts a new nurture cycle."""
+        with self.session() as session:
+            handoff = session.get(Handoff, handoff_id)
+            if handoff is None:
+                raise InputError(f"no hand-off {handoff_id}")
+            lead = session.exec(select(Lead).where(Lead.id == handoff.lead_id).with_for_update()).one()
+            if handoff.outcome is not None or lead.cycle != handoff.cycle:
+                raise InputError(f"this hand-off was already decided: {handoff.outcome or 'superseded'}")
+            handoff.outcome, handoff.decided_at = outcome, now
+            if outcome is Outcome.WON:
+                lead.stage = scoring.move(lead.stage, Stage.WON)
+            else:
+                lead.stage = scoring.move(lead.stage, Stage.MQL)
+                lead.cycle += 1
+                lead.cycle_started_at = now
+                lead.score = 0
+            session.add(lead)
+            return lead
+
+    # feeds
+
+    def feed_states(self) -> dict[str, FeedState]:
+        with self.session() as session:
+            return {state.feed: state for state in session.exec(select(FeedState)).all()}
+
+    def save_feed(self, state: FeedState, items: Sequence[FeedItem]) -> int:
+        """Store a feed's fetch result and its new items; return how many items were new."""
+        with self.session() as session:
+            guids = [item.guid for item in items]
+            known = set(session.exec(select(FeedItem.guid).where(
+                FeedItem.feed == state.feed, col(FeedItem.guid).in_(guids))).all())
+            new = [item for item in {item.guid: item for item in items}.values() if item.guid not in known]
+            session.add_all(new)
+            session.merge(state)
+            return len(new)
+
+    def items(self, feeds: Sequence[str] | None = None, limit: int = 100) -> list[FeedItem]:
+        query = select(FeedItem)
+        if feeds is not None:
+            query = query.where(col(FeedItem.feed).in_(feeds))
+        with self.session() as session:
+            return list(session.exec(query.order_by(col(FeedItem.published).desc()).limit(limit)).all())
+
+    # the development sink
+
+    def add_sink_message(self, message: SinkMessage) -> None:
+        with self.session() as session:
+            session.add(message)
+
+    def sink_messages(self, limit: int = 100, recipient: str | None = None) -> list[SinkMessage]:
+        with self.session() as session:
+            rows = session.exec(select(SinkMessage).order_by(col(SinkMessage.id).desc()).limit(limit)).all()
+        return [row for row in rows if recipient is None or recipient in row.recipients]
+
+    def sink_message(self, message_id: int) -> SinkMessage | None:
+        with self.session() as session:
+            return session.get(SinkMessage, message_id)
+
+    def clear_sink(self) -> None:
+        with self.session() as session:
+            session.exec(SinkMessage.__table__.delete())  # type: ignore[attr-defined]
+

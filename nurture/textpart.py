@@ -1,0 +1,49 @@
+"""The text part of an email, made from its HTML when a template gives none."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+BLOCKS = {"p", "div", "br", "tr", "h1", "h2", "h3", "h4", "li", "table", "hr"}
+SKIP = {"style", "script", "head", "title"}
+
+
+class _TextMaker(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.href: str | None = None
+        self.skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in SKIP:
+            self.skipping += 1
+        elif tag in BLOCKS:
+            self.parts.append("\n")
+        elif tag == "a":
+            self.href = dict(attrs).get("href")
+        elif tag == "li":
+            self.parts.append("- ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in SKIP:
+            self.skipping = max(0, self.skipping - 1)
+        elif tag == "a" and self.href:
+            self.parts.append(f" ({self.href})")
+            self.href = None
+        elif tag in BLOCKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            self.parts.append(re.sub(r"\s+", " ", data))
+
+
+def html_to_text(html: str) -> str:
+    """Readable plain text: block elements become line breaks, links keep their URL in brackets."""
+    maker = _TextMaker()
+    maker.feed(html)
+    lines = (line.strip() for line in "".join(maker.parts).splitlines())
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
