@@ -15,7 +15,8 @@ from nurture.settings import Settings
 def banner(settings: Settings, host: str, port: int) -> None:
     click.echo(f"nurture: tracking server on http://{host}:{port}  (public base {settings.base_url})")
     click.echo(f"  database {settings.database_url}")
-    click.echo(f"  SMTP {settings.smtp.host}:{settings.smtp.port}" + ("  (development sink)" if settings.smtp.sink else ""))
+    sink = "  (development sink)" if settings.smtp.sink else ""
+    click.echo(f"  SMTP {settings.smtp.host}:{settings.smtp.port}{sink}")
     click.echo(f"  admin pages: http://{host}:{port}/admin  (any user, password: the admin key"
                " from NURTURE_ADMIN_KEY, or `nurture admin-key`)")
     click.echo("  Ctrl-C stops.")

@@ -46,7 +46,7 @@ def new_lead(catalog: Catalog, now: datetime, *, email: str, interests: Iterable
         raise InputError(f"not a locale: {locale!r}")
     return Lead(email=normalize_email(email), interests=list(dict.fromkeys(chosen)), industry=industry,
                 locale=locale.lower(), customer=customer, cycle_started_at=now, created_at=now,
-                **{field: value.strip() for field, value in names.items()})
+                first_name=first_name.strip(), last_name=last_name.strip(), company=company.strip())
 
 
 def read_csv(path: Path, catalog: Catalog, now: datetime) -> list[Lead]:

@@ -42,6 +42,7 @@ from nurture.scoring import Credit
 from nurture.settings import Scoring
 
 RETRY_STATES = (SendState.QUEUED, SendState.SENDING, SendState.DEFERRED)
+MQL_ONLY = (EventKind.OPEN, EventKind.CLICK, EventKind.SENT)  # earn nothing once a lead is with sales
 
 
 @dataclass(frozen=True)
@@ -157,8 +158,9 @@ class Store:
     def histories(self) -> list[History]:
         """The send history of every lead the program may still mail."""
         query = (
-            select(Lead.id, Lead.stage, Lead.cycle, Lead.cycle_started_at,
-                   func.max(Send.step), func.max(Send.created_at))
+            select(  # type: ignore[call-overload]
+                Lead.id, Lead.stage, Lead.cycle, Lead.cycle_started_at, func.max(Send.step), func.max(Send.created_at)
+            )
             .join(Send, (col(Send.lead_id) == col(Lead.id)) & (col(Send.cycle) == col(Lead.cycle)),
                   isouter=True)
             .where(Lead.stage == Stage.MQL, col(Lead.suppressed).is_(None))
@@ -263,24 +265,24 @@ class Store:
         handoff_id = None
         if scoring.qualifies(lead.stage, score, rules, lead.customer) and lead.suppressed is None:
             lead.stage = scoring.move(lead.stage, Stage.SQL)
-            handoff = Handoff(lead_id=lead.id, cycle=lead.cycle, score=score, created_at=hit.occurred_at)
+            handoff = Handoff(lead_id=hit.lead_id, cycle=lead.cycle, score=score, created_at=hit.occurred_at)
             session.add(handoff)
             session.flush()
             handoff_id = handoff.id
         return Recorded(event, score, handoff_id)
 
     def _insert_event(self, session: Session, lead: Lead, hit: Hit) -> Event:
-        fields = dict(lead_id=hit.lead_id, cycle=lead.cycle, send_id=hit.send_id, kind=hit.kind,
-                      link=hit.link, action=hit.action, occurred_at=hit.occurred_at, method=hit.method,
-                      user_agent=(hit.user_agent or "")[:300] or None, client=hit.client, detail=hit.detail)
-        if hit.ignored:
-            event = Event(**fields, points=0, counted=False, reason=hit.ignored)
-        elif lead.stage is not Stage.MQL and hit.kind in (EventKind.OPEN, EventKind.CLICK, EventKind.SENT):
-            event = Event(**fields, points=0, counted=False, reason=f"lead is {lead.stage.value}")
-        elif hit.credit.key and self._credited(session, hit.credit.key):
-            event = Event(**fields, points=0, counted=False, reason="already credited")
-        else:
-            event = Event(**fields, points=hit.credit.points, credit_key=hit.credit.key)
+        points, key, reason = hit.credit.points, hit.credit.key, hit.ignored
+        if reason is None and lead.stage is not Stage.MQL and hit.kind in MQL_ONLY:
+            reason = f"lead is {lead.stage.value}"
+        if reason is None and key and self._credited(session, key):
+            reason = "already credited"
+        if reason is not None:
+            points, key = 0, None
+        event = Event(lead_id=hit.lead_id, cycle=lead.cycle, send_id=hit.send_id, kind=hit.kind, link=hit.link,
+                      action=hit.action, occurred_at=hit.occurred_at, method=hit.method,
+                      user_agent=(hit.user_agent or "")[:300] or None, client=hit.client, detail=hit.detail,
+                      points=points, counted=reason is None, reason=reason, credit_key=key)
         session.add(event)
         session.flush()
         return event
@@ -335,7 +337,7 @@ class Store:
         """Take a pending hand-off for delivery; False if another worker has it or it went out."""
         with self.session() as session:
             result = session.exec(update(Handoff).where(
-                col(Handoff.id) == handoff_id, Handoff.state == HandoffState.PENDING,
+                col(Handoff.id) == handoff_id, col(Handoff.state) == HandoffState.PENDING,
             ).values(state=HandoffState.SENDING, message_id=message_id))
             return result.rowcount == 1  # type: ignore[attr-defined]
 

@@ -1,0 +1,110 @@
+"""Pages in a real browser: Debian's chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+
+from nurture.engine import Engine
+from nurture.mailer import MemoryMailer
+from nurture.models import Stage
+from nurture.server import create_app
+from nurture.tokens import Signer
+from nurture.urls import Urls
+from tests.conftest import free_port, make_lead
+from tests.servers import serving
+
+CHROMIUM = Path("/usr/bin/chromium")
+PERSON = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-background-networking",
+                                                 "--disable-gpu", "--disable-component-update"])
+        yield browser
+        browser.close()
+
+
+def run(coroutine):  # type: ignore[no-untyped-def]
+    """Run a coroutine beside Playwright's own event loop, which owns this thread."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def html_parts(mailer: MemoryMailer) -> list[str]:
+    parts = []
+    for envelope in mailer.sent:
+        message = message_from_bytes(envelope.data, policy=policy.default)
+        parts.append(message.get_body(("html",)).get_content())
+    return parts
+
+
+@pytest.fixture
+def mailed(engine: Engine, mailer: MemoryMailer) -> Engine:
+    run(engine.refresh_feeds(datetime.now(UTC)))
+    make_lead(engine.store, interests=["cloud", "security"])
+    start = datetime.now(UTC) - timedelta(days=10)
+    run(engine.send_due(start))
+    run(engine.send_due(start + timedelta(days=7)))
+    assert len(mailer.sent) == 2
+    return engine
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_digest_lays_out_with_visible_cards_and_buttons(browser, mailed: Engine, mailer: MemoryMailer,
+                                                           tmp_path: Path) -> None:
+    page = browser.new_page(viewport={"width": 800, "height": 1200})
+    page.set_content(html_parts(mailer)[1], wait_until="domcontentloaded")
+    cards = page.locator("div.card")
+    assert cards.count() == 5
+    for index in range(cards.count()):
+        box = cards.nth(index).bounding_box()
+        assert box and box["width"] > 300 and box["height"] > 40
+    button = page.locator("a.button")
+    assert button.is_visible() and button.inner_text() == "Call me back"
+    assert page.locator(".preheader").is_hidden()
+    shot = tmp_path / "digest.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    page.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sales_records_no_result_on_the_profile_page(browser, mailed: Engine, mailer: MemoryMailer) -> None:
+    engine = mailed
+    digest = html_parts(mailer)[1]
+    pricing = re.search(r'href="([^"]+)"[^>]*>see pricing', digest)
+    assert pricing
+    with serving(create_app(engine), free_port()) as base:
+        page = browser.new_page(user_agent=PERSON)
+        click = page.request.get(base + pricing.group(1).removeprefix(engine.settings.base_url), max_redirects=0)
+        assert click.status == 302 and click.headers["location"] == "https://example.com/pricing"  # +12
+        assert engine.store.lead(1).stage is Stage.SQL
+        handoff = engine.store.handoffs_of(1)[0]
+        profile = Urls(base, Signer(engine.settings.secret_key)).profile(handoff.id or 0)
+        page.goto(profile)
+        assert page.locator("#stage").inner_text() == "SQL"
+        assert "pricing" in page.content()
+        page.get_by_role("button", name="No result").click()
+        page.wait_for_load_state()
+        assert page.locator("#stage").inner_text() == "MQL"
+        assert page.get_by_role("button", name="No result").count() == 0
+        page.close()
+    lead = engine.store.lead(1)
+    assert (lead.stage, lead.cycle, lead.score) == (Stage.MQL, 1, 0)

@@ -1,0 +1,68 @@
+"""Exactly once under load: many parallel hits on one lead's mail give one SQL transition and one hand-off."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+
+import httpx
+
+from nurture.engine import Engine
+from nurture.mailer import MemoryMailer
+from nurture.models import EventKind, Stage
+from nurture.server import create_app
+from tests.conftest import free_port, make_lead
+from tests.servers import serving
+
+BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36"
+
+
+def tracked_paths(engine: Engine, mailer: MemoryMailer) -> list[str]:
+    paths = []
+    for envelope in mailer.sent:
+        html = message_from_bytes(envelope.data, policy=policy.default).get_body(("html",)).get_content()
+        for url in re.findall(r'(?:href|src)="([^"]+)"', html):
+            path = url.removeprefix(engine.settings.base_url)
+            if path.startswith(("/o/", "/c/")):
+                paths.append(path)
+    return paths
+
+
+async def hammer(base: str, paths: list[str], count: int) -> list[int]:
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(base_url=base, limits=limits, headers={"User-Agent": BROWSER}, timeout=30) as web:
+        chosen = [paths[i % len(paths)] for i in range(count)]
+        responses = await asyncio.gather(*(web.get(path, follow_redirects=False) for path in chosen))
+    return [response.status_code for response in responses]
+
+
+def test_200_parallel_hits_make_one_hand_off(engine: Engine, mailer: MemoryMailer) -> None:
+    asyncio.run(engine.refresh_feeds(datetime.now(UTC)))
+    make_lead(engine.store, cycle_started_at=datetime.now(UTC) - timedelta(days=30))
+    start = datetime.now(UTC) - timedelta(days=22)
+    for week in range(3):
+        asyncio.run(engine.send_due(start + timedelta(days=7 * week)))
+    paths = tracked_paths(engine, mailer)
+    assert len(mailer.sent) == 3 and len(paths) > 15
+
+    with serving(create_app(engine), free_port()) as base:
+        statuses = asyncio.run(hammer(base, paths, 200))
+        deadline = time.monotonic() + 10
+        while not any(m.recipient == "sales@example.com" for m in mailer.sent) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+
+    assert set(statuses) <= {200, 302} and len(statuses) == 200
+    events = engine.store.events_of(1)
+    hits = [e for e in events if e.kind in (EventKind.OPEN, EventKind.CLICK)]
+    assert len(hits) == 200, "every hit is stored"
+    lead = engine.store.lead(1)
+    assert lead.stage is Stage.SQL
+    assert lead.score == sum(e.points for e in events if e.counted)
+    assert len(engine.store.handoffs_of(1)) == 1
+    assert [m.recipient for m in mailer.sent].count("sales@example.com") == 1
+    credited = [e.credit_key for e in events if e.credit_key]
+    assert len(credited) == len(set(credited))

@@ -1,0 +1,137 @@
+"""The engine over a real database and an in-memory mailer: the program, delivery and hand-offs."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from nurture.engine import Engine
+from nurture.errors import DeliveryError
+from nurture.mailer import MemoryMailer
+from nurture.models import EventKind, HandoffState, Outcome, SendState, Stage, Suppression
+from nurture.scoring import Credit
+from nurture.store import Hit
+from tests.conftest import T0, make_lead
+
+WEEK = timedelta(days=7)
+
+
+def tick(engine: Engine, days: float = 0):  # type: ignore[no-untyped-def]
+    return asyncio.run(engine.send_due(T0 + timedelta(days=days)))
+
+
+def refresh(engine: Engine) -> None:
+    results = asyncio.run(engine.refresh_feeds(T0))
+    assert {status for _, status, _ in results} == {"ok"}
+
+
+def test_digests_follow_the_cadence_and_never_repeat_an_article(engine: Engine, mailer: MemoryMailer) -> None:
+    refresh(engine)
+    make_lead(engine.store, interests=["security"], industry="")  # 7 usable items, 5 per digest
+    assert len(tick(engine, 0).sent) == 1  # confirmation
+    assert tick(engine, 6.9).sent == []
+    assert len(tick(engine, 7).sent) == 1
+    assert len(tick(engine, 14).sent) == 1  # the 2 items left
+    report = tick(engine, 21)
+    assert report.sent == [] and report.skipped  # nothing new: skipped, and the skip is noted
+    assert engine.store.lead(1).skip_reason == "no new matching items"
+    sends = engine.store.sends_of(1)
+    items = [item.id for send in sends for item in engine.store.send_items(send.id or 0)]
+    assert len(items) == 7 and len(set(items)) == 7
+    assert len(mailer.sent) == 3
+
+
+def test_every_digest_after_the_first_costs_a_point(engine: Engine) -> None:
+    refresh(engine)
+    make_lead(engine.store, interests=["cloud"], industry="finance")
+    for day in (0, 7, 14, 21):
+        tick(engine, day)
+    sent = [e.points for e in engine.store.events_of(1) if e.kind is EventKind.SENT]
+    assert sent == [0, -1, -1]
+    assert engine.store.lead(1).score == -2
+
+
+def test_a_bounce_suppresses_the_lead_and_scores_the_rule(engine: Engine, mailer: MemoryMailer) -> None:
+    make_lead(engine.store)
+    mailer.fail["ada@example.com"] = DeliveryError("550 no such user", permanent=True, code=550)
+    report = tick(engine)
+    assert report.failed and not report.sent
+    lead = engine.store.lead(1)
+    assert lead.suppressed is Suppression.BOUNCED and lead.score == -30
+    assert engine.store.sends_of(1)[0].state is SendState.BOUNCED
+    del mailer.fail["ada@example.com"]
+    refresh(engine)
+    tick(engine, 30)
+    assert mailer.sent == []
+
+
+def test_a_temporary_failure_is_deferred_and_retried(engine: Engine, mailer: MemoryMailer) -> None:
+    make_lead(engine.store)
+    mailer.fail["ada@example.com"] = DeliveryError("421 try later", code=421)
+    assert tick(engine).deferred
+    assert engine.store.sends_of(1)[0].state is SendState.DEFERRED
+    del mailer.fail["ada@example.com"]
+    assert len(tick(engine, 0.01).sent) == 1
+    send = engine.store.sends_of(1)[0]
+    assert send.state is SendState.SENT and send.attempts == 2
+    assert len(mailer.sent) == 1
+
+
+def test_the_message_id_is_the_same_when_a_send_is_built_again(engine: Engine) -> None:
+    make_lead(engine.store)
+    step = engine.plan(T0)[0]
+    send = engine.store.enqueue(step, T0)
+    assert send is not None
+    lead = engine.store.lead(1)
+    first, second = engine.compose(send, lead), engine.compose(send, lead)
+    assert first.message_id == second.message_id and first.data == second.data
+    assert engine.store.enqueue(step, T0) is None  # the step exists once
+
+
+def qualify(engine: Engine) -> int:
+    recorded = engine.store.record(Hit(1, EventKind.EXTERNAL, T0, Credit(12, "form:1")), engine.settings.scoring)
+    assert recorded.handoff_id is not None
+    return recorded.handoff_id
+
+
+def test_one_hand_off_mail_however_often_delivery_runs(engine: Engine, mailer: MemoryMailer) -> None:
+    make_lead(engine.store)
+    handoff_id = qualify(engine)
+    asyncio.run(engine.deliver_handoffs(T0))
+    asyncio.run(engine.deliver_handoffs(T0))
+    assert asyncio.run(engine.deliver_handoff(handoff_id, T0)) is False
+    to_sales = [m for m in mailer.sent if m.recipient == "sales@example.com"]
+    assert len(to_sales) == 1
+    assert b"ada@example.com" in to_sales[0].data
+    assert engine.store.handoff(handoff_id).state is HandoffState.SENT  # type: ignore[union-attr]
+
+
+def test_a_failed_hand_off_stays_pending_and_goes_out_later(engine: Engine, mailer: MemoryMailer) -> None:
+    make_lead(engine.store)
+    handoff_id = qualify(engine)
+    mailer.fail["sales@example.com"] = DeliveryError("connection refused")
+    asyncio.run(engine.deliver_handoffs(T0))
+    assert engine.store.handoff(handoff_id).state is HandoffState.PENDING  # type: ignore[union-attr]
+    del mailer.fail["sales@example.com"]
+    asyncio.run(engine.deliver_handoffs(T0))
+    assert [m.recipient for m in mailer.sent] == ["sales@example.com"]
+
+
+def test_customers_qualify_at_their_own_threshold(engine: Engine) -> None:
+    make_lead(engine.store, customer=True)
+    recorded = engine.store.record(Hit(1, EventKind.CLICK, T0, Credit(8, "callback:1")), engine.settings.scoring)
+    assert recorded.handoff_id is not None and engine.store.lead(1).stage is Stage.SQL
+
+
+def test_an_sql_gets_no_nurture_mail_and_no_result_starts_a_new_cycle(engine: Engine, mailer: MemoryMailer) -> None:
+    refresh(engine)
+    make_lead(engine.store)
+    tick(engine)
+    handoff_id = qualify(engine)
+    tick(engine, 30)
+    assert [m.recipient for m in mailer.sent] == ["ada@example.com", "sales@example.com"]
+    lead = engine.store.decide(handoff_id, Outcome.NO_RESULT, T0 + timedelta(days=31))
+    assert (lead.stage, lead.cycle, lead.score) == (Stage.MQL, 1, 0)
+    assert tick(engine, 37).sent == []
+    assert len(tick(engine, 38).sent) == 1  # a week after the new cycle began
+    assert engine.store.sends_of(1)[-1].cycle == 1

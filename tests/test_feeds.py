@@ -1,0 +1,405 @@
+"""Feed parsing, sanitizing and filtering, and the feeds.yaml catalog."""
+
+import json
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+import nurture
+from nurture.errors import ConfigError
+from nurture.feeds import TITLE_LIMIT, Catalog, FeedConfig, Parsed, load_catalog, parse, sanitize
+
+SAMPLES = Path(nurture.__file__).parent / "samples" / "feeds"
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+ANY = FeedConfig(url="https://feeds.example.com/x.xml")
+
+
+def sample(name: str) -> bytes:
+    return (SAMPLES / f"{name}.xml").read_bytes()
+
+
+def rss(*items: str, encoding: str = "utf-8") -> str:
+    return (
+        f'<?xml version="1.0" encoding="{encoding}"?>\n<rss version="2.0"><channel><title>T</title>'
+        f"<link>https://example.com/</link><description>d</description>{''.join(items)}</channel></rss>"
+    )
+
+
+def item(title: str, link: str = "https://example.com/a", guid: str | None = "g1",
+         date: str = "Mon, 02 Nov 2026 10:00:00 +0000", description: str = "<p>text</p>") -> str:
+    guid_tag = f"<guid isPermaLink='false'>{guid}</guid>" if guid is not None else ""
+    return (f"<item><title>{title}</title><link>{link}</link>{guid_tag}<pubDate>{date}</pubDate>"
+            f"<description><![CDATA[{description}]]></description></item>")
+
+
+# the bundled samples
+
+
+@pytest.mark.parametrize(("name", "count"), [("cloud", 8), ("finance", 7), ("manufacturing", 7), ("security", 8)])
+def test_sample_feeds_parse_sorted_newest_first(name, count):
+    parsed = parse(sample(name), ANY, NOW)
+    assert parsed.problem is None
+    assert len(parsed.items) == count
+    dates = [entry.published for entry in parsed.items]
+    assert dates == sorted(dates, reverse=True)
+    assert all(date.tzinfo is not None and date < NOW for date in dates)
+    assert len({entry.guid for entry in parsed.items}) == count
+    assert all(entry.link.startswith("https://") for entry in parsed.items)
+    assert all(entry.title and len(entry.title) <= TITLE_LIMIT for entry in parsed.items)
+
+
+def test_sample_dates_are_read_from_the_feed():
+    newest = parse(sample("security"), ANY, NOW).items[0]
+    assert newest.published == datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    assert newest.guid == "tag:news.example.net,2026-11-20:security-weekly/identity-new-perimeter"
+    assert newest.title == "Identity is the new perimeter: lessons from this year's top breaches"
+
+
+def test_script_and_onclick_in_security_sample_are_stripped():
+    parsed = parse(sample("security"), ANY, NOW)
+    [vpn] = [entry for entry in parsed.items if "VPN" in entry.title]
+    assert "authentication bypass" in vpn.summary
+    for entry in parsed.items:
+        lowered = entry.summary.lower()
+        assert "<script" not in lowered
+        assert "onclick" not in lowered
+        assert "javascript:" not in lowered
+        assert "alert(1)" not in lowered
+        assert "<img" not in lowered
+
+
+def test_sample_summaries_keep_safe_markup():
+    parsed = parse(sample("security"), ANY, NOW)
+    [ransomware] = [entry for entry in parsed.items if entry.title.startswith("Ransomware")]
+    assert "<strong>ransomware</strong>" in ransomware.summary
+    [sponsored] = [entry for entry in parsed.items if entry.title.startswith("Sponsored")]
+    assert 'href="https://example.com/partners/mdr-buyers-guide"' in sponsored.summary
+
+
+# sanitize
+
+
+@pytest.mark.parametrize(
+    ("html", "forbidden"),
+    [
+        ("<p>a<script>alert(1)</script>b</p>", ["<script", "alert"]),
+        ("<style>p{color:red}</style><p>a</p>", ["<style", "color:red"]),
+        ('<iframe src="https://evil.example/"></iframe><p>a</p>', ["<iframe", "evil.example"]),
+        ('<p onclick="steal()">a</p>', ["onclick", "steal"]),
+        ('<a href="https://ok.example/" onmouseover="steal()">a</a>', ["onmouseover", "steal"]),
+        ('<img src="x" onerror="steal()">', ["onerror", "<img", "steal"]),
+        ('<a href="javascript:alert(1)">a</a>', ["javascript:", "alert"]),
+        ('<a href="JaVaScRiPt:alert(1)">a</a>', ["javascript:", "alert"]),
+        ('<a href="data:text/html;base64,PHNjcmlwdD4=">a</a>', ["data:", "base64"]),
+        ('<p style="background:url(javascript:alert(1))">a</p>', ["style", "javascript:"]),
+        ('<form action="https://evil.example/"><input name="x"></form>', ["<form", "<input"]),
+        ("<p>a\x00b\x1bc</p>", ["\x00", "\x1b"]),
+    ],
+)
+def test_sanitize_strips_dangerous_html(html, forbidden):
+    clean = sanitize(html)
+    for word in forbidden:
+        assert word not in clean.lower()
+
+
+def test_sanitize_keeps_allowed_markup_and_safe_links():
+    clean = sanitize('<p>Hi <strong>there</strong> <a href="https://ok.example/x" title="t">link</a></p><ul><li>1</li></ul>')
+    assert "<strong>there</strong>" in clean
+    assert 'href="https://ok.example/x"' in clean
+    assert "noopener" in clean
+    assert "<li>1</li>" in clean
+    assert sanitize('<a href="mailto:a@example.com">m</a>').count("mailto:a@example.com") == 1
+
+
+# filters, caps, titles, guids
+
+
+def test_exclude_filter():
+    titles = [entry.title for entry in parse(sample("security"), FeedConfig(url="x", exclude=["Sponsored"]), NOW).items]
+    assert len(titles) == 7
+    assert not any("Sponsored" in title for title in titles)
+
+
+def test_include_filter_is_case_insensitive_and_any_word():
+    config = FeedConfig(url="x", include=["zero trust", "PHISHING"])
+    titles = [entry.title for entry in parse(sample("security"), config, NOW).items]
+    assert titles == [
+        "Zero trust in practice: what 200 CISOs told us about year two",
+        "Phishing simulations that change behaviour instead of annoying staff",
+    ]
+
+
+def test_include_filter_looks_at_the_summary_too():
+    data = rss(item("Plain title", guid="a", description="<p>all about <b>Kubernetes</b></p>"),
+               item("Other title", guid="b", link="https://example.com/b"))
+    parsed = parse(data.encode(), FeedConfig(url="x", include=["kubernetes"]), NOW)
+    assert [entry.guid for entry in parsed.items] == ["a"]
+
+
+def test_include_and_exclude_together():
+    config = FeedConfig(url="x", include=["ransomware", "zero trust"], exclude=["CISOs"])
+    titles = [entry.title for entry in parse(sample("security"), config, NOW).items]
+    assert titles == ["Ransomware groups pivot to data-theft-only extortion"]
+
+
+def test_max_items_keeps_the_newest():
+    full = parse(sample("cloud"), ANY, NOW).items
+    capped = parse(sample("cloud"), FeedConfig(url="x", max_items=3), NOW).items
+    assert capped == full[:3]
+
+
+def test_long_title_is_shortened():
+    long_title = "Word " * 60
+    parsed = parse(rss(item(long_title)).encode(), ANY, NOW)
+    [entry] = parsed.items
+    assert len(entry.title) <= TITLE_LIMIT
+    assert entry.title.endswith("…")
+    assert entry.title.startswith("Word Word")
+
+
+def test_title_markup_and_whitespace_are_flattened():
+    parsed = parse(rss(item("  Big   &lt;b&gt;news&lt;/b&gt;\n today ")).encode(), ANY, NOW)
+    assert parsed.items[0].title == "Big news today"
+
+
+def test_guid_falls_back_to_the_link():
+    parsed = parse(rss(item("No id", link="https://example.com/no-id", guid=None)).encode(), ANY, NOW)
+    [entry] = parsed.items
+    assert entry.guid == "https://example.com/no-id"
+
+
+def test_atom_entry_without_id_uses_its_link():
+    data = (b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>'
+            b'<entry><title>Atom item</title><link href="https://example.com/atom-1"/>'
+            b"<updated>2026-11-01T00:00:00Z</updated></entry></feed>")
+    [entry] = parse(data, ANY, NOW).items
+    assert entry.guid == "https://example.com/atom-1"
+    assert entry.published == datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def test_item_without_date_gets_now():
+    [entry] = parse(rss(item("Undated", date="")).encode(), ANY, NOW).items
+    assert entry.published == NOW
+
+
+def test_items_without_a_web_link_or_title_are_dropped():
+    data = rss(
+        item("Script link", link="javascript:alert(1)", guid="a"),
+        item("Relative link", link="/relative", guid="b"),
+        item("", link="https://example.com/untitled", guid="c"),
+        item("Kept", link="https://example.com/kept", guid="d"),
+    )
+    parsed = parse(data.encode(), ANY, NOW)
+    assert [entry.title for entry in parsed.items] == ["Kept"]
+
+
+def test_long_summary_is_cut_and_still_sanitized():
+    text = "<p>" + "lorem ipsum " * 100 + "</p><script>alert(1)</script>"
+    [entry] = parse(rss(item("Long", description=text)).encode(), ANY, NOW).items
+    assert len(entry.summary) <= 420
+    assert "<script" not in entry.summary
+    assert "lorem ipsum" in entry.summary
+
+
+# malformed input never raises
+
+
+def junk() -> bytes:
+    return random.Random(1).randbytes(4096)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"not xml at all",
+        b"<!DOCTYPE html><html><head><title>Home</title></head><body><p>Welcome</p></body></html>",
+        json.dumps({"items": [{"title": "t", "link": "https://example.com"}]}).encode(),
+        junk(),
+        rss().encode(),
+        b"\xef\xbb\xbf",
+        b"<?xml version='1.0'?><rss><channel><item><title>x</title>",
+    ],
+    ids=["empty", "text", "html", "json", "binary", "no-items", "bom", "unclosed-no-link"],
+)
+def test_unusable_input_gives_a_problem_not_an_exception(data):
+    parsed = parse(data, ANY, NOW)
+    assert isinstance(parsed, Parsed)
+    assert parsed.items == []
+    assert parsed.problem
+    assert parsed.problem.startswith("not a usable feed")
+
+
+@pytest.mark.parametrize("name", ["cloud", "finance", "manufacturing", "security"])
+def test_truncated_sample_does_not_raise(name):
+    data = sample(name)
+    parsed = parse(data[: len(data) // 2], ANY, NOW)
+    assert isinstance(parsed, Parsed)
+    assert len(parsed.items) < len(parse(data, ANY, NOW).items)
+
+
+@pytest.mark.xfail(
+    reason="feeds.py parse() only reports a problem when no entry survives; a truncated (bozo) feed comes back "
+    "as 'ok' with a partial item list",
+    strict=True,
+)
+@pytest.mark.parametrize("name", ["cloud", "security"])
+def test_truncated_sample_reports_a_problem(name):
+    data = sample(name)
+    parsed = parse(data[: len(data) // 2], ANY, NOW)
+    assert parsed.problem
+
+
+def test_latin1_feed_parses():
+    data = rss(item("Café crème", description="<p>naïve Ærø</p>"), encoding="iso-8859-1").encode("latin-1")
+    assert "é".encode("latin-1") in data
+    parsed = parse(data, ANY, NOW)
+    assert parsed.problem is None
+    [entry] = parsed.items
+    assert entry.title == "Café crème"
+    assert "naïve Ærø" in entry.summary
+
+
+# feeds.yaml
+
+
+FEEDS_YAML = """\
+feeds:
+  cloud:
+    url: feeds/cloud.xml
+    title: Cloud
+  security:
+    url: https://security.example.com/atom.xml
+    include: [patch, zero trust]
+    exclude: [sponsored]
+    max_items: 5
+  finance:
+    url: /srv/feeds/finance.xml
+  abs-file:
+    url: file:///srv/feeds/abs.xml
+  rel-file:
+    url: file://local/rel.xml
+interests:
+  cloud: [cloud]
+  security: [security, cloud]
+industries:
+  finance: [finance, security]
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "feeds.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_load_catalog(tmp_path):
+    catalog = load_catalog(write(tmp_path, FEEDS_YAML))
+    assert set(catalog.feeds) == {"cloud", "security", "finance", "abs-file", "rel-file"}
+    assert catalog.feeds["security"] == FeedConfig(
+        url="https://security.example.com/atom.xml", include=["patch", "zero trust"], exclude=["sponsored"],
+        max_items=5,
+    )
+    assert catalog.feeds["cloud"].max_items == 30
+    assert catalog.interests == {"cloud": ["cloud"], "security": ["security", "cloud"]}
+    assert catalog.industries == {"finance": ["finance", "security"]}
+    assert catalog.base == tmp_path.resolve()
+
+
+def test_feeds_for_deduplicates_and_includes_industry_feeds(tmp_path):
+    catalog = load_catalog(write(tmp_path, FEEDS_YAML))
+    assert catalog.feeds_for(["cloud", "security"], "finance") == ["cloud", "security", "finance"]
+    assert catalog.feeds_for(["security"], "") == ["security", "cloud"]
+    assert catalog.feeds_for([], "finance") == ["finance", "security"]
+    assert catalog.feeds_for(["unknown"], "unknown") == []
+
+
+def test_location_resolves_relative_paths_against_the_yaml_folder(tmp_path):
+    folder = tmp_path / "config"
+    folder.mkdir()
+    catalog = load_catalog(write(folder, FEEDS_YAML))
+    assert catalog.location("cloud") == str(folder.resolve() / "feeds" / "cloud.xml")
+    assert catalog.location("rel-file") == str(folder.resolve() / "local" / "rel.xml")
+    assert catalog.location("security") == "https://security.example.com/atom.xml"
+    assert catalog.location("finance") == "/srv/feeds/finance.xml"
+    assert catalog.location("abs-file") == "/srv/feeds/abs.xml"
+
+
+def test_location_does_not_depend_on_the_working_directory(tmp_path, monkeypatch):
+    path = write(tmp_path, FEEDS_YAML)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load_catalog(Path("..") / path.name).location("cloud") == str(tmp_path.resolve() / "feeds" / "cloud.xml")
+
+
+def test_bundled_samples_load_from_a_catalog(tmp_path):
+    text = "feeds:\n" + "".join(f"  {p.stem}:\n    url: {p}\n" for p in sorted(SAMPLES.glob("*.xml")))
+    catalog = load_catalog(write(tmp_path, text))
+    for name in catalog.feeds:
+        parsed = parse(Path(catalog.location(name)).read_bytes(), catalog.feeds[name], NOW)
+        assert parsed.problem is None and parsed.items
+
+
+def test_interest_naming_an_undefined_feed(tmp_path):
+    text = "feeds:\n  cloud:\n    url: https://example.com/c.xml\ninterests:\n  ai: [cloud, robots]\n"
+    with pytest.raises(ConfigError) as error:
+        load_catalog(write(tmp_path, text))
+    assert "'robots'" in str(error.value)
+    assert "interests.ai" in str(error.value)
+    assert "feeds.yaml" in str(error.value)
+
+
+def test_industry_naming_an_undefined_feed(tmp_path):
+    text = "feeds:\n  cloud:\n    url: https://example.com/c.xml\nindustries:\n  retail: [shops]\n"
+    with pytest.raises(ConfigError, match="shops"):
+        load_catalog(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("feedz:\n  a:\n    url: x\n", "feedz"),
+        ("feeds:\n  a:\n    url: x\n    keywords: [a]\n", "keywords"),
+        ("feeds:\n  a:\n    title: no url\n", "url"),
+        ("feeds:\n  a:\n    url: x\n    max_items: 0\n", "max_items"),
+    ],
+)
+def test_unknown_or_invalid_keys(tmp_path, text, named):
+    with pytest.raises(ConfigError) as error:
+        load_catalog(write(tmp_path, text))
+    assert named in str(error.value)
+
+
+@pytest.mark.parametrize("text", ["feeds: [\n", "feeds:\n  a: {url: x\n", "\tfeeds: {}\n", "a: b: c\n"])
+def test_invalid_yaml(tmp_path, text):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_catalog(write(tmp_path, text))
+
+
+def test_missing_feeds_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_catalog(tmp_path / "absent.yaml")
+
+
+def test_empty_feeds_file_is_an_empty_catalog(tmp_path):
+    catalog = load_catalog(write(tmp_path, ""))
+    assert catalog.feeds == {} and catalog.feeds_for(["x"], "y") == []
+
+
+@pytest.mark.xfail(
+    reason="feeds.py load_catalog does {**raw, ...} without checking that the YAML is a mapping: TypeError escapes",
+    strict=True,
+    raises=TypeError,
+)
+@pytest.mark.parametrize("text", ["- cloud\n- security\n", "just a string\n"])
+def test_top_level_that_is_not_a_mapping(tmp_path, text):
+    with pytest.raises(ConfigError):
+        load_catalog(write(tmp_path, text))
+
+
+def test_catalog_built_in_code():
+    catalog = Catalog(feeds={"a": ANY, "b": ANY}, interests={"x": ["a", "b"], "y": ["b"]}, industries={"z": ["a"]})
+    assert catalog.feeds_for(["y", "x"], "z") == ["b", "a"]

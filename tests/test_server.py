@@ -1,0 +1,180 @@
+"""The tracking server in-process: tokens, redirects, machine hits, unsubscribe, preferences, admin."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from nurture.engine import Engine
+from nurture.mailer import MemoryMailer
+from nurture.models import EventKind, Stage, Suppression
+from nurture.scoring import Credit
+from nurture.server import create_app
+from nurture.store import Hit
+from nurture.tokens import Purpose, Signer
+from tests.conftest import SECRET, T0, make_lead
+
+BROWSER = {"User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Safari/605.1.15"}
+
+
+@pytest.fixture
+def client(engine: Engine) -> Iterator[TestClient]:
+    with TestClient(create_app(engine), base_url="http://testserver", headers=BROWSER) as client:
+        yield client
+
+
+def confirmation_links(engine: Engine, mailer: MemoryMailer) -> dict[str, str]:
+    """Send the confirmation to a new lead and return its URLs by kind, as paths."""
+    make_lead(engine.store)
+    asyncio.run(engine.send_due(T0))
+    html = base64.b64decode(mailer.sent[-1].data.split(b"\r\n\r\n")[-1].split(b"\r\n--")[0]).decode()
+    base = engine.settings.base_url
+    urls = re.findall(r'(?:href|src)="([^"]+)"', html)
+    return {
+        "pixel": next(url for url in urls if "/o/" in url).removeprefix(base),
+        "callback": next(url for url in urls if "/c/" in url).removeprefix(base),
+        "unsubscribe": next(url for url in urls if "/u/" in url).removeprefix(base),
+        "preferences": next(url for url in urls if "/p/" in url).removeprefix(base),
+    }
+
+
+def test_health(client: TestClient) -> None:
+    assert client.get("/healthz").text == "ok"
+
+
+def test_pixel_counts_an_open_once_and_is_never_cached(client: TestClient, engine: Engine,
+                                                       mailer: MemoryMailer) -> None:
+    links = confirmation_links(engine, mailer)
+    for _ in range(3):
+        response = client.get(links["pixel"])
+        assert response.status_code == 200 and response.content.startswith(b"GIF89a")
+        assert "no-store" in response.headers["cache-control"]
+    events = [e for e in engine.store.events_of(1) if e.kind is EventKind.OPEN]
+    assert [e.points for e in events] == [1, 0, 0]
+    assert events[1].reason == "already credited"
+    assert engine.store.lead(1).score == 1
+
+
+@pytest.mark.parametrize("token", ["", "x", "A" * 31, "A" * 200, "YwAAAAAAAAAqAAO-b_zale7uTGgaVcI"])
+def test_a_bad_pixel_token_still_gets_the_image_and_changes_nothing(client: TestClient, engine: Engine,
+                                                                   token: str) -> None:
+    make_lead(engine.store)
+    response = client.get(f"/o/{token}.gif")
+    assert response.status_code in (200, 404)
+    if response.status_code == 200:
+        assert response.content.startswith(b"GIF89a")
+    assert engine.store.events_of(1) == []
+
+
+def test_forged_and_misused_tokens_are_404_and_record_nothing(client: TestClient, engine: Engine,
+                                                               mailer: MemoryMailer) -> None:
+    links = confirmation_links(engine, mailer)
+    callback = links["callback"]
+    forged = callback[:-2] + ("AA" if not callback.endswith("AA") else "BB")
+    assert client.get(forged, follow_redirects=False).status_code == 404
+    assert client.get(callback[:-6], follow_redirects=False).status_code == 404
+    other_key = Signer("another-secret").sign(Purpose.CLICK, 1, 0)
+    assert client.get(f"/c/{other_key}", follow_redirects=False).status_code == 404
+    open_token = links["pixel"].removeprefix("/o/").removesuffix(".gif")
+    assert client.get(f"/c/{open_token}", follow_redirects=False).status_code == 404  # wrong purpose
+    assert client.post(f"/u/{open_token}").status_code == 404
+    assert client.get(f"/sales/{open_token}").status_code == 404
+    no_link = Signer(SECRET).sign(Purpose.CLICK, 1, 99)
+    assert client.get(f"/c/{no_link}", follow_redirects=False).status_code == 404
+    no_send = Signer(SECRET).sign(Purpose.CLICK, 999, 0)
+    assert client.get(f"/c/{no_send}", follow_redirects=False).status_code == 404
+    assert engine.store.events_of(1) == []
+    assert engine.store.lead(1).suppressed is None
+
+
+def test_redirect_target_comes_from_the_database_not_the_query(client: TestClient, engine: Engine,
+                                                               mailer: MemoryMailer) -> None:
+    links = confirmation_links(engine, mailer)
+    response = client.get(links["callback"] + "?url=https://evil.example/&next=https://evil.example/",
+                          follow_redirects=False)
+    assert response.status_code == 302
+    assert response.headers["location"] == "https://example.com/thanks-we-will-call"
+
+
+def test_machine_hits_are_recorded_with_a_reason_but_not_scored(client: TestClient, engine: Engine,
+                                                                mailer: MemoryMailer) -> None:
+    links = confirmation_links(engine, mailer)
+    assert client.head(links["callback"], follow_redirects=False).status_code == 302
+    client.get(links["callback"], headers={"User-Agent": "Mozilla/5.0 (compatible; Barracuda Sentinel)"},
+               follow_redirects=False)
+    events = engine.store.events_of(1)
+    assert [(e.kind, e.counted) for e in events] == [(EventKind.CLICK, False), (EventKind.CLICK, False)]
+    assert "HEAD" in (events[0].reason or "") and "barracuda" in (events[1].reason or "")
+    assert engine.store.lead(1).score == 0
+    client.get(links["callback"], follow_redirects=False)
+    assert engine.store.lead(1).score == 8
+
+
+def test_one_click_unsubscribe_needs_no_cookie_or_page(client: TestClient, engine: Engine,
+                                                       mailer: MemoryMailer) -> None:
+    links = confirmation_links(engine, mailer)
+    page = client.get(links["unsubscribe"])
+    assert page.status_code == 200 and "<form" in page.text
+    assert engine.store.lead(1).suppressed is None  # a GET changes nothing
+    response = client.post(links["unsubscribe"], content=b"List-Unsubscribe=One-Click",
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 200
+    lead = engine.store.lead(1)
+    assert lead.suppressed is Suppression.UNSUBSCRIBED and lead.score == -25
+    client.post(links["unsubscribe"])  # twice: still one unsubscribe event
+    assert [e.kind for e in engine.store.events_of(1)].count(EventKind.UNSUBSCRIBE) == 1
+    sent_before = len(mailer.sent)
+    asyncio.run(engine.send_due(T0.replace(year=2027)))
+    assert len(mailer.sent) == sent_before
+
+
+def test_preferences_change_interests_and_reject_unknown_ones(client: TestClient, engine: Engine,
+                                                             mailer: MemoryMailer) -> None:
+    links = confirmation_links(engine, mailer)
+    page = client.get(links["preferences"])
+    assert page.status_code == 200 and 'value="security"' in page.text
+    saved = client.post(links["preferences"], data={"interest": ["security", "devops"], "industry": "manufacturing"})
+    assert saved.status_code == 200 and "Saved" in saved.text
+    lead = engine.store.lead(1)
+    assert (lead.interests, lead.industry) == (["security", "devops"], "manufacturing")
+    rejected = client.post(links["preferences"], data={"interest": ["gardening"], "industry": ""})
+    assert rejected.status_code == 400 and "gardening" in rejected.text
+    assert engine.store.lead(1).interests == ["security", "devops"]
+
+
+def test_admin_pages_need_the_admin_key(client: TestClient, engine: Engine) -> None:
+    make_lead(engine.store)
+    assert client.get("/admin").status_code == 401
+    assert client.get("/admin", auth=("admin", "wrong")).status_code == 401
+    key = engine.settings.admin_key
+    page = client.get("/admin", auth=("admin", key))
+    assert page.status_code == 200 and "ada@example.com" in page.text
+    assert client.get("/admin/leads/1", auth=("admin", key)).status_code == 200
+    assert client.get("/admin/sink", auth=("admin", key)).status_code == 200
+    assert client.get("/admin/leads/1").status_code == 401
+
+
+def test_admin_records_the_outcome_of_an_open_hand_off(client: TestClient, engine: Engine,
+                                                        mailer: MemoryMailer) -> None:
+    links = confirmation_links(engine, mailer)
+    client.get(links["pixel"])
+    client.get(links["callback"], follow_redirects=False)
+    assert engine.store.lead(1).stage is Stage.MQL  # 9 points
+    engine.store.record(Hit(1, EventKind.EXTERNAL, T0, Credit(3, "form:1")), engine.settings.scoring)
+    assert engine.store.lead(1).stage is Stage.SQL
+    key = engine.settings.admin_key
+    done = client.post("/admin/leads/1", data={"outcome": "won"}, auth=("admin", key), follow_redirects=False)
+    assert done.status_code == 303
+    assert engine.store.lead(1).stage is Stage.WON
+    assert client.post("/admin/leads/1", data={"outcome": "won"}, auth=("admin", key)).status_code == 404
+
+
+def test_unknown_routes_and_methods_answer_cleanly(client: TestClient) -> None:
+    assert client.get("/nope").status_code == 404
+    assert client.delete("/healthz").status_code == 405
+    assert client.put("/c/abc").status_code == 405
