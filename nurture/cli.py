@@ -21,6 +21,7 @@ from nurture.errors import NurtureError
 from nurture.feeds import load_catalog
 from nurture.intake import new_lead, read_csv
 from nurture.mailer import Mailer
+from nurture.refresh import refresh
 from nurture.runtime import development_sink, open_store, smtp_mailer
 from nurture.settings import Settings, load_settings
 
@@ -228,11 +229,8 @@ def feeds() -> None:
 def feeds_refresh(ctx: click.Context) -> None:
     """Fetch every feed (conditional GET) and keep new items; one line per feed."""
     settings = settings_of(ctx)
-    store = open_store(settings)
-    from nurture.mailer import MemoryMailer
-
-    engine = Engine(settings, store, MemoryMailer())
-    console.feed_results(asyncio.run(engine.refresh_feeds(datetime.now(UTC))))
+    results = asyncio.run(refresh(open_store(settings), load_catalog(settings.feeds_file), datetime.now(UTC)))
+    console.feed_results(results)
 
 
 @main.command()

@@ -14,11 +14,11 @@ from datetime import datetime
 
 from nurture import content, handoff, program
 from nurture.errors import DeliveryError, InputError, NurtureError
-from nurture.feeds import Catalog, load_catalog, parse
-from nurture.fetch import Validators, fetch_all
+from nurture.feeds import Catalog, load_catalog
 from nurture.mailer import Mailer
 from nurture.message import Envelope, build, domain_of, message_id
-from nurture.models import FeedItem, FeedState, Lead, Send, SendState
+from nurture.models import Lead, Send, SendState
+from nurture.refresh import FeedResult, refresh
 from nurture.render import Renderer
 from nurture.settings import Settings
 from nurture.store import Store
@@ -192,35 +192,5 @@ class Engine:
 
     # feeds
 
-    async def refresh_feeds(self, now: datetime) -> list[tuple[str, str, str]]:
-        """Fetch every feed and keep its new items; return (feed, status, detail) per feed."""
-        states = self.store.feed_states()
-        known = {name: Validators(state.etag, state.modified) for name, state in states.items()}
-        results = []
-        for fetched in await fetch_all(self.catalog, known):
-            state = FeedState(feed=fetched.feed, etag=fetched.validators.etag,
-                              modified=fetched.validators.modified, status=fetched.status,
-                              reason=fetched.reason, checked_at=now)
-            if fetched.status == "failed":
-                old = states.get(fetched.feed)
-                state.etag, state.modified = (old.etag, old.modified) if old else (None, None)
-                self.store.save_feed(state, [])
-                results.append((fetched.feed, "failed", fetched.reason or ""))
-                continue
-            if fetched.status == "not modified":
-                self.store.save_feed(state, [])
-                results.append((fetched.feed, "not modified", ""))
-                continue
-            parsed = parse(fetched.body, self.catalog.feeds[fetched.feed], now)
-            if parsed.problem:
-                state.status, state.reason = "failed", parsed.problem
-                state.etag = state.modified = None
-                self.store.save_feed(state, [])
-                results.append((fetched.feed, "failed", parsed.problem))
-                continue
-            items = [FeedItem(feed=fetched.feed, guid=item.guid, title=item.title, link=item.link,
-                              summary=item.summary, published=item.published, fetched_at=now)
-                     for item in parsed.items]
-            new = self.store.save_feed(state, items)
-            results.append((fetched.feed, "ok", f"{len(items)} items, {new} new"))
-        return results
+    async def refresh_feeds(self, now: datetime) -> list[FeedResult]:
+        return await refresh(self.store, self.catalog, now)

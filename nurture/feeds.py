@@ -63,6 +63,8 @@ def load_catalog(path: Path) -> Catalog:
     """Read and check feeds.yaml: every interest and industry must name feeds that exist."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping with feeds, interests and industries")
         catalog = Catalog.model_validate({**raw, "base": path.resolve().parent})
     except FileNotFoundError:
         raise ConfigError(f"{path}: feeds file not found") from None

@@ -3,8 +3,9 @@
 premailer would percent-encode Jinja syntax inside attributes (`href="{{%20x%20}}"`), so every
 `{{ }}`, `{% %}` and `{# #}` is swapped for an inert placeholder first and put back afterwards. The
 layout is inlined as a whole document; in a template that extends it, each HTML block (every block but
-subject, preheader and text) is inlined with the layout's stylesheet, and the body of premailer's result
-taken back. Selectors must therefore match within one block (`.card a`, not `.content .card`).
+subject, preheader and text) is inlined with the layout's stylesheet, and so is a whole template that
+the layout includes (a footer); the body of premailer's result is taken back. Selectors must therefore
+match within one block (`.card a`, not `.content .card`).
 """
 
 from __future__ import annotations
@@ -37,15 +38,14 @@ def inline_document(source: str) -> str:
 
 def inline_blocks(source: str, css: str) -> str:
     """Inline `css` into the HTML blocks of a template that extends the layout."""
+    return HTML_BLOCK.sub(lambda match: match.group(1) + inline_fragment(match.group(3), css) + match.group(4), source)
 
-    def inline(match: re.Match[str]) -> str:
-        protected, saved = _protect(match.group(3))
-        document = _premailer(protected, css_text=css)
-        body = BODY.search(document)
-        inner = body.group(1).strip("\n") if body else protected
-        return match.group(1) + _restore(inner, saved) + match.group(4)
 
-    return HTML_BLOCK.sub(inline, source)
+def inline_fragment(source: str, css: str) -> str:
+    """Inline `css` into a piece of HTML (a block, or a template the layout includes)."""
+    protected, saved = _protect(source)
+    body = BODY.search(_premailer(protected, css_text=css))
+    return _restore(body.group(1).strip("\n") if body else protected, saved)
 
 
 def _premailer(html: str, css_text: str | None) -> str:

@@ -18,10 +18,11 @@ import jinja2
 from markupsafe import Markup
 
 from nurture.errors import TemplateProblem
-from nurture.inline import inline_blocks, inline_document, stylesheet
+from nurture.inline import inline_blocks, inline_document, inline_fragment, stylesheet
 from nurture.textpart import html_to_text
 
 LAYOUT = "layout.html"
+EXTENDS = re.compile(r"\{%-?\s*extends\s")
 HEADER_BREAKS = re.compile(r"[\r\n\t]+")
 
 
@@ -71,8 +72,10 @@ class InliningLoader(jinja2.FileSystemLoader):
             return source, filename, uptodate
         if template == LAYOUT:
             return inline_document(source), filename, uptodate
-        layout_source, _, _ = super().get_source(environment, LAYOUT)
-        return inline_blocks(source, stylesheet(layout_source)), filename, uptodate
+        css = stylesheet(super().get_source(environment, LAYOUT)[0])
+        if EXTENDS.search(source):
+            return inline_blocks(source, css), filename, uptodate
+        return inline_fragment(source, css), filename, uptodate
 
 
 class Renderer:

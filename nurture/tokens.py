@@ -74,6 +74,9 @@ def _decode(token: str) -> bytes:
     if not token or len(token) > 64 or not token.isascii():
         raise TokenError("token is malformed")
     try:
-        return base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
+        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise TokenError("token is malformed") from None
+    if _encode(raw) != token:  # one token, one spelling: no padding, aliases or stray trailing bits
+        raise TokenError("token is malformed")
+    return raw
