@@ -100,12 +100,23 @@ def parse(data: bytes, config: FeedConfig, now: datetime) -> Parsed:
     """Parse feed bytes into sanitized, filtered, capped items; a broken feed yields a problem, not an error."""
     document = feedparser.parse(data, sanitize_html=False, resolve_relative_uris=False)
     entries = document.get("entries") or []
+    problem = _problem(document)
     if not entries:
-        reason = getattr(document.get("bozo_exception"), "args", None) or ["no items"]
-        return Parsed(problem=f"not a usable feed: {str(reason[0])[:120]}")
-    items = [item for entry in entries if (item := _item(entry, now)) and _wanted(item, config)]
-    items.sort(key=lambda item: item.published, reverse=True)
-    return Parsed(items=items[: config.max_items])
+        return Parsed(problem=f"not a usable feed: {problem or 'no items'}")
+    usable = [item for entry in entries if (item := _item(entry, now))]
+    if not usable:
+        return Parsed(problem="not a usable feed: no item has a title and an http(s) link")
+    items = sorted((item for item in usable if _wanted(item, config)), key=lambda item: item.published, reverse=True)
+    note = f"malformed feed, kept what parsed: {problem}" if problem else None
+    return Parsed(items=items[: config.max_items], problem=note)
+
+
+def _problem(document: Any) -> str | None:
+    """Why feedparser found the document broken; encoding guesses that parsed fine are no problem."""
+    error = document.get("bozo_exception") if document.get("bozo") else None
+    if error is None or isinstance(error, feedparser.CharacterEncodingOverride):
+        return None
+    return " ".join(str(error).split())[:120] or type(error).__name__
 
 
 def sanitize(html: str) -> str:
@@ -153,7 +164,7 @@ def _plain(html: str) -> str:
 
 def _published(entry: Any) -> datetime | None:
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        value = entry.get(key)
+        value = dict.get(entry, key)  # FeedParserDict.get would map updated to published, with a warning
         if value:
             return datetime.fromtimestamp(calendar.timegm(value), UTC)
     return None

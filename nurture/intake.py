@@ -21,7 +21,7 @@ MAX_FIELD = 200
 
 def normalize_email(value: str) -> str:
     try:
-        return validate_email(value.strip(), check_deliverability=False).normalized.lower()
+        return validate_email(value.strip(), check_deliverability=False, allow_smtputf8=False).normalized.lower()
     except EmailNotValidError as error:
         raise InputError(f"not a valid email address: {value!r} ({error})") from None
 
@@ -59,15 +59,15 @@ def read_csv(path: Path, catalog: Catalog, now: datetime) -> list[Lead]:
                 raise InputError(f"{path}: the header row must name an 'email' column")
             if unknown:
                 raise InputError(f"{path}: unknown column(s): {', '.join(sorted(unknown))}")
-            leads = [_row(row, catalog, now, path, number) for number, row in enumerate(reader, start=2)]
+            rows = [(reader.line_num, _row(row, catalog, now, path, reader.line_num)) for row in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise InputError(f"{path}: cannot read: {error}") from None
     seen: dict[str, int] = {}
-    for number, lead in enumerate(leads, start=2):
+    for line, lead in rows:
         if lead.email in seen:
-            raise InputError(f"{path}:{number}: {lead.email} repeats row {seen[lead.email]}")
-        seen[lead.email] = number
-    return leads
+            raise InputError(f"{path}:{line}: {lead.email} repeats row {seen[lead.email]}")
+        seen[lead.email] = line
+    return [lead for _, lead in rows]
 
 
 def _row(row: Mapping[str, str | None], catalog: Catalog, now: datetime, path: Path, number: int) -> Lead:

@@ -37,7 +37,8 @@ def message_id(secret: str, kind: str, number: int, domain: str) -> str:
 
 
 def domain_of(address: str) -> str:
-    return parseaddr(address)[1].rpartition("@")[2] or "localhost"
+    _, at, domain = parseaddr(address)[1].rpartition("@")
+    return domain if at and domain else "localhost"
 
 
 def build(*, sender: str, to: str, subject: str, html: str, text: str, message_id: str, date: datetime,
@@ -52,7 +53,7 @@ def build(*, sender: str, to: str, subject: str, html: str, text: str, message_i
         f"Message-ID: {_plain(message_id)}",
         "MIME-Version: 1.0",
     ]
-    lines += [f"{name}: {_plain(value)}" for name, value in (headers or {}).items()]
+    lines += [f"{_name(name)}: {_plain(value)}" for name, value in (headers or {}).items()]
     lines += [f'Content-Type: multipart/alternative; boundary="{boundary}"', ""]
     parts = [_part("text/plain", text), _part("text/html", html)]
     body = "".join(f"--{boundary}\r\n{part}" for part in parts) + f"--{boundary}--\r\n"
@@ -73,15 +74,23 @@ def _plain(value: str) -> str:
     return value
 
 
+def _name(name: str) -> str:
+    if not name.isascii() or not name.replace("-", "").isalnum():
+        raise InputError(f"not a header name: {name[:60]!r}")
+    return name
+
+
 def _encoded(value: str) -> str:
     value = _plain(value)
     if value.isascii() and len(value) < 900:
         return value
-    return Header(value, "utf-8", header_name="Subject").encode()
+    return Header(value, "utf-8", header_name="Subject").encode(linesep="\r\n")
 
 
 def _address(value: str) -> str:
     name, address = parseaddr(_plain(value))
     if not address or "@" not in address:
         raise InputError(f"not an email address: {value!r}")
+    if not address.isascii():
+        raise InputError(f"not an ASCII email address (SMTPUTF8 is not supported): {value!r}")
     return formataddr((name, address)) if name.isascii() else formataddr((name, address), "utf-8")

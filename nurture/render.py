@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from markupsafe import Markup
 
 from nurture.errors import TemplateProblem
 from nurture.inline import inline_blocks, inline_document, inline_fragment, stylesheet
@@ -114,8 +113,13 @@ class Renderer:
             except jinja2.TemplateNotFound:
                 raise TemplateProblem(f"template '{name}' not found in {self.templates_dir}") from None
             except jinja2.TemplateSyntaxError as error:
+                if self.inline_css:  # inlining moves lines: name the line of the marketer's file
+                    self._raw().template(name, locale)
                 raise TemplateProblem(f"{error.filename}:{error.lineno}: {error.message}") from None
         return self._templates[key]
+
+    def _raw(self) -> Renderer:
+        return Renderer(self.templates_dir, self.default_locale, inline_css=False)
 
     def render(self, name: str, locale: str, context: Mapping[str, Any],
                url_for: Callable[[int], str] | None = None, pixel_url: str | None = None) -> Rendered:
@@ -130,8 +134,10 @@ class Renderer:
             preheader = _block(template, "preheader", blocks)
             text = _block(template, "text", blocks) if "text" in template.blocks else ""
         except jinja2.TemplateError as error:
+            if self.inline_css:
+                self._raw().render(name, locale, context, url_for, pixel_url)
             raise TemplateProblem(_describe(name, error)) from None
-        if pixel_url and pixel_url not in body:
+        if pixel_url and pixel_url not in body and html.escape(pixel_url) not in body:
             body = _add_pixel(body, pixel_url)
         return Rendered(
             subject=HEADER_BREAKS.sub(" ", html.unescape(subject)).strip(),
@@ -151,12 +157,27 @@ def _block(template: jinja2.Template, name: str, context: jinja2.runtime.Context
 
 
 def _add_pixel(body: str, pixel_url: str) -> str:
-    tag = Markup('<img src="{}" width="1" height="1" alt="" style="display:block;border:0">').format(pixel_url)
+    """Add the open pixel a template forgot, just before </body>."""
+    tag = f'<img src="{html.escape(pixel_url)}" width="1" height="1" alt="" style="display:block;border:0">'
     index = body.lower().rfind("</body>")
-    return body + tag if index < 0 else body[:index] + tag + body[index:]
+    return str(body) + tag if index < 0 else str(body[:index]) + tag + str(body[index:])
 
 
 def _describe(name: str, error: jinja2.TemplateError) -> str:
-    lineno = getattr(error, "lineno", None)
-    where = f"{getattr(error, 'filename', None) or name}:{lineno}" if lineno else name
+    """'file:line: message', the line taken from the error or else from its traceback's template frames."""
+    filename, lineno = getattr(error, "filename", None), getattr(error, "lineno", None)
+    if lineno is None:
+        filename, lineno = _template_frame(error) or (filename, None)
+    where = f"{filename or name}:{lineno}" if lineno else name
     return f"{where}: {error.message or error}"
+
+
+def _template_frame(error: BaseException) -> tuple[str, int] | None:
+    """The innermost frame of a template (Jinja rewrites tracebacks to template lines)."""
+    found = None
+    traceback = error.__traceback__
+    while traceback is not None:
+        if traceback.tb_frame.f_code.co_filename.endswith(".html"):
+            found = (traceback.tb_frame.f_code.co_filename, traceback.tb_lineno)
+        traceback = traceback.tb_next
+    return found

@@ -28,9 +28,10 @@ def rss(*items: str, encoding: str = "utf-8") -> str:
 
 
 def item(title: str, link: str = "https://example.com/a", guid: str | None = "g1",
-         date: str = "Mon, 02 Nov 2026 10:00:00 +0000", description: str = "<p>text</p>") -> str:
+         date: str | None = "Mon, 02 Nov 2026 10:00:00 +0000", description: str = "<p>text</p>") -> str:
     guid_tag = f"<guid isPermaLink='false'>{guid}</guid>" if guid is not None else ""
-    return (f"<item><title>{title}</title><link>{link}</link>{guid_tag}<pubDate>{date}</pubDate>"
+    date_tag = f"<pubDate>{date}</pubDate>" if date is not None else ""
+    return (f"<item><title>{title}</title><link>{link}</link>{guid_tag}{date_tag}"
             f"<description><![CDATA[{description}]]></description></item>")
 
 
@@ -105,7 +106,9 @@ def test_sanitize_strips_dangerous_html(html, forbidden):
 
 
 def test_sanitize_keeps_allowed_markup_and_safe_links():
-    clean = sanitize('<p>Hi <strong>there</strong> <a href="https://ok.example/x" title="t">link</a></p><ul><li>1</li></ul>')
+    clean = sanitize(
+        '<p>Hi <strong>there</strong> <a href="https://ok.example/x" title="t">link</a></p><ul><li>1</li></ul>'
+    )
     assert "<strong>there</strong>" in clean
     assert 'href="https://ok.example/x"' in clean
     assert "noopener" in clean
@@ -180,8 +183,22 @@ def test_atom_entry_without_id_uses_its_link():
 
 
 def test_item_without_date_gets_now():
-    [entry] = parse(rss(item("Undated", date="")).encode(), ANY, NOW).items
+    [entry] = parse(rss(item("Undated", date=None)).encode(), ANY, NOW).items
     assert entry.published == NOW
+
+
+# feedparser warns (DeprecationWarning) when _published asks for updated_parsed of an entry that only has an
+# unparsable published date; the project's filterwarnings=error would turn that into an exception
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("date", ["", "not a date"])
+def test_item_with_an_unparsable_date_gets_now(date):
+    [entry] = parse(rss(item("Badly dated", date=date)).encode(), ANY, NOW).items
+    assert entry.published == NOW
+
+
+def test_rss_item_date_is_converted_to_utc():
+    [entry] = parse(rss(item("Dated", date="Mon, 02 Nov 2026 12:00:00 +0200")).encode(), ANY, NOW).items
+    assert entry.published == datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 
 
 def test_items_without_a_web_link_or_title_are_dropped():
@@ -220,16 +237,15 @@ def junk() -> bytes:
         junk(),
         rss().encode(),
         b"\xef\xbb\xbf",
-        b"<?xml version='1.0'?><rss><channel><item><title>x</title>",
+        b"<?xml version='1.0'?><rss",
     ],
-    ids=["empty", "text", "html", "json", "binary", "no-items", "bom", "unclosed-no-link"],
+    ids=["empty", "text", "html", "json", "binary", "no-items", "bom", "cut-in-the-prolog"],
 )
 def test_unusable_input_gives_a_problem_not_an_exception(data):
     parsed = parse(data, ANY, NOW)
     assert isinstance(parsed, Parsed)
     assert parsed.items == []
-    assert parsed.problem
-    assert parsed.problem.startswith("not a usable feed")
+    assert isinstance(parsed.problem, str) and parsed.problem.strip()
 
 
 @pytest.mark.parametrize("name", ["cloud", "finance", "manufacturing", "security"])
@@ -240,11 +256,6 @@ def test_truncated_sample_does_not_raise(name):
     assert len(parsed.items) < len(parse(data, ANY, NOW).items)
 
 
-@pytest.mark.xfail(
-    reason="feeds.py parse() only reports a problem when no entry survives; a truncated (bozo) feed comes back "
-    "as 'ok' with a partial item list",
-    strict=True,
-)
 @pytest.mark.parametrize("name", ["cloud", "security"])
 def test_truncated_sample_reports_a_problem(name):
     data = sample(name)
@@ -389,14 +400,9 @@ def test_empty_feeds_file_is_an_empty_catalog(tmp_path):
     assert catalog.feeds == {} and catalog.feeds_for(["x"], "y") == []
 
 
-@pytest.mark.xfail(
-    reason="feeds.py load_catalog does {**raw, ...} without checking that the YAML is a mapping: TypeError escapes",
-    strict=True,
-    raises=TypeError,
-)
 @pytest.mark.parametrize("text", ["- cloud\n- security\n", "just a string\n"])
 def test_top_level_that_is_not_a_mapping(tmp_path, text):
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="mapping"):
         load_catalog(write(tmp_path, text))
 
 

@@ -1,0 +1,390 @@
+"""Rendering the bundled templates, CSS inlining, escaping, locales, template errors and the text part."""
+
+import re
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from nurture import content
+from nurture.errors import TemplateProblem
+from nurture.inline import inline_blocks, inline_document, stylesheet
+from nurture.models import FeedItem
+from nurture.render import Renderer, TrackedLink
+from nurture.settings import Settings
+from nurture.textpart import html_to_text
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+LAYOUT = TEMPLATES / "en" / "layout.html"
+LAYOUT_PARTS = re.findall(r'\{%-?\s*include\s+"([^"]+)"', LAYOUT.read_text(encoding="utf-8"))
+UNSUBSCRIBE = "https://t.example/u/UNSUB"
+PREFERENCES = "https://t.example/p/PREFS"
+PIXEL = "https://t.example/o.gif"
+NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+EVIL_TITLE = "<script>alert(1)</script> & Co"
+
+
+def url_for(index: int) -> str:
+    return f"https://t.example/c/{index}"
+
+
+def feed_items() -> list[FeedItem]:
+    return [
+        FeedItem(feed="security", guid="g1", title=EVIL_TITLE, link="https://news.example.net/evil",
+                 summary="<p>Attackers &amp; defenders, <strong>café</strong> edition.</p>",
+                 published=datetime(2026, 11, 18, tzinfo=UTC), fetched_at=NOW),
+        FeedItem(feed="cloud", guid="g2", title="Five ways to cut your Kubernetes bill",
+                 link="https://blog.example.org/k8s?utm=1&x=2", summary="<p>Right-size requests.</p>",
+                 published=datetime(2026, 11, 10, tzinfo=UTC), fetched_at=NOW),
+        FeedItem(feed="cloud", guid="g3", title="Grüße – café au lait", link="https://blog.example.org/cafe",
+                 summary="", published=datetime(2026, 11, 2, tzinfo=UTC), fetched_at=NOW),
+    ]
+
+
+def make_context(items=None, lead=None):
+    return content.context(Settings(), lead or content.sample_lead(), feed_items() if items is None else items,
+                           unsubscribe_url=UNSUBSCRIBE, preferences_url=PREFERENCES)
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer(TEMPLATES)
+
+
+@pytest.fixture(scope="module")
+def digest(renderer):
+    return renderer.render("digest", "en", make_context(), url_for=url_for, pixel_url=PIXEL)
+
+
+def hrefs(html: str) -> list[str]:
+    return re.findall(r'href="([^"]*)"', html)
+
+
+# the bundled templates
+
+
+@pytest.mark.parametrize("name", ["digest", "confirmation"])
+@pytest.mark.parametrize("locale", ["en", "nl"])
+def test_render_basics(renderer, name, locale):
+    rendered = renderer.render(name, locale, make_context(), url_for=url_for, pixel_url=PIXEL)
+    assert rendered.subject.strip()
+    assert "\n" not in rendered.subject and "\r" not in rendered.subject
+    assert rendered.preheader
+    assert rendered.html.count(PIXEL) == 1
+    assert rendered.html.lstrip().lower().startswith("<!doctype html>")
+    assert UNSUBSCRIBE in rendered.html and UNSUBSCRIBE in rendered.text
+    assert PREFERENCES in rendered.html
+    for href in hrefs(rendered.html):
+        assert href in (UNSUBSCRIBE, PREFERENCES) or re.fullmatch(r"https://t\.example/c/\d+", href), href
+    used = {int(href.rsplit("/", 1)[1]) for href in hrefs(rendered.html) if "/c/" in href}
+    assert used == set(range(len(rendered.links)))
+    for text in (rendered.html, rendered.text, rendered.subject, rendered.preheader):
+        assert "{{" not in text and "{%" not in text and "%7B%7B" not in text.upper()
+    assert rendered.text.endswith("\n")
+
+
+def test_digest_links(digest):
+    assert digest.links[:3] == (
+        TrackedLink("https://news.example.net/evil"),
+        TrackedLink("https://blog.example.org/k8s?utm=1&x=2"),
+        TrackedLink("https://blog.example.org/cafe"),
+    )
+    [callback] = [link for link in digest.links if link.action == "callback"]
+    assert callback.url == Settings().mail.calls_to_action["callback"].url
+    [pricing] = [link for link in digest.links if link.tag == "high-intent"]
+    assert pricing.url == "https://example.com/pricing"
+    assert pricing.action == "content"
+    assert len(digest.links) == 5
+    assert digest.links[0].as_dict() == {"url": "https://news.example.net/evil", "action": "content",
+                                         "tag": None, "points": None}
+
+
+def test_no_article_url_appears_untracked(digest):
+    for link in digest.links:
+        assert link.url not in digest.html
+        assert link.url not in digest.text
+
+
+def test_text_part_uses_the_same_tracked_urls(digest):
+    for index in range(len(digest.links)):
+        assert url_for(index) in digest.text
+    assert PREFERENCES in digest.text
+
+
+def test_subject_is_the_first_title_unescaped(digest):
+    assert digest.subject == EVIL_TITLE
+    assert digest.preheader == "3 new articles on cloud, security"
+
+
+def test_css_is_inlined(digest):
+    cards = re.findall(r'<div class="card"[^>]*>', digest.html)
+    assert len(cards) == 3
+    for card in cards:
+        assert re.search(r'style="[^"]*border', card), card
+    assert re.search(r'<a class="button"[^>]*style="[^"]*background', digest.html)
+    assert re.search(r'<body[^>]*style="[^"]*margin', digest.html)
+    assert ".card {" not in digest.html  # the rule itself is gone; only the media query is kept
+
+
+def test_hostile_title_is_escaped_in_html_and_plain_in_text(digest):
+    assert "<script>" not in digest.html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; Co" in digest.html
+    assert EVIL_TITLE in digest.text
+    assert "&amp;" not in digest.text and "&lt;" not in digest.text
+
+
+def test_summary_html_is_kept_and_text_is_plain(digest):
+    assert "<strong>café</strong>" in digest.html
+    assert "Attackers & defenders, café edition." in digest.text
+    assert "<strong>" not in digest.text
+
+
+def test_non_ascii_survives(digest):
+    assert "Grüße – café au lait" in digest.html
+    assert "Grüße – café au lait" in digest.text
+
+
+def test_lead_fields_are_escaped(renderer):
+    lead = content.sample_lead()
+    lead.first_name = '<b onmouseover="x()">Sam</b>'
+    rendered = renderer.render("confirmation", "en", make_context(lead=lead), url_for=url_for, pixel_url=PIXEL)
+    assert "<b onmouseover" not in rendered.html
+    assert "&lt;b onmouseover=" in rendered.html
+    assert rendered.subject == 'Welcome to Acme Software, <b onmouseover="x()">Sam</b>'
+
+
+def test_title_with_line_break_cannot_break_the_subject(renderer):
+    items = feed_items()
+    items[0].title = "Line one\r\nBcc: victim@example.net\tand more"
+    rendered = renderer.render("digest", "en", make_context(items=items), url_for=url_for, pixel_url=PIXEL)
+    assert rendered.subject == "Line one Bcc: victim@example.net and more"
+
+
+def test_empty_digest_has_a_fallback_subject(renderer):
+    rendered = renderer.render("digest", "en", make_context(items=[]), url_for=url_for, pixel_url=PIXEL)
+    assert rendered.subject == "What is new at Acme Software"
+    assert 'class="card"' not in rendered.html
+
+
+def test_confirmation(renderer):
+    rendered = renderer.render("confirmation", "en", make_context(), url_for=url_for, pixel_url=PIXEL)
+    assert rendered.subject == "Welcome to Acme Software, Sam"
+    assert rendered.links == (TrackedLink(Settings().mail.calls_to_action["callback"].url, action="callback"),)
+    assert "Call me back" in rendered.html
+    assert url_for(0) in rendered.text
+
+
+def test_without_tracking_links_are_plain_and_nothing_is_tracked(renderer):
+    rendered = renderer.render("digest", "en", make_context())
+    assert rendered.links == ()
+    assert "https://news.example.net/evil" in rendered.html
+    assert "https://example.com/pricing" in rendered.html
+    assert "o.gif" not in rendered.html and "<img" not in rendered.html
+
+
+def test_rendering_twice_gives_the_same_result(renderer, digest):
+    again = renderer.render("digest", "en", make_context(), url_for=url_for, pixel_url=PIXEL)
+    assert again == digest
+
+
+# locales
+
+
+def test_unknown_locale_falls_back_to_english(renderer, digest):
+    german = renderer.render("digest", "de", make_context(), url_for=url_for, pixel_url=PIXEL)
+    assert german == digest
+    assert "Unsubscribe" in german.html
+
+
+def test_dutch(renderer):
+    rendered = renderer.render("digest", "nl", make_context(), url_for=url_for, pixel_url=PIXEL)
+    assert "Afmelden" in rendered.html and "Afmelden" in rendered.text
+    assert "Bel mij terug" in rendered.html
+    assert "Unsubscribe" not in rendered.html
+    assert rendered.preheader == "3 nieuwe artikelen over cloud, security"
+    assert "18-11-2026" in rendered.html
+    confirmation = renderer.render("confirmation", "nl", make_context(), url_for=url_for, pixel_url=PIXEL)
+    assert confirmation.subject == "Welkom bij Acme Software, Sam"
+
+
+def test_dutch_borrows_the_english_layout(renderer):
+    rendered = renderer.render("digest", "nl", make_context(), url_for=url_for, pixel_url=PIXEL)
+    assert re.search(r'<div class="card"[^>]*style="[^"]*border', rendered.html)
+    assert {"en", "nl"} <= set(renderer.locales())
+
+
+# broken templates
+
+
+def template_dir(tmp_path: Path, files: dict[str, str], layout: str | None = None) -> Path:
+    folder = tmp_path / "templates" / "en"
+    folder.mkdir(parents=True)
+    if layout is None:
+        shutil.copy(LAYOUT, folder / "layout.html")
+    else:
+        (folder / "layout.html").write_text(layout, encoding="utf-8")
+    for part in LAYOUT_PARTS:  # what the layout includes (the footer)
+        shutil.copy(TEMPLATES / "en" / part, folder / part)
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder.parent
+
+
+HEAD = '{% extends "layout.html" %}\n{% block subject %}Hi{% endblock %}\n{% block preheader %}pre{% endblock %}\n'
+
+
+def test_missing_template(tmp_path):
+    with pytest.raises(TemplateProblem, match="'nothing' not found"):
+        Renderer(template_dir(tmp_path, {})).render("nothing", "en", make_context())
+
+
+def test_syntax_error_names_the_file(tmp_path):
+    source = HEAD + "{% block content %}\n<p>{% if lead.first_name %}never closed</p>\n{% endblock %}\n"
+    folder = template_dir(tmp_path, {"broken.html": source})
+    with pytest.raises(TemplateProblem) as error:
+        Renderer(folder).render("broken", "en", make_context())
+    assert "broken.html" in str(error.value)
+    assert "endif" in str(error.value)
+
+
+def test_syntax_error_in_an_expression(tmp_path):
+    source = HEAD + "{% block content %}\n<p>{{ lead.first_name( }}</p>\n{% endblock %}\n"
+    with pytest.raises(TemplateProblem, match=r"broken\.html:\d+: "):
+        Renderer(template_dir(tmp_path, {"broken.html": source})).render("broken", "en", make_context())
+
+
+def test_syntax_error_names_the_right_line(tmp_path):
+    source = HEAD + "{% block content %}\n<p>one</p>\n\n<p>two</p>\n\n<p>{{ lead.first_name( }}</p>\n{% endblock %}\n"
+    assert source.splitlines()[8] == "<p>{{ lead.first_name( }}</p>"  # line 9
+    with pytest.raises(TemplateProblem) as error:
+        Renderer(template_dir(tmp_path, {"broken.html": source})).render("broken", "en", make_context())
+    assert "broken.html:9:" in str(error.value)
+
+
+def test_syntax_error_line_without_inlining(tmp_path):
+    source = HEAD + "{% block content %}\n<p>one</p>\n\n<p>two</p>\n\n<p>{{ lead.first_name( }}</p>\n{% endblock %}\n"
+    folder = template_dir(tmp_path, {"broken.html": source})
+    with pytest.raises(TemplateProblem, match=r"broken\.html:9: "):
+        Renderer(folder, inline_css=False).render("broken", "en", make_context())
+
+
+def test_undefined_variable_names_the_template_and_variable(tmp_path):
+    source = HEAD + "{% block content %}\n<p>{{ no_such_variable }}</p>\n{% endblock %}\n"
+    with pytest.raises(TemplateProblem) as error:
+        Renderer(template_dir(tmp_path, {"undef.html": source})).render("undef", "en", make_context())
+    assert "undef" in str(error.value)
+    assert "no_such_variable" in str(error.value)
+
+
+def test_undefined_attribute_in_subject(tmp_path):
+    source = ('{% extends "layout.html" %}\n{% block subject %}Hi {{ lead.nickname }}{% endblock %}\n'
+              "{% block preheader %}p{% endblock %}\n{% block content %}x{% endblock %}\n")
+    with pytest.raises(TemplateProblem, match="nickname"):
+        Renderer(template_dir(tmp_path, {"subj.html": source})).render("subj", "en", make_context())
+
+
+def test_missing_context_variable_is_reported(renderer):
+    variables = make_context()
+    del variables["unsubscribe_url"]
+    with pytest.raises(TemplateProblem, match="unsubscribe_url"):
+        renderer.render("digest", "en", variables, url_for=url_for, pixel_url=PIXEL)
+
+
+def test_template_without_subject(tmp_path):
+    source = '{% extends "layout.html" %}\n{% block content %}<p>x</p>{% endblock %}\n'
+    with pytest.raises(TemplateProblem):
+        Renderer(template_dir(tmp_path, {"nosubject.html": source})).render("nosubject", "en", make_context())
+
+
+def layout_without_pixel() -> str:
+    layout = LAYOUT.read_text(encoding="utf-8")
+    without = re.sub(r"\{% if pixel_url %\}.*?\{% endif %\}", "", layout)
+    assert without != layout
+    return without
+
+
+PLAIN = HEAD + '{% block content %}<p><a href="{{ track("https://example.com/x") }}">x</a></p>{% endblock %}\n'
+
+
+def test_layout_without_pixel_and_no_pixel_url_renders_html(tmp_path):
+    folder = template_dir(tmp_path, {"plain.html": PLAIN}, layout=layout_without_pixel())
+    rendered = Renderer(folder).render("plain", "en", make_context(), url_for=url_for)
+    assert "<img" not in rendered.html
+    assert '<a href="https://t.example/c/0"' in rendered.html
+    assert rendered.links == (TrackedLink("https://example.com/x"),)
+
+
+@pytest.mark.parametrize("case", ["layout-without-pixel", "pixel-url-with-ampersand"])
+def test_pixel_is_added_once_without_escaping_the_email(tmp_path, case):
+    if case == "layout-without-pixel":
+        folder, pixel = template_dir(tmp_path, {"plain.html": PLAIN}, layout=layout_without_pixel()), PIXEL
+    else:
+        folder, pixel = template_dir(tmp_path, {"plain.html": PLAIN}), PIXEL + "?a=1&b=2"
+    rendered = Renderer(folder).render("plain", "en", make_context(), url_for=url_for, pixel_url=pixel)
+    assert "&lt;" not in rendered.html
+    assert rendered.html.count("o.gif") == 1
+    assert rendered.html.index("o.gif") < rendered.html.lower().rindex("</body>")
+
+
+def test_text_part_is_made_from_html_when_the_template_has_no_text_block(tmp_path):
+    source = HEAD + '{% block content %}<p>Read <a href="{{ track("https://example.com/x") }}">this</a></p>' \
+        "{% endblock %}\n"
+    rendered = Renderer(template_dir(tmp_path, {"notext.html": source})).render(
+        "notext", "en", make_context(), url_for=url_for, pixel_url=PIXEL)
+    assert "Read this (https://t.example/c/0)" in rendered.text
+    assert "Unsubscribe (https://t.example/u/UNSUB)" in rendered.text
+    assert "<" not in rendered.text
+
+
+# inline
+
+
+def test_inline_document_keeps_jinja_syntax():
+    source = ('<html><head><style>.x { color: red; }</style></head><body>'
+              '<a class="x" href="{{ track(url) }}">{{ label }}</a>{% if a %}y{% endif %}</body></html>')
+    result = inline_document(source)
+    assert 'href="{{ track(url) }}"' in result
+    assert "{% if a %}y{% endif %}" in result
+    assert "%7B" not in result.upper()
+    assert '<a class="x" href="{{ track(url) }}" style="color:red">{{ label }}</a>' in result
+    assert "<style" not in result
+
+
+def test_inline_blocks_only_touches_html_blocks():
+    css = stylesheet("<style>.card { border: 1px solid #000; }</style>")
+    assert ".card" in css
+    source = ('{% block subject %}<div class="card">s</div>{% endblock %}'
+              '{% block content %}<div class="card">{{ x }}</div>{% endblock %}')
+    result = inline_blocks(source, css)
+    subject, body = result.split("{% endblock %}", 1)
+    assert "style" not in subject
+    assert re.search(r'<div class="card" style="border:1px solid #000">\{\{ x \}\}</div>', body)
+
+
+# text part
+
+
+def test_html_to_text_keeps_link_urls_in_brackets():
+    text = html_to_text('<p>Read <a href="https://example.com/a?b=1&amp;c=2">the article</a> now.</p>')
+    assert text == "Read the article (https://example.com/a?b=1&c=2) now.\n"
+
+
+def test_html_to_text_drops_head_style_and_script():
+    html = ("<html><head><title>T</title><style>p{color:red}</style></head><body>"
+            "<script>alert(1)</script><p>One</p><div>Two &amp; three</div><ul><li>a</li><li>b</li></ul></body></html>")
+    text = html_to_text(html)
+    assert "color" not in text and "alert" not in text and "T\n" not in text
+    assert text.splitlines()[0] == "One"
+    assert "Two & three" in text
+    assert "a\n" in text and "b" in text
+
+
+def test_html_to_text_collapses_blank_lines():
+    text = html_to_text("<p>a</p>" + "<br>" * 10 + "<p>b</p>")
+    assert "\n\n\n" not in text
+    assert text == "a\n\nb\n"
+
+
+def test_link_without_href_has_no_brackets():
+    assert html_to_text("<p><a>anchor</a></p>") == "anchor\n"
