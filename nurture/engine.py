@@ -6,18 +6,19 @@ by the caller and handed in as `now`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from nurture import content, handoff, program
-from nurture.errors import DeliveryError, InputError, NurtureError
+from nurture.dispatch import Dispatch, Progress
+from nurture.errors import DeliveryError, InputError
 from nurture.feeds import Catalog, load_catalog
 from nurture.mailer import Mailer
 from nurture.message import Envelope, build, domain_of, message_id
-from nurture.models import Lead, Send, SendState
+from nurture.models import FeedItem, Lead, Send
+from nurture.outbox import Outbox
 from nurture.refresh import FeedResult, refresh
 from nurture.render import Renderer
 from nurture.settings import Settings
@@ -26,7 +27,6 @@ from nurture.tokens import Signer
 from nurture.urls import Urls
 
 log = logging.getLogger(__name__)
-MAX_ATTEMPTS = 5
 
 
 @dataclass
@@ -39,6 +39,7 @@ class Report:
     deferred: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     handoffs: list[str] = field(default_factory=list)
+    paused: str | None = None  # why delivery stopped early
 
 
 class Engine:
@@ -51,6 +52,7 @@ class Engine:
         self.catalog = catalog or load_catalog(settings.feeds_file)
         self.urls = Urls(settings.base_url, Signer(settings.secret_key))
         self.domain = domain_of(settings.mail.from_email)
+        self.outbox = Outbox(store)
 
     # the program
 
@@ -70,7 +72,7 @@ class Engine:
                     self.store.note_skip(step.lead_id, "no new matching items", now)
                     report.skipped.append(f"{lead.email}: digest {step.step} skipped, no new matching items")
                     continue
-            if self.store.enqueue(step, now, item_ids):
+            if self.outbox.enqueue(step, now, item_ids):
                 report.enqueued.append(f"{lead.email}: {step.template} (cycle {step.cycle}, step {step.step})")
 
     def _new_item_ids(self, lead: Lead) -> list[int]:
@@ -81,71 +83,31 @@ class Engine:
 
     # delivery
 
-    async def deliver(self, now: datetime, report: Report, on_progress: Callable[[], None] | None = None) -> None:
-        """Deliver every queued or deferred send, `smtp.concurrency` at a time."""
-        sends = self.store.deliverable()
-        leads = self.store.leads_by_id([send.lead_id for send in sends])
-        slots = asyncio.Semaphore(self.settings.smtp.concurrency)
+    async def deliver(self, now: datetime, report: Report, progress: Progress | None = None) -> None:
+        """Deliver everything the outbox holds for `now`, `smtp.concurrency` messages at a time."""
+        await Dispatch(self, now, report, progress).run()
 
-        async def one(send: Send) -> None:
-            async with slots:
-                await self._deliver(send, leads[send.lead_id], now, report)
-            if on_progress:
-                on_progress()
-
-        await asyncio.gather(*(one(send) for send in sends))
-
-    async def _deliver(self, send: Send, lead: Lead, now: datetime, report: Report) -> None:
-        rules = self.settings.scoring
-        if lead.suppressed is not None:
-            self.store.mark_failed(send, f"lead is {lead.suppressed.value}", SendState.FAILED, now, rules)
-            return
-        try:
-            envelope = self.compose(send, lead)
-        except NurtureError as error:
-            self.store.mark_failed(send, str(error), SendState.FAILED, now, rules)
-            report.failed.append(f"{lead.email}: {error}")
-            return
-        try:
-            await self.mailer.send(envelope)
-        except DeliveryError as error:
-            self._failed(send, lead, error, now, report)
-            return
-        self.store.mark_sent(send, now, rules)
-        report.sent.append(f"{lead.email}: {send.template} {send.step} ({envelope.message_id})")
-
-    def _failed(self, send: Send, lead: Lead, error: DeliveryError, now: datetime, report: Report) -> None:
-        if error.permanent:
-            state = SendState.BOUNCED
-        else:
-            state = SendState.FAILED if send.attempts + 1 >= MAX_ATTEMPTS else SendState.DEFERRED
-        self.store.mark_failed(send, str(error), state, now, self.settings.scoring)
-        (report.failed if state is not SendState.DEFERRED else report.deferred).append(
-            f"{lead.email}: {state.value}: {error}")
-
-    def compose(self, send: Send, lead: Lead) -> Envelope:
-        """Render and build one send's message, and record it as being sent (before delivery)."""
+    def compose(self, send: Send, lead: Lead, items: list[FeedItem]) -> tuple[Envelope, dict[str, Any]]:
+        """Render and build one send's message (no I/O); also return what the outbox keeps about it."""
         assert send.id is not None and lead.id is not None
-        items = self.store.send_items(send.id)
-        variables = content.context(self.settings, lead, items,
-                                    unsubscribe_url=self.urls.unsubscribe(lead.id),
-                                    preferences_url=self.urls.preferences(lead.id))
         send_id = send.id
+        variables = content.context(self.settings, lead, items, unsubscribe_url=self.urls.unsubscribe(lead.id),
+                                    preferences_url=self.urls.preferences(lead.id))
         rendered = self.renderer.render(send.template, lead.locale, variables,
                                         url_for=lambda link: self.urls.click(send_id, link),
                                         pixel_url=self.urls.pixel(send_id))
         mid = message_id(self.settings.secret_key, "send", send_id, self.domain)
-        unsubscribe = self.urls.unsubscribe(lead.id)
         envelope = build(
             sender=self.settings.mail.from_email, to=lead.email, subject=rendered.subject,
             html=rendered.html, text=rendered.text, message_id=mid, date=send.created_at,
-            headers={"List-Unsubscribe": f"<{unsubscribe}>",
+            headers={"List-Unsubscribe": f"<{self.urls.unsubscribe(lead.id)}>",
                      "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
         )
-        self.store.mark_sending(send_id, mid, rendered.subject, [link.as_dict() for link in rendered.links])
-        return envelope
+        description = {"id": send_id, "message_id": mid, "subject": rendered.subject,
+                       "links": [link.as_dict() for link in rendered.links]}
+        return envelope, description
 
-    async def send_due(self, now: datetime, dry_run: bool = False) -> Report:
+    async def send_due(self, now: datetime, dry_run: bool = False, progress: Progress | None = None) -> Report:
         """One pass of the program: enqueue what is due, deliver the outbox, deliver hand-offs."""
         report = Report()
         if dry_run:
@@ -154,7 +116,7 @@ class Engine:
                                f"step {step.step}) would be sent" for step in self.plan(now)]
             return report
         self.enqueue_due(now, report)
-        await self.deliver(now, report)
+        await self.deliver(now, report, progress)
         await self.deliver_handoffs(now, report)
         return report
 

@@ -94,6 +94,9 @@ class Send(SQLModel, table=True):
     error: str | None = None
     created_at: datetime
     sent_at: datetime | None = None
+    claimed_by: str | None = None  # the worker delivering it ("host:pid:nonce")
+    claimed_at: datetime | None = None
+    retry_at: datetime | None = None  # when a deferred send may be tried again
 
 
 class SendItem(SQLModel, table=True):

@@ -81,7 +81,21 @@ class Smtp(Section):
     starttls: bool = False
     username: str | None = None
     timeout: float = Field(30, gt=0)
-    concurrency: int = Field(4, ge=1, le=256)
+    concurrency: int = Field(4, ge=1, le=256)  # connections kept open and reused
+
+
+class Delivery(Section):
+    """How the outbox is worked: pace, retries, and when to stop trying."""
+
+    rate_per_second: float | None = Field(None, gt=0)
+    rate_per_hour: int | None = Field(None, gt=0)
+    retries: int = Field(2, ge=0, le=10)  # quick retries within a run after a temporary failure
+    backoff_seconds: float = Field(0.5, ge=0)  # first retry delay; doubles each time, with jitter
+    retry_after_minutes: float = Field(15, gt=0)  # a deferred send is tried again this much later
+    max_attempts: int = Field(5, ge=1)  # across runs; then the send has failed
+    pause_after_failures: int = Field(20, ge=1)  # consecutive failures: the server is down, stop the run
+    batch_size: int = Field(200, ge=1, le=10_000)
+    lease_seconds: float = Field(300, gt=0)  # a claimed send whose worker vanished is taken back after this
 
 
 class Server(Section):
@@ -104,6 +118,7 @@ class Settings(Section):
     mail: Mail = Mail()
     sales: Sales = Sales()
     smtp: Smtp = Smtp()
+    delivery: Delivery = Delivery()
     server: Server = Server()
     schedule: Schedule = Schedule()
     secret_key: str = Field("", repr=False)

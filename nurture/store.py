@@ -32,16 +32,16 @@ from nurture.models import (
     Outcome,
     Send,
     SendItem,
-    SendState,
     SinkMessage,
     Stage,
     Suppression,
 )
-from nurture.program import Due, History
+from nurture.program import History
 from nurture.scoring import Credit
 from nurture.settings import Scoring
 
-RETRY_STATES = (SendState.QUEUED, SendState.SENDING, SendState.DEFERRED)
+SUPPRESSION_EVENTS = {Suppression.UNSUBSCRIBED: EventKind.UNSUBSCRIBE, Suppression.BOUNCED: EventKind.BOUNCE,
+                      Suppression.COMPLAINED: EventKind.COMPLAINT}
 MQL_ONLY = (EventKind.OPEN, EventKind.CLICK, EventKind.SENT)  # earn nothing once a lead is with sales
 
 
@@ -191,73 +191,23 @@ class Store:
         with self.session() as session:
             return list(session.exec(query).all())
 
-    def enqueue(self, due: Due, now: datetime, item_ids: Sequence[int] = ()) -> Send | None:
-        """Record a send (queued) with its items; None when this step or an item was already sent."""
-        send = Send(lead_id=due.lead_id, cycle=due.cycle, step=due.step, template=due.template,
-                    created_at=now)
-        try:
-            with self.session() as session:
-                session.add(send)
-                session.flush()
-                assert send.id is not None
-                session.add_all(SendItem(send_id=send.id, lead_id=due.lead_id, item_id=item_id, position=n)
-                                for n, item_id in enumerate(item_ids))
-        except IntegrityError:
-            return None
-        return send
-
-    def deliverable(self, limit: int = 10_000) -> list[Send]:
-        query = (select(Send).where(col(Send.state).in_(RETRY_STATES))
-                 .order_by(col(Send.id)).limit(limit))
-        with self.session() as session:
-            return list(session.exec(query).all())
-
     def send(self, send_id: int) -> Send | None:
         with self.session() as session:
             return session.get(Send, send_id)
 
-    def send_items(self, send_id: int) -> list[FeedItem]:
-        query = (select(FeedItem).join(SendItem, col(SendItem.item_id) == col(FeedItem.id))
-                 .where(SendItem.send_id == send_id).order_by(col(SendItem.position)))
-        with self.session() as session:
-            return list(session.exec(query).all())
-
     def sends_of(self, lead_id: int) -> list[Send]:
         with self.session() as session:
             return list(session.exec(select(Send).where(Send.lead_id == lead_id).order_by(col(Send.id))).all())
-
-    def mark_sending(self, send_id: int, message_id: str, subject: str, links: list[dict[str, Any]]) -> None:
-        with self.session() as session:
-            session.exec(update(Send).where(col(Send.id) == send_id).values(
-                state=SendState.SENDING, message_id=message_id, subject=subject, links=links,
-                attempts=Send.attempts + 1))
-
-    def mark_sent(self, send: Send, now: datetime, rules: Scoring) -> None:
-        """Mark a send delivered and book its cost (every digest after a cycle's first)."""
-        assert send.id is not None
-        credit = scoring.credit_send(max(send.step - 1, 0), send.id, rules)
-        with self.session() as session:
-            session.exec(update(Send).where(col(Send.id) == send.id)
-                         .values(state=SendState.SENT, sent_at=now, error=None))
-            if send.step > 0:
-                hit = Hit(send.lead_id, EventKind.SENT, now, credit, send_id=send.id)
-                self._record(session, hit, rules)
-
-    def mark_failed(self, send: Send, error: str, state: SendState, now: datetime, rules: Scoring) -> None:
-        """Record a delivery failure; a bounce suppresses the lead and scores the bounce rule."""
-        with self.session() as session:
-            session.exec(update(Send).where(col(Send.id) == send.id).values(state=state, error=error[:500]))
-        if state is SendState.BOUNCED:
-            self.suppress(send.lead_id, Suppression.BOUNCED, now, rules, detail=error[:200])
 
     # events and scores
 
     def record(self, hit: Hit, rules: Scoring) -> Recorded:
         """Store one event, credit it at most once, and qualify the lead when it reaches the threshold."""
         with self.session() as session:
-            return self._record(session, hit, rules)
+            return self.record_in(session, hit, rules)
 
-    def _record(self, session: Session, hit: Hit, rules: Scoring) -> Recorded:
+    def record_in(self, session: Session, hit: Hit, rules: Scoring) -> Recorded:
+        """`record` inside the caller's transaction."""
         lead = session.exec(select(Lead).where(Lead.id == hit.lead_id).with_for_update()).one()
         event = self._insert_event(session, lead, hit)
         score = self._score(session, lead, rules)
@@ -306,16 +256,20 @@ class Store:
     def suppress(self, lead_id: int, reason: Suppression, now: datetime, rules: Scoring,
                  detail: str | None = None) -> bool:
         """Stop all mail to a lead and score the matching rule once; False if it was suppressed already."""
-        kind = {Suppression.UNSUBSCRIBED: EventKind.UNSUBSCRIBE, Suppression.BOUNCED: EventKind.BOUNCE,
-                Suppression.COMPLAINED: EventKind.COMPLAINT}[reason]
         with self.session() as session:
-            lead = session.exec(select(Lead).where(Lead.id == lead_id).with_for_update()).one()
-            if lead.suppressed is not None:
-                return False
-            credit = scoring.credit_suppression(kind, lead_id, lead.cycle, rules)
-            lead.suppressed = reason
-            self._record(session, Hit(lead_id, kind, now, credit, detail=detail), rules)
-            return True
+            return self.suppress_in(session, lead_id, reason, now, rules, detail)
+
+    def suppress_in(self, session: Session, lead_id: int, reason: Suppression, now: datetime, rules: Scoring,
+                    detail: str | None = None) -> bool:
+        """`suppress` inside the caller's transaction."""
+        kind = SUPPRESSION_EVENTS[reason]
+        lead = session.exec(select(Lead).where(Lead.id == lead_id).with_for_update()).one()
+        if lead.suppressed is not None:
+            return False
+        credit = scoring.credit_suppression(kind, lead_id, lead.cycle, rules)
+        lead.suppressed = reason
+        self.record_in(session, Hit(lead_id, kind, now, credit, detail=detail), rules)
+        return True
 
     # hand-offs
 

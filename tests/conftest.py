@@ -71,7 +71,9 @@ def environ(database_url: str, **extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return load_settings(environ(database_url), ROOT / "nurture.yaml")
+    loaded = load_settings(environ(database_url), ROOT / "nurture.yaml")
+    quick = loaded.delivery.model_copy(update={"backoff_seconds": 0.0})  # retries without waiting
+    return loaded.model_copy(update={"delivery": quick})
 
 
 @pytest.fixture

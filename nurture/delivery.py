@@ -1,0 +1,116 @@
+"""Delivering one message well: quick retries with back-off, a pace, and a breaker for a dead server.
+
+The policies are small and take their clock and randomness from the caller, so tests run them
+without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from nurture.errors import DeliveryError
+from nurture.mailer import Mailer
+from nurture.message import Envelope
+from nurture.models import SendState
+from nurture.settings import Delivery
+
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def backoff(attempt: int, base: float, jitter: float, cap: float = 30.0) -> float:
+    """Seconds to wait before quick retry number `attempt` (0-based): doubling, jittered by 0.5x to 1.5x."""
+    return min(cap, base * 2**attempt) * (0.5 + jitter)
+
+
+async def attempt(mailer: Mailer, envelope: Envelope, policy: Delivery, sleep: Sleep = asyncio.sleep,
+                  rand: Callable[[], float] = random.random) -> tuple[SendState, str | None]:
+    """Deliver with quick retries: sent; bounced on a 5xx; deferred when the retries run out."""
+    error: DeliveryError | None = None
+    for number in range(policy.retries + 1):
+        if number:
+            await sleep(backoff(number - 1, policy.backoff_seconds, rand()))
+        try:
+            await mailer.send(envelope)
+            return SendState.SENT, None
+        except DeliveryError as failure:
+            if failure.permanent:
+                return SendState.BOUNCED, str(failure)
+            error = failure
+    return SendState.DEFERRED, str(error)
+
+
+@dataclass
+class Breaker:
+    """Trips after `limit` deliveries in a row failed: the server is down, stop burning through the list."""
+
+    limit: int
+    failures: int = 0
+
+    def record(self, state: SendState) -> None:
+        self.failures = 0 if state in (SendState.SENT, SendState.BOUNCED) else self.failures + 1
+
+    @property
+    def tripped(self) -> bool:
+        return self.failures >= self.limit
+
+
+class Pacer:
+    """Spaces messages evenly so that neither the per-second nor the per-hour limit is exceeded."""
+
+    def __init__(self, per_second: float | None, per_hour: int | None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Sleep = asyncio.sleep):
+        self.interval = max(1 / per_second if per_second else 0.0, 3600 / per_hour if per_hour else 0.0)
+        self.clock = clock
+        self.sleep = sleep
+        self.next: float | None = None
+
+    def reserve(self) -> float:
+        """Take the next free slot; return how long until it comes."""
+        now = self.clock()
+        slot = now if self.next is None else max(now, self.next)
+        self.next = slot + self.interval
+        return slot - now
+
+    async def wait(self) -> None:
+        if self.interval:
+            delay = self.reserve()  # reserved before awaiting, so concurrent senders never share a slot
+            if delay > 0:
+                await self.sleep(delay)
+
+
+class GroupCommit(Generic[T]):
+    """Collects results and writes them in groups; `put` returns once its result is committed.
+
+    A delivery holds its concurrency slot until its result is stored, so after a crash at most
+    `concurrency` messages can have gone out without being recorded.
+    """
+
+    def __init__(self, write: Callable[[Sequence[T]], None]):
+        self.write = write
+        self.pending: list[tuple[T, asyncio.Future[None]]] = []
+        self.running: asyncio.Task[None] | None = None
+
+    async def put(self, item: T) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending.append((item, future))
+        if self.running is None or self.running.done():
+            self.running = asyncio.create_task(self._drain())
+        await future
+
+    async def _drain(self) -> None:
+        while self.pending:
+            group, self.pending = self.pending, []
+            try:
+                await asyncio.to_thread(self.write, [item for item, _ in group])
+            except Exception as error:  # noqa: BLE001 - handed to every waiter of the group
+                for _, future in group:
+                    future.set_exception(error)
+                continue
+            for _, future in group:
+                future.set_result(None)

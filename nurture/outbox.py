@@ -1,0 +1,167 @@
+"""The outbox: every send is recorded before delivery, claimed by one worker, and finished with its result.
+
+    queued -> sending -> sent
+                      -> deferred -> sending ...   (a temporary failure; tried again at retry_at)
+                      -> failed                    (too many attempts, or a message that cannot be built)
+                      -> bounced                   (a 5xx reply: the lead is suppressed)
+
+A claim marks sends `sending` with the worker's name and the time. A worker that dies leaves them so:
+on the same host a dead process's claims are taken back at once, elsewhere when the lease runs out.
+Claims use `FOR UPDATE SKIP LOCKED` on PostgreSQL, so many workers share one outbox.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from nurture import scoring
+from nurture.models import EventKind, FeedItem, Send, SendItem, SendState, Suppression
+from nurture.program import Due
+from nurture.settings import Scoring
+from nurture.store import Hit, Store
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class Result:
+    """How one delivery attempt ended."""
+
+    send: Send
+    state: SendState  # sent, deferred, failed, bounced; queued gives the claim back untried
+    error: str | None = None
+
+
+class Outbox:
+    def __init__(self, store: Store, worker: str | None = None):
+        self.store = store
+        self.worker = worker or worker_name()
+
+    def enqueue(self, due: Due, now: datetime, item_ids: Sequence[int] = ()) -> Send | None:
+        """Record a queued send with its items; None when this step, or an item, was sent to the lead before."""
+        send = Send(lead_id=due.lead_id, cycle=due.cycle, step=due.step, template=due.template, created_at=now)
+        try:
+            with self.store.session() as session:
+                session.add(send)
+                session.flush()
+                assert send.id is not None
+                session.add_all(SendItem(send_id=send.id, lead_id=due.lead_id, item_id=item_id, position=n)
+                                for n, item_id in enumerate(item_ids))
+        except IntegrityError:
+            return None
+        return send
+
+    def reclaim_orphans(self) -> int:
+        """Give back the claims of workers on this host whose process is gone; return how many."""
+        with self.store.session() as session:
+            owners = session.exec(select(Send.claimed_by).where(Send.state == SendState.SENDING).distinct()).all()
+            dead = [owner for owner in owners if owner and owner != self.worker and _gone(owner)]
+            if not dead:
+                return 0
+            result = session.exec(update(Send).where(  # type: ignore[call-overload]
+                col(Send.state) == SendState.SENDING, col(Send.claimed_by).in_(dead),
+            ).values(state=SendState.QUEUED, claimed_by=None, claimed_at=None))
+            return int(result.rowcount)
+
+    def claim(self, limit: int, now: datetime, lease_seconds: float) -> list[Send]:
+        """Take up to `limit` sends that are due for delivery (at program time `now`): queued, deferred and due,
+        or abandoned (leases run on the wall clock, whatever time the program runs at)."""
+        wall = datetime.now(UTC)
+        expired = wall - timedelta(seconds=lease_seconds)
+        claimable = or_(
+            col(Send.state) == SendState.QUEUED,
+            (col(Send.state) == SendState.DEFERRED) & (col(Send.retry_at) <= now),
+            (col(Send.state) == SendState.SENDING) & (col(Send.claimed_at) < expired),
+        )
+        with self.store.session() as session:
+            ids = list(session.exec(select(Send.id).where(claimable).order_by(col(Send.id)).limit(limit)
+                                    .with_for_update(skip_locked=True)).all())
+            if not ids:
+                return []
+            session.exec(update(Send).where(col(Send.id).in_(ids)).values(  # type: ignore[call-overload]
+                state=SendState.SENDING, claimed_by=self.worker, claimed_at=wall))
+            return list(session.exec(select(Send).where(col(Send.id).in_(ids)).order_by(col(Send.id))).all())
+
+    def renew(self) -> None:
+        """Extend the lease of everything this worker holds."""
+        with self.store.session() as session:
+            session.exec(update(Send).where(  # type: ignore[call-overload]
+                col(Send.claimed_by) == self.worker, col(Send.state) == SendState.SENDING,
+            ).values(claimed_at=datetime.now(UTC)))
+
+    def items(self, send_ids: Sequence[int]) -> dict[int, list[FeedItem]]:
+        """The items of many sends, in the order each send carries them."""
+        query = (select(SendItem.send_id, FeedItem).join(FeedItem, col(SendItem.item_id) == col(FeedItem.id))
+                 .where(col(SendItem.send_id).in_(send_ids)).order_by(col(SendItem.send_id), col(SendItem.position)))
+        found: dict[int, list[FeedItem]] = {send_id: [] for send_id in send_ids}
+        with self.store.session() as session:
+            for send_id, item in session.exec(query).all():
+                found[send_id].append(item)
+        return found
+
+    def describe(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Store what was built for each send (id, message_id, subject, links) before it goes out."""
+        if rows:
+            with self.store.session() as session:
+                session.execute(update(Send), list(rows))
+
+    def finish(self, results: Sequence[Result], now: datetime, rules: Scoring, retry_after: timedelta,
+               max_attempts: int) -> None:
+        """Record a group of results in one transaction; a sent digest books its cost, a bounce suppresses."""
+        with self.store.session() as session:
+            for result in results:
+                send = result.send
+                assert send.id is not None
+                attempts = send.attempts + (result.state is not SendState.QUEUED)
+                state = result.state
+                if state is SendState.DEFERRED and attempts >= max_attempts:
+                    state = SendState.FAILED
+                values: dict[str, Any] = dict(state=state, attempts=attempts, error=result.error,
+                                              claimed_by=None, claimed_at=None)
+                if state is SendState.SENT:
+                    values["sent_at"] = now
+                if state is SendState.DEFERRED:
+                    values["retry_at"] = now + retry_after
+                session.exec(update(Send).where(col(Send.id) == send.id).values(**values))  # type: ignore[call-overload]
+                self._consequences(session, send, state, result.error, now, rules)
+
+    def _consequences(self, session: Any, send: Send, state: SendState, error: str | None, now: datetime,
+                      rules: Scoring) -> None:
+        assert send.id is not None
+        if state is SendState.SENT and send.step > 0:
+            credit = scoring.credit_send(send.step - 1, send.id, rules)
+            self.store.record_in(session, Hit(send.lead_id, EventKind.SENT, now, credit, send_id=send.id), rules)
+        elif state is SendState.BOUNCED:
+            self.store.suppress_in(session, send.lead_id, Suppression.BOUNCED, now, rules, (error or "")[:200])
+
+    def counts(self) -> dict[SendState, int]:
+        with self.store.session() as session:
+            rows = session.exec(select(Send.state, func.count()).group_by(col(Send.state))).all()
+        return {SendState(state): count for state, count in rows}
+
+
+def _gone(owner: str) -> bool:
+    """True when `owner` names a process on this host that no longer runs."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
