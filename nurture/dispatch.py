@@ -41,20 +41,37 @@ class Dispatch:
         self.slots = asyncio.Semaphore(engine.settings.smtp.concurrency)
 
     async def run(self) -> None:
-        """Work the outbox until it is empty or the breaker trips."""
+        """Work the outbox until it is empty or the breaker trips.
+
+        The next batch is claimed and built in a thread while the current one is on the wire, so
+        rendering overlaps with the SMTP round trips instead of stalling the connections.
+        """
         self.outbox.reclaim_orphans()
-        while not self.breaker.tripped:
-            batch = self.outbox.claim(self.policy.batch_size, self.now, self.policy.lease_seconds)
-            if not batch:
+        upcoming = asyncio.create_task(asyncio.to_thread(self._prepare))
+        while True:
+            built = await upcoming
+            if not built or self.breaker.tripped:
                 break
-            await self._batch(batch)
+            upcoming = asyncio.create_task(asyncio.to_thread(self._prepare))
+            await self._send_all(built)
         if self.breaker.tripped:
+            self._write([Result(item.send, SendState.QUEUED) for item in built])  # give back the untried
             self.report.paused = f"paused after {self.breaker.failures} failed deliveries in a row"
 
-    async def _batch(self, sends: Sequence[Send]) -> None:
-        built, broken = self._build(sends)
-        if broken:
-            self._write(broken)
+    def _prepare(self) -> list[Built]:
+        """Claim the next batch and build its messages; record at once the ones that cannot be sent."""
+        while True:
+            sends = self.outbox.claim(self.policy.batch_size, self.now, self.policy.lease_seconds)
+            if not sends:
+                return []
+            self.outbox.renew()  # a long run keeps the leases of what it still holds
+            built, broken = self._build(sends)
+            if broken:
+                self._write(broken)
+            if built:
+                return built
+
+    async def _send_all(self, built: Sequence[Built]) -> None:
         done = 0
 
         async def one(item: Built) -> None:
@@ -109,4 +126,3 @@ class Dispatch:
     def _write(self, results: Sequence[Result]) -> None:
         retry_after = timedelta(minutes=self.policy.retry_after_minutes)
         self.outbox.finish(results, self.now, self.engine.settings.scoring, retry_after, self.policy.max_attempts)
-        self.outbox.renew()

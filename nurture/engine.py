@@ -63,17 +63,19 @@ class Engine:
         """Record a queued send for every lead that is due and has content; note the skips."""
         steps = self.plan(now)
         leads = self.store.leads_by_id([step.lead_id for step in steps])
+        chosen: list[tuple[program.Due, list[int]]] = []
         for step in steps:
             lead = leads[step.lead_id]
-            item_ids: list[int] = []
-            if step.template == program.DIGEST:
-                item_ids = self._new_item_ids(lead)
-                if len(item_ids) < self.settings.program.min_new_items:
-                    self.store.note_skip(step.lead_id, "no new matching items", now)
-                    report.skipped.append(f"{lead.email}: digest {step.step} skipped, no new matching items")
-                    continue
-            if self.outbox.enqueue(step, now, item_ids):
-                report.enqueued.append(f"{lead.email}: {step.template} (cycle {step.cycle}, step {step.step})")
+            item_ids = self._new_item_ids(lead) if step.template == program.DIGEST else []
+            if step.template == program.DIGEST and len(item_ids) < self.settings.program.min_new_items:
+                self.store.note_skip(step.lead_id, "no new matching items", now)
+                report.skipped.append(f"{lead.email}: digest {step.step} skipped, no new matching items")
+                continue
+            chosen.append((step, item_ids))
+        for (step, _), recorded in zip(chosen, self.outbox.enqueue_many(chosen, now), strict=True):
+            if recorded:
+                email = leads[step.lead_id].email
+                report.enqueued.append(f"{email}: {step.template} (cycle {step.cycle}, step {step.step})")
 
     def _new_item_ids(self, lead: Lead) -> list[int]:
         assert lead.id is not None

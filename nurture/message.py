@@ -10,10 +10,12 @@ from __future__ import annotations
 import binascii
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
+from functools import lru_cache
 
 from nurture.errors import InputError
 
@@ -58,7 +60,12 @@ def build(*, sender: str, to: str, subject: str, html: str, text: str, message_i
     parts = [_part("text/plain", text), _part("text/html", html)]
     body = "".join(f"--{boundary}\r\n{part}" for part in parts) + f"--{boundary}--\r\n"
     data = ("\r\n".join(lines) + "\r\n" + body).encode("ascii")
-    return Envelope(parseaddr(sender)[1], parseaddr(to)[1], data, message_id)
+    return Envelope(_bare(sender), _bare(to), data, message_id)
+
+
+@lru_cache(maxsize=64)
+def _bare(address: str) -> str:
+    return address if SIMPLE_ADDRESS.fullmatch(address) else parseaddr(address)[1]
 
 
 def _part(content_type: str, content: str) -> str:
@@ -87,7 +94,13 @@ def _encoded(value: str) -> str:
     return Header(value, "utf-8", header_name="Subject").encode(linesep="\r\n")
 
 
+SIMPLE_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+
+
+@lru_cache(maxsize=64)
 def _address(value: str) -> str:
+    if SIMPLE_ADDRESS.fullmatch(value):  # the common case, a validated bare address: skip the parser
+        return value
     name, address = parseaddr(_plain(value))
     if not address or "@" not in address:
         raise InputError(f"not an email address: {value!r}")

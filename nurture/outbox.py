@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, func, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
 from nurture import scoring
@@ -29,6 +29,9 @@ from nurture.models import EventKind, FeedItem, Send, SendItem, SendState, Suppr
 from nurture.program import Due
 from nurture.settings import Scoring
 from nurture.store import Hit, Store
+
+_SENDS = Send.__table__  # type: ignore[attr-defined]
+FINISH = update(_SENDS).where(_SENDS.c.id == bindparam("send_id"))  # executemany: one statement, many rows
 
 
 def worker_name() -> str:
@@ -49,19 +52,32 @@ class Outbox:
         self.store = store
         self.worker = worker or worker_name()
 
-    def enqueue(self, due: Due, now: datetime, item_ids: Sequence[int] = ()) -> Send | None:
-        """Record a queued send with its items; None when this step, or an item, was sent to the lead before."""
-        send = Send(lead_id=due.lead_id, cycle=due.cycle, step=due.step, template=due.template, created_at=now)
-        try:
-            with self.store.session() as session:
-                session.add(send)
-                session.flush()
-                assert send.id is not None
-                session.add_all(SendItem(send_id=send.id, lead_id=due.lead_id, item_id=item_id, position=n)
-                                for n, item_id in enumerate(item_ids))
-        except IntegrityError:
-            return None
-        return send
+    def enqueue(self, due: Due, now: datetime, item_ids: Sequence[int] = ()) -> bool:
+        """Record one queued send with its items; False when this step, or an item, reached the lead before."""
+        return self.enqueue_many([(due, item_ids)], now)[0]
+
+    def enqueue_many(self, steps: Sequence[tuple[Due, Sequence[int]]], now: datetime) -> list[bool]:
+        """Record many queued sends, and their items, in one transaction; False for a step already recorded.
+
+        Items a lead was already sent are left out (a race between two enqueuers is the only way to
+        meet one, since the items were chosen among the new ones).
+        """
+        if not steps:
+            return []
+        with self.store.session() as session:
+            rows = [dict(lead_id=due.lead_id, cycle=due.cycle, step=due.step, template=due.template,
+                         state=SendState.QUEUED, links=[], created_at=now, attempts=0, message_id="", subject="")
+                    for due, _ in steps]
+            statement = _insert(session, _SENDS).on_conflict_do_nothing(index_elements=["lead_id", "cycle", "step"])
+            inserted = session.connection().execute(statement.returning(_SENDS.c.id, _SENDS.c.lead_id), rows).all()
+            send_of = {lead_id: send_id for send_id, lead_id in inserted}
+            items = [{"send_id": send_of[due.lead_id], "lead_id": due.lead_id, "item_id": item_id, "position": n}
+                     for due, item_ids in steps if due.lead_id in send_of for n, item_id in enumerate(item_ids)]
+            if items:
+                statement = _insert(session, SendItem.__table__)  # type: ignore[attr-defined]
+                session.connection().execute(statement.on_conflict_do_nothing(index_elements=["lead_id", "item_id"]),
+                                             items)
+        return [due.lead_id in send_of for due, _ in steps]
 
     def reclaim_orphans(self) -> int:
         """Give back the claims of workers on this host whose process is gone; return how many."""
@@ -120,22 +136,22 @@ class Outbox:
     def finish(self, results: Sequence[Result], now: datetime, rules: Scoring, retry_after: timedelta,
                max_attempts: int) -> None:
         """Record a group of results in one transaction; a sent digest books its cost, a bounce suppresses."""
+        rows, followups = [], []
+        for result in results:
+            send, state = result.send, result.state
+            attempts = send.attempts + (state is not SendState.QUEUED)
+            if state is SendState.DEFERRED and attempts >= max_attempts:
+                state = SendState.FAILED
+            rows.append({"send_id": send.id, "state": state, "attempts": attempts, "error": result.error,
+                         "claimed_by": None, "claimed_at": None,
+                         "sent_at": now if state is SendState.SENT else None,
+                         "retry_at": now + retry_after if state is SendState.DEFERRED else None})
+            if (state is SendState.SENT and send.step > 0) or state is SendState.BOUNCED:
+                followups.append((send, state, result.error))
         with self.store.session() as session:
-            for result in results:
-                send = result.send
-                assert send.id is not None
-                attempts = send.attempts + (result.state is not SendState.QUEUED)
-                state = result.state
-                if state is SendState.DEFERRED and attempts >= max_attempts:
-                    state = SendState.FAILED
-                values: dict[str, Any] = dict(state=state, attempts=attempts, error=result.error,
-                                              claimed_by=None, claimed_at=None)
-                if state is SendState.SENT:
-                    values["sent_at"] = now
-                if state is SendState.DEFERRED:
-                    values["retry_at"] = now + retry_after
-                session.exec(update(Send).where(col(Send.id) == send.id).values(**values))  # type: ignore[call-overload]
-                self._consequences(session, send, state, result.error, now, rules)
+            session.connection().execute(FINISH, rows)
+            for send, state, error in followups:
+                self._consequences(session, send, state, error, now, rules)
 
     def _consequences(self, session: Any, send: Send, state: SendState, error: str | None, now: datetime,
                       rules: Scoring) -> None:
@@ -150,6 +166,13 @@ class Outbox:
         with self.store.session() as session:
             rows = session.exec(select(Send.state, func.count()).group_by(col(Send.state))).all()
         return {SendState(state): count for state, count in rows}
+
+
+def _insert(session: Any, table: Any) -> Any:
+    """INSERT with ON CONFLICT support, in the session's dialect."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def _gone(owner: str) -> bool:

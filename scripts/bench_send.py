@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""How fast `send-due` delivers, against the speed of the SMTP server itself.
+
+Starts an aiosmtpd sink in its own process, seeds N leads (default 5,000) in a fresh SQLite database,
+and times one `send-due` pass (enqueue, render, build, deliver, record). In the same run it times a raw
+blast of the very same messages over the same number of connections (the limit: what the sink takes),
+and a naive baseline on a sample: premailer per email, the stdlib EmailMessage, and smtplib with a new
+connection per message. Prints emails/s for each and the ratios; with --runs, medians.
+
+    python scripts/bench_send.py [--leads 5000] [--connections 4] [--runs 3] [--naive 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import smtplib
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import aiosmtplib
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nurture import content  # noqa: E402
+from nurture.engine import Engine  # noqa: E402
+from nurture.mailer import SmtpMailer  # noqa: E402
+from nurture.message import Envelope  # noqa: E402
+from nurture.models import Lead  # noqa: E402
+from nurture.render import Renderer  # noqa: E402
+from nurture.settings import load_settings  # noqa: E402
+from nurture.store import Store  # noqa: E402
+
+NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+def sink_process(port: int, ready: multiprocessing.synchronize.Event, spool: bool) -> None:  # type: ignore[name-defined]
+    """An SMTP server in a process of its own: it spools each message to a file, as an MTA queues it
+    (without fsync), or with --sink count only answers 250."""
+    from aiosmtpd.controller import Controller
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-spool-"))
+    received = iter(range(1 << 62))
+
+    class Sink:
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            if spool:
+                (folder / f"{next(received)}.eml").write_bytes(envelope.content)  # type: ignore[attr-defined]
+            return "250 OK"
+
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
+    controller.start()
+    ready.set()
+    while True:
+        time.sleep(3600)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Recording(SmtpMailer):
+    """The real SMTP mailer, keeping each message for the raw blast."""
+
+    def __init__(self, *args: object, **kwargs: object):
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.kept: list[Envelope] = []
+
+    async def send(self, envelope: Envelope) -> None:
+        await super().send(envelope)
+        self.kept.append(envelope)
+
+
+def seed(url: str, count: int) -> Store:
+    store = Store(url)
+    store.create()
+    interests = [["cloud"], ["security"], ["cloud", "security"], ["devops"]]
+    store.add_leads([Lead(email=f"lead{n}@example.com", first_name=f"Lead{n}", company=f"Company {n % 97}",
+                          interests=interests[n % 4], industry=("finance", "manufacturing", "")[n % 3],
+                          cycle_started_at=NOW, created_at=NOW) for n in range(count)])
+    return store
+
+
+async def nurture_run(port: int, leads: int, connections: int) -> tuple[float, list[Envelope]]:
+    folder = tempfile.mkdtemp(prefix="bench-send-")
+    environ = {"NURTURE_DATABASE_URL": f"sqlite:///{folder}/bench.db", "NURTURE_SECRET_KEY": "bench",
+               "NURTURE_SMTP_PORT": str(port), "NURTURE_SMTP_SINK": "false"}
+    settings = load_settings(environ, ROOT / "nurture.yaml")
+    settings = settings.model_copy(update={"smtp": settings.smtp.model_copy(update={"concurrency": connections})})
+    store = seed(settings.database_url, leads)
+    mailer = Recording("127.0.0.1", port, connections=connections)
+    engine = Engine(settings, store, mailer)
+    started = time.perf_counter()
+    report = await engine.send_due(NOW)
+    elapsed = time.perf_counter() - started
+    await mailer.close()
+    assert len(report.sent) == leads, f"sent {len(report.sent)} of {leads}: {report.failed[:3]} {report.paused}"
+    return elapsed, mailer.kept
+
+
+async def raw_blast(port: int, envelopes: list[Envelope], connections: int) -> float:
+    async def lane(share: list[Envelope]) -> None:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
+        await client.connect()
+        for envelope in share:
+            await client.sendmail(envelope.sender, [envelope.recipient], envelope.data)
+        await client.quit()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(lane(envelopes[n::connections]) for n in range(connections)))
+    return time.perf_counter() - started
+
+
+def naive(port: int, count: int) -> float:
+    """Per email: Jinja render, premailer, EmailMessage, a new SMTP connection."""
+    from premailer import Premailer
+
+    settings = load_settings({"NURTURE_SECRET_KEY": "bench", "NURTURE_DATABASE_URL": "sqlite://"},
+                             ROOT / "nurture.yaml")
+    renderer = Renderer(settings.templates_dir, inline_css=False)
+    started = time.perf_counter()
+    for n in range(count):
+        lead = content.sample_lead(f"naive{n}@example.com")
+        variables = content.context(settings, lead, [], unsubscribe_url="https://t.example/u",
+                                    preferences_url="https://t.example/p")
+        rendered = renderer.render("confirmation", "en", variables, url_for=lambda i: f"https://t.example/c/{i}",
+                                   pixel_url="https://t.example/o.gif")
+        html = Premailer(rendered.html, disable_validation=True, allow_network=False,
+                         cssutils_logging_level=50).transform()
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = settings.mail.from_email, lead.email, rendered.subject
+        message.set_content(rendered.text, cte="quoted-printable")
+        message.add_alternative(html, subtype="html", cte="quoted-printable")
+        data = message.as_bytes(policy=policy.SMTP)
+        with smtplib.SMTP("127.0.0.1", port) as client:
+            client.sendmail("marketing@example.com", [lead.email], data)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--leads", type=int, default=5000)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--naive", type=int, default=300, help="messages for the naive baseline")
+    parser.add_argument("--sink", choices=["spool", "count"], default="spool",
+                        help="spool: the sink writes each message to a file (default); count: it only answers")
+    args = parser.parse_args()
+
+    port = free_port()
+    ready = multiprocessing.Event()
+    sink = multiprocessing.Process(target=sink_process, args=(port, ready, args.sink == "spool"), daemon=True)
+    sink.start()
+    ready.wait(10)
+    rates: dict[str, list[float]] = {"nurture": [], "raw": [], "naive": [], "vs_raw": [], "vs_naive": []}
+    try:
+        for run in range(1, args.runs + 1):
+            took, kept = asyncio.run(nurture_run(port, args.leads, args.connections))
+            raw = asyncio.run(raw_blast(port, kept, args.connections))
+            slow = naive(port, args.naive)
+            nurture_rate, raw_rate, naive_rate = args.leads / took, len(kept) / raw, args.naive / slow
+            for key, value in (("nurture", nurture_rate), ("raw", raw_rate), ("naive", naive_rate),
+                               ("vs_raw", nurture_rate / raw_rate), ("vs_naive", nurture_rate / naive_rate)):
+                rates[key].append(value)
+            print(f"run {run}: nurture send-due {nurture_rate:7.0f} emails/s | raw blast {raw_rate:7.0f} emails/s | "
+                  f"naive {naive_rate:6.0f} emails/s | nurture/raw {nurture_rate / raw_rate:.2f}x | "
+                  f"nurture/naive {nurture_rate / naive_rate:.1f}x")
+    finally:
+        sink.terminate()
+    median = {key: statistics.median(values) for key, values in rates.items()}
+    print(f"\nmedian of {args.runs} runs, {args.leads} leads, {args.connections} connections, {args.sink} sink:")
+    print(f"  nurture send-due  {median['nurture']:7.0f} emails/s")
+    print(f"  raw blast         {median['raw']:7.0f} emails/s   (the sink's limit)")
+    print(f"  naive baseline    {median['naive']:7.0f} emails/s")
+    print(f"  nurture / raw     {median['vs_raw']:.2f}x   (target >= 0.8)")
+    print(f"  nurture / naive   {median['vs_naive']:.1f}x   (target >= 5)")
+
+
+if __name__ == "__main__":
+    main()
