@@ -11,18 +11,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from nurture import content, handoff, program
+from nurture import content, handoff, program, scoring
 from nurture.dispatch import Dispatch, Progress
 from nurture.errors import DeliveryError, InputError
 from nurture.feeds import Catalog, load_catalog
 from nurture.mailer import Mailer
 from nurture.message import Envelope, build, domain_of, message_id
-from nurture.models import FeedItem, Lead, Send
+from nurture.models import EventKind, FeedItem, Lead, Send, Stage
 from nurture.outbox import Outbox
 from nurture.refresh import FeedResult, refresh
 from nurture.render import Renderer
 from nurture.settings import Settings
-from nurture.store import Store
+from nurture.store import Hit, Store
 from nurture.tokens import Signer
 from nurture.urls import Urls
 
@@ -83,6 +83,19 @@ class Engine:
         items = self.store.new_items(lead.id, feeds, self.settings.program.items_per_digest)
         return [item.id for item in items if item.id is not None]
 
+    def apply_rules(self, now: datetime) -> None:
+        """The rules that depend on time passing: inactivity penalties and points that expire."""
+        rules = self.settings.scoring
+        if rules.inactivity is not None:
+            for lead_id, cycle, since in self.store.quiet_leads(rules.inactivity.days, now):
+                credit = scoring.credit_inactivity(lead_id, cycle, since, rules)
+                self.store.record(Hit(lead_id, EventKind.INACTIVITY, now, credit,
+                                      detail=f"no open or click since {since:%Y-%m-%d}"), rules)
+        if rules.expiry_days is not None:
+            for lead in self.store.leads_in(Stage.MQL):
+                assert lead.id is not None
+                self.store.rescore(lead.id, rules, now)
+
     # delivery
 
     async def deliver(self, now: datetime, report: Report, progress: Progress | None = None) -> None:
@@ -117,6 +130,7 @@ class Engine:
             report.enqueued = [f"{leads[step.lead_id].email}: {step.template} (cycle {step.cycle}, "
                                f"step {step.step}) would be sent" for step in self.plan(now)]
             return report
+        self.apply_rules(now)
         self.enqueue_due(now, report)
         await self.deliver(now, report, progress)
         await self.deliver_handoffs(now, report)

@@ -38,7 +38,8 @@ class EventKind(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     BOUNCE = "bounce"
     COMPLAINT = "complaint"
-    EXTERNAL = "external"
+    EXTERNAL = "external"  # posted by the website; `action` names the rule (web_visit, contact_form, ...)
+    INACTIVITY = "inactivity"
 
 
 class HandoffState(StrEnum):
@@ -123,10 +124,11 @@ class Event(SQLModel, table=True):
     kind: EventKind
     link: int | None = None  # index into Send.links for clicks
     action: str | None = None
-    points: int = 0
+    points: int = 0  # what the rules say it is worth; it adds to the score only when counted
     counted: bool = True
-    reason: str | None = None  # why an event earned nothing
-    credit_key: str | None = Field(default=None, unique=True)  # once-per-email credit
+    reason: str | None = None  # why an event is not counted
+    credit_for: str | None = None  # the once-only credit it claims ("open:<send>", "callback:<send>", ...)
+    credit_key: str | None = Field(default=None, unique=True)  # = credit_for while counted: one holder per credit
     occurred_at: datetime
     method: str | None = None
     user_agent: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from nurture.errors import InputError
@@ -32,12 +33,20 @@ def move(stage: Stage, to: Stage) -> Stage:
     return to
 
 
-def threshold(rules: Scoring, customer: bool) -> int:
-    return rules.customer_threshold if customer else rules.threshold
+def threshold(rules: Scoring, customer: bool, industry: str = "") -> int:
+    """The score at which a lead of this segment goes to sales: customers first, then its industry."""
+    if customer:
+        return rules.customer_threshold
+    return rules.industry_thresholds.get(industry, rules.threshold)
 
 
-def qualifies(stage: Stage, score: int, rules: Scoring, customer: bool) -> bool:
-    return stage is Stage.MQL and score >= threshold(rules, customer)
+def qualifies(stage: Stage, score: int, rules: Scoring, customer: bool, industry: str = "") -> bool:
+    return stage is Stage.MQL and score >= threshold(rules, customer, industry)
+
+
+def expiry_cutoff(rules: Scoring, now: datetime) -> datetime | None:
+    """Events before this moment no longer count (None: points never expire)."""
+    return now - timedelta(days=rules.expiry_days) if rules.expiry_days else None
 
 
 def total(points: Iterable[int]) -> int:
@@ -70,6 +79,41 @@ def credit_send(digests_before: int, send_id: int, rules: Scoring) -> Credit:
     """Every nurture digest after the first one of a cycle costs points."""
     points = rules.points.extra_nurture_email if digests_before > 0 else 0
     return Credit(points, f"sent:{send_id}")
+
+
+def credit_external(kind: str, lead_id: int, cycle: int, rules: Scoring, key: str | None = None) -> Credit:
+    """An event posted by the website: once per cycle unless the rule is repeatable (then once per `key`)."""
+    rule = rules.external.get(kind)
+    if rule is None:
+        raise InputError(f"unknown event kind: {kind!r} (known: {', '.join(sorted(rules.external))})")
+    if not rule.repeatable:
+        return Credit(rule.points, f"external:{kind}:{lead_id}:{cycle}")
+    return Credit(rule.points, f"external:{kind}:{lead_id}:{key}" if key else None)
+
+
+def credit_inactivity(lead_id: int, cycle: int, since: datetime, rules: Scoring) -> Credit:
+    """The inactivity penalty, once for each quiet stretch (named by when it began)."""
+    assert rules.inactivity is not None
+    return Credit(rules.inactivity.points, f"inactive:{lead_id}:{cycle}:{since.isoformat()}")
+
+
+def points_of(kind: EventKind, action: str | None, link: Mapping[str, Any] | None, step: int | None,
+              rules: Scoring) -> int:
+    """What an event earns under `rules`, from what the event log keeps (for rescoring)."""
+    match kind:
+        case EventKind.OPEN:
+            return rules.points.open
+        case EventKind.CLICK:
+            return click_points(link or {}, rules)
+        case EventKind.SENT:
+            return rules.points.extra_nurture_email if (step or 0) > 1 else 0
+        case EventKind.EXTERNAL:
+            rule = rules.external.get(action or "")
+            return rule.points if rule else 0
+        case EventKind.INACTIVITY:
+            return rules.inactivity.points if rules.inactivity else 0
+        case _:
+            return credit_suppression(kind, 0, 0, rules).points
 
 
 def credit_suppression(kind: EventKind, lead_id: int, cycle: int, rules: Scoring) -> Credit:

@@ -47,12 +47,33 @@ class Points(Section):
     complaint: int = -30
 
 
+class ExternalRule(Section):
+    """An event the website posts through the API (a web visit, a download, a contact form)."""
+
+    points: int = 0
+    repeatable: bool = False  # False: credited once per cycle
+    qualify: bool = False  # True: the lead becomes an SQL at once, whatever its score
+
+
+class Inactivity(Section):
+    days: float = Field(30, gt=0)  # no counted open or click for this long ...
+    points: int = -5  # ... costs this much, once per quiet stretch
+
+
 class Scoring(Section):
     threshold: int = 12
     customer_threshold: int = 8
+    industry_thresholds: dict[str, int] = {}  # a threshold per industry segment, where it differs
     reset_on_recycle: bool = True
+    expiry_days: float | None = Field(None, gt=0)  # points older than this stop counting
     points: Points = Points()
     link_tags: dict[str, int] = {"high-intent": 12}
+    external: dict[str, ExternalRule] = {
+        "web_visit": ExternalRule(points=1, repeatable=True),
+        "download": ExternalRule(points=4),
+        "contact_form": ExternalRule(points=0, qualify=True),
+    }
+    inactivity: Inactivity | None = None
 
 
 class CallToAction(Section):

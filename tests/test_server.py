@@ -55,7 +55,7 @@ def test_pixel_counts_an_open_once_and_is_never_cached(client: TestClient, engin
         assert response.status_code == 200 and response.content.startswith(b"GIF89a")
         assert "no-store" in response.headers["cache-control"]
     events = [e for e in engine.store.events_of(1) if e.kind is EventKind.OPEN]
-    assert [e.points for e in events] == [1, 0, 0]
+    assert [(e.points, e.counted) for e in events] == [(1, True), (1, False), (1, False)]
     assert events[1].reason == "already credited"
     assert engine.store.lead(1).score == 1
 
