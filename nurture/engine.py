@@ -89,6 +89,8 @@ class Engine:
         if rules.inactivity is not None:
             for lead_id, cycle, since in self.store.quiet_leads(rules.inactivity.days, now):
                 credit = scoring.credit_inactivity(lead_id, cycle, since, rules)
+                if credit.key and self.store.credited(credit.key):
+                    continue  # this quiet stretch has been booked
                 self.store.record(Hit(lead_id, EventKind.INACTIVITY, now, credit,
                                       detail=f"no open or click since {since:%Y-%m-%d}"), rules)
         if rules.expiry_days is not None:

@@ -279,6 +279,11 @@ class Store:
             session.flush()
             return self._settle(session, lead, rules, now)
 
+    def credited(self, key: str) -> bool:
+        """Whether an event already holds this once-only credit."""
+        with self.session() as session:
+            return self._credited(session, key)
+
     @staticmethod
     def _credited(session: Session, key: str) -> bool:
         return session.exec(select(Event.id).where(Event.credit_key == key)).first() is not None
