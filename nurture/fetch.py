@@ -1,4 +1,7 @@
-"""Fetching feeds (the edge): conditional GET, a time-out, a size cap, all feeds at once."""
+"""Fetching feeds (the edge): conditional GET, a time-out, a size cap, a few feeds at a time.
+
+Every failure becomes a result with a one-line reason; nothing here raises for a bad feed.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,11 @@ from pathlib import Path
 
 import httpx
 
-from nurture.feeds import Catalog
+from nurture.feeds import Catalog, FetchConfig
 
-MAX_BYTES = 5 * 1024 * 1024
-TIMEOUT = 15.0
+USER_AGENT = "nurture-feeds/0.1 (+https://github.com/nurture)"
+ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+PERMANENT = {301, 308}
 
 
 @dataclass(frozen=True)
@@ -27,36 +31,59 @@ class Fetched:
     body: bytes = b""
     validators: Validators = Validators()
     reason: str | None = None
+    url: str | None = None  # where an HTTP body came from, after redirects: the base of relative links
+    note: str | None = None  # worth telling the marketer although the fetch worked
 
 
-async def fetch_all(catalog: Catalog, known: dict[str, Validators], timeout: float = TIMEOUT,
-                    max_bytes: int = MAX_BYTES) -> list[Fetched]:
-    """Fetch every feed of the catalog concurrently; a failure is a result, never an exception."""
-    limits = httpx.Limits(max_connections=16)
-    async with httpx.AsyncClient(timeout=timeout, follow_redirects=True, limits=limits,
-                                 headers={"User-Agent": "nurture-feeds/0.1"}) as client:
-        jobs = [_fetch(client, name, catalog.location(name), known.get(name, Validators()), max_bytes)
-                for name in catalog.feeds]
-        return list(await asyncio.gather(*jobs))
+async def fetch_all(catalog: Catalog, known: dict[str, Validators]) -> list[Fetched]:
+    """Fetch every feed of the catalog, `fetch.concurrency` at a time; a failure is a result, never an exception."""
+    config = catalog.fetch
+    slots = asyncio.Semaphore(config.concurrency)
+    async with httpx.AsyncClient(timeout=config.timeout, follow_redirects=True, max_redirects=config.max_redirects,
+                                 limits=httpx.Limits(max_connections=config.concurrency),
+                                 headers={"User-Agent": USER_AGENT, "Accept": ACCEPT}) as client:
+
+        async def one(name: str) -> Fetched:
+            async with slots:
+                return await fetch_one(client, name, catalog.location(name), known.get(name, Validators()), config)
+
+        return list(await asyncio.gather(*(one(name) for name in catalog.feeds)))
 
 
-async def _fetch(client: httpx.AsyncClient, name: str, location: str, known: Validators,
-                 max_bytes: int) -> Fetched:
+async def fetch_one(client: httpx.AsyncClient, name: str, location: str, known: Validators,
+                    config: FetchConfig) -> Fetched:
+    """One feed, from a URL or a local file, within the time-out and the size cap."""
     try:
         if not location.startswith(("http://", "https://")):
-            return _read_file(name, Path(location), known, max_bytes)
-        return await _get(client, name, location, known, max_bytes)
-    except (httpx.HTTPError, OSError, ValueError) as error:
-        return Fetched(name, "failed", reason=f"{type(error).__name__}: {error}"[:200])
+            return _read_file(name, Path(location), known, config.max_bytes)
+        async with asyncio.timeout(config.timeout):  # httpx's own time-out is per read, not for the whole body
+            return await _get(client, name, location, known, config.max_bytes)
+    except (TimeoutError, httpx.TimeoutException):
+        return _failed(name, f"timed out after {config.timeout:g} s")
+    except httpx.TooManyRedirects:
+        return _failed(name, f"too many redirects (more than {config.max_redirects})")
+    except httpx.ConnectError as error:
+        return _failed(name, f"cannot connect: {error or 'connection refused'}")
+    except httpx.HTTPError as error:
+        return _failed(name, f"{type(error).__name__}: {error}")
+    except OSError as error:
+        return _failed(name, f"cannot read {location}: {error.strerror or error}")
+    except Exception as error:  # noqa: BLE001 - one feed's surprise must not stop the refresh of the others
+        return _failed(name, f"{type(error).__name__}: {error}")
+
+
+def _failed(name: str, reason: str) -> Fetched:
+    return Fetched(name, "failed", reason=" ".join(reason.split())[:200])
 
 
 def _read_file(name: str, path: Path, known: Validators, max_bytes: int) -> Fetched:
+    """A local file; its modification time and size stand in for Last-Modified."""
     stat = path.stat()
-    modified = str(int(stat.st_mtime))
+    modified = f"{stat.st_mtime_ns}:{stat.st_size}"
     if known.modified == modified:
         return Fetched(name, "not modified", validators=known)
     if stat.st_size > max_bytes:
-        return Fetched(name, "failed", reason=f"larger than {max_bytes} bytes")
+        return _failed(name, f"larger than {max_bytes} bytes")
     return Fetched(name, "ok", path.read_bytes(), Validators(modified=modified))
 
 
@@ -68,13 +95,27 @@ async def _get(client: httpx.AsyncClient, name: str, url: str, known: Validators
         headers["If-Modified-Since"] = known.modified
     async with client.stream("GET", url, headers=headers) as response:
         if response.status_code == 304:
-            return Fetched(name, "not modified", validators=known)
-        if response.status_code != 200:
-            return Fetched(name, "failed", reason=f"HTTP {response.status_code}")
+            return Fetched(name, "not modified", validators=_validators(response, known))
+        if not response.is_success:
+            return _failed(name, f"HTTP {response.status_code} {response.reason_phrase}".strip())
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            return _failed(name, f"larger than {max_bytes} bytes (Content-Length {declared})")
         body = bytearray()
-        async for chunk in response.aiter_bytes():
+        async for chunk in response.aiter_bytes():  # decoded: a gzip bomb is counted as it inflates
             body += chunk
             if len(body) > max_bytes:
-                return Fetched(name, "failed", reason=f"larger than {max_bytes} bytes")
-        validators = Validators(response.headers.get("ETag"), response.headers.get("Last-Modified"))
-        return Fetched(name, "ok", bytes(body), validators)
+                return _failed(name, f"larger than {max_bytes} bytes")
+        return Fetched(name, "ok", bytes(body), _validators(response, Validators()), url=str(response.url),
+                       note=_moved(response))
+
+
+def _validators(response: httpx.Response, known: Validators) -> Validators:
+    return Validators(response.headers.get("ETag") or known.etag,
+                      response.headers.get("Last-Modified") or known.modified)
+
+
+def _moved(response: httpx.Response) -> str | None:
+    if any(hop.status_code in PERMANENT for hop in response.history):
+        return f"moved permanently to {response.url}; update feeds.yaml"
+    return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
-from nurture.feeds import Catalog, parse
+from nurture.feeds import Catalog, Parsed, parse
 from nurture.fetch import Fetched, Validators, fetch_all
 from nurture.models import FeedItem, FeedState
 from nurture.store import Store
@@ -36,13 +36,21 @@ def _keep(store: Store, catalog: Catalog, fetched: Fetched, old: FeedState | Non
             state.etag, state.modified = old.etag, old.modified
         store.save_feed(state, [])
         return FeedResult(fetched.feed, fetched.status, fetched.reason or "")
-    parsed = parse(fetched.body, catalog.feeds[fetched.feed], now)
+    parsed = _parse(fetched, catalog, now)
     if parsed.problem and not parsed.items:
+        # forget the validators: the next refresh must fetch the body again, not hear "not modified"
         state.status, state.reason, state.etag, state.modified = "failed", parsed.problem, None, None
         store.save_feed(state, [])
         return FeedResult(fetched.feed, "failed", parsed.problem)
     items = [FeedItem(feed=fetched.feed, guid=item.guid, title=item.title, link=item.link, summary=item.summary,
                       published=item.published, fetched_at=now) for item in parsed.items]
     new = store.save_feed(state, items)
-    note = f"; {parsed.problem}" if parsed.problem else ""
-    return FeedResult(fetched.feed, "ok", f"{len(items)} items, {new} new{note}")
+    notes = "".join(f"; {note}" for note in (parsed.problem, fetched.note) if note)
+    return FeedResult(fetched.feed, "ok", f"{len(items)} items, {new} new{notes}")
+
+
+def _parse(fetched: Fetched, catalog: Catalog, now: datetime) -> Parsed:
+    try:
+        return parse(fetched.body, catalog.feeds[fetched.feed], now, base_url=fetched.url)
+    except Exception as error:  # noqa: BLE001 - a parser surprise in one feed must not stop the others
+        return Parsed(problem=f"could not parse: {type(error).__name__}: {' '.join(str(error).split())[:120]}")

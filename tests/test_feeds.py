@@ -2,6 +2,8 @@
 
 import json
 import random
+import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import pytest
 
 import nurture
 from nurture.errors import ConfigError
-from nurture.feeds import TITLE_LIMIT, Catalog, FeedConfig, Parsed, load_catalog, parse, sanitize
+from nurture.feeds import TITLE_LIMIT, Catalog, FeedConfig, FetchConfig, Parsed, load_catalog, mix, parse, sanitize
 
 SAMPLES = Path(nurture.__file__).parent / "samples" / "feeds"
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -409,3 +411,207 @@ def test_top_level_that_is_not_a_mapping(tmp_path, text):
 def test_catalog_built_in_code():
     catalog = Catalog(feeds={"a": ANY, "b": ANY}, interests={"x": ["a", "b"], "y": ["b"]}, industries={"z": ["a"]})
     assert catalog.feeds_for(["y", "x"], "z") == ["b", "a"]
+
+
+def test_fetch_settings_come_from_feeds_yaml(tmp_path):
+    text = "fetch:\n  timeout: 2.5\n  max_bytes: 100000\n  concurrency: 3\n  max_redirects: 1\n" + FEEDS_YAML
+    settings = load_catalog(write(tmp_path, text)).fetch
+    assert (settings.timeout, settings.max_bytes, settings.concurrency, settings.max_redirects) == (2.5, 100000, 3, 1)
+    assert load_catalog(write(tmp_path, FEEDS_YAML)).fetch == FetchConfig()
+    assert FetchConfig().timeout == 15 and FetchConfig().max_bytes == 5 * 1024 * 1024
+
+
+@pytest.mark.parametrize(("text", "named"), [("fetch:\n  timeout: 0\n", "fetch.timeout"),
+                                             ("fetch:\n  retries: 3\n", "fetch.retries"),
+                                             ("fetch:\n  concurrency: 0\n", "fetch.concurrency")])
+def test_bad_fetch_settings_are_named(tmp_path, text, named):
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_catalog(write(tmp_path, text))
+
+
+def test_the_bundled_feeds_yaml_loads_and_every_feed_is_read():
+    catalog = load_catalog(Path(nurture.__file__).parent.parent / "feeds.yaml")
+    used = {name for names in [*catalog.interests.values(), *catalog.industries.values()] for name in names}
+    assert used == set(catalog.feeds)
+
+
+# a corpus of odd real-world feeds: each parses to the items a reader would expect
+
+
+ATOM = '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>{}</feed>'
+RDF = ('<?xml version="1.0"?><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
+       'xmlns="http://purl.org/rss/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+       '<channel rdf:about="https://e.example/"><title>t</title><link>https://e.example/</link></channel>{}</rdf:RDF>')
+LAUGHS = ('<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa">'
+          + "".join(f'<!ENTITY {c} "{("&" + p + ";") * 10}">' for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+          + ']><rss version="2.0"><channel><title>t</title><item><title>Laughs &i;</title>'
+          "<link>https://e.example/1</link></item></channel></rss>")
+XXE = ('<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><rss version="2.0"><channel>'
+       "<title>t</title><item><title>Secret &x; here</title><link>https://e.example/1</link></item></channel></rss>")
+ODD_FEEDS: dict[str, tuple[bytes, list[str]]] = {
+    "rss-0.91": (b'<?xml version="1.0"?><rss version="0.91"><channel><title>t</title><item><title>Old school'
+                 b"</title><link>https://e.example/1</link><description>d</description></item></channel></rss>",
+                 ["Old school"]),
+    "rss-1.0-rdf": (RDF.format('<item rdf:about="https://e.example/1"><title>RDF item</title>'
+                               "<link>https://e.example/1</link><dc:date>2026-11-01T10:00:00Z</dc:date></item>").encode(),
+                    ["RDF item"]),
+    "atom-content-only": (ATOM.format('<entry><id>a</id><title>Content only</title><link href="https://e.example/1"/>'
+                                      '<updated>2026-11-01T00:00:00Z</updated><content type="html">&lt;p&gt;body'
+                                      "&lt;/p&gt;</content></entry>").encode(), ["Content only"]),
+    "atom-text-title-with-markup": (ATOM.format('<entry><id>a</id><title type="xhtml"><div xmlns="http://www.w3.org/'
+                                                '1999/xhtml">Rich <b>title</b></div></title><link href="https://e.'
+                                                'example/1"/></entry>').encode(), ["Rich title"]),
+    "undefined-html-entity": (rss(item("Caf&eacute; &amp; bar&nbsp;talk")).encode(), ["Café & bar talk"]),
+    "bare-ampersand": (rss(item("Tom & Jerry")).encode(), ["Tom & Jerry"]),
+    "double-escaped-title": (rss(item("&amp;lt;b&amp;gt;Bold&amp;lt;/b&amp;gt; news")).encode(), ["<b>Bold</b> news"]),
+    "bom-and-blank-lines": (b"\xef\xbb\xbf\n\n  " + rss(item("After a BOM")).encode(), ["After a BOM"]),
+    "utf-16": (rss(item("Zürich"), encoding="utf-16").encode("utf-16"), ["Zürich"]),
+    "windows-1252-undeclared": (('<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><item><title>'
+                                "“Smart” quotes – dash</title><link>https://e.example/1</link></item></channel></rss>"
+                                 ).encode("cp1252"), ["“Smart” quotes – dash"]),
+    "cdata-title": (rss(item("<![CDATA[Kept <as> text]]>")).encode(), ["Kept <as> text"]),
+    "duplicate-guids": (rss(item("Newer copy", guid="same", date="Tue, 03 Nov 2026 10:00:00 +0000"),
+                            item("Older copy", guid="same")).encode(), ["Newer copy"]),
+    "future-date": (rss(item("From the future", date="Fri, 01 Jan 2100 00:00:00 +0000")).encode(), ["From the future"]),
+    "billion-laughs": (LAUGHS.encode(), ["Laughs &i;"]),  # expat refuses to expand; the rest is kept
+    "external-entity": (XXE.encode(), ["Secret here"]),
+    "many-items": (rss(*(item(f"Item {n}", link=f"https://e.example/{n}", guid=str(n)) for n in range(1000))).encode(),
+                   [f"Item {n}" for n in range(30)]),
+}
+
+
+ODD_BUT_NOTED = {"billion-laughs", "bare-ampersand", "undefined-html-entity"}
+
+
+@pytest.mark.parametrize("name", list(ODD_FEEDS))
+def test_odd_real_world_feeds_parse_to_sensible_items(name):
+    data, titles = ODD_FEEDS[name]
+    parsed = parse(data, ANY, NOW)
+    assert [entry.title for entry in parsed.items] == titles
+    for entry in parsed.items:
+        assert entry.published <= NOW
+        assert "root:" not in entry.title + entry.summary  # no external entity was read
+    assert (parsed.problem is not None) == (name in ODD_BUT_NOTED), parsed.problem
+
+
+def test_a_future_date_is_read_as_now():
+    [entry] = parse(ODD_FEEDS["future-date"][0], ANY, NOW).items
+    assert entry.published == NOW
+
+
+def test_a_guid_shared_within_one_feed_keeps_the_newest_copy():
+    [entry] = parse(ODD_FEEDS["duplicate-guids"][0], ANY, NOW).items
+    assert (entry.guid, entry.published) == ("same", datetime(2026, 11, 3, 10, tzinfo=UTC))
+
+
+def test_items_sharing_a_link_without_guid_are_told_apart_by_title_and_date():
+    data = rss(item("A", link="https://e.example/", guid=None), item("B", link="https://e.example/", guid=None),
+               item("C", link="https://e.example/c", guid=None, date=None)).encode()
+    first = {entry.title: entry.guid for entry in parse(data, ANY, NOW).items}
+    assert first["C"] == "https://e.example/c"
+    assert first["A"].startswith("sha256:") and first["B"].startswith("sha256:") and first["A"] != first["B"]
+    later = {entry.title: entry.guid for entry in parse(data, ANY, datetime(2027, 1, 1, tzinfo=UTC)).items}
+    assert later == first  # keys stay the same on the next refresh
+
+
+def test_relative_links_are_resolved_against_the_feed_url():
+    data = rss(item("Relative", link="/posts/1", description='<p><a href="/more">more</a></p>')).encode()
+    assert parse(data, ANY, NOW).items == []  # nowhere to resolve against
+    [entry] = parse(data, ANY, NOW, base_url="https://blog.example.org/feed/").items
+    assert entry.link == "https://blog.example.org/posts/1"
+    assert 'href="https://blog.example.org/more"' in entry.summary
+
+
+# sanitizing: what must never reach a template
+
+
+@pytest.mark.parametrize(
+    ("markup", "forbidden"),
+    [
+        ('<svg onload="steal()"><circle r="1"/></svg>', ["<svg", "onload", "steal"]),
+        ("<math><mi xlink:href='javascript:alert(1)'>x</mi></math>", ["<math", "javascript"]),
+        ('<object data="https://evil.example/x.swf"></object><embed src="https://evil.example/x">', ["<object",
+                                                                                                   "<embed", "evil"]),
+        ('<base href="https://evil.example/">', ["<base", "evil"]),
+        ('<meta http-equiv="refresh" content="0;url=https://evil.example/">', ["<meta", "evil"]),
+        ('<link rel="stylesheet" href="https://evil.example/x.css">', ["<link", "evil"]),
+        ("<style>@import url(https://evil.example/x.css);</style><p>a</p>", ["@import", "evil"]),
+        ('<p style="position:fixed;top:0;left:0;width:100%;height:100%">cover</p>', ["style", "position"]),
+        ('<div style="background:url(https://evil.example/track.gif)">t</div>', ["style", "evil"]),
+        ('<p style="width:expression(alert(1))">x</p>', ["expression", "alert"]),
+        ('<a href="jav&#x09;ascript:alert(1)">a</a>', ["javascript", "alert", "script:"]),
+        ('<a href=" javascript:alert(1)">a</a>', ["javascript", "alert"]),
+        ('<a href="vbscript:msgbox(1)">a</a>', ["vbscript"]),
+        ('<a href="/relative/path">a</a>', ["href"]),
+        ('<a href="https://ok.example/" target="_top" class="button" id="x">a</a>', ["target", "class", "id="]),
+        ("<!--[if IE]><script>alert(1)</script><![endif]--><p>a</p>", ["<!--", "alert"]),
+        ('<img src="https://tracker.example/pixel.gif" width="1" height="1">', ["<img", "tracker"]),
+        ('<table><tr><td background="https://evil.example/x">t</td></tr></table>', ["<table", "<td", "evil"]),
+        ('<form><button formaction="https://evil.example/">go</button></form>', ["<form", "<button", "evil"]),
+        ("<p>a</p></div></div></td></tr></table></body></html><div class='card'>", ["</div>", "</body>", "class"]),
+    ],
+)
+def test_sanitize_removes_more_tricks(markup, forbidden):
+    clean = sanitize(markup)
+    for word in forbidden:
+        assert word not in clean.lower()
+
+
+@pytest.mark.parametrize("markup", ["<b>bold <i>never closed", "<ul><li>one<li>two", "<p><a href='https://e/'>x"])
+def test_sanitized_html_is_balanced_so_it_cannot_break_the_layout(markup):
+    clean = sanitize(markup)
+    opened = re.findall(r"<(\w+)[ >]", clean)
+    closed = re.findall(r"</(\w+)>", clean)
+    assert sorted(tag for tag in opened if tag != "br") == sorted(closed)
+
+
+def test_a_feed_summary_full_of_tricks_comes_out_clean():
+    description = ('<p onclick="x()">Intro <a href="javascript:steal()">bad</a> <a href="https://ok.example/a">good'
+                   '</a></p><script>alert(1)</script><style>body{display:none}</style></div></div>')
+    [entry] = parse(rss(item("Tricks", description=description)).encode(), ANY, NOW).items
+    assert entry.summary == ('<p>Intro <a rel="noopener noreferrer">bad</a> '
+                             '<a href="https://ok.example/a" rel="noopener noreferrer">good</a></p>')
+
+
+def test_a_long_summary_is_cut_as_plain_text_and_escaped():
+    description = "<p>" + "a &lt;b&gt; " * 100 + "</p>"
+    [entry] = parse(rss(item("Long", description=description)).encode(), ANY, NOW).items
+    assert "<b>" not in entry.summary and "&lt;b&gt;" in entry.summary
+    assert entry.summary.endswith("…")
+
+
+# mixing a digest across feeds
+
+
+@dataclass(frozen=True)
+class Story:
+    feed: str
+    link: str
+    published: datetime
+
+
+def day(number: int) -> datetime:
+    return datetime(2026, 11, number, tzinfo=UTC)
+
+
+def test_mix_lets_every_feed_take_a_turn():
+    busy = [Story("cloud", f"https://e.example/c{n}", day(20 - n)) for n in range(10)]
+    quiet = [Story("security", "https://e.example/s1", day(1)), Story("finance", "https://e.example/f1", day(2))]
+    picked = mix(busy + quiet, ["cloud", "security", "finance"], 5)
+    assert [story.link for story in picked] == ["https://e.example/c0", "https://e.example/c1", "https://e.example/c2",
+                                                "https://e.example/f1", "https://e.example/s1"]
+
+
+def test_mix_breaks_ties_by_the_order_of_the_feeds_and_takes_an_article_once():
+    same = day(5)
+    stories = [Story("b", "https://e.example/1", same), Story("a", "https://e.example/2", same),
+               Story("b", "https://e.example/2", same), Story("a", "https://e.example/3", day(4))]
+    assert [(s.feed, s.link) for s in mix(stories, ["a", "b"], 5)] == [
+        ("a", "https://e.example/2"), ("b", "https://e.example/1"), ("a", "https://e.example/3")]
+
+
+def test_mix_with_a_small_limit_takes_the_newest_of_the_first_round():
+    stories = [Story("a", "https://e.example/a", day(1)), Story("b", "https://e.example/b", day(3)),
+               Story("c", "https://e.example/c", day(2))]
+    assert [s.feed for s in mix(stories, ["a", "b", "c"], 2)] == ["b", "c"]
+    assert mix(stories, ["a", "b", "c"], 0) == [] and mix([], ["a"], 3) == []
