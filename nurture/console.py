@@ -60,9 +60,10 @@ def lead(lead: Lead, events: Sequence[Event], sends: Sequence[Send], handoffs: S
                f"{', '.join(lead.interests) or '-'}  industry {lead.industry or '-'}"
                + (f"  {lead.suppressed.value}" if lead.suppressed else ""))
     for row in history:
-        note = "" if row["counted"] else f"  (not counted: {row['reason']})"
+        note = "" if row["counted"] else f"  (not counted, {row['reason']})"
         target = f"  {row['url']}" if row.get("url") else ""
-        click.echo(f"  {row['at']}  cycle {row['cycle']}  {row['kind']:<11} {row['points']:+4d}{target}{note}")
+        points = f"{row['points']:+4d}" if row["counted"] else f"({row['points']:+d})".rjust(4)
+        click.echo(f"  {row['at']}  cycle {row['cycle']}  {row['kind']:<11} {points}{target}{note}")
 
 
 def _event(event: Event, links: dict[int | None, list[dict]]) -> dict:

@@ -98,6 +98,13 @@ class Engine:
                 assert lead.id is not None
                 self.store.rescore(lead.id, rules, now)
 
+    async def welcome(self, lead_id: int, now: datetime) -> Report:
+        """Send a new lead its confirmation now rather than at the next tick."""
+        report = Report()
+        self.outbox.enqueue(program.Due(lead_id, 0, 0, program.CONFIRMATION), now)
+        await self.deliver(now, report)
+        return report
+
     # delivery
 
     async def deliver(self, now: datetime, report: Report, progress: Progress | None = None) -> None:

@@ -22,7 +22,7 @@ from nurture.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-SECRET_KEYS = {"secret_key", "admin_key", "password", "smtp_password"}
+SECRET_KEYS = {"secret_key", "admin_key", "api_key", "password", "smtp_password"}
 
 
 class Section(BaseModel):
@@ -144,6 +144,7 @@ class Settings(Section):
     schedule: Schedule = Schedule()
     secret_key: str = Field("", repr=False)
     admin_key: str = Field("", repr=False)
+    api_key: str = Field("", repr=False)
     smtp_password: str | None = Field(None, repr=False)
 
     @property
@@ -186,6 +187,7 @@ def load_settings(environ: Mapping[str, str], path: Path | None = None) -> Setti
 def _with_secrets(settings: Settings, environ: Mapping[str, str], root: Path) -> Settings:
     secret = _secret_key(environ, settings.database_url, root)
     admin = environ.get("NURTURE_ADMIN_KEY") or derive_key(secret, "admin")
+    api = environ.get("NURTURE_API_KEY") or derive_key(secret, "api")
     return settings.model_copy(
         update={
             "feeds_file": root / settings.feeds_file,
@@ -193,6 +195,7 @@ def _with_secrets(settings: Settings, environ: Mapping[str, str], root: Path) ->
             "database_url": _resolve_sqlite(settings.database_url, root),
             "secret_key": secret,
             "admin_key": admin,
+            "api_key": api,
             "smtp_password": environ.get("NURTURE_SMTP_PASSWORD") or None,
         }
     )

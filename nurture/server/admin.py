@@ -11,7 +11,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from nurture.errors import TokenError
-from nurture.server.http import check_admin, now
+from nurture.server.http import check_admin, handoff_task, now
 from nurture.server.pages import _threshold, page
 from nurture.tracking import Tracking
 
@@ -22,6 +22,7 @@ def routes() -> list[Route]:
     return [
         Route("/admin", leads, methods=["GET"]),
         Route("/admin/leads/{lead_id:int}", lead_profile, methods=["GET", "POST"]),
+        Route("/admin/leads/{lead_id:int}/events/{event_id:int}", override, methods=["POST"]),
         Route("/admin/sink", sink, methods=["GET"]),
         Route("/admin/sink/{message_id:int}", sink_message, methods=["GET"]),
         Route("/admin/sink/{message_id:int}/html", sink_html, methods=["GET"]),
@@ -45,8 +46,23 @@ async def lead_profile(request: Request) -> Response:
         form = await request.form()
         await run_in_threadpool(tracking.decide, profile.handoff.id, str(form.get("outcome", "")), now())
         return RedirectResponse(request.url.path, status_code=303)
-    return page(request, "profile.html", profile=profile, action=request.url.path,
+    return page(request, "profile.html", profile=profile, action=request.url.path, admin=True,
                 threshold=_threshold(request, profile.lead.customer))
+
+
+async def override(request: Request) -> Response:
+    """A person's judgment on one event of a lead: count it after all, or not."""
+    check_admin(request)
+    form = await request.form()
+    counted = str(form.get("counted", "")) == "yes"
+    engine = request.app.state.engine
+    event_id, lead_id = request.path_params["event_id"], request.path_params["lead_id"]
+    events = await run_in_threadpool(engine.store.events_of, lead_id)
+    if all(event.id != event_id for event in events):
+        raise TokenError("no such event for this lead")
+    _, handoff_id = await run_in_threadpool(engine.store.override, event_id, counted, "admin",
+                                            engine.settings.scoring, now())
+    return RedirectResponse(f"/admin/leads/{lead_id}", status_code=303, background=handoff_task(request, handoff_id))
 
 
 async def sink(request: Request) -> Response:

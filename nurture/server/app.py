@@ -14,8 +14,8 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from nurture.engine import Engine
-from nurture.errors import InputError, TokenError
-from nurture.server import admin, pages
+from nurture.errors import InputError, TokenError, UnknownLead
+from nurture.server import admin, api, pages
 from nurture.server.http import handoff_task, hit_of
 from nurture.tracking import Tracking
 
@@ -39,8 +39,9 @@ def create_app(engine: Engine) -> Starlette:
             Route("/p/{token}", pages.preferences, methods=["GET", "POST"]),
             Route("/sales/{token}", pages.sales_profile, methods=["GET", "POST"]),
             *admin.routes(),
+            *api.routes(),
         ],
-        exception_handlers={TokenError: not_found, InputError: bad_input},
+        exception_handlers={TokenError: not_found, InputError: bad_input, UnknownLead: unknown_lead},
     )
     app.state.engine = engine
     app.state.tracking = tracking
@@ -79,6 +80,10 @@ async def click(request: Request) -> Response:
 
 async def not_found(request: Request, error: Exception) -> Response:
     return PlainTextResponse("Not found", status_code=404)
+
+
+async def unknown_lead(request: Request, error: Exception) -> Response:
+    return PlainTextResponse(f"Not found: {error}", status_code=404)
 
 
 async def bad_input(request: Request, error: Exception) -> Response:

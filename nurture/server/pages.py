@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -11,8 +12,10 @@ from nurture.tokens import Purpose
 from nurture.tracking import Tracking
 
 
-def page(request: Request, name: str, status_code: int = 200, **context: object) -> Response:
-    return request.app.state.templates.TemplateResponse(request, name, context, status_code=status_code)
+def page(request: Request, name: str, status_code: int = 200, background: BackgroundTask | None = None,
+         **context: object) -> Response:
+    return request.app.state.templates.TemplateResponse(request, name, context, status_code=status_code,
+                                                        background=background)
 
 
 async def unsubscribe(request: Request) -> Response:

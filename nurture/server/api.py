@@ -1,0 +1,168 @@
+"""What the website talks to: the events and leads API (API key) and the public subscribe form."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from nurture import scoring
+from nurture.engine import Engine
+from nurture.errors import InputError, NurtureError
+from nurture.intake import new_lead
+from nurture.models import EventKind, Lead
+from nurture.server.http import now
+from nurture.server.pages import page
+from nurture.store import Hit
+
+LEAD_FIELDS = {"email", "first_name", "last_name", "company", "industry", "interests", "locale", "customer"}
+EVENT_FIELDS = {"email", "kind", "key", "detail"}
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/api/events", post_event, methods=["POST"]),
+        Route("/api/leads", post_lead, methods=["POST"]),
+        Route("/subscribe", subscribe, methods=["GET", "POST"]),
+    ]
+
+
+@dataclass
+class RateLimit:
+    """At most `limit` requests per `window` seconds for one key (a client address)."""
+
+    limit: int
+    window: float
+    seen: dict[str, deque[float]] = field(default_factory=dict)
+
+    def allow(self, key: str, at: float) -> bool:
+        recent = self.seen.setdefault(key, deque())
+        while recent and recent[0] <= at - self.window:
+            recent.popleft()
+        if len(recent) >= self.limit:
+            return False
+        recent.append(at)
+        if len(self.seen) > 100_000:  # forget idle clients rather than grow without bound
+            self.seen = {k: v for k, v in self.seen.items() if v and v[-1] > at - self.window}
+        return True
+
+
+def check_api_key(request: Request) -> None:
+    expected = request.app.state.engine.settings.api_key
+    given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+    if not expected or not hmac.compare_digest(given.strip(), expected):
+        raise PermissionError
+
+
+async def json_body(request: Request, allowed: set[str]) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InputError("the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise InputError("the body must be a JSON object")
+    unknown = set(body) - allowed
+    if unknown:
+        raise InputError(f"unknown field(s): {', '.join(sorted(unknown))}")
+    return body
+
+
+def _text(body: dict[str, Any], name: str, required: bool = False) -> str:
+    value = body.get(name, "")
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise InputError(f"{name} must be a {'non-empty ' if required else ''}string")
+    return value
+
+
+async def post_event(request: Request) -> Response:
+    """Score a website event (a visit, a download, a contact form) for a lead, by the same rules."""
+    try:
+        check_api_key(request)
+    except PermissionError:
+        return JSONResponse({"error": "a valid API key is required"}, status_code=401)
+    body = await json_body(request, EVENT_FIELDS)
+    engine: Engine = request.app.state.engine
+    recorded = await run_in_threadpool(record_external, engine, _text(body, "email", True), _text(body, "kind", True),
+                                       _text(body, "key") or None, _text(body, "detail")[:300] or None, now())
+    lead = await run_in_threadpool(engine.store.lead, recorded.event.lead_id)
+    background = None
+    if recorded.handoff_id is not None:
+        background = BackgroundTask(engine.deliver_handoff, recorded.handoff_id, now())
+    return JSONResponse({"lead": lead.id, "score": recorded.score, "stage": lead.stage.value,
+                         "counted": recorded.event.counted, "reason": recorded.event.reason},
+                        status_code=202, background=background)
+
+
+def record_external(engine: Engine, email: str, kind: str, key: str | None, detail: str | None, at: datetime) -> Any:
+    rules = engine.settings.scoring
+    lead = engine.store.lead_by_email(email)
+    assert lead.id is not None
+    credit = scoring.credit_external(kind, lead.id, lead.cycle, rules, key)
+    hit = Hit(lead.id, EventKind.EXTERNAL, at, credit, action=kind, qualify=rules.external[kind].qualify,
+              detail=detail)
+    return engine.store.record(hit, rules)
+
+
+async def post_lead(request: Request) -> Response:
+    """Create a lead (the trial download form) and send its confirmation."""
+    try:
+        check_api_key(request)
+    except PermissionError:
+        return JSONResponse({"error": "a valid API key is required"}, status_code=401)
+    body = await json_body(request, LEAD_FIELDS)
+    interests = body.get("interests", [])
+    if not isinstance(interests, list) or not all(isinstance(i, str) for i in interests):
+        raise InputError("interests must be a list of strings")
+    if not isinstance(body.get("customer", False), bool):
+        raise InputError("customer must be true or false")
+    fields = {name: _text(body, name) for name in ("first_name", "last_name", "company", "industry")}
+    lead = await _create(request, email=_text(body, "email", True), interests=interests,
+                         locale=_text(body, "locale") or "en", customer=body.get("customer", False), **fields)
+    return JSONResponse({"lead": lead.id, "email": lead.email}, status_code=201,
+                        background=BackgroundTask(_welcome, request.app.state.engine, lead.id))
+
+
+async def _create(request: Request, **fields: Any) -> Lead:
+    engine: Engine = request.app.state.engine
+    lead = new_lead(engine.catalog, now(), **fields)
+    return await run_in_threadpool(engine.store.add_lead, lead)
+
+
+async def _welcome(engine: Engine, lead_id: int | None) -> None:
+    if lead_id is not None:
+        await engine.welcome(lead_id, now())
+
+
+SUBSCRIBE_LIMIT = RateLimit(limit=5, window=600)
+
+
+async def subscribe(request: Request) -> Response:
+    """The public form: a honeypot field for bots, a per-address rate limit, the same checks as the API."""
+    engine: Engine = request.app.state.engine
+    choices: dict[str, Any] = {"interests": sorted(engine.catalog.interests),
+                               "industries": sorted(engine.catalog.industries)}
+    if request.method == "GET":
+        return page(request, "subscribe.html", **choices, error=None, values={})
+    form = await request.form()
+    values = {name: str(form.get(name, "")) for name in ("email", "first_name", "company", "industry")}
+    client = request.client.host if request.client else "unknown"
+    if not SUBSCRIBE_LIMIT.allow(client, time.monotonic()):
+        return page(request, "subscribe.html", 429, **choices, values=values,
+                    error="Too many sign-ups from your address; please try again in a few minutes.")
+    if form.get("website"):  # the hidden honeypot: a person never fills it in
+        return page(request, "message.html", title="Thanks!", text="Check your inbox to confirm.")
+    try:
+        lead = await _create(request, interests=[str(i) for i in form.getlist("interest")], **values)
+    except NurtureError as error:
+        return page(request, "subscribe.html", 400, **choices, values=values, error=str(error))
+    return page(request, "message.html", title="Thanks!", text="Check your inbox to confirm.",
+                background=BackgroundTask(_welcome, engine, lead.id))
