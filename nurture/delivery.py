@@ -20,6 +20,7 @@ from nurture.models import SendState
 from nurture.settings import Delivery
 
 T = TypeVar("T")
+R = TypeVar("R")
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -84,33 +85,35 @@ class Pacer:
                 await self.sleep(delay)
 
 
-class GroupCommit(Generic[T]):
-    """Collects results and writes them in groups; `put` returns once its result is committed.
+class GroupCommit(Generic[T, R]):
+    """Collects items and writes them in groups; `put` returns once its item is committed, with what
+    `write` returned for it (write returns one result per item, or None for none).
 
     A delivery holds its concurrency slot until its result is stored, so after a crash at most
-    `concurrency` messages can have gone out without being recorded.
+    `concurrency` messages can have gone out without being recorded; a tracking hit is answered only
+    once its event is stored, yet a thousand concurrent hits cost one transaction, not a thousand.
     """
 
-    def __init__(self, write: Callable[[Sequence[T]], None]):
+    def __init__(self, write: Callable[[Sequence[T]], Sequence[R] | None]):
         self.write = write
-        self.pending: list[tuple[T, asyncio.Future[None]]] = []
+        self.pending: list[tuple[T, asyncio.Future[R | None]]] = []
         self.running: asyncio.Task[None] | None = None
 
-    async def put(self, item: T) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def put(self, item: T) -> R | None:
+        future: asyncio.Future[R | None] = asyncio.get_running_loop().create_future()
         self.pending.append((item, future))
         if self.running is None or self.running.done():
             self.running = asyncio.create_task(self._drain())
-        await future
+        return await future
 
     async def _drain(self) -> None:
         while self.pending:
             group, self.pending = self.pending, []
             try:
-                await asyncio.to_thread(self.write, [item for item, _ in group])
+                results = await asyncio.to_thread(self.write, [item for item, _ in group])
             except Exception as error:  # noqa: BLE001 - handed to every waiter of the group
                 for _, future in group:
                     future.set_exception(error)
                 continue
-            for _, future in group:
-                future.set_result(None)
+            for index, (_, future) in enumerate(group):
+                future.set_result(None if results is None else results[index])

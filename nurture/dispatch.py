@@ -37,7 +37,7 @@ class Dispatch:
         self.progress = progress
         self.breaker = Breaker(self.policy.pause_after_failures)
         self.pacer = Pacer(self.policy.rate_per_second, self.policy.rate_per_hour)
-        self.commit: GroupCommit[Result] = GroupCommit(self._write)
+        self.commit: GroupCommit[Result, None] = GroupCommit(self._write)
         self.slots = asyncio.Semaphore(engine.settings.smtp.concurrency)
 
     async def run(self) -> None:

@@ -1,22 +1,32 @@
 """Opens, clicks, unsubscribes and preference changes, from a verified token to a recorded event.
 
-The server's handlers parse the request and call these; the decisions (is it a machine, what is the
-credit) are made by the pure functions of nurture.machines and nurture.scoring.
+The server's handlers parse the request and call these; opens and clicks are written in groups by
+nurture.recorder, and the decisions (is it a machine, what is the credit) are made by the pure functions
+of nurture.machines and nurture.scoring.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from nurture import machines, scoring
+from starlette.concurrency import run_in_threadpool
+
+from nurture import recorder
+from nurture.delivery import GroupCommit
 from nurture.errors import InputError, TokenError
 from nurture.feeds import Catalog
 from nurture.models import Event, EventKind, Handoff, Lead, Outcome, Send, Suppression
+from nurture.recorder import Recorder, Written
 from nurture.settings import Settings
-from nurture.store import Hit, Recorded, Store
+from nurture.store import Store
 from nurture.tokens import Purpose, Signer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,35 +53,50 @@ class Tracking:
         self.store = store
         self.catalog = catalog
         self.signer = Signer(settings.secret_key)
+        self.recorder = Recorder(store, settings.scoring)
+        self.commit: GroupCommit[recorder.Hit, Written] = GroupCommit(self.recorder.write)
+        self.retry: deque[recorder.Hit] = deque(maxlen=100_000)
 
-    def open(self, token: str, request: Request) -> Recorded:
-        send = self._send(self.signer.verify(token, Purpose.OPEN).subject)
-        credit = scoring.credit_open(send.id or 0, self.settings.scoring)
-        return self.store.record(self._hit(send, EventKind.OPEN, credit, request, None, None), self.settings.scoring)
+    async def open(self, token: str, request: Request) -> Written:
+        """Record an open; a forged token raises TokenError before anything is written."""
+        claim = self.signer.verify(token, Purpose.OPEN)
+        return await self._record(recorder.Hit(EventKind.OPEN, claim.subject, None, request.method,
+                                               request.user_agent, request.client, request.at))
 
-    def click(self, token: str, request: Request) -> tuple[str, Recorded]:
-        """Record a click and return where it goes: always the URL stored with the send."""
+    async def click(self, token: str, request: Request) -> Written:
+        """Record a click; the result carries the URL stored with the send (never one from the request)."""
         claim = self.signer.verify(token, Purpose.CLICK)
-        send = self._send(claim.subject)
-        if claim.link >= len(send.links):
-            raise TokenError("no such link in this email")
-        link = send.links[claim.link]
-        credit = scoring.credit_click(send.id or 0, claim.link, link, self.settings.scoring)
-        hit = self._hit(send, EventKind.CLICK, credit, request, claim.link, link.get("action"))
-        return link["url"], self.store.record(hit, self.settings.scoring)
+        hit = recorder.Hit(EventKind.CLICK, claim.subject, claim.link, request.method, request.user_agent,
+                           request.client, request.at)
+        try:
+            return await self._record(hit)
+        except Exception:
+            log.exception("click not recorded; kept to retry")
+            self.retry.append(hit)
+            url = await run_in_threadpool(self._url, claim.subject, claim.link)
+            return Written(known=url is not None, url=url)
 
-    def _hit(self, send: Send, kind: EventKind, credit: scoring.Credit, request: Request,
-             link: int | None, action: str | None) -> Hit:
-        reason = machines.machine_reason(
-            machines.Hit(request.method, request.user_agent, request.at, send.sent_at))
-        return Hit(send.lead_id, kind, request.at, credit, send_id=send.id, link=link, action=action,
-                   ignored=reason, method=request.method, user_agent=request.user_agent, client=request.client)
+    async def _record(self, hit: recorder.Hit) -> Written:
+        while self.retry:  # hits whose write failed before go along with the next group
+            asyncio.get_running_loop().create_task(self._again(self.retry.popleft()))
+        written = await self.commit.put(hit)
+        assert written is not None
+        if not written.known:
+            raise TokenError("no such email or link")
+        return written
 
-    def _send(self, send_id: int) -> Send:
+    async def _again(self, hit: recorder.Hit) -> None:
+        try:
+            await self.commit.put(hit)
+        except Exception:
+            log.exception("retried hit not recorded")
+            self.retry.append(hit)
+
+    def _url(self, send_id: int, link: int) -> str | None:
         send = self.store.send(send_id)
-        if send is None:
-            raise TokenError("no such email")
-        return send
+        if send is None or not 0 <= link < len(send.links):
+            return None
+        return str(send.links[link]["url"])
 
     def lead_for(self, token: str, purpose: Purpose) -> Lead:
         lead_id = self.signer.verify(token, purpose).subject

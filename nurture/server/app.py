@@ -62,8 +62,8 @@ async def pixel(request: Request) -> Response:
     tracking: Tracking = request.app.state.tracking
     background = None
     try:
-        recorded = await run_in_threadpool(tracking.open, request.path_params["token"], hit_of(request))
-        background = handoff_task(request, recorded.handoff_id)
+        written = await tracking.open(request.path_params["token"], hit_of(request))
+        background = handoff_task(request, written.handoff_id)
     except TokenError:
         pass
     except Exception:  # noqa: BLE001 - the recipient always gets the image
@@ -73,9 +73,11 @@ async def pixel(request: Request) -> Response:
 
 async def click(request: Request) -> Response:
     tracking: Tracking = request.app.state.tracking
-    url, recorded = await run_in_threadpool(tracking.click, request.path_params["token"], hit_of(request))
-    return RedirectResponse(url, status_code=302, headers=NO_CACHE,
-                            background=handoff_task(request, recorded.handoff_id))
+    written = await tracking.click(request.path_params["token"], hit_of(request))
+    if written.url is None:
+        raise TokenError("no such link")
+    return RedirectResponse(written.url, status_code=302, headers=NO_CACHE,
+                            background=handoff_task(request, written.handoff_id))
 
 
 async def not_found(request: Request, error: Exception) -> Response:

@@ -1,0 +1,253 @@
+"""Recording opens and clicks in groups: one transaction for all the hits that arrived meanwhile.
+
+Every hit is answered only after its event is committed, so nothing is lost; but a thousand concurrent
+hits cost one transaction, not a thousand. Within the transaction the group's leads are locked
+(`FOR UPDATE` on PostgreSQL; SQLite's write lock), credits are checked against the event log, scores
+move by the points of what was counted, and a lead that reaches its threshold is qualified exactly once.
+
+What a delivered send is (its lead, delivery time, links) never changes, so it is kept in memory; so are
+the last minute's hits of each send, which the machine classifier needs to see a burst. With several
+tracking servers each sees only its own share of a burst; credits and hand-offs stay exact regardless.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, defaultdict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlmodel import Session
+
+from nurture import machines, scoring
+from nurture.models import Event, EventKind, Lead, Send, SendState, Stage
+from nurture.settings import Scoring
+from nurture.store import Store
+
+EVENTS = Event.__table__  # type: ignore[attr-defined]
+LEADS = Lead.__table__  # type: ignore[attr-defined]
+SENDS = Send.__table__  # type: ignore[attr-defined]
+ADD_POINTS = update(LEADS).where(LEADS.c.id == bindparam("lead")).values(score=LEADS.c.score + bindparam("delta"))
+UNCOUNT = update(EVENTS).where(  # an earlier hit, named by its send and its exact time
+    EVENTS.c.send_id == bindparam("send"), EVENTS.c.occurred_at == bindparam("at"), EVENTS.c.counted.is_(True),
+).values(counted=False, credit_key=None, reason=bindparam("why"))
+MEMORY = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A verified open or click, waiting to be written."""
+
+    kind: EventKind
+    send_id: int
+    link: int | None
+    method: str
+    user_agent: str
+    client: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Written:
+    known: bool  # False: a genuine token that names no email or link we have
+    url: str | None = None  # where a click goes
+    counted: bool = False
+    reason: str | None = None
+    handoff_id: int | None = None
+
+
+@dataclass(frozen=True)
+class SendFacts:
+    lead_id: int
+    sent_at: datetime | None
+    links: list[dict[str, Any]]
+
+
+@dataclass
+class Seen:
+    """An earlier hit on a send, as the classifier sees it, and what its event earned."""
+
+    prior: machines.Prior
+    lead_id: int
+    points: int
+
+
+@dataclass
+class Recorder:
+    store: Store
+    rules: Scoring
+    signals: machines.Signals = field(default_factory=machines.Signals)
+    max_sends: int = 200_000
+    facts: OrderedDict[int, SendFacts] = field(default_factory=OrderedDict)
+    recent: dict[int, deque[Seen]] = field(default_factory=lambda: defaultdict(deque))
+
+    def write(self, hits: Sequence[Hit]) -> list[Written]:
+        """Record a group of hits in one transaction; one result per hit, in order."""
+        facts = self._facts({hit.send_id for hit in hits})
+        with self.store.engine.begin() as connection:
+            leads = _lock(connection, {facts[h.send_id].lead_id for h in hits if h.send_id in facts})
+            group = _Group(self, connection, facts, leads)
+            drafts = [group.add(hit) for hit in hits]
+            return group.commit(drafts)
+
+    def _facts(self, send_ids: set[int]) -> dict[int, SendFacts]:
+        found = {send_id: self.facts[send_id] for send_id in send_ids if send_id in self.facts}
+        missing = send_ids - found.keys()
+        if missing:
+            query = select(SENDS.c.id, SENDS.c.lead_id, SENDS.c.sent_at, SENDS.c.links, SENDS.c.state).where(
+                SENDS.c.id.in_(missing))
+            with self.store.engine.connect() as connection:
+                for send_id, lead_id, sent_at, links, state in connection.execute(query):
+                    found[send_id] = SendFacts(lead_id, sent_at, links or [])
+                    if state is SendState.SENT:  # final: safe to keep
+                        self.facts[send_id] = found[send_id]
+            while len(self.facts) > self.max_sends:
+                self.facts.popitem(last=False)
+        return found
+
+    def remember(self, send_id: int, seen: Seen) -> None:
+        recent = self.recent[send_id]
+        recent.append(seen)
+        while recent and seen.prior.at - recent[0].prior.at > MEMORY:
+            recent.popleft()
+        if len(self.recent) > self.max_sends:
+            stale = [key for key, hits in self.recent.items() if not hits or seen.prior.at - hits[-1].prior.at > MEMORY]
+            for key in stale:
+                del self.recent[key]
+
+
+def _lock(connection: Any, lead_ids: set[int]) -> dict[int, Any]:
+    query = (select(LEADS.c.id, LEADS.c.stage, LEADS.c.cycle, LEADS.c.suppressed, LEADS.c.customer,
+                    LEADS.c.industry, LEADS.c.score)
+             .where(LEADS.c.id.in_(sorted(lead_ids))).order_by(LEADS.c.id).with_for_update())
+    return {row.id: row for row in connection.execute(query)}
+
+
+@dataclass
+class _Draft:
+    written: Written
+    row: int | None = None  # index of its event row
+
+
+class _Group:
+    """One transaction's worth of hits."""
+
+    def __init__(self, recorder: Recorder, connection: Any, facts: dict[int, SendFacts], leads: dict[int, Any]):
+        self.recorder = recorder
+        self.rules = recorder.rules
+        self.connection = connection
+        self.facts = facts
+        self.leads = leads
+        self.rows: list[dict[str, Any]] = []
+        self.hits: list[Hit] = []
+        self.taken: set[str] = set()
+        self.delta: dict[int, int] = defaultdict(int)
+        self.uncount: list[dict[str, Any]] = []
+
+    def add(self, hit: Hit) -> _Draft:
+        facts = self.facts.get(hit.send_id)
+        link = _link(facts, hit) if facts else None
+        if facts is None or (hit.kind is EventKind.CLICK and link is None):
+            return _Draft(Written(known=False))
+        lead = self.leads[facts.lead_id]
+        if hit.kind is EventKind.OPEN:
+            credit = scoring.credit_open(hit.send_id, self.rules)
+        else:
+            credit = scoring.credit_click(hit.send_id, hit.link or 0, link or {}, self.rules)
+        reason = self._judge(hit, facts, link)
+        if reason is None and lead.stage is not Stage.MQL:
+            reason = f"lead is {lead.stage.value}"
+        if reason is None and credit.key in self.taken:
+            reason = "already credited"
+        if reason is None:
+            self.taken.add(credit.key or "")
+            self.delta[facts.lead_id] += credit.points
+        self.rows.append(dict(lead_id=facts.lead_id, cycle=lead.cycle, send_id=hit.send_id, kind=hit.kind,
+                              link=hit.link, action=(link or {}).get("action"), points=credit.points,
+                              counted=reason is None, reason=reason, credit_for=credit.key,
+                              credit_key=credit.key if reason is None else None, occurred_at=hit.at,
+                              method=hit.method, user_agent=hit.user_agent[:300] or None, client=hit.client,
+                              detail=None))
+        self.hits.append(hit)
+        return _Draft(Written(known=True, url=(link or {}).get("url")), row=len(self.rows) - 1)
+
+    def _judge(self, hit: Hit, facts: SendFacts, link: dict[str, Any] | None) -> str | None:
+        """The classifier's verdict; earlier hits it now sees as a machine's are taken back."""
+        earlier = list(self.recorder.recent.get(hit.send_id, ()))
+        verdict = machines.classify(
+            machines.Hit(hit.method, hit.user_agent, hit.at, facts.sent_at, kind=hit.kind.value, client=hit.client,
+                         link=hit.link, honeypot=(link or {}).get("action") == "honeypot"),
+            [seen.prior for seen in earlier], self.recorder.signals)
+        for index in verdict.retroactive:
+            seen = earlier[index]
+            if seen.prior.counted:
+                self.uncount.append({"send": hit.send_id, "at": seen.prior.at, "why": verdict.reason})
+                self.delta[seen.lead_id] -= seen.points
+                seen.prior = replace(seen.prior, counted=False)
+        return verdict.reason
+
+    def commit(self, drafts: list[_Draft]) -> list[Written]:
+        """Write the group's events and score changes; qualify the leads that reached their threshold."""
+        self._drop_held_credits()
+        if self.rows:
+            self.connection.execute(insert(EVENTS), self.rows)
+        for hit, row in zip(self.hits, self.rows, strict=True):
+            prior = machines.Prior(at=hit.at, kind=hit.kind.value, link=hit.link, counted=row["counted"],
+                                   honeypot=row["action"] == "honeypot")
+            self.recorder.remember(hit.send_id, Seen(prior, row["lead_id"], row["points"]))
+        if self.uncount:
+            self.connection.execute(UNCOUNT, self.uncount)
+        changes = [{"lead": lead_id, "delta": delta} for lead_id, delta in self.delta.items() if delta]
+        if changes:
+            self.connection.execute(ADD_POINTS, changes)
+        handoffs = self._qualify()
+        return [self._final(draft, handoffs) for draft in drafts]
+
+    def _drop_held_credits(self) -> None:
+        """A credit already held by an event outside this group: the new hit earns nothing."""
+        keys = [row["credit_key"] for row in self.rows if row["credit_key"]]
+        if not keys:
+            return
+        held = {key for (key,) in self.connection.execute(select(EVENTS.c.credit_key).where(
+            EVENTS.c.credit_key.in_(keys)))}
+        for row in self.rows:
+            if row["credit_key"] in held:
+                row.update(counted=False, credit_key=None, reason="already credited")
+                self.delta[row["lead_id"]] -= row["points"]
+
+    def _qualify(self) -> dict[int, int]:
+        """Hand-offs for the leads whose score now reaches their threshold (settled exactly, with expiry)."""
+        reached = [lead_id for lead_id, delta in self.delta.items() if delta > 0 and self._reaches(lead_id, delta)]
+        handoffs = {}
+        if reached:
+            with Session(bind=self.connection) as session:
+                for lead_id in reached:
+                    lead = session.get(Lead, lead_id)
+                    assert lead is not None
+                    latest = max(row["occurred_at"] for row in self.rows if row["lead_id"] == lead_id)
+                    _, handoff_id = self.recorder.store.settle_in(session, lead, self.rules, latest)
+                    if handoff_id is not None:
+                        handoffs[lead_id] = handoff_id
+                session.flush()
+        return handoffs
+
+    def _reaches(self, lead_id: int, delta: int) -> bool:
+        lead = self.leads[lead_id]
+        line = scoring.threshold(self.rules, lead.customer, lead.industry or "")
+        return lead.suppressed is None and lead.stage is Stage.MQL and lead.score + delta >= line
+
+    def _final(self, draft: _Draft, handoffs: dict[int, int]) -> Written:
+        if draft.row is None:
+            return draft.written
+        row = self.rows[draft.row]
+        return Written(True, draft.written.url, row["counted"], row["reason"], handoffs.pop(row["lead_id"], None))
+
+
+def _link(facts: SendFacts, hit: Hit) -> dict[str, Any] | None:
+    if hit.kind is not EventKind.CLICK:
+        return None
+    if hit.link is None or not 0 <= hit.link < len(facts.links):
+        return None
+    return facts.links[hit.link]
