@@ -6,26 +6,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from markupsafe import Markup
-
 from nurture.models import FeedItem, Lead
+from nurture.render import TrackedHtml, TrackedText
 from nurture.settings import Settings
-from nurture.textpart import html_to_text
+from nurture.textpart import text_and_links
 
 
 @dataclass(frozen=True)
 class ItemView:
     title: str
     link: str
-    summary: Markup  # sanitized when the feed was read
-    summary_text: str
+    summary: TrackedHtml  # sanitized when the feed was read; its links are tracked when printed
+    summary_text: TrackedText
     published: datetime
     feed: str
 
 
 def item_view(item: FeedItem) -> ItemView:
-    return ItemView(item.title, item.link, Markup(item.summary), html_to_text(item.summary).strip(),
-                    item.published, item.feed)
+    return ItemView(item.title, item.link, TrackedHtml.of(item.summary),
+                    TrackedText.of(*text_and_links(item.summary)), item.published, item.feed)
 
 
 def context(settings: Settings, lead: Lead, items: list[FeedItem], **urls: str) -> dict[str, Any]:

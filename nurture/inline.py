@@ -1,6 +1,11 @@
-"""CSS inlining as a compile step: premailer runs once per template source, never per recipient.
+"""Compile steps on template source, run once per template version, never per recipient.
 
-premailer would percent-encode Jinja syntax inside attributes (`href="{{%20x%20}}"`), so every
+Tracking: every `<a href>` becomes `href="{{ track(...) }}"` unless it already calls `track()`, points
+at the unsubscribe, preference or profile URL, is a `mailto:`/`tel:`/`#` link, or carries the
+`notrack` attribute (which is removed). An href that mixes text and `{% %}` statements is wrapped in
+`{% filter track_href %}`. Lines never move, so errors still name the marketer's line.
+
+CSS: premailer would percent-encode Jinja syntax inside attributes (`href="{{%20x%20}}"`), so every
 `{{ }}`, `{% %}` and `{# #}` is swapped for an inert placeholder first and put back afterwards. The
 layout is inlined as a whole document; in a template that extends it, each HTML block (every block but
 subject, preheader and text) is inlined with the layout's stylesheet, and so is a whole template that
@@ -10,6 +15,7 @@ match within one block (`.card a`, not `.content .card`).
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 
@@ -23,6 +29,55 @@ HTML_BLOCK = re.compile(
     r"(\{%-?\s*block\s+(?!subject\b|preheader\b|text\b)(\w+)\s*-?%\})(.*?)(\{%-?\s*endblock(?:\s+\2)?\s*-?%\})",
     re.S,
 )
+LINK = re.compile(r"<a\s[^>]*>", re.I)
+HREF = re.compile(r"""(\shref\s*=\s*)("[^"]*"|'[^']*'|[^\s"'>]+)""", re.I)
+NOTRACK = re.compile(r"""\s+notrack(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'>]+))?(?=[\s/>])""", re.I)
+EXPRESSION = re.compile(r"\{\{-?(.*?)-?\}\}", re.S)
+UNTRACKED = {"unsubscribe_url", "preferences_url", "profile_url"}  # their pages must work without a click record
+NOT_WEB = ("#", "mailto:", "tel:", "sms:")
+
+
+def track_links(source: str) -> str:
+    """Route every link of a template through `track()`, except those marked or known not to be tracked."""
+    protected, saved = _protect(source)
+    return _restore(LINK.sub(lambda match: _track_link(match.group(0), saved), protected), saved)
+
+
+def _track_link(tag: str, saved: list[str]) -> str:
+    if NOTRACK.search(tag):
+        return NOTRACK.sub("", tag, count=1)
+    href = HREF.search(tag)
+    if href is None:
+        return tag
+    quoted = href.group(2)
+    value = _restore(quoted.strip("\"'"), saved)
+    tracked = _tracked(value)
+    if tracked is None:
+        return tag
+    stash = len(saved)
+    saved.append(tracked)
+    return tag[: href.start(2)] + f'"JINJAx{stash}x"' + tag[href.end(2) :]
+
+
+def _tracked(value: str) -> str | None:
+    """The Jinja that spells `value` as a tracked URL, or None when it stays as it is."""
+    if not value.strip() or value.strip().lower().startswith(NOT_WEB):
+        return None
+    pieces = JINJA_SYNTAX.split(value)
+    tags = JINJA_SYNTAX.findall(value)
+    if any(not tag.startswith("{{") for tag in tags):
+        return "{% filter track_href %}" + value + "{% endfilter %}"
+    expressions = [EXPRESSION.fullmatch(tag).group(1).strip() for tag in tags]  # type: ignore[union-attr]
+    if len(tags) == 1 and not "".join(pieces).strip():
+        if expressions[0] in UNTRACKED or expressions[0].startswith("track("):
+            return None
+    terms = []
+    for index, piece in enumerate(pieces):
+        if piece:
+            terms.append(repr(html.unescape(piece)))
+        if index < len(expressions):
+            terms.append(f"({expressions[index]})")
+    return "{{ track(" + " ~ ".join(terms) + ")" + "\n" * value.count("\n") + " }}"
 
 
 def stylesheet(layout_source: str) -> str:
@@ -33,7 +88,7 @@ def stylesheet(layout_source: str) -> str:
 def inline_document(source: str) -> str:
     """Inline a whole HTML document's <style> into its elements, keeping Jinja syntax intact."""
     protected, saved = _protect(source)
-    return _restore(_premailer(protected, css_text=None), saved)
+    return _restore(premailer(protected), saved)
 
 
 def inline_blocks(source: str, css: str) -> str:
@@ -44,13 +99,14 @@ def inline_blocks(source: str, css: str) -> str:
 def inline_fragment(source: str, css: str) -> str:
     """Inline `css` into a piece of HTML (a block, or a template the layout includes)."""
     protected, saved = _protect(source)
-    body = BODY.search(_premailer(protected, css_text=css))
+    body = BODY.search(premailer(protected, css))
     return _restore(body.group(1).strip("\n") if body else protected, saved)
 
 
-def _premailer(html: str, css_text: str | None) -> str:
+def premailer(html_text: str, css_text: str | None = None) -> str:
+    """premailer with nurture's options: what the compile step runs, and what it stands in for."""
     return Premailer(
-        html,
+        html_text,
         css_text=css_text,
         keep_style_tags=False,
         remove_classes=False,

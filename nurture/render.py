@@ -1,4 +1,4 @@
-"""Templates to messages: a Jinja environment per locale, compiled (and CSS-inlined) once per run.
+"""Templates to messages: a Jinja environment per locale, compiled (and CSS-inlined) once per version.
 
 `Renderer.render` is pure: given a template, a context and a way to spell a tracked URL for link
 number N, it returns the subject, preheader, HTML and text of one email plus the links it tracked.
@@ -8,21 +8,27 @@ Nothing is written anywhere while a template renders; the caller stores the link
 from __future__ import annotations
 
 import html
+import os
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup, escape
 
 from nurture.errors import TemplateProblem
-from nurture.inline import inline_blocks, inline_document, inline_fragment, stylesheet
+from nurture.inline import inline_blocks, inline_document, inline_fragment, stylesheet, track_links
 from nurture.textpart import html_to_text
 
 LAYOUT = "layout.html"
 EXTENDS = re.compile(r"\{%-?\s*extends\s")
 HEADER_BREAKS = re.compile(r"[\r\n\t]+")
+HREF_VALUE = re.compile(r'href="([^"]*)"')
+RECHECK_SECONDS = 1.0  # how often a long run looks for edited templates
 
 
 @dataclass(frozen=True)
@@ -62,12 +68,74 @@ class LinkTracker:
         return self.url_for(self.links.index(link))
 
 
-class InliningLoader(jinja2.FileSystemLoader):
-    """Loads templates with the layout's CSS already inlined (see nurture.inline)."""
+class TrackedHtml(Markup):
+    """Sanitized HTML from outside the templates (a feed summary): printed with its links tracked."""
+
+    links: tuple[tuple[str, str], ...] = ()  # (href as written, URL)
+
+    @classmethod
+    def of(cls, markup: str) -> TrackedHtml:
+        value = cls(markup)
+        value.links = _hrefs(markup)
+        return value
+
+    def tracked(self, track: Callable[[str], str]) -> Markup:
+        out = str(self)
+        for written, url in self.links:
+            out = out.replace(f'href="{written}"', f'href="{escape(track(url))}"')
+        return Markup(out)
+
+
+class TrackedText(str):
+    """Plain text made from feed HTML, each link's URL in brackets: printed with those URLs tracked."""
+
+    links: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, text: str, links: tuple[str, ...]) -> TrackedText:
+        value = cls(text)
+        value.links = links
+        return value
+
+    def tracked(self, track: Callable[[str], str]) -> str:
+        out = str(self)
+        for url in self.links:
+            out = out.replace(f"({url})", f"({track(url)})")
+        return out
+
+
+@lru_cache(maxsize=4096)  # a summary reaches many leads: read its links once
+def _hrefs(markup: str) -> tuple[tuple[str, str], ...]:
+    return tuple((written, html.unescape(written)) for written in dict.fromkeys(HREF_VALUE.findall(markup)))
+
+
+@jinja2.pass_context
+def _finalize(context: jinja2.runtime.Context, value: Any) -> Any:
+    """Every `{{ }}` passes here: feed HTML and text get their links tracked as they are printed."""
+    if isinstance(value, TrackedHtml | TrackedText) and value.links:
+        return value.tracked(context["track"])
+    return value
+
+
+@jinja2.pass_context
+def _track_href(context: jinja2.runtime.Context, value: str) -> Markup:
+    """`{% filter track_href %}`: an href built with statements, tracked once it is rendered."""
+    return escape(context["track"](html.unescape(str(value)).strip()))
+
+
+class TemplateLoader(jinja2.FileSystemLoader):
+    """Loads templates compiled for sending: links tracked, and the layout's CSS inlined (see nurture.inline)."""
+
+    def __init__(self, searchpath: list[str], inline_css: bool):
+        super().__init__(searchpath)
+        self.inline_css = inline_css
 
     def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
         source, filename, uptodate = super().get_source(environment, template)
         if not template.endswith(".html"):
+            return source, filename, uptodate
+        source = track_links(source)
+        if not self.inline_css:
             return source, filename, uptodate
         if template == LAYOUT:
             return inline_document(source), filename, uptodate
@@ -78,14 +146,22 @@ class InliningLoader(jinja2.FileSystemLoader):
 
 
 class Renderer:
-    """Compiles each template once per locale and renders it for many leads."""
+    """Compiles each template once per locale and version, and renders it for many leads.
 
-    def __init__(self, templates_dir: Path, default_locale: str = "en", inline_css: bool = True):
+    A template (or the layout whose CSS it carries) edited while nurture runs is compiled again: the
+    folder is looked at no more often than every `recheck_seconds`.
+    """
+
+    def __init__(self, templates_dir: Path, default_locale: str = "en", inline_css: bool = True,
+                 recheck_seconds: float = RECHECK_SECONDS):
         self.templates_dir = templates_dir
         self.default_locale = default_locale
         self.inline_css = inline_css
+        self.recheck_seconds = recheck_seconds
         self._environments: dict[str, jinja2.Environment] = {}
         self._templates: dict[tuple[str, str], jinja2.Template] = {}
+        self._version = self._current_version()
+        self._checked = time.monotonic()
 
     def locales(self) -> list[str]:
         return sorted(path.name for path in self.templates_dir.iterdir() if path.is_dir())
@@ -94,29 +170,51 @@ class Renderer:
         if locale not in self._environments:
             search = [self.templates_dir / locale, self.templates_dir / self.default_locale]
             paths = [str(path) for path in dict.fromkeys(search) if path.is_dir()]
-            loader_class = InliningLoader if self.inline_css else jinja2.FileSystemLoader
-            self._environments[locale] = jinja2.Environment(
-                loader=loader_class(paths),
+            environment = jinja2.Environment(
+                loader=TemplateLoader(paths, self.inline_css),
                 autoescape=jinja2.select_autoescape(["html"]),
                 undefined=jinja2.StrictUndefined,
                 trim_blocks=True,
                 lstrip_blocks=True,
-                auto_reload=False,
+                auto_reload=False,  # versions are checked by the Renderer, not on every render
+                finalize=_finalize,
             )
+            environment.filters["track_href"] = _track_href
+            self._environments[locale] = environment
         return self._environments[locale]
 
     def template(self, name: str, locale: str) -> jinja2.Template:
+        self._forget_if_edited()
         key = (name, locale)
         if key not in self._templates:
             try:
                 self._templates[key] = self.environment(locale).get_template(f"{name}.html")
-            except jinja2.TemplateNotFound:
-                raise TemplateProblem(f"template '{name}' not found in {self.templates_dir}") from None
+            except jinja2.TemplateNotFound as error:
+                missing = "" if error.name == f"{name}.html" else f" (it needs '{error.name}')"
+                raise TemplateProblem(f"template '{name}' not found in {self.templates_dir}{missing}") from None
             except jinja2.TemplateSyntaxError as error:
                 if self.inline_css:  # inlining moves lines: name the line of the marketer's file
                     self._raw().template(name, locale)
                 raise TemplateProblem(f"{error.filename}:{error.lineno}: {error.message}") from None
         return self._templates[key]
+
+    def _forget_if_edited(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < self.recheck_seconds:
+            return
+        self._checked = now
+        version = self._current_version()
+        if version != self._version:
+            self._version = version
+            self._environments.clear()
+            self._templates.clear()
+
+    def _current_version(self) -> tuple[tuple[str, int], ...]:
+        """Every template file with its modification time: any edit, addition or removal changes it."""
+        found = []
+        for folder, _, files in os.walk(self.templates_dir):
+            found += [(os.path.join(folder, name), os.stat(os.path.join(folder, name)).st_mtime_ns) for name in files]
+        return tuple(sorted(found))
 
     def _raw(self) -> Renderer:
         return Renderer(self.templates_dir, self.default_locale, inline_css=False)

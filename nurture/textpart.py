@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from html.parser import HTMLParser
 
 BLOCKS = {"p", "div", "br", "tr", "h1", "h2", "h3", "h4", "li", "table", "hr"}
@@ -14,6 +15,7 @@ class _TextMaker(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.href: str | None = None
+        self.links: list[str] = []
         self.skipping = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -31,6 +33,7 @@ class _TextMaker(HTMLParser):
             self.skipping = max(0, self.skipping - 1)
         elif tag == "a" and self.href:
             self.parts.append(f" ({self.href})")
+            self.links.append(self.href)
             self.href = None
         elif tag in BLOCKS:
             self.parts.append("\n")
@@ -42,8 +45,20 @@ class _TextMaker(HTMLParser):
 
 def html_to_text(html: str) -> str:
     """Readable plain text: block elements become line breaks, links keep their URL in brackets."""
+    return _text(html)[0]
+
+
+@lru_cache(maxsize=4096)  # feed summaries reach many leads: read each once
+def text_and_links(html: str) -> tuple[str, tuple[str, ...]]:
+    """The text of a piece of HTML without a final line break, and the URLs it shows in brackets."""
+    text, links = _text(html)
+    return text.strip(), links
+
+
+def _text(html: str) -> tuple[str, tuple[str, ...]]:
     maker = _TextMaker()
     maker.feed(html)
+    maker.close()
     lines = (line.strip() for line in "".join(maker.parts).splitlines())
     text = "\n".join(lines)
-    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n", tuple(dict.fromkeys(maker.links))

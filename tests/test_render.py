@@ -1,13 +1,15 @@
 """Rendering the bundled templates, CSS inlining, escaping, locales, template errors and the text part."""
 
+import os
 import re
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+import lxml.html
 import pytest
 
-from nurture import content
+from nurture import content, inline
 from nurture.errors import TemplateProblem
 from nurture.inline import inline_blocks, inline_document, stylesheet
 from nurture.models import FeedItem
@@ -23,6 +25,8 @@ PREFERENCES = "https://t.example/p/PREFS"
 PIXEL = "https://t.example/o.gif"
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 EVIL_TITLE = "<script>alert(1)</script> & Co"
+RECIPES = "https://blog.example.org/recipes?x=1&y='2'"
+RECIPES_HREF = "https://blog.example.org/recipes?x=1&amp;y='2'"  # as nh3 writes it
 
 
 def url_for(index: int) -> str:
@@ -38,7 +42,8 @@ def feed_items() -> list[FeedItem]:
                  link="https://blog.example.org/k8s?utm=1&x=2", summary="<p>Right-size requests.</p>",
                  published=datetime(2026, 11, 10, tzinfo=UTC), fetched_at=NOW),
         FeedItem(feed="cloud", guid="g3", title="Grüße – café au lait", link="https://blog.example.org/cafe",
-                 summary="", published=datetime(2026, 11, 2, tzinfo=UTC), fetched_at=NOW),
+                 summary=f'<p>Read <a href="{RECIPES_HREF}" rel="noopener noreferrer">the recipes</a>.</p>',
+                 published=datetime(2026, 11, 2, tzinfo=UTC), fetched_at=NOW),
     ]
 
 
@@ -95,7 +100,8 @@ def test_digest_links(digest):
     [pricing] = [link for link in digest.links if link.tag == "high-intent"]
     assert pricing.url == "https://example.com/pricing"
     assert pricing.action == "content"
-    assert len(digest.links) == 5
+    assert digest.links[3] == TrackedLink(RECIPES)  # a link inside a feed summary
+    assert len(digest.links) == 6
     assert digest.links[0].as_dict() == {"url": "https://news.example.net/evil", "action": "content",
                                          "tag": None, "points": None}
 
@@ -388,3 +394,154 @@ def test_html_to_text_collapses_blank_lines():
 
 def test_link_without_href_has_no_brackets():
     assert html_to_text("<p><a>anchor</a></p>") == "anchor\n"
+
+
+# every link is tracked unless marked
+
+
+LINKS = HEAD + """{% block content %}
+<p><a href="https://example.com/plain?a=1&amp;b=2">literal</a>
+<a class="x" href="{{ lead.company_url }}">expression</a>
+<a href='https://example.com/{{ lead.slug }}/page'>mixed</a>
+<a href="{% if lead.vip %}https://example.com/vip{% else %}https://example.com/all{% endif %}">statement</a>
+<a href="{{ track('https://example.com/tagged', tag='high-intent') }}">explicit</a>
+<a notrack href="https://example.com/private">marked</a>
+<a href="https://example.com/marked-after" notrack="">marked after</a>
+<a href="mailto:sales@example.com">mail</a> <a href="#top">anchor</a> <a name="plain">no href</a>
+<a href="{{ unsubscribe_url }}">unsubscribe</a> <a href="{{ preferences_url }}">preferences</a></p>
+{% endblock %}
+"""
+
+
+@pytest.fixture
+def linked(tmp_path):
+    lead = {"company_url": "https://example.com/co?x=<1>", "slug": "ada lovelace", "vip": True, "locale": "en"}
+    variables = {**make_context(), "lead": lead}
+    return Renderer(template_dir(tmp_path, {"links.html": LINKS})).render(
+        "links", "en", variables, url_for=url_for, pixel_url=PIXEL)
+
+
+def test_every_link_is_tracked_unless_marked(linked):
+    assert [link.url for link in linked.links] == [
+        "https://example.com/plain?a=1&b=2", "https://example.com/co?x=<1>", "https://example.com/ada lovelace/page",
+        "https://example.com/vip", "https://example.com/tagged"]
+    assert linked.links[4].tag == "high-intent"
+    found = {label: href for href, label in re.findall(r'href="([^"]*)"[^>]*>([^<]*)</a>', linked.html)}
+    assert found == {
+        "literal": url_for(0), "expression": url_for(1), "mixed": url_for(2), "statement": url_for(3),
+        "explicit": url_for(4), "marked": "https://example.com/private", "marked after": "https://example.com/marked-after",
+        "mail": "mailto:sales@example.com", "anchor": "#top", "unsubscribe": UNSUBSCRIBE, "preferences": PREFERENCES,
+        "Choose your topics": PREFERENCES, "Unsubscribe": UNSUBSCRIBE}
+    assert "notrack" not in linked.html
+
+
+def test_tracking_a_link_keeps_the_lines_of_the_template(tmp_path):
+    source = HEAD + '{% block content %}\n<a href="https://example.com/a\n">x</a>\n<p>{{ lead.first_name( }}</p>\n' \
+        "{% endblock %}\n"
+    assert source.splitlines()[6] == "<p>{{ lead.first_name( }}</p>"  # line 7
+    with pytest.raises(TemplateProblem, match=r"broken\.html:7: "):
+        Renderer(template_dir(tmp_path, {"broken.html": source})).render("broken", "en", make_context())
+
+
+def test_links_inside_feed_summaries_are_tracked_in_html_and_text(digest):
+    index = digest.links.index(TrackedLink(RECIPES))
+    assert f'<a href="{url_for(index)}" rel="noopener noreferrer">the recipes</a>' in digest.html
+    assert f"Read the recipes ({url_for(index)})." in digest.text
+    assert "recipes?x" not in digest.html + digest.text
+
+
+def test_handoff_profile_link_is_never_tracked(renderer):
+    variables = {"lead": content.sample_lead(), "score": 12, "clicks": [], "profile_url": "https://t.example/sales/P",
+                 "company": "Acme", "sales": Settings().sales, "handoff": None, "events": []}
+    rendered = renderer.render("handoff", "en", variables, url_for=url_for)
+    assert rendered.links == ()
+    assert 'href="https://t.example/sales/P"' in rendered.html
+
+
+# compiled once per version
+
+
+def test_premailer_runs_once_per_template_not_per_email(tmp_path, monkeypatch):
+    calls = []
+    real = inline.premailer
+    monkeypatch.setattr(inline, "premailer", lambda *args: calls.append(1) or real(*args))
+    renderer = Renderer(TEMPLATES)
+    for number in range(20):
+        renderer.render("digest", "en", make_context(lead=content.sample_lead(f"l{number}@example.com")),
+                        url_for=url_for, pixel_url=PIXEL)
+    assert 0 < len(calls) <= 4  # layout, content block, footer
+
+
+def test_an_edited_template_is_compiled_again(tmp_path):
+    folder = template_dir(tmp_path, {"plain.html": PLAIN})
+    renderer = Renderer(folder, recheck_seconds=0)
+    assert "<p><a" in renderer.render("plain", "en", make_context()).html
+    path = folder / "en" / "plain.html"
+    path.write_text(PLAIN.replace("<p>", '<p class="edited">'), encoding="utf-8")
+    os.utime(path, ns=(path.stat().st_mtime_ns + 10**9,) * 2)
+    assert '<p class="edited">' in renderer.render("plain", "en", make_context()).html
+    layout = folder / "en" / "layout.html"
+    layout.write_text(layout.read_text(encoding="utf-8").replace(".quiet {", ".edited { color: #123456; } .quiet {"))
+    os.utime(layout, ns=(layout.stat().st_mtime_ns + 10**9,) * 2)
+    assert re.search(r'<p class="edited" style="color:#123456">', renderer.render("plain", "en", make_context()).html)
+
+
+def test_edits_are_looked_for_at_most_every_recheck_interval(tmp_path):
+    folder = template_dir(tmp_path, {"plain.html": PLAIN})
+    renderer = Renderer(folder, recheck_seconds=3600)
+    renderer.render("plain", "en", make_context())
+    (folder / "en" / "plain.html").write_text(PLAIN.replace("<p>", '<p class="edited">'), encoding="utf-8")
+    assert "edited" not in renderer.render("plain", "en", make_context()).html
+
+
+# the compiled path gives the same HTML as premailer run on every rendered email
+
+
+def normalized(document: str) -> list[tuple[str, str, tuple[tuple[str, str], ...], str]]:
+    """An HTML document as (path, tag, attributes, text) per element, forgiving what renders the same:
+    whitespace runs in text (collapsed; none of these templates uses <pre>), whitespace-only text between
+    elements, attribute order, and the spacing and final semicolon of style declarations."""
+    tree = lxml.html.document_fromstring(document)
+    rows = []
+    for element in tree.iter():
+        attributes = tuple(sorted((name, _style(value) if name == "style" else value)
+                                  for name, value in element.attrib.items()))
+        text = " ".join(f"{element.text or ''} {element.tail or ''}".split())
+        rows.append((tree.getroottree().getpath(element), str(element.tag), attributes, text))
+    return rows
+
+
+def _style(value: str) -> str:
+    declarations = (declaration.split(":", 1) for declaration in value.split(";") if declaration.strip())
+    return ";".join(f"{name.strip().lower()}:{' '.join(rest.split())}" for name, rest in declarations)
+
+
+def leads() -> list:
+    plain = content.sample_lead("plain@example.com")
+    plain.first_name, plain.interests = "", []
+    dutch = content.sample_lead("nl@example.com")
+    dutch.first_name, dutch.locale, dutch.interests = "Joost", "nl", ["security"]
+    odd = content.sample_lead("odd@example.com")
+    odd.first_name, odd.company = '<i>"Zoë" & Co</i>', "Ünïcode GmbH"
+    return [content.sample_lead(), plain, dutch, odd]
+
+
+@pytest.mark.parametrize("name", ["digest", "confirmation"])
+@pytest.mark.parametrize("locale", ["en", "nl"])
+@pytest.mark.parametrize("lead", range(4))
+@pytest.mark.parametrize("items", ["three", "none"])
+def test_compiled_html_equals_premailer_on_each_email(renderer, name, locale, lead, items):
+    variables = make_context(lead=leads()[lead], items=feed_items() if items == "three" else [])
+    compiled = renderer.render(name, locale, variables, url_for=url_for, pixel_url=PIXEL).html
+    per_email = Renderer(TEMPLATES, inline_css=False).render(name, locale, variables, url_for=url_for,
+                                                             pixel_url=PIXEL).html
+    naive = inline.premailer(per_email)
+    for html in (compiled, naive):
+        assert re.search(r'<div class="header" style="[^"]*background', html)
+    assert normalized(compiled) == normalized(naive)
+
+
+def test_the_normalization_still_sees_a_missing_style(renderer):
+    compiled = renderer.render("digest", "en", make_context(), url_for=url_for, pixel_url=PIXEL).html
+    assert normalized(compiled) != normalized(compiled.replace("border:1px solid #e5e7eb", "border:0", 1))
+    assert normalized(compiled) != normalized(compiled.replace("see pricing", "see prices", 1))
