@@ -12,7 +12,7 @@ from nurture.delivery import Breaker, GroupCommit, Pacer, attempt
 from nurture.errors import NurtureError
 from nurture.message import Envelope
 from nurture.models import Lead, Send, SendState
-from nurture.outbox import Outbox, Result
+from nurture.outbox import Outbox, Result, final_state
 
 if TYPE_CHECKING:
     from nurture.engine import Engine, Report
@@ -55,7 +55,8 @@ class Dispatch:
             upcoming = asyncio.create_task(asyncio.to_thread(self._prepare))
             await self._send_all(built)
         if self.breaker.tripped:
-            self._write([Result(item.send, SendState.QUEUED) for item in built])  # give back the untried
+            if built:
+                self._write([Result(item.send, SendState.QUEUED) for item in built])  # give back the untried
             self.report.paused = f"paused after {self.breaker.failures} failed deliveries in a row"
 
     def _prepare(self) -> list[Built]:
@@ -116,6 +117,7 @@ class Dispatch:
 
     def _note(self, item: Built, state: SendState, error: str | None) -> None:
         email, send = item.lead.email, item.send
+        state = final_state(send, state, self.policy.max_attempts)
         if state is SendState.SENT:
             self.report.sent.append(f"{email}: {send.template} {send.step} ({item.envelope.message_id})")
         elif state is SendState.DEFERRED:

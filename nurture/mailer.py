@@ -63,6 +63,9 @@ class SmtpMailer:
             except (TimeoutError, aiosmtplib.SMTPException, OSError, ssl.SSLError) as error:
                 await _drop(client)
                 raise DeliveryError(f"{type(error).__name__}: {error}") from None
+            except ValueError as error:  # the client refuses the message itself (an address it cannot quote)
+                await _drop(client)
+                raise DeliveryError(f"refused by the SMTP client: {error}", permanent=True) from None
             self._idle.put_nowait(client)
 
     async def _checkout(self) -> aiosmtplib.SMTP:

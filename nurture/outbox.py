@@ -137,11 +137,12 @@ class Outbox:
                max_attempts: int) -> None:
         """Record a group of results in one transaction; a sent digest books its cost, a bounce suppresses."""
         rows, followups = [], []
+        if not results:
+            return
         for result in results:
-            send, state = result.send, result.state
-            attempts = send.attempts + (state is not SendState.QUEUED)
-            if state is SendState.DEFERRED and attempts >= max_attempts:
-                state = SendState.FAILED
+            send = result.send
+            attempts = send.attempts + (result.state is not SendState.QUEUED)
+            state = final_state(send, result.state, max_attempts)
             rows.append({"send_id": send.id, "state": state, "attempts": attempts, "error": result.error,
                          "claimed_by": None, "claimed_at": None,
                          "sent_at": now if state is SendState.SENT else None,
@@ -166,6 +167,13 @@ class Outbox:
         with self.store.session() as session:
             rows = session.exec(select(Send.state, func.count()).group_by(col(Send.state))).all()
         return {SendState(state): count for state, count in rows}
+
+
+def final_state(send: Send, state: SendState, max_attempts: int) -> SendState:
+    """A temporary failure on the last allowed attempt is final."""
+    if state is SendState.DEFERRED and send.attempts + 1 >= max_attempts:
+        return SendState.FAILED
+    return state
 
 
 def _insert(session: Any, table: Any) -> Any:

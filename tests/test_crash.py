@@ -1,0 +1,214 @@
+"""kill -9 during `nurture send-due`, then a restart: no due send is lost, and the only duplicates are the
+few messages that were in flight (at most smtp.concurrency), each with the Message-ID of its first copy.
+
+The SMTP server is a separate process that writes every accepted message to a file (flushed and fsynced
+before it answers 250), so the file is the truth about what went out, whatever happened to the sender.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nurture.engine import Engine
+from nurture.mailer import MemoryMailer
+from nurture.message import Envelope
+from nurture.models import Lead, SendState
+from nurture.outbox import Outbox
+from nurture.settings import load_settings
+from nurture.store import Store
+from tests.conftest import ROOT, T0, environ, free_port, make_lead
+
+LEADS = 150
+SINK = '''
+import asyncio
+import os
+import sys
+from email import message_from_bytes
+
+from aiosmtpd.controller import Controller
+
+
+class Handler:
+    def __init__(self, path, delay):
+        self.out = open(path, "a", encoding="utf-8")
+        self.delay = delay
+
+    async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(self.delay)  # a server that takes its time over each message
+        mid = message_from_bytes(envelope.original_content)["Message-ID"]
+        for recipient in envelope.rcpt_tos:
+            self.out.write(f"{recipient} {mid}\\n")
+        self.out.flush()
+        os.fsync(self.out.fileno())  # taken for good before the client hears 250
+        return "250 OK"
+
+
+port, path, delay = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+controller = Controller(Handler(path, delay), hostname="127.0.0.1", port=port, ready_timeout=10)
+controller.start()
+print("ready", flush=True)
+sys.stdin.read()  # serve until the test closes stdin
+controller.stop()
+'''
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A slow SMTP server in its own process; yields its port and the file of what it accepted."""
+    script, received, port = tmp_path / "sink.py", tmp_path / "received.txt", free_port()
+    script.write_text(SINK, encoding="utf-8")
+    received.touch()
+    server = subprocess.Popen([sys.executable, str(script), str(port), str(received), "0.02"], cwd=ROOT,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        yield port, received
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def lines(path: Path) -> list[tuple[str, str]]:
+    found = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        recipient, _, mid = line.partition(" ")
+        found.append((recipient, mid))
+    return found
+
+
+def sent_ids(store: Store) -> dict[str, str]:
+    """The Message-ID of every send the database records as sent, by recipient."""
+    found = {}
+    for lead in store.leads(LEADS + 10):
+        assert lead.id is not None
+        for send in store.sends_of(lead.id):
+            if send.state is SendState.SENT:
+                found[lead.email] = send.message_id
+    return found
+
+
+def send_due() -> list[str]:
+    return [sys.executable, "-m", "nurture.cli", "send-due", "--at", T0.isoformat(), "--no-refresh"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("moment", ["1 queued", "5 lines", "60 lines"])
+def test_kill_9_during_send_due_loses_nothing_and_repeats_only_what_was_in_flight(
+        database_url: str, sink: tuple[int, Path], moment: str) -> None:
+    port, received = sink
+    env = {**os.environ, **environ(database_url, NURTURE_SMTP_PORT=str(port), NURTURE_SMTP_SINK="false",
+                                   NURTURE_CONFIG=str(ROOT / "nurture.yaml"))}
+    settings = load_settings(env, ROOT / "nurture.yaml")
+    concurrency = settings.smtp.concurrency
+    assert concurrency == 4
+    store = Store(settings.database_url)
+    store.create()
+    emails = [f"lead{n:03}@example.com" for n in range(LEADS)]
+    store.add_leads([Lead(email=email, first_name="Lead", interests=["cloud"], industry="finance",
+                          cycle_started_at=T0, created_at=T0) for email in emails])
+    try:
+        first = subprocess.Popen(send_due(), env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)
+        amount, unit = moment.split()
+        outbox = Outbox(store)
+        deadline = time.monotonic() + 30
+        # "queued": as soon as the outbox holds a send (enqueueing, or building the batch); "lines": mid-delivery
+        while (sum(outbox.counts().values()) if unit == "queued" else len(lines(received))) < int(amount):
+            if first.poll() is not None:
+                assert first.stderr is not None
+                pytest.fail(f"send-due ended before it could be killed: {first.stderr.read()}")
+            assert time.monotonic() < deadline, f"still waiting for {moment}"
+            time.sleep(0.002)
+        first.send_signal(signal.SIGKILL)
+        assert first.wait(10) == -signal.SIGKILL, "send-due finished before the kill: the test proves nothing"
+
+        time.sleep(0.2)  # messages already handed over finish on the server, sender or no sender
+        before = lines(received)
+        recorded = sent_ids(store)
+        assert len(recorded) < LEADS
+        unrecorded = {recipient for recipient, _ in before} - set(recorded)
+        assert len(unrecorded) <= concurrency, f"{len(unrecorded)} messages went out without being recorded"
+
+        again = subprocess.run(send_due(), env=env, cwd=ROOT, capture_output=True, text=True, timeout=40)
+        assert again.returncode == 0, again.stderr
+
+        copies: dict[str, list[str]] = defaultdict(list)
+        for recipient, mid in lines(received):
+            copies[recipient].append(mid)
+        assert sorted(copies) == emails, "a due confirmation was lost"
+        for recipient, mids in copies.items():
+            assert len(set(mids)) == 1, f"{recipient} got copies with different Message-IDs: {mids}"
+        duplicated = [recipient for recipient, mids in copies.items() if len(mids) > 1]
+        assert len(duplicated) <= concurrency, f"{len(duplicated)} duplicated: {duplicated}"
+        assert set(duplicated) <= unrecorded
+        assert all(len(mids) <= 2 for mids in copies.values())
+
+        recorded = sent_ids(store)
+        assert sorted(recorded) == emails
+        for lead in store.leads(LEADS + 10):
+            assert lead.id is not None
+            sends = store.sends_of(lead.id)
+            assert [(send.state, send.step) for send in sends] == [(SendState.SENT, 0)], lead.email
+            assert sends[0].claimed_by is None
+            assert copies[lead.email][0] == sends[0].message_id
+    finally:
+        store.close()
+
+
+class Probe(MemoryMailer):
+    """Notes, at every delivery, how many delivered messages the outbox has not recorded yet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recorded: set[int] = set()
+        self.worst = 0
+
+    async def send(self, envelope: Envelope) -> None:
+        await asyncio.sleep(0.002)
+        await super().send(envelope)
+        delivered = {send_number(sent) for sent in self.sent}
+        self.worst = max(self.worst, len(delivered - self.recorded))
+
+
+def send_number(envelope: Envelope) -> int:
+    found = re.match(r"<send\.(\d+)\.", envelope.message_id)
+    assert found, envelope.message_id
+    return int(found.group(1))
+
+
+@pytest.mark.timeout(60)
+def test_never_more_than_concurrency_messages_are_out_but_unrecorded(engine: Engine,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """What bounds the duplicates after a crash, watched in-process over a slow database write."""
+    probe = Probe()
+    engine.mailer = probe
+    finish = Outbox.finish
+
+    def slow_finish(self: Outbox, results, *args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(0.03)  # a slow disk: results wait to be committed while deliveries go on
+        finish(self, results, *args, **kwargs)
+        probe.recorded.update(result.send.id for result in results if result.state is SendState.SENT)
+
+    monkeypatch.setattr(Outbox, "finish", slow_finish)
+    for n in range(40):
+        make_lead(engine.store, email=f"lead{n:02}@example.com")
+    report = asyncio.run(engine.send_due(T0))
+    assert len(report.sent) == 40 and len(probe.sent) == 40
+    assert len(probe.recorded) == 40
+    assert 1 <= probe.worst <= engine.settings.smtp.concurrency
