@@ -56,16 +56,21 @@ class LinkTracker:
     """The `track()` template helper: numbers each distinct link and spells its tracked URL."""
 
     url_for: Callable[[int], str] | None
-    links: list[TrackedLink] = field(default_factory=list)
+    _spelled: dict[TrackedLink, str] = field(default_factory=dict)  # in order of first use
+
+    @property
+    def links(self) -> list[TrackedLink]:
+        return list(self._spelled)
 
     def __call__(self, url: str, action: str = "content", tag: str | None = None,
                  points: int | None = None) -> str:
         if self.url_for is None:
             return url
         link = TrackedLink(str(url), action, tag, points)
-        if link not in self.links:
-            self.links.append(link)
-        return self.url_for(self.links.index(link))
+        spelled = self._spelled.get(link)
+        if spelled is None:  # the HTML and the text part ask for the same link: sign it once
+            spelled = self._spelled[link] = self.url_for(len(self._spelled))
+        return spelled
 
 
 class TrackedHtml(Markup):

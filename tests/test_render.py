@@ -3,6 +3,8 @@
 import os
 import re
 import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -545,3 +547,12 @@ def test_the_normalization_still_sees_a_missing_style(renderer):
     compiled = renderer.render("digest", "en", make_context(), url_for=url_for, pixel_url=PIXEL).html
     assert normalized(compiled) != normalized(compiled.replace("border:1px solid #e5e7eb", "border:0", 1))
     assert normalized(compiled) != normalized(compiled.replace("see pricing", "see prices", 1))
+
+
+def test_the_render_bench_runs_and_prints_its_figures():
+    bench = TEMPLATES.parent / "scripts" / "bench_render.py"
+    result = subprocess.run([sys.executable, str(bench), "--leads", "20", "--runs", "2", "--naive", "2"],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"full \(render \+ CSS \+ MIME bytes\) [\d.]+ us: [\d.]+x bare", result.stdout)
+    assert re.search(r"naive, premailer on each email \(2 emails\): [\d.]+ ms per email", result.stdout)
