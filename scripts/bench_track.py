@@ -69,7 +69,8 @@ LUA = textwrap.dedent('''
         return wrk.format("GET", paths[(n %% #paths) + 1], {["User-Agent"] = "%s"})
     end
 ''')
-BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15"
+BROWSER = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+           "Version/17.5 Safari/605.1.15")
 
 
 def free_port() -> int:
