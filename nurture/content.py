@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from nurture.feeds import Catalog, mix
 from nurture.models import FeedItem, Lead
 from nurture.render import TrackedHtml, TrackedText
 from nurture.settings import Settings
+from nurture.store import Store
 from nurture.textpart import text_and_links
 
 
@@ -25,6 +27,14 @@ class ItemView:
 def item_view(item: FeedItem) -> ItemView:
     return ItemView(item.title, item.link, TrackedHtml.of(item.summary),
                     TrackedText.of(*text_and_links(item.summary)), item.published, item.feed)
+
+
+def digest_items(store: Store, catalog: Catalog, lead: Lead, limit: int) -> list[FeedItem]:
+    """The items a lead's next digest carries: never sent to it before, each feed taking turns (feeds.mix)."""
+    assert lead.id is not None
+    feeds = catalog.feeds_for(lead.interests, lead.industry)
+    candidates = [item for feed in feeds for item in store.new_items(lead.id, [feed], limit)]
+    return mix(candidates, feeds, limit)
 
 
 def context(settings: Settings, lead: Lead, items: list[FeedItem], **urls: str) -> dict[str, Any]:
@@ -44,3 +54,13 @@ def sample_lead(email: str = "sample@example.com") -> Lead:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     return Lead(id=0, email=email, first_name="Sam", last_name="Sample", company="Example Corp",
                 industry="finance", interests=["cloud", "security"], cycle_started_at=now, created_at=now)
+
+
+def sample_items(now: datetime, count: int = 3) -> list[FeedItem]:
+    """Items for lint and the bench when no feed is at hand: a link in each summary, as feeds have."""
+    return [FeedItem(id=-number, feed="sample", guid=f"sample-{number}", title=f"Sample article {number}",
+                     link=f"https://example.com/articles/{number}",
+                     summary=f'<p>What article {number} is about, with <a href="https://example.com/more/{number}" '
+                             'rel="noopener noreferrer">a link</a>.</p>',
+                     published=now - timedelta(days=number), fetched_at=now)
+            for number in range(1, count + 1)]

@@ -236,7 +236,9 @@ class Renderer:
             subject = _block(template, "subject", blocks)
             preheader = _block(template, "preheader", blocks)
             text = _block(template, "text", blocks) if "text" in template.blocks else ""
-        except jinja2.TemplateError as error:
+        except TemplateProblem:
+            raise
+        except Exception as error:  # noqa: BLE001 - whatever a template's expression raises is a template problem
             if self.inline_css:
                 self._raw().render(name, locale, context, url_for, pixel_url)
             raise TemplateProblem(_describe(name, error)) from None
@@ -266,13 +268,16 @@ def _add_pixel(body: str, pixel_url: str) -> str:
     return str(body) + tag if index < 0 else str(body[:index]) + tag + str(body[index:])
 
 
-def _describe(name: str, error: jinja2.TemplateError) -> str:
+def _describe(name: str, error: Exception) -> str:
     """'file:line: message', the line taken from the error or else from its traceback's template frames."""
     filename, lineno = getattr(error, "filename", None), getattr(error, "lineno", None)
     if lineno is None:
         filename, lineno = _template_frame(error) or (filename, None)
     where = f"{filename or name}:{lineno}" if lineno else name
-    return f"{where}: {error.message or error}"
+    message = getattr(error, "message", None) or str(error)
+    if not isinstance(error, jinja2.TemplateError):
+        message = f"{type(error).__name__}: {message}"
+    return f"{where}: {message}"
 
 
 def _template_frame(error: BaseException) -> tuple[str, int] | None:
