@@ -94,8 +94,9 @@ class GroupCommit(Generic[T, R]):
     once its event is stored, yet a thousand concurrent hits cost one transaction, not a thousand.
     """
 
-    def __init__(self, write: Callable[[Sequence[T]], Sequence[R] | None]):
+    def __init__(self, write: Callable[[Sequence[T]], Sequence[R] | None], in_thread: bool = True):
         self.write = write
+        self.in_thread = in_thread  # False: write on the event loop (a local database, short writes)
         self.pending: list[tuple[T, asyncio.Future[R | None]]] = []
         self.running: asyncio.Task[None] | None = None
 
@@ -110,7 +111,8 @@ class GroupCommit(Generic[T, R]):
         while self.pending:
             group, self.pending = self.pending, []
             try:
-                results = await asyncio.to_thread(self.write, [item for item, _ in group])
+                items = [item for item, _ in group]
+                results = await asyncio.to_thread(self.write, items) if self.in_thread else self.write(items)
             except Exception as error:  # noqa: BLE001 - handed to every waiter of the group
                 for _, future in group:
                     future.set_exception(error)

@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING
 
 from nurture.delivery import Breaker, GroupCommit, Pacer, attempt
 from nurture.errors import NurtureError
-from nurture.message import Envelope
-from nurture.models import Lead, Send, SendState
+from nurture.models import FeedItem, Lead, Send, SendState
 from nurture.outbox import Outbox, Result, final_state
 
 if TYPE_CHECKING:
@@ -21,10 +20,12 @@ Progress = Callable[[int, int], None]  # (done in this batch, size of this batch
 
 
 @dataclass(frozen=True)
-class Built:
+class Claimed:
+    """A claimed send with what it takes to build its message."""
+
     send: Send
     lead: Lead
-    envelope: Envelope
+    items: list[FeedItem]
 
 
 class Dispatch:
@@ -37,89 +38,90 @@ class Dispatch:
         self.progress = progress
         self.breaker = Breaker(self.policy.pause_after_failures)
         self.pacer = Pacer(self.policy.rate_per_second, self.policy.rate_per_hour)
-        self.commit: GroupCommit[Result, None] = GroupCommit(self._write)
+        local = engine.store.url.startswith("sqlite")  # a SQLite write is shorter than a hop to a thread
+        self.commit: GroupCommit[Result, None] = GroupCommit(self._write, in_thread=not local)
         self.slots = asyncio.Semaphore(engine.settings.smtp.concurrency)
 
     async def run(self) -> None:
         """Work the outbox until it is empty or the breaker trips.
 
-        The next batch is claimed and built in a thread while the current one is on the wire, so
-        rendering overlaps with the SMTP round trips instead of stalling the connections.
+        The next batch is claimed and loaded in a thread while the current one is on the wire. Each
+        message is built on the event loop just before it goes out, between the SMTP round trips of the
+        other connections; what was built (Message-ID, subject, links) is stored with the send's result,
+        and building is deterministic, so a send retried after a crash carries the same message.
         """
         self.outbox.reclaim_orphans()
-        upcoming = asyncio.create_task(asyncio.to_thread(self._prepare))
-        while True:
-            built = await upcoming
-            if not built or self.breaker.tripped:
+        upcoming = asyncio.create_task(asyncio.to_thread(self._claim))
+        claimed: list[Claimed] = []
+        while not self.breaker.tripped:
+            claimed = await upcoming
+            if not claimed:
                 break
-            upcoming = asyncio.create_task(asyncio.to_thread(self._prepare))
-            await self._send_all(built)
+            upcoming = asyncio.create_task(asyncio.to_thread(self._claim))
+            await self._send_all(claimed)
         if self.breaker.tripped:
-            if built:
-                self._write([Result(item.send, SendState.QUEUED) for item in built])  # give back the untried
+            untried = await upcoming
+            if untried:
+                self._write([Result(item.send, SendState.QUEUED) for item in untried])  # give back the untried
             self.report.paused = f"paused after {self.breaker.failures} failed deliveries in a row"
+        else:
+            await upcoming
 
-    def _prepare(self) -> list[Built]:
-        """Claim the next batch and build its messages; record at once the ones that cannot be sent."""
+    def _claim(self) -> list[Claimed]:
+        """Claim the next batch and load its leads and items; sends to suppressed leads fail at once."""
         while True:
             sends = self.outbox.claim(self.policy.batch_size, self.now, self.policy.lease_seconds)
             if not sends:
                 return []
             self.outbox.renew()  # a long run keeps the leases of what it still holds
-            built, broken = self._build(sends)
-            if broken:
-                self._write(broken)
-            if built:
-                return built
+            leads = self.engine.store.leads_by_id([send.lead_id for send in sends])
+            items = self.outbox.items([send.id for send in sends if send.id is not None])
+            claimed, suppressed = [], []
+            for send in sends:
+                lead = leads[send.lead_id]
+                if lead.suppressed is not None:
+                    suppressed.append(Result(send, SendState.FAILED, f"lead is {lead.suppressed.value}"))
+                else:
+                    claimed.append(Claimed(send, lead, items.get(send.id or 0, [])))
+            if suppressed:
+                self._write(suppressed)
+            if claimed:
+                return claimed
 
-    async def _send_all(self, built: Sequence[Built]) -> None:
+    async def _send_all(self, claimed: Sequence[Claimed]) -> None:
         done = 0
 
-        async def one(item: Built) -> None:
+        async def one(item: Claimed) -> None:
             nonlocal done
             await self._deliver(item)
             done += 1
             if self.progress:
-                self.progress(done, len(built))
+                self.progress(done, len(claimed))
 
-        await asyncio.gather(*(one(item) for item in built))
+        await asyncio.gather(*(one(item) for item in claimed))
 
-    def _build(self, sends: Sequence[Send]) -> tuple[list[Built], list[Result]]:
-        leads = self.engine.store.leads_by_id([send.lead_id for send in sends])
-        items = self.outbox.items([send.id for send in sends if send.id is not None])
-        built, broken, described = [], [], []
-        for send in sends:
-            lead = leads[send.lead_id]
-            if lead.suppressed is not None:
-                broken.append(Result(send, SendState.FAILED, f"lead is {lead.suppressed.value}"))
-                continue
-            try:
-                envelope, description = self.engine.compose(send, lead, items.get(send.id or 0, []))
-            except NurtureError as error:
-                broken.append(Result(send, SendState.FAILED, str(error)))
-                self.report.failed.append(f"{lead.email}: {error}")
-                continue
-            built.append(Built(send, lead, envelope))
-            described.append(description)
-        self.outbox.describe(described)
-        return built, broken
-
-    async def _deliver(self, item: Built) -> None:
+    async def _deliver(self, item: Claimed) -> None:
         async with self.slots:  # held until the result is stored: at most `concurrency` unrecorded sends
             if self.breaker.tripped:
                 await self.commit.put(Result(item.send, SendState.QUEUED))
                 return
+            try:
+                envelope, description = self.engine.compose(item.send, item.lead, item.items)
+            except NurtureError as broken:
+                await self.commit.put(Result(item.send, SendState.FAILED, str(broken)))
+                self.report.failed.append(f"{item.lead.email}: {broken}")
+                return
             await self.pacer.wait()
-            state, error = await attempt(self.engine.mailer, item.envelope, self.policy)
+            state, error = await attempt(self.engine.mailer, envelope, self.policy)
             self.breaker.record(state)
-            await self.commit.put(Result(item.send, state, error))
-        self._note(item, state, error)
+            await self.commit.put(Result(item.send, state, error, description))
+        self._note(item, envelope.message_id, state, error)
 
-    def _note(self, item: Built, state: SendState, error: str | None) -> None:
+    def _note(self, item: Claimed, message_id: str, state: SendState, error: str | None) -> None:
         email, send = item.lead.email, item.send
         state = final_state(send, state, self.policy.max_attempts)
         if state is SendState.SENT:
-            self.report.sent.append(f"{email}: {send.template} {send.step} ({item.envelope.message_id})")
+            self.report.sent.append(f"{email}: {send.template} {send.step} ({message_id})")
         elif state is SendState.DEFERRED:
             self.report.deferred.append(f"{email}: deferred: {error}")
         else:

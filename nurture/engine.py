@@ -127,7 +127,7 @@ class Engine:
             headers={"List-Unsubscribe": f"<{self.urls.unsubscribe(lead.id)}>",
                      "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
         )
-        description = {"id": send_id, "message_id": mid, "subject": rendered.subject,
+        description = {"message_id": mid, "subject": rendered.subject,
                        "links": [link.as_dict() for link in rendered.links]}
         return envelope, description
 

@@ -45,6 +45,7 @@ class Result:
     send: Send
     state: SendState  # sent, deferred, failed, bounced; queued gives the claim back untried
     error: str | None = None
+    described: dict[str, Any] | None = None  # what was built: message_id, subject, links
 
 
 class Outbox:
@@ -127,12 +128,6 @@ class Outbox:
                 found[send_id].append(item)
         return found
 
-    def describe(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Store what was built for each send (id, message_id, subject, links) before it goes out."""
-        if rows:
-            with self.store.session() as session:
-                session.execute(update(Send), list(rows))
-
     def finish(self, results: Sequence[Result], now: datetime, rules: Scoring, retry_after: timedelta,
                max_attempts: int) -> None:
         """Record a group of results in one transaction; a sent digest books its cost, a bounce suppresses."""
@@ -143,12 +138,18 @@ class Outbox:
             send = result.send
             attempts = send.attempts + (result.state is not SendState.QUEUED)
             state = final_state(send, result.state, max_attempts)
+            described = result.described or {"message_id": send.message_id, "subject": send.subject,
+                                             "links": send.links}
             rows.append({"send_id": send.id, "state": state, "attempts": attempts, "error": result.error,
                          "claimed_by": None, "claimed_at": None,
                          "sent_at": now if state is SendState.SENT else None,
-                         "retry_at": now + retry_after if state is SendState.DEFERRED else None})
+                         "retry_at": now + retry_after if state is SendState.DEFERRED else None, **described})
             if (state is SendState.SENT and send.step > 0) or state is SendState.BOUNCED:
                 followups.append((send, state, result.error))
+        if not followups:  # the common case needs no ORM session, which costs more than the update itself
+            with self.store.engine.begin() as connection:
+                connection.execute(FINISH, rows)
+            return
         with self.store.session() as session:
             session.connection().execute(FINISH, rows)
             for send, state, error in followups:
