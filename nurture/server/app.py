@@ -14,7 +14,7 @@ from starlette.templating import Jinja2Templates
 
 from nurture.engine import Engine
 from nurture.errors import InputError, TokenError, UnknownLead
-from nurture.server import admin, api, pages
+from nurture.server import admin, api, pages, preview
 from nurture.server.hot import HotPath
 from nurture.tracking import Tracking
 
@@ -35,6 +35,7 @@ def create_app(engine: Engine) -> HotPath:
             Route("/sales/{token}", pages.sales_profile, methods=["GET", "POST"]),
             *admin.routes(),
             *api.routes(),
+            *preview.routes(),
         ],
         exception_handlers={TokenError: not_found, InputError: bad_input, UnknownLead: unknown_lead},
     )
