@@ -1,7 +1,8 @@
 """`nurture run`: APScheduler jobs and the tracking server in one event loop.
 
 What is due lives in the nurture database, never in APScheduler's job store, so every job is safe to
-run twice and a restart picks up where the database says.
+run twice and a restart picks up where the database says. On PostgreSQL many nodes may run; the jobs
+run on the one that holds an advisory lock, and another takes over when that node's connection goes.
 """
 
 from __future__ import annotations
@@ -11,21 +12,66 @@ from datetime import UTC, datetime, timedelta
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from nurture.engine import Engine
 from nurture.server import create_app
+from nurture.store import Store
 
 log = logging.getLogger(__name__)
+LEADER_LOCK = 0x6E757274  # "nurt": the advisory lock of the node that runs the scheduled jobs
 
 
-async def send_job(engine: Engine) -> None:
+class Leadership:
+    """Whether this node runs the scheduled jobs: always on SQLite, the advisory lock's holder on PostgreSQL."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.connection: Connection | None = None
+
+    def held(self) -> bool:
+        if self.store.engine.dialect.name != "postgresql":
+            return True
+        try:
+            if self.connection is None:
+                connection = self.store.engine.connect()
+                if not connection.execute(text("select pg_try_advisory_lock(:key)"), {"key": LEADER_LOCK}).scalar():
+                    connection.close()
+                    return False
+                connection.commit()
+                self.connection = connection
+                log.info("this node now runs the scheduled jobs")
+            self.connection.execute(text("select 1"))  # still connected, so still the holder
+            return True
+        except DBAPIError:
+            self.release()
+            return False
+
+    def release(self) -> None:
+        """Give up the lock (a pooled connection would otherwise keep holding it)."""
+        if self.connection is not None:
+            try:
+                self.connection.execute(text("select pg_advisory_unlock(:key)"), {"key": LEADER_LOCK})
+                self.connection.commit()
+            except DBAPIError:
+                self.connection.invalidate()
+            self.connection.close()
+            self.connection = None
+
+
+async def send_job(engine: Engine, leadership: Leadership) -> None:
+    if not leadership.held():
+        return
     report = await engine.send_due(datetime.now(UTC))
     if report.enqueued or report.sent or report.failed or report.handoffs:
         log.info("send: %d queued, %d sent, %d deferred, %d failed, %d hand-offs", len(report.enqueued),
                  len(report.sent), len(report.deferred), len(report.failed), len(report.handoffs))
 
 
-async def refresh_job(engine: Engine) -> None:
+async def refresh_job(engine: Engine, leadership: Leadership) -> None:
+    if not leadership.held():
+        return
     for feed, status, detail in await engine.refresh_feeds(datetime.now(UTC)):
         log.info("feed %s: %s %s", feed, status, detail)
 
@@ -34,12 +80,13 @@ async def run(engine: Engine, host: str, port: int) -> None:
     """Serve and schedule until interrupted."""
     schedule = engine.settings.schedule
     scheduler = AsyncIOScheduler(timezone=UTC)
-    await refresh_job(engine)  # the first digests should see the feeds
+    leadership = Leadership(engine.store)
+    await refresh_job(engine, leadership)  # the first digests should see the feeds
     every = timedelta(minutes=schedule.refresh_feeds_every_minutes)
     first = datetime.now(UTC)
-    scheduler.add_job(refresh_job, "interval", args=[engine], seconds=every.total_seconds(),
+    scheduler.add_job(refresh_job, "interval", args=[engine, leadership], seconds=every.total_seconds(),
                       next_run_time=first + every, max_instances=1, coalesce=True, id="refresh-feeds")
-    scheduler.add_job(send_job, "interval", args=[engine], seconds=schedule.send_every_seconds,
+    scheduler.add_job(send_job, "interval", args=[engine, leadership], seconds=schedule.send_every_seconds,
                       next_run_time=first, max_instances=1, coalesce=True, id="send-due")
     server = uvicorn.Server(uvicorn.Config(create_app(engine), host=host, port=port, log_level="warning"))
     scheduler.start()
@@ -47,6 +94,7 @@ async def run(engine: Engine, host: str, port: int) -> None:
         await server.serve()
     finally:
         scheduler.shutdown(wait=False)
+        leadership.release()
         await engine.mailer.close()
 
 
