@@ -556,3 +556,23 @@ def test_the_render_bench_runs_and_prints_its_figures():
     assert result.returncode == 0, result.stderr
     assert re.search(r"full \(render \+ CSS \+ MIME bytes\) [\d.]+ us: [\d.]+x bare", result.stdout)
     assert re.search(r"naive, premailer on each email \(2 emails\): [\d.]+ ms per email", result.stdout)
+
+
+def test_a_locale_with_some_files_borrows_the_rest_from_the_default(tmp_path):
+    folder = template_dir(tmp_path, {"digest.html": (TEMPLATES / "en" / "digest.html").read_text(encoding="utf-8"),
+                                     "confirmation.html": (TEMPLATES / "en" / "confirmation.html").read_text()})
+    german = folder / "de"
+    german.mkdir()
+    (german / "digest.html").write_text(HEAD.replace("Hi", "Neu für Sie") + "{% block content %}<p>Hallo</p>"
+                                        "{% endblock %}\n", encoding="utf-8")
+    (german / "footer.html").write_text('<div class="footer"><a href="{{ unsubscribe_url }}">Abmelden</a></div>\n',
+                                        encoding="utf-8")
+    renderer = Renderer(folder)
+    digest = renderer.render("digest", "de", make_context(), url_for=url_for, pixel_url=PIXEL)
+    assert digest.subject == "Neu für Sie"
+    assert "<p>Hallo</p>" in digest.html and "Abmelden" in digest.html  # its own footer, the English layout
+    assert re.search(r'<div class="header" style="[^"]*background', digest.html)
+    confirmation = renderer.render("confirmation", "de", make_context(), url_for=url_for, pixel_url=PIXEL)
+    assert confirmation.subject == "Welcome to Acme Software, Sam"  # no German file: the English one
+    assert "Abmelden" in confirmation.html  # ... inside the German footer
+    assert renderer.render("digest", "fr", make_context()).subject == EVIL_TITLE  # no folder at all: English
