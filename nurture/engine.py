@@ -93,9 +93,10 @@ class Engine:
                     continue  # this quiet stretch has been booked
                 self.store.record(Hit(lead_id, EventKind.INACTIVITY, now, credit,
                                       detail=f"no open or click since {since:%Y-%m-%d}"), rules)
-        if rules.expiry_days is not None:
-            for lead in self.store.leads_in(Stage.MQL):
-                assert lead.id is not None
+        lowest = min(rules.threshold, rules.customer_threshold, *rules.industry_thresholds.values())
+        for lead in self.store.leads_in(Stage.MQL):  # expiring points, and leads left to settle
+            assert lead.id is not None
+            if rules.expiry_days is not None or lead.score >= lowest:
                 self.store.rescore(lead.id, rules, now)
 
     async def welcome(self, lead_id: int, now: datetime) -> Report:

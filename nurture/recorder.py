@@ -56,6 +56,7 @@ class Written:
     counted: bool = False
     reason: str | None = None
     handoff_id: int | None = None
+    settle: int | None = None  # a lead that reached its threshold: qualify it after scoring.settle_seconds
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,7 @@ class _Group:
         self.taken: set[str] = set()
         self.delta: dict[int, int] = defaultdict(int)
         self.uncount: list[dict[str, Any]] = []
+        self.settling: set[int] = set()
 
     def add(self, hit: Hit) -> _Draft:
         facts = self.facts.get(hit.send_id)
@@ -218,10 +220,15 @@ class _Group:
                 self.delta[row["lead_id"]] -= row["points"]
 
     def _qualify(self) -> dict[int, int]:
-        """Hand-offs for the leads whose score now reaches their threshold (settled exactly, with expiry)."""
+        """Hand-offs for the leads whose score now reaches their threshold (settled exactly, with expiry).
+
+        With `settle_seconds` the leads are only named (Written.settle); the caller settles them later.
+        """
         reached = [lead_id for lead_id, delta in self.delta.items() if delta > 0 and self._reaches(lead_id, delta)]
-        handoffs = {}
-        if reached:
+        handoffs: dict[int, int] = {}
+        if self.rules.settle_seconds:
+            self.settling.update(reached)
+        elif reached:
             with Session(bind=self.connection) as session:
                 for lead_id in reached:
                     lead = session.get(Lead, lead_id)
@@ -242,7 +249,10 @@ class _Group:
         if draft.row is None:
             return draft.written
         row = self.rows[draft.row]
-        return Written(True, draft.written.url, row["counted"], row["reason"], handoffs.pop(row["lead_id"], None))
+        lead_id = row["lead_id"]
+        settle = lead_id if lead_id in self.settling else None
+        self.settling.discard(lead_id)
+        return Written(True, draft.written.url, row["counted"], row["reason"], handoffs.pop(lead_id, None), settle)
 
 
 def _link(facts: SendFacts, hit: Hit) -> dict[str, Any] | None:

@@ -66,6 +66,9 @@ class Scoring(Section):
     industry_thresholds: dict[str, int] = {}  # a threshold per industry segment, where it differs
     reset_on_recycle: bool = True
     expiry_days: float | None = Field(None, gt=0)  # points older than this stop counting
+    # a lead that reaches its threshold through opens and clicks goes to sales this much later, if it still
+    # has the points then: a scanner's burst of clicks shows itself within that time
+    settle_seconds: float = Field(3.0, ge=0)
     points: Points = Points()
     link_tags: dict[str, int] = {"high-intent": 12}
     external: dict[str, ExternalRule] = {

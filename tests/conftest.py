@@ -73,7 +73,8 @@ def environ(database_url: str, **extra: str) -> dict[str, str]:
 def settings(database_url: str) -> Settings:
     loaded = load_settings(environ(database_url), ROOT / "nurture.yaml")
     quick = loaded.delivery.model_copy(update={"backoff_seconds": 0.0})  # retries without waiting
-    return loaded.model_copy(update={"delivery": quick})
+    at_once = loaded.scoring.model_copy(update={"settle_seconds": 0.0})  # qualify without waiting
+    return loaded.model_copy(update={"delivery": quick, "scoring": at_once})
 
 
 @pytest.fixture

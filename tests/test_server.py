@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from starlette.testclient import TestClient
@@ -178,3 +180,44 @@ def test_unknown_routes_and_methods_answer_cleanly(client: TestClient) -> None:
     assert client.get("/nope").status_code == 404
     assert client.delete("/healthz").status_code == 405
     assert client.put("/c/abc").status_code == 405
+
+
+def settling(engine: Engine, seconds: float) -> Engine:
+    rules = engine.settings.scoring.model_copy(update={"settle_seconds": seconds})
+    engine.settings = engine.settings.model_copy(update={"scoring": rules})
+    return engine
+
+
+def digest_links(engine: Engine, mailer: MemoryMailer) -> list[str]:
+    asyncio.run(engine.refresh_feeds(T0))
+    make_lead(engine.store, cycle_started_at=T0)
+    asyncio.run(engine.send_due(T0))
+    asyncio.run(engine.send_due(T0 + timedelta(days=7)))
+    html = base64.b64decode(mailer.sent[-1].data.split(b"\r\n\r\n")[-1].split(b"\r\n--")[0]).decode()
+    base = engine.settings.base_url
+    return [url.removeprefix(base) for url in re.findall(r'href="([^"]+)"', html) if "/c/" in url]
+
+
+def test_a_qualifying_click_waits_for_the_score_to_settle(engine: Engine, mailer: MemoryMailer) -> None:
+    links = digest_links(settling(engine, 0.4), mailer)
+    with TestClient(create_app(engine), headers=BROWSER) as client:
+        pricing = next(path for path in links if engine.store.sends_of(1)[-1].links[int(
+            Signer(SECRET).verify(path.removeprefix("/c/"), Purpose.CLICK).link)]["tag"] == "high-intent")
+        client.get(pricing, follow_redirects=False)
+        assert engine.store.lead(1).score == 12 and engine.store.lead(1).stage is Stage.MQL
+        time.sleep(0.8)
+    assert engine.store.lead(1).stage is Stage.SQL
+    assert [m.recipient for m in mailer.sent][-1] == "sales@example.com"
+
+
+def test_a_scanner_burst_never_reaches_sales(engine: Engine, mailer: MemoryMailer) -> None:
+    links = digest_links(settling(engine, 0.4), mailer)
+    with TestClient(create_app(engine), headers=BROWSER) as client:
+        for path in links[:5]:  # every link of the message within a second, pricing among them
+            client.get(path, follow_redirects=False)
+        time.sleep(0.8)
+    lead = engine.store.lead(1)
+    assert lead.stage is Stage.MQL and lead.score <= 0
+    reasons = {e.reason for e in engine.store.events_of(1) if e.kind is EventKind.CLICK}
+    assert any(reason and "burst" in reason for reason in reasons)
+    assert "sales@example.com" not in [m.recipient for m in mailer.sent]

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from nurture.engine import Engine
 from nurture.errors import TokenError
+from nurture.recorder import Written
 from nurture.tracking import Request, Tracking
 
 log = logging.getLogger(__name__)
@@ -53,7 +56,7 @@ class HotPath:
         """Always the image; a bad token or a failed write is logged, never shown to the recipient."""
         try:
             written = await self.tracking.open(token, _request(scope))
-            self._hand_off(written.handoff_id)
+            self._follow_up(written)
         except TokenError:
             pass
         except Exception:  # noqa: BLE001 - the recipient always gets the image
@@ -68,18 +71,39 @@ class HotPath:
             written = None
         if written is None or written.url is None:
             return await _answer(send, 404, b"Not found")
-        self._hand_off(written.handoff_id)
+        self._follow_up(written)
         location = quote(written.url, safe=SAFE_IN_URL).encode("ascii")
         headers = [(b"location", location), (b"content-length", b"0"), *NO_CACHE]
         await send({"type": "http.response.start", "status": 302, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 
-    def _hand_off(self, handoff_id: int | None) -> None:
-        """Deliver a new hand-off in the background; the scheduler retries it if this fails."""
+    def _follow_up(self, written: Written) -> None:
+        """After the answer: deliver a new hand-off, or qualify a lead once its score has settled."""
+        if written.handoff_id is not None:
+            self._background(self._hand_off(written.handoff_id))
+        if written.settle is not None:
+            delay = self.engine.settings.scoring.settle_seconds
+            asyncio.get_running_loop().call_later(delay, self._background, self._settle(written.settle))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _hand_off(self, handoff_id: int) -> None:
+        """The scheduler retries a hand-off whose mail fails here."""
+        await self.engine.deliver_handoff(handoff_id, datetime.now(UTC))
+
+    async def _settle(self, lead_id: int) -> None:
+        """Qualify a lead whose points survived the settle time (a burst since would have taken them back)."""
+        try:
+            _, handoff_id = await run_in_threadpool(self.engine.store.rescore, lead_id, self.engine.settings.scoring,
+                                                    datetime.now(UTC))
+        except Exception:  # noqa: BLE001 - the scheduler's tick settles it later
+            log.exception("lead %s not settled", lead_id)
+            return
         if handoff_id is not None:
-            task = asyncio.get_running_loop().create_task(self.engine.deliver_handoff(handoff_id, datetime.now(UTC)))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            await self._hand_off(handoff_id)
 
 
 async def _answer(send: Send, status: int, text: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
