@@ -18,7 +18,8 @@ from nurture.preview import preview
 from nurture.server import create_app
 from nurture.settings import Settings
 from nurture.store import Store
-from tests.conftest import ROOT, SECRET, T0, make_lead
+from tests.conftest import ROOT, SECRET, T0, free_port, make_lead
+from tests.servers import serving
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -154,3 +155,32 @@ def test_the_admin_preview_names_what_is_wrong(client: TestClient, settings: Set
     page = client.get(path, auth=admin(settings))
     assert page.status_code == status
     assert says in page.text
+
+
+# in a real browser
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium")
+def test_the_admin_preview_lays_out_in_chromium(engine: Engine, lead: Lead, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with serving(create_app(engine), free_port()) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                             args=["--no-sandbox", "--disable-background-networking"])
+        try:
+            page = browser.new_page(http_credentials={"username": "marketer", "password": engine.settings.admin_key},
+                                    viewport={"width": 800, "height": 1200})
+            response = page.goto(f"{base}/admin/preview/digest?lead={lead.email}")
+            assert response is not None and response.status == 200
+            cards = page.locator("div.card")
+            assert cards.count() == engine.settings.program.items_per_digest
+            assert all((box := cards.nth(n).bounding_box()) and box["width"] > 300 for n in range(cards.count()))
+            assert page.locator("a.button").is_visible()
+            page.screenshot(path=str(tmp_path / "preview.png"), full_page=True)
+            assert (tmp_path / "preview.png").stat().st_size > 10_000
+        finally:
+            browser.close()
