@@ -34,6 +34,13 @@ UNCOUNT = update(EVENTS).where(  # an earlier hit, named by its send and its exa
     EVENTS.c.send_id == bindparam("send"), EVENTS.c.occurred_at == bindparam("at"), EVENTS.c.counted.is_(True),
 ).values(counted=False, credit_key=None, reason=bindparam("why"))
 MEMORY = timedelta(minutes=1)
+# built once: statements with expanding IN lists compile to the same cached SQL every time
+FACTS = select(SENDS.c.id, SENDS.c.lead_id, SENDS.c.sent_at, SENDS.c.links, SENDS.c.state).where(
+    SENDS.c.id.in_(bindparam("ids", expanding=True)))
+LOCK = (select(LEADS.c.id, LEADS.c.stage, LEADS.c.cycle, LEADS.c.suppressed, LEADS.c.customer, LEADS.c.industry,
+               LEADS.c.score)
+        .where(LEADS.c.id.in_(bindparam("ids", expanding=True))).order_by(LEADS.c.id).with_for_update())
+HELD = select(EVENTS.c.credit_key).where(EVENTS.c.credit_key.in_(bindparam("keys", expanding=True)))
 
 
 @dataclass(frozen=True)
@@ -97,10 +104,8 @@ class Recorder:
         found = {send_id: self.facts[send_id] for send_id in send_ids if send_id in self.facts}
         missing = send_ids - found.keys()
         if missing:
-            query = select(SENDS.c.id, SENDS.c.lead_id, SENDS.c.sent_at, SENDS.c.links, SENDS.c.state).where(
-                SENDS.c.id.in_(missing))
             with self.store.engine.connect() as connection:
-                for send_id, lead_id, sent_at, links, state in connection.execute(query):
+                for send_id, lead_id, sent_at, links, state in connection.execute(FACTS, {"ids": list(missing)}):
                     found[send_id] = SendFacts(lead_id, sent_at, links or [])
                     if state is SendState.SENT:  # final: safe to keep
                         self.facts[send_id] = found[send_id]
@@ -120,10 +125,7 @@ class Recorder:
 
 
 def _lock(connection: Any, lead_ids: set[int]) -> dict[int, Any]:
-    query = (select(LEADS.c.id, LEADS.c.stage, LEADS.c.cycle, LEADS.c.suppressed, LEADS.c.customer,
-                    LEADS.c.industry, LEADS.c.score)
-             .where(LEADS.c.id.in_(sorted(lead_ids))).order_by(LEADS.c.id).with_for_update())
-    return {row.id: row for row in connection.execute(query)}
+    return {row.id: row for row in connection.execute(LOCK, {"ids": sorted(lead_ids)})} if lead_ids else {}
 
 
 @dataclass
@@ -212,8 +214,7 @@ class _Group:
         keys = [row["credit_key"] for row in self.rows if row["credit_key"]]
         if not keys:
             return
-        held = {key for (key,) in self.connection.execute(select(EVENTS.c.credit_key).where(
-            EVENTS.c.credit_key.in_(keys)))}
+        held = {key for (key,) in self.connection.execute(HELD, {"keys": keys})}
         for row in self.rows:
             if row["credit_key"] in held:
                 row.update(counted=False, credit_key=None, reason="already credited")
