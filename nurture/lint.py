@@ -224,8 +224,8 @@ def _with_environment(ast: nodes.Template, environment: jinja2.Environment) -> n
 def _first_use(ast: nodes.Template, name: str) -> tuple[int, bool]:
     called = {id(node.node) for node in ast.find_all(nodes.Call)}
     uses = [node for node in ast.find_all(nodes.Name) if node.name == name and node.ctx == "load"]
-    first = min(uses, key=lambda node: node.lineno)
-    return first.lineno, any(id(node) in called for node in uses)
+    line = min((node.lineno for node in uses), default=1)
+    return line, any(id(node) in called for node in uses)
 
 
 def _track_calls(source: Source, settings: Settings) -> list[Finding]:

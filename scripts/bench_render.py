@@ -5,7 +5,8 @@ Builds N leads in memory (default 1,000) with varied interests, industries, name
 each the items of the bundled sample feeds that it would get (nurture.feeds.mix), and times per email:
 
   bare    one Jinja render of the marketer's digest template: a plain environment over the template
-          files, no CSS inlining, the same context and the same signed `track()` links
+          files, no CSS inlining, the same context and the same signed `track()` links (also shown,
+          for orientation, with `track()` leaving links as they are)
   render  Renderer.render: the compiled template (CSS inlined once), subject, preheader, text part
   full    render + nurture.message.build(...).data: the MIME bytes that go to the SMTP server
 
@@ -128,6 +129,10 @@ def one_run(batch: list[Email], settings: Settings, renderer: Renderer,
         variables = {**email.variables, "track": LinkTracker(email.url_for), "pixel_url": email.pixel_url}
         return templates[email.lead.locale].render(variables)
 
+    def unsigned(email: Email) -> str:
+        variables = {**email.variables, "track": LinkTracker(None), "pixel_url": email.pixel_url}
+        return templates[email.lead.locale].render(variables)
+
     def render(email: Email) -> object:
         return renderer.render("digest", email.lead.locale, email.variables, email.url_for, email.pixel_url)
 
@@ -139,7 +144,7 @@ def one_run(batch: list[Email], settings: Settings, renderer: Renderer,
                      headers={"List-Unsubscribe": f"<{email.variables['unsubscribe_url']}>",
                               "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}).data
 
-    return time_per_email({"bare": bare_render, "render": render, "full": full}, batch)
+    return time_per_email({"bare": bare_render, "unsigned": unsigned, "render": render, "full": full}, batch)
 
 
 def naive_cost(sample: list[Email], renderer: Renderer) -> float:
@@ -177,6 +182,9 @@ def main(argv: list[str] | None = None) -> None:
     ratio = statistics.median(run["full"] / run["bare"] for run in runs)
     print(f"median bare {medians['bare']:.1f} us, render {medians['render']:.1f} us, "
           f"full (render + CSS + MIME bytes) {medians['full']:.1f} us: {ratio:.2f}x bare (target <= 4x)")
+    unsigned = statistics.median(run["full"] / run["unsigned"] for run in runs)
+    print(f"for orientation: bare with links left as they are (no token signed) {medians['unsigned']:.1f} us; "
+          f"full is {unsigned:.2f}x that")
     if options.naive:
         sample = list(itertools.islice(batch, options.naive))
         print(f"naive, premailer on each email ({len(sample)} emails): {naive_cost(sample, renderer):.2f} ms per email")
