@@ -147,9 +147,23 @@ def send_due(ctx: click.Context, at: str | None, dry_run: bool, no_refresh: bool
 
 async def _send_due(engine: Engine, now: datetime, dry_run: bool) -> Any:
     try:
-        return await engine.send_due(now, dry_run=dry_run)
+        with console.progress() as progress:
+            return await engine.send_due(now, dry_run=dry_run, progress=progress)
     finally:
         await engine.mailer.close()
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Only report what would change.")
+@click.pass_context
+@friendly
+def rescore(ctx: click.Context, dry_run: bool) -> None:
+    """Recompute every score from the event log under the rules of --config; report stage changes."""
+    from nurture.rescore import rescore as replay
+
+    settings = settings_of(ctx)
+    changes = replay(open_store(settings), settings.scoring, datetime.now(UTC), dry_run)
+    console.rescored(changes, dry_run)
 
 
 @main.command("admin-key")

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import click
+import rich.progress
 
+from nurture.dispatch import Progress
 from nurture.engine import Report
 from nurture.models import Event, Handoff, Lead, Send, SinkMessage
+from nurture.rescore import Change
 from nurture.settings import Settings
 
 
@@ -22,14 +27,36 @@ def banner(settings: Settings, host: str, port: int) -> None:
     click.echo("  Ctrl-C stops.")
 
 
-def report(done: Report) -> None:
+@contextmanager
+def progress() -> Iterator[Progress]:
+    """A progress bar on a terminal; otherwise a plain line per batch."""
+    if sys.stdout.isatty():
+        with rich.progress.Progress(*rich.progress.Progress.get_default_columns(), rich.progress.MofNCompleteColumn(),
+                                    transient=True) as bar:
+            task = bar.add_task("sending", total=None)
+            yield lambda done, total, _batch_end: bar.update(task, completed=done, total=total)
+        return
+
+    def line(done: int, total: int, batch_end: bool) -> None:
+        if batch_end:
+            click.echo(f"delivery: {done} of {total} processed")
+
+    yield line
+
+
+def report(done: Report, shown: int = 20) -> None:
+    """What a pass did: up to `shown` lines of each kind, then the counts."""
     sections = [("queued", done.enqueued), ("skipped", done.skipped), ("sent", done.sent),
                 ("deferred", done.deferred), ("failed", done.failed), ("hand-off", done.handoffs)]
     for label, lines in sections:
-        for line in lines:
+        for line in lines[:shown]:
             click.echo(f"{label:>9}  {line}")
+        if len(lines) > shown:
+            click.echo(f"{label:>9}  ... and {len(lines) - shown} more")
     click.echo(f"{len(done.sent)} sent, {len(done.skipped)} skipped, {len(done.deferred)} deferred, "
                f"{len(done.failed)} failed, {len(done.handoffs)} hand-offs")
+    if done.paused:
+        click.echo(f"delivery {done.paused}; the rest stays queued for the next run")
 
 
 def feed_results(results: Sequence[tuple[str, str, str]], quiet: bool = False) -> None:
@@ -59,6 +86,8 @@ def lead(lead: Lead, events: Sequence[Event], sends: Sequence[Send], handoffs: S
     click.echo(f"stage {lead.stage.value}  score {lead.score}  cycle {lead.cycle}  interests "
                f"{', '.join(lead.interests) or '-'}  industry {lead.industry or '-'}"
                + (f"  {lead.suppressed.value}" if lead.suppressed else ""))
+    if lead.skipped_at:
+        click.echo(f"last digest skipped {lead.skipped_at:%Y-%m-%d %H:%M}: {lead.skip_reason}")
     for row in history:
         note = "" if row["counted"] else f"  (not counted, {row['reason']})"
         target = f"  {row['url']}" if row.get("url") else ""
@@ -81,3 +110,14 @@ def sink(messages: Sequence[SinkMessage]) -> None:
         click.echo(f"{message.id:>5}  {message.received_at:%Y-%m-%d %H:%M:%S}  "
                    f"{', '.join(message.recipients):<32}  {message.subject}")
     click.echo(f"{len(messages)} messages")
+
+
+def rescored(changes: Sequence[Change], dry_run: bool) -> None:
+    for change in changes:
+        note = " -> would qualify" if change.would_qualify else " (below the threshold now; stays with sales)" \
+            if change.would_drop else ""
+        click.echo(f"{change.email:<40} {change.stage.value:<4} {change.old_score:>4} -> {change.new_score:<4}{note}")
+    qualify = sum(change.would_qualify for change in changes)
+    verb = "would change" if dry_run else "changed"
+    click.echo(f"{len(changes)} scores {verb}; {qualify} leads {'would become' if dry_run else 'became'} SQL"
+               + ("" if dry_run else " (hand-offs go out at the next send)"))

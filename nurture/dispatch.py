@@ -16,7 +16,7 @@ from nurture.outbox import Outbox, Result, final_state
 if TYPE_CHECKING:
     from nurture.engine import Engine, Report
 
-Progress = Callable[[int, int], None]  # (done in this batch, size of this batch)
+Progress = Callable[[int, int, bool], None]  # (messages done in this run, messages to do, a batch just ended)
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,9 @@ class Dispatch:
         and building is deterministic, so a send retried after a crash carries the same message.
         """
         self.outbox.reclaim_orphans()
+        counts = self.outbox.counts()
+        self.total = sum(counts.get(state, 0) for state in (SendState.QUEUED, SendState.DEFERRED, SendState.SENDING))
+        self.done = 0
         upcoming = asyncio.create_task(asyncio.to_thread(self._claim))
         claimed: list[Claimed] = []
         while not self.breaker.tripped:
@@ -89,16 +92,15 @@ class Dispatch:
                 return claimed
 
     async def _send_all(self, claimed: Sequence[Claimed]) -> None:
-        done = 0
-
         async def one(item: Claimed) -> None:
-            nonlocal done
             await self._deliver(item)
-            done += 1
+            self.done += 1
             if self.progress:
-                self.progress(done, len(claimed))
+                self.progress(self.done, max(self.total, self.done), False)
 
         await asyncio.gather(*(one(item) for item in claimed))
+        if self.progress:
+            self.progress(self.done, max(self.total, self.done), True)
 
     async def _deliver(self, item: Claimed) -> None:
         async with self.slots:  # held until the result is stored: at most `concurrency` unrecorded sends

@@ -78,9 +78,7 @@ class Engine:
                 report.enqueued.append(f"{email}: {step.template} (cycle {step.cycle}, step {step.step})")
 
     def _new_item_ids(self, lead: Lead) -> list[int]:
-        assert lead.id is not None
-        feeds = self.catalog.feeds_for(lead.interests, lead.industry)
-        items = self.store.new_items(lead.id, feeds, self.settings.program.items_per_digest)
+        items = content.digest_items(self.store, self.catalog, lead, self.settings.program.items_per_digest)
         return [item.id for item in items if item.id is not None]
 
     def apply_rules(self, now: datetime) -> None:

@@ -32,7 +32,7 @@ class Section(BaseModel):
 class Program(Section):
     digest_every_days: float = Field(7, gt=0)
     max_digests_per_cycle: int = Field(12, ge=1)
-    min_new_items: int = Field(1, ge=0)
+    min_new_items: int = Field(1, ge=1)  # a digest with fewer new items is skipped: never an empty one
     items_per_digest: int = Field(5, ge=1, le=50)
     default_locale: str = "en"
 

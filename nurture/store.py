@@ -185,11 +185,14 @@ class Store:
     # sends
 
     def new_items(self, lead_id: int, feeds: Sequence[str], limit: int) -> list[FeedItem]:
-        """The newest items of these feeds that the lead has not been sent."""
+        """The newest items of these feeds that the lead has not been sent, by item or by link (the same
+        article in two feeds is two items)."""
         sent = select(SendItem.item_id).where(SendItem.lead_id == lead_id)
+        sent_links = (select(FeedItem.link).join(SendItem, col(SendItem.item_id) == col(FeedItem.id))
+                      .where(SendItem.lead_id == lead_id))
         query = (
             select(FeedItem)
-            .where(col(FeedItem.feed).in_(feeds), col(FeedItem.id).not_in(sent))
+            .where(col(FeedItem.feed).in_(feeds), col(FeedItem.id).not_in(sent), col(FeedItem.link).not_in(sent_links))
             .order_by(col(FeedItem.published).desc(), col(FeedItem.id).desc())
             .limit(limit)
         )

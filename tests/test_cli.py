@@ -1,0 +1,74 @@
+"""The command line: bad input names the problem and changes nothing; send-due and rescore report."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nurture.cli import main
+from nurture.settings import load_settings
+from nurture.store import Store
+from tests.conftest import ROOT, SECRET
+
+
+@pytest.fixture
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("NURTURE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("NURTURE_SECRET_KEY", SECRET)
+    monkeypatch.setenv("NURTURE_SMTP_SINK", "false")
+    monkeypatch.setenv("NURTURE_SMTP_PORT", "9")  # nothing listens: every delivery fails
+
+    def invoke(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(main, ["--config", str(ROOT / "nurture.yaml"), *args])
+        return result.exit_code, result.output
+
+    return invoke
+
+
+def stored_leads(tmp_path: Path) -> list[str]:
+    settings = load_settings({"NURTURE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+                              "NURTURE_SECRET_KEY": SECRET}, ROOT / "nurture.yaml")
+    store = Store(settings.database_url)
+    store.create()
+    return [lead.email for lead in store.leads()]
+
+
+def test_bad_input_exits_2_and_stores_nothing(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert run("leads", "add", "ada@example.com", "--interest", "cloud")[0] == 0
+    for args, says in [(("leads", "add", "not-an-address"), "not a valid email address"),
+                       (("leads", "add", "bob@example.com", "--interest", "knitting"), "unknown interest: knitting"),
+                       (("leads", "add", "ada@example.com"), "already exists")]:
+        code, output = run(*args)
+        assert code == 2 and says in output
+    rows = tmp_path / "leads.csv"
+    rows.write_text("email,interests\ncy@example.com,cloud\nbad-address,cloud\n")
+    code, output = run("leads", "import", str(rows))
+    assert code == 2 and ":3:" in output
+    assert stored_leads(tmp_path) == ["ada@example.com"]
+
+
+def test_an_unknown_config_key_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "nurture.yaml"
+    config.write_text("scoring:\n  treshold: 10\n")
+    result = CliRunner().invoke(main, ["--config", str(config), "leads", "list"],
+                                env={"NURTURE_SECRET_KEY": SECRET})
+    assert result.exit_code == 2 and "scoring.treshold: unknown key" in result.output
+
+
+def test_send_due_reports_a_pause_when_the_server_is_down(run) -> None:  # type: ignore[no-untyped-def]
+    for n in range(25):
+        run("leads", "add", f"lead{n}@example.com")
+    code, output = run("send-due", "--no-refresh")
+    assert code == 0
+    assert re.search(r"paused after 2\d failed deliveries in a row", output)  # 20, and what was in flight
+    assert "delivery: 25 of 25 processed" in output  # the plain line of a batch, off a terminal
+    assert "0 sent" in output
+
+
+def test_rescore_dry_run_reports_without_changing(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run("leads", "add", "ada@example.com")
+    code, output = run("rescore", "--dry-run")
+    assert code == 0 and "0 scores would change; 0 leads would become SQL" in output
