@@ -43,6 +43,7 @@ def context(settings: Settings, lead: Lead, items: list[FeedItem], **urls: str) 
         "lead": lead,
         "items": [item_view(item) for item in items],
         "company": settings.mail.company,
+        "website": settings.mail.website,
         "postal_address": settings.mail.postal_address,
         "cta": settings.mail.calls_to_action,
         **urls,

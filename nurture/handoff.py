@@ -45,5 +45,6 @@ def context(settings: Settings, lead: Lead, handoff: Handoff, events: Sequence[E
         "clicks": clicks(cycle_events, sends),
         "profile_url": profile_url,
         "company": settings.mail.company,
+        "website": settings.mail.website,
         "sales": settings.sales,
     }

@@ -33,7 +33,7 @@ HANDOFF = "handoff"
 REQUIRED = (program.CONFIRMATION, program.DIGEST, HANDOFF)  # what the engine renders
 RENDERER_NAMES = {"track", "pixel_url"}  # added by Renderer.render to every context
 TRACK_ARGUMENTS = ("url", "action", "tag", "points")
-ACTIONS = {"content", "callback"}
+ACTIONS = {"content", "callback", "honeypot"}  # honeypot: the hidden link only machines follow
 UNSUBSCRIBE = "https://lint.invalid/u/unsubscribe"
 PROBLEM = re.compile(r"^(?P<path>.+?):(?P<line>\d+): (?P<message>.*)$", re.S)
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

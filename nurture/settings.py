@@ -87,6 +87,7 @@ class CallToAction(Section):
 class Mail(Section):
     from_email: str = "Acme Software <marketing@example.com>"
     company: str = "Acme Software"
+    website: str = "https://example.com/"  # where the hidden honeypot link of every email leads
     postal_address: str = "Acme Software, 1 Example Street, Springfield"
     calls_to_action: dict[str, CallToAction] = {
         "callback": CallToAction(label="Call me back", url="https://example.com/thanks-we-will-call"),

@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 
 BLOCKS = {"p", "div", "br", "tr", "h1", "h2", "h3", "h4", "li", "table", "hr"}
 SKIP = {"style", "script", "head", "title"}
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 
 class _TextMaker(HTMLParser):
@@ -17,9 +18,14 @@ class _TextMaker(HTMLParser):
         self.href: str | None = None
         self.links: list[str] = []
         self.skipping = 0
+        self.hidden: list[str] = []  # open elements no reader sees (the honeypot link, the preheader)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in SKIP:
+        if tag in VOID and (self.hidden or _hidden(dict(attrs))):
+            return
+        if self.hidden or _hidden(dict(attrs)):
+            self.hidden.append(tag)
+        elif tag in SKIP:
             self.skipping += 1
         elif tag in BLOCKS:
             self.parts.append("\n")
@@ -29,7 +35,10 @@ class _TextMaker(HTMLParser):
             self.parts.append("- ")
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in SKIP:
+        if self.hidden:
+            if tag in self.hidden:
+                del self.hidden[len(self.hidden) - 1 - self.hidden[::-1].index(tag):]
+        elif tag in SKIP:
             self.skipping = max(0, self.skipping - 1)
         elif tag == "a" and self.href:
             self.parts.append(f" ({self.href})")
@@ -39,8 +48,13 @@ class _TextMaker(HTMLParser):
             self.parts.append("\n")
 
     def handle_data(self, data: str) -> None:
-        if not self.skipping:
+        if not self.skipping and not self.hidden:
             self.parts.append(re.sub(r"\s+", " ", data))
+
+
+def _hidden(attrs: dict[str, str | None]) -> bool:
+    style = (attrs.get("style") or "").replace(" ", "").lower()
+    return attrs.get("aria-hidden") == "true" or "display:none" in style
 
 
 def html_to_text(html: str) -> str:

@@ -74,7 +74,7 @@ def test_a_copy_lints_clean(project: Path) -> None:
         ("<p>Here is what is new", "<p>{{ 1 // (items|length - items|length) }} Here is what is new",
          "fails for a sample lead: ZeroDivisionError: integer division or modulo by zero"),
         ("<p>Here is what is new", "<p><a href=\"{{ track('https://example.com/x', action='callme') }}\">x</a> Here "
-         "is what is new", "track() action 'callme' is not one of callback, content"),
+         "is what is new", "track() action 'callme' is not one of callback, content, honeypot"),
         ("<p>Here is what is new", "<p><a href=\"{{ track('https://example.com/x', tag='hi-intent') }}\">x</a> Here "
          "is what is new", "track() tag 'hi-intent' is not in scoring.link_tags of nurture.yaml, so it scores nothing"),
     ],

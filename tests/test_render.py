@@ -92,7 +92,8 @@ def test_render_basics(renderer, name, locale):
 
 
 def test_digest_links(digest):
-    assert digest.links[:3] == (
+    assert digest.links[0] == TrackedLink("https://example.com/", action="honeypot", points=0)  # hidden, first
+    assert digest.links[1:4] == (
         TrackedLink("https://news.example.net/evil"),
         TrackedLink("https://blog.example.org/k8s?utm=1&x=2"),
         TrackedLink("https://blog.example.org/cafe"),
@@ -102,9 +103,9 @@ def test_digest_links(digest):
     [pricing] = [link for link in digest.links if link.tag == "high-intent"]
     assert pricing.url == "https://example.com/pricing"
     assert pricing.action == "content"
-    assert digest.links[3] == TrackedLink(RECIPES)  # a link inside a feed summary
-    assert len(digest.links) == 6
-    assert digest.links[0].as_dict() == {"url": "https://news.example.net/evil", "action": "content",
+    assert digest.links[4] == TrackedLink(RECIPES)  # a link inside a feed summary
+    assert len(digest.links) == 7
+    assert digest.links[1].as_dict() == {"url": "https://news.example.net/evil", "action": "content",
                                          "tag": None, "points": None}
 
 
@@ -115,8 +116,8 @@ def test_no_article_url_appears_untracked(digest):
 
 
 def test_text_part_uses_the_same_tracked_urls(digest):
-    for index in range(len(digest.links)):
-        assert url_for(index) in digest.text
+    for index, link in enumerate(digest.links):
+        assert (url_for(index) in digest.text) is (link.action != "honeypot")
     assert PREFERENCES in digest.text
 
 
@@ -178,9 +179,11 @@ def test_empty_digest_has_a_fallback_subject(renderer):
 def test_confirmation(renderer):
     rendered = renderer.render("confirmation", "en", make_context(), url_for=url_for, pixel_url=PIXEL)
     assert rendered.subject == "Welcome to Acme Software, Sam"
-    assert rendered.links == (TrackedLink(Settings().mail.calls_to_action["callback"].url, action="callback"),)
+    assert rendered.links == (TrackedLink("https://example.com/", action="honeypot", points=0),
+                              TrackedLink(Settings().mail.calls_to_action["callback"].url, action="callback"))
     assert "Call me back" in rendered.html
-    assert url_for(0) in rendered.text
+    assert url_for(1) in rendered.text
+    assert url_for(0) not in rendered.text  # the honeypot is for machines only
 
 
 def test_without_tracking_links_are_plain_and_nothing_is_tracked(renderer):
@@ -340,7 +343,8 @@ def test_text_part_is_made_from_html_when_the_template_has_no_text_block(tmp_pat
         "{% endblock %}\n"
     rendered = Renderer(template_dir(tmp_path, {"notext.html": source})).render(
         "notext", "en", make_context(), url_for=url_for, pixel_url=PIXEL)
-    assert "Read this (https://t.example/c/0)" in rendered.text
+    assert "Read this (https://t.example/c/1)" in rendered.text
+    assert "https://t.example/c/0" not in rendered.text  # the hidden honeypot link
     assert "Unsubscribe (https://t.example/u/UNSUB)" in rendered.text
     assert "<" not in rendered.text
 
@@ -425,13 +429,13 @@ def linked(tmp_path):
 
 def test_every_link_is_tracked_unless_marked(linked):
     assert [link.url for link in linked.links] == [
-        "https://example.com/plain?a=1&b=2", "https://example.com/co?x=<1>", "https://example.com/ada lovelace/page",
-        "https://example.com/vip", "https://example.com/tagged"]
-    assert linked.links[4].tag == "high-intent"
+        "https://example.com/", "https://example.com/plain?a=1&b=2", "https://example.com/co?x=<1>",
+        "https://example.com/ada lovelace/page", "https://example.com/vip", "https://example.com/tagged"]
+    assert linked.links[0].action == "honeypot" and linked.links[5].tag == "high-intent"
     found = {label: href for href, label in re.findall(r'href="([^"]*)"[^>]*>([^<]*)</a>', linked.html)}
     assert found == {
-        "literal": url_for(0), "expression": url_for(1), "mixed": url_for(2), "statement": url_for(3),
-        "explicit": url_for(4), "marked": "https://example.com/private", "marked after": "https://example.com/marked-after",
+        "\u200b": url_for(0), "literal": url_for(1), "expression": url_for(2), "mixed": url_for(3),
+        "statement": url_for(4), "explicit": url_for(5), "marked": "https://example.com/private", "marked after": "https://example.com/marked-after",
         "mail": "mailto:sales@example.com", "anchor": "#top", "unsubscribe": UNSUBSCRIBE, "preferences": PREFERENCES,
         "Choose your topics": PREFERENCES, "Unsubscribe": UNSUBSCRIBE}
     assert "notrack" not in linked.html

@@ -37,12 +37,19 @@ def confirmation_links(engine: Engine, mailer: MemoryMailer) -> dict[str, str]:
     html = base64.b64decode(mailer.sent[-1].data.split(b"\r\n\r\n")[-1].split(b"\r\n--")[0]).decode()
     base = engine.settings.base_url
     urls = re.findall(r'(?:href|src)="([^"]+)"', html)
+    links = engine.store.sends_of(1)[-1].links
+    callback = next(index for index, link in enumerate(links) if link["action"] == "callback")
     return {
         "pixel": next(url for url in urls if "/o/" in url).removeprefix(base),
-        "callback": next(url for url in urls if "/c/" in url).removeprefix(base),
+        "callback": next(url for url in urls if "/c/" in url and link_of(url) == callback).removeprefix(base),
+        "honeypot": next(url for url in urls if "/c/" in url and link_of(url) == 0).removeprefix(base),
         "unsubscribe": next(url for url in urls if "/u/" in url).removeprefix(base),
         "preferences": next(url for url in urls if "/p/" in url).removeprefix(base),
     }
+
+
+def link_of(url: str) -> int:
+    return Signer(SECRET).verify(url.rsplit("/", 1)[1], Purpose.CLICK).link
 
 
 def test_health(client: TestClient) -> None:
@@ -201,8 +208,8 @@ def digest_links(engine: Engine, mailer: MemoryMailer) -> list[str]:
 def test_a_qualifying_click_waits_for_the_score_to_settle(engine: Engine, mailer: MemoryMailer) -> None:
     links = digest_links(settling(engine, 0.4), mailer)
     with TestClient(create_app(engine), headers=BROWSER) as client:
-        pricing = next(path for path in links if engine.store.sends_of(1)[-1].links[int(
-            Signer(SECRET).verify(path.removeprefix("/c/"), Purpose.CLICK).link)]["tag"] == "high-intent")
+        sent_links = engine.store.sends_of(1)[-1].links
+        pricing = next(path for path in links if sent_links[link_of(path)]["tag"] == "high-intent")
         client.get(pricing, follow_redirects=False)
         assert engine.store.lead(1).score == 12 and engine.store.lead(1).stage is Stage.MQL
         time.sleep(0.8)
@@ -213,7 +220,7 @@ def test_a_qualifying_click_waits_for_the_score_to_settle(engine: Engine, mailer
 def test_a_scanner_burst_never_reaches_sales(engine: Engine, mailer: MemoryMailer) -> None:
     links = digest_links(settling(engine, 0.4), mailer)
     with TestClient(create_app(engine), headers=BROWSER) as client:
-        for path in links[:5]:  # every link of the message within a second, pricing among them
+        for path in links[1:6]:  # every link of the message within a second, pricing among them
             client.get(path, follow_redirects=False)
         time.sleep(0.8)
     lead = engine.store.lead(1)
@@ -221,3 +228,14 @@ def test_a_scanner_burst_never_reaches_sales(engine: Engine, mailer: MemoryMaile
     reasons = {e.reason for e in engine.store.events_of(1) if e.kind is EventKind.CLICK}
     assert any(reason and "burst" in reason for reason in reasons)
     assert "sales@example.com" not in [m.recipient for m in mailer.sent]
+
+
+def test_a_hit_on_the_hidden_honeypot_link_marks_its_neighbours(client: TestClient, engine: Engine,
+                                                               mailer: MemoryMailer) -> None:
+    links = confirmation_links(engine, mailer)
+    client.get(links["callback"], follow_redirects=False)
+    assert engine.store.lead(1).score == 8
+    assert client.get(links["honeypot"], follow_redirects=False).status_code == 302  # answered like any link
+    events = engine.store.events_of(1)
+    assert [(e.counted, e.reason) for e in events] == [(False, "honeypot link"), (False, "honeypot link")]
+    assert engine.store.lead(1).score == 0
