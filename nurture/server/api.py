@@ -5,8 +5,10 @@ from __future__ import annotations
 import hmac
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import wraps
 from typing import Any
 
 from starlette.background import BackgroundTask
@@ -56,11 +58,18 @@ class RateLimit:
         return True
 
 
-def check_api_key(request: Request) -> None:
-    expected = request.app.state.engine.settings.api_key
-    given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
-    if not expected or not hmac.compare_digest(given.strip(), expected):
-        raise PermissionError
+def with_api_key(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """Answer 401 unless the request carries the API key (X-API-Key, or Authorization: Bearer)."""
+
+    @wraps(handler)
+    async def checked(request: Request) -> Response:
+        expected = request.app.state.engine.settings.api_key
+        given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+        if not expected or not hmac.compare_digest(given.strip(), expected):
+            return JSONResponse({"error": "a valid API key is required"}, status_code=401)
+        return await handler(request)
+
+    return checked
 
 
 async def json_body(request: Request, allowed: set[str]) -> dict[str, Any]:
@@ -83,12 +92,9 @@ def _text(body: dict[str, Any], name: str, required: bool = False) -> str:
     return value
 
 
+@with_api_key
 async def post_event(request: Request) -> Response:
     """Score a website event (a visit, a download, a contact form) for a lead, by the same rules."""
-    try:
-        check_api_key(request)
-    except PermissionError:
-        return JSONResponse({"error": "a valid API key is required"}, status_code=401)
     body = await json_body(request, EVENT_FIELDS)
     engine: Engine = request.app.state.engine
     recorded = await run_in_threadpool(record_external, engine, _text(body, "email", True), _text(body, "kind", True),
@@ -112,12 +118,9 @@ def record_external(engine: Engine, email: str, kind: str, key: str | None, deta
     return engine.store.record(hit, rules)
 
 
+@with_api_key
 async def post_lead(request: Request) -> Response:
     """Create a lead (the trial download form) and send its confirmation."""
-    try:
-        check_api_key(request)
-    except PermissionError:
-        return JSONResponse({"error": "a valid API key is required"}, status_code=401)
     body = await json_body(request, LEAD_FIELDS)
     interests = body.get("interests", [])
     if not isinstance(interests, list) or not all(isinstance(i, str) for i in interests):
