@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
@@ -169,11 +169,6 @@ def classify(hit: Hit, earlier: Sequence[Prior] = (), signals: Signals = DEFAULT
         if verdict is not None:
             return verdict
     return Verdict()
-
-
-def machine_reason(hit: Hit, min_seconds: float = 2.0) -> str | None:
-    """The single-hit shortcut: `classify` without earlier hits, so bursts and honeypot neighbours go unseen."""
-    return classify(hit, (), replace(DEFAULT, min_seconds_after_delivery=min_seconds)).reason
 
 
 def scanner_marker(user_agent: str, kind: str, signals: Signals = DEFAULT) -> str | None:

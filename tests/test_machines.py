@@ -7,7 +7,7 @@ from ipaddress import ip_network
 import pytest
 
 from nurture import machines
-from nurture.machines import Hit, Prior, Proxy, Signals, Verdict, classify, find_burst, machine_reason
+from nurture.machines import Hit, Prior, Proxy, Signals, Verdict, classify, find_burst
 
 DELIVERED = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)
 CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -288,7 +288,7 @@ def test_a_burst_already_judged_names_nothing_more_to_re_judge():
 def test_a_scanner_burst_40_seconds_after_delivery_is_caught_by_the_burst_not_the_clock():
     earlier = [click(40.0, 0), click(40.1, 1), click(40.2, 2), click(40.3, 3)]
     scanner = hit(40.4, link=4)  # a browser's agent from a Safe Links-style sandbox
-    assert machine_reason(scanner) is None  # the time window alone misses it
+    assert classify(scanner).reason is None  # alone, without the burst, it looks like a person
     assert classify(scanner, earlier) == Verdict("click burst: 5 links in 0.4 s", (0, 1, 2, 3))
 
 
@@ -362,9 +362,3 @@ def test_a_burst_of_one_link_is_refused():
         Signals(burst_links=1)
 
 
-def test_machine_reason_keeps_the_original_call_shape():
-    at = DELIVERED + timedelta(minutes=10)
-    assert machine_reason(Hit("GET", CHROME, at, DELIVERED)) is None
-    assert machine_reason(Hit("HEAD", CHROME, at, DELIVERED)) == "HEAD request (prefetch)"
-    assert machine_reason(Hit("GET", CHROME, DELIVERED + timedelta(seconds=1), DELIVERED)) == "1 s after delivery"
-    assert machine_reason(Hit("GET", CHROME, at, DELIVERED), min_seconds=900) == "600 s after delivery"

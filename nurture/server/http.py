@@ -12,16 +12,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from nurture.engine import Engine
-from nurture.tracking import Request as Hit
 
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def hit_of(request: Request) -> Hit:
-    client = request.client.host if request.client else None
-    return Hit(request.method, request.headers.get("user-agent", ""), client, now())
 
 
 def handoff_task(request: Request, handoff_id: int | None) -> BackgroundTask | None:
