@@ -129,3 +129,5 @@ def test_an_admin_can_override_a_filtered_event(client: TestClient, engine: Engi
     assert done.status_code == 303
     assert engine.store.lead(1).stage is Stage.SQL
     assert client.post("/admin/leads/1/events/999", data={"counted": "yes"}, auth=auth).status_code == 404
+    forged = client.post(path, data={"counted": "no"}, auth=auth, headers={"Origin": "https://evil.example"})
+    assert forged.status_code == 403 and engine.store.lead(1).stage is Stage.SQL

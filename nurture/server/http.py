@@ -6,6 +6,7 @@ import base64
 import binascii
 import hmac
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
@@ -37,3 +38,7 @@ def check_admin(request: Request) -> None:
         password = ""
     if scheme.lower() != "basic" or not expected or not hmac.compare_digest(password, expected):
         raise HTTPException(401, headers={"WWW-Authenticate": 'Basic realm="nurture"'})
+    origin = request.headers.get("origin")
+    if request.method == "POST" and origin and urlsplit(origin).netloc != request.url.netloc:
+        # a browser sends remembered Basic credentials along with a form posted from any other site
+        raise HTTPException(403, "cross-site request refused")
