@@ -12,6 +12,7 @@ tracking servers each sees only its own share of a burst; credits and hand-offs 
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -34,6 +35,7 @@ UNCOUNT = update(EVENTS).where(  # an earlier hit, named by its send and its exa
     EVENTS.c.send_id == bindparam("send"), EVENTS.c.occurred_at == bindparam("at"), EVENTS.c.counted.is_(True),
 ).values(counted=False, credit_key=None, reason=bindparam("why"))
 MEMORY = timedelta(minutes=1)
+log = logging.getLogger(__name__)
 # built once: statements with expanding IN lists compile to the same cached SQL every time
 FACTS = select(SENDS.c.id, SENDS.c.lead_id, SENDS.c.sent_at, SENDS.c.links, SENDS.c.state).where(
     SENDS.c.id.in_(bindparam("ids", expanding=True)))
@@ -92,13 +94,36 @@ class Recorder:
     recent: dict[int, deque[Seen]] = field(default_factory=lambda: defaultdict(deque))
 
     def write(self, hits: Sequence[Hit]) -> list[Written]:
-        """Record a group of hits in one transaction; one result per hit, in order."""
+        """Record a group of hits in one transaction; one result per hit, in order.
+
+        If the group cannot be written, each hit is tried alone, so one bad hit costs only itself.
+        """
+        try:
+            return self._write(hits)
+        except Exception:
+            if len(hits) == 1:
+                raise
+            log.exception("a group of %d hits failed; writing them one by one", len(hits))
+        return [self._alone(hit) for hit in hits]
+
+    def _alone(self, hit: Hit) -> Written:
+        try:
+            return self._write([hit])[0]
+        except Exception:
+            log.exception("hit on send %s not recorded", hit.send_id)
+            facts = self.facts.get(hit.send_id)
+            link = _link(facts, hit) if facts else None
+            return Written(known=facts is not None, url=(link or {}).get("url"), reason="not recorded")
+
+    def _write(self, hits: Sequence[Hit]) -> list[Written]:
         facts = self._facts({hit.send_id for hit in hits})
         with self.store.engine.begin() as connection:
             leads = _lock(connection, {facts[h.send_id].lead_id for h in hits if h.send_id in facts})
             group = _Group(self, connection, facts, leads)
             drafts = [group.add(hit) for hit in hits]
-            return group.commit(drafts)
+            results = group.commit(drafts)
+        group.remember()  # only once the transaction has committed
+        return results
 
     def _facts(self, send_ids: set[int]) -> dict[int, SendFacts]:
         found = {send_id: self.facts[send_id] for send_id in send_ids if send_id in self.facts}
@@ -147,7 +172,10 @@ class _Group:
         self.hits: list[Hit] = []
         self.taken: set[str] = set()
         self.delta: dict[int, int] = defaultdict(int)
-        self.uncount: list[dict[str, Any]] = []
+        self.uncount: list[dict[str, Any]] = []  # earlier events, already stored, now judged a machine's
+        self.flipped: list[Seen] = []  # ... and their memory, changed once the transaction commits
+        self.recount: set[int] = set()  # leads whose score is recomputed exactly after an uncount
+        self.by_send: dict[int, list[int]] = defaultdict(list)  # this group's rows of each send
         self.settling: set[int] = set()
 
     def add(self, hit: Hit) -> _Draft:
@@ -155,7 +183,9 @@ class _Group:
         link = _link(facts, hit) if facts else None
         if facts is None or (hit.kind is EventKind.CLICK and link is None):
             return _Draft(Written(known=False))
-        lead = self.leads[facts.lead_id]
+        lead = self.leads.get(facts.lead_id)
+        if lead is None:  # the lead is gone
+            return _Draft(Written(known=False))
         if hit.kind is EventKind.OPEN:
             credit = scoring.credit_open(hit.send_id, self.rules)
         else:
@@ -175,37 +205,62 @@ class _Group:
                               method=hit.method, user_agent=hit.user_agent[:300] or None, client=hit.client,
                               detail=None))
         self.hits.append(hit)
+        self.by_send[hit.send_id].append(len(self.rows) - 1)
         return _Draft(Written(known=True, url=(link or {}).get("url")), row=len(self.rows) - 1)
 
     def _judge(self, hit: Hit, facts: SendFacts, link: dict[str, Any] | None) -> str | None:
-        """The classifier's verdict; earlier hits it now sees as a machine's are taken back."""
-        earlier = list(self.recorder.recent.get(hit.send_id, ()))
+        """The classifier's verdict, given the send's earlier hits: those stored before (remembered) and
+        those of this group; earlier hits it now sees as a machine's are taken back."""
+        stored = [seen for seen in self.recorder.recent.get(hit.send_id, ()) if seen not in self.flipped]
+        rows = self.by_send.get(hit.send_id, [])
+        earlier = [seen.prior for seen in stored] + [_prior(self.rows[row]) for row in rows]
         verdict = machines.classify(
             machines.Hit(hit.method, hit.user_agent, hit.at, facts.sent_at, kind=hit.kind.value, client=hit.client,
                          link=hit.link, honeypot=(link or {}).get("action") == "honeypot"),
-            [seen.prior for seen in earlier], self.recorder.signals)
+            earlier, self.recorder.signals)
         for index in verdict.retroactive:
-            seen = earlier[index]
-            if seen.prior.counted:
-                self.uncount.append({"send": hit.send_id, "at": seen.prior.at, "why": verdict.reason})
-                self.delta[seen.lead_id] -= seen.points
-                seen.prior = replace(seen.prior, counted=False)
+            if index < len(stored):
+                self._take_back_stored(hit.send_id, stored[index], verdict.reason or "")
+            else:
+                self._take_back_row(rows[index - len(stored)], verdict.reason or "")
         return verdict.reason
+
+    def _take_back_stored(self, send_id: int, seen: Seen, why: str) -> None:
+        if seen.prior.counted:
+            self.uncount.append({"send": send_id, "at": seen.prior.at, "why": why})
+            self.flipped.append(seen)
+            self.recount.add(seen.lead_id)
+
+    def _take_back_row(self, row: int, why: str) -> None:
+        record = self.rows[row]
+        if record["counted"]:
+            self.taken.discard(record["credit_key"])
+            self.delta[record["lead_id"]] -= record["points"]
+            record.update(counted=False, credit_key=None, reason=why)
+
+    def remember(self) -> None:
+        """Bring the memory of recent hits up to date with what was committed."""
+        for seen in self.flipped:
+            seen.prior = replace(seen.prior, counted=False)
+        for hit, row in zip(self.hits, self.rows, strict=True):
+            self.recorder.remember(hit.send_id, Seen(_prior(row), row["lead_id"], row["points"]))
 
     def commit(self, drafts: list[_Draft]) -> list[Written]:
         """Write the group's events and score changes; qualify the leads that reached their threshold."""
         self._drop_held_credits()
         if self.rows:
             self.connection.execute(insert(EVENTS), self.rows)
-        for hit, row in zip(self.hits, self.rows, strict=True):
-            prior = machines.Prior(at=hit.at, kind=hit.kind.value, link=hit.link, counted=row["counted"],
-                                   honeypot=row["action"] == "honeypot")
-            self.recorder.remember(hit.send_id, Seen(prior, row["lead_id"], row["points"]))
         if self.uncount:
             self.connection.execute(UNCOUNT, self.uncount)
-        changes = [{"lead": lead_id, "delta": delta} for lead_id, delta in self.delta.items() if delta]
+        changes = [{"lead": lead_id, "delta": delta} for lead_id, delta in self.delta.items()
+                   if delta and lead_id not in self.recount]
         if changes:
             self.connection.execute(ADD_POINTS, changes)
+        if self.recount:  # what an uncount takes back depends on cycles, expiry and other servers: count again
+            with Session(bind=self.connection) as session:
+                for lead_id in self.recount:
+                    self.recorder.store.recount_in(session, lead_id, self.rules, self.hits[-1].at)
+                session.flush()
         handoffs = self._qualify()
         return [self._final(draft, handoffs) for draft in drafts]
 
@@ -254,6 +309,11 @@ class _Group:
         settle = lead_id if lead_id in self.settling else None
         self.settling.discard(lead_id)
         return Written(True, draft.written.url, row["counted"], row["reason"], handoffs.pop(lead_id, None), settle)
+
+
+def _prior(row: dict[str, Any]) -> machines.Prior:
+    return machines.Prior(at=row["occurred_at"], kind=row["kind"].value, link=row["link"], counted=row["counted"],
+                          honeypot=row["action"] == "honeypot")
 
 
 def _link(facts: SendFacts, hit: Hit) -> dict[str, Any] | None:

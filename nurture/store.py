@@ -259,6 +259,13 @@ class Store:
         session.flush()
         return event
 
+    def recount_in(self, session: Session, lead_id: int, rules: Scoring, now: datetime) -> int:
+        """Set a lead's stored score to the exact sum of its counted points, in the caller's transaction."""
+        lead = self._locked(session, lead_id)
+        lead.score = self._score(session, lead, rules, now)
+        session.add(lead)
+        return lead.score
+
     def rescore(self, lead_id: int, rules: Scoring, now: datetime) -> tuple[int, int | None]:
         """Recompute one lead's score (expiry, new rules, an override) and qualify it if it now has earned it."""
         with self.session() as session:

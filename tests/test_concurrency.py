@@ -14,10 +14,19 @@ from nurture.engine import Engine
 from nurture.mailer import MemoryMailer
 from nurture.models import EventKind, Stage
 from nurture.server import create_app
-from tests.conftest import free_port, make_lead
+from nurture.tokens import Purpose, Signer
+from tests.conftest import SECRET, free_port, make_lead
 from tests.servers import serving
 
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36"
+
+
+def callback(engine: Engine, path: str) -> bool:
+    """The "Call me back" link: clicking it in several emails at once is what a keen person does; every
+    link of one email at once is what a scanner does (that is judged elsewhere)."""
+    claim = Signer(SECRET).verify(path.removeprefix("/c/"), Purpose.CLICK)
+    send = engine.store.send(claim.subject)
+    return send is not None and send.links[claim.link]["action"] == "callback"
 
 
 def tracked_paths(engine: Engine, mailer: MemoryMailer) -> list[str]:
@@ -26,7 +35,7 @@ def tracked_paths(engine: Engine, mailer: MemoryMailer) -> list[str]:
         html = message_from_bytes(envelope.data, policy=policy.default).get_body(("html",)).get_content()
         for url in re.findall(r'(?:href|src)="([^"]+)"', html):
             path = url.removeprefix(engine.settings.base_url)
-            if path.startswith(("/o/", "/c/")):
+            if path.startswith("/o/") or (path.startswith("/c/") and callback(engine, path)):
                 paths.append(path)
     return paths
 
@@ -46,7 +55,7 @@ def test_200_parallel_hits_make_one_hand_off(engine: Engine, mailer: MemoryMaile
     for week in range(3):
         asyncio.run(engine.send_due(start + timedelta(days=7 * week)))
     paths = tracked_paths(engine, mailer)
-    assert len(mailer.sent) == 3 and len(paths) > 15
+    assert len(mailer.sent) == 3 and len(paths) == 6  # three pixels, three call-backs
 
     with serving(create_app(engine), free_port()) as base:
         statuses = asyncio.run(hammer(base, paths, 200))
