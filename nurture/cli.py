@@ -126,7 +126,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     store = open_store(settings)
     engine = Engine(settings, store, smtp_mailer(settings))
     uvicorn.run(create_app(engine), host=host or settings.server.host, port=port or settings.server.port,
-                log_level="warning")
+                log_level="warning", forwarded_allow_ips=settings.server.trusted_proxies)
 
 
 @main.command("send-due")

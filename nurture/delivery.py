@@ -115,7 +115,9 @@ class GroupCommit(Generic[T, R]):
                 results = await asyncio.to_thread(self.write, items) if self.in_thread else self.write(items)
             except Exception as error:  # noqa: BLE001 - handed to every waiter of the group
                 for _, future in group:
-                    future.set_exception(error)
+                    if not future.done():  # a waiter may have been cancelled meanwhile
+                        future.set_exception(error)
                 continue
             for index, (_, future) in enumerate(group):
-                future.set_result(None if results is None else results[index])
+                if not future.done():
+                    future.set_result(None if results is None else results[index])

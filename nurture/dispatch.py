@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from nurture.delivery import Breaker, GroupCommit, Pacer, attempt
@@ -16,6 +17,7 @@ from nurture.outbox import Outbox, Result, final_state
 if TYPE_CHECKING:
     from nurture.engine import Engine, Report
 
+log = logging.getLogger(__name__)
 Progress = Callable[[int, int, bool], None]  # (messages done in this run, messages to do, a batch just ended)
 
 
@@ -54,21 +56,28 @@ class Dispatch:
         counts = self.outbox.counts()
         self.total = sum(counts.get(state, 0) for state in (SendState.QUEUED, SendState.DEFERRED, SendState.SENDING))
         self.done = 0
+        renewing = asyncio.create_task(self._renew_leases())
         upcoming = asyncio.create_task(asyncio.to_thread(self._claim))
-        claimed: list[Claimed] = []
-        while not self.breaker.tripped:
-            claimed = await upcoming
-            if not claimed:
-                break
-            upcoming = asyncio.create_task(asyncio.to_thread(self._claim))
-            await self._send_all(claimed)
-        if self.breaker.tripped:
-            untried = await upcoming
+        try:
+            while not self.breaker.tripped:
+                claimed = await upcoming
+                if not claimed:
+                    break
+                upcoming = asyncio.create_task(asyncio.to_thread(self._claim))
+                await self._send_all(claimed)
+        finally:
+            renewing.cancel()
+            untried = await upcoming  # claimed ahead but not sent (the breaker tripped, or an error): give back
             if untried:
-                self._write([Result(item.send, SendState.QUEUED) for item in untried])  # give back the untried
+                self._write([Result(item.send, SendState.QUEUED) for item in untried])
+        if self.breaker.tripped:
             self.report.paused = f"paused after {self.breaker.failures} failed deliveries in a row"
-        else:
-            await upcoming
+
+    async def _renew_leases(self) -> None:
+        """Keep the claims of a long run from looking abandoned to other workers."""
+        while True:
+            await asyncio.sleep(self.policy.lease_seconds / 3)
+            await asyncio.to_thread(self.outbox.renew)
 
     def _claim(self) -> list[Claimed]:
         """Claim the next batch and load its leads and items; sends to suppressed leads fail at once."""
@@ -109,14 +118,16 @@ class Dispatch:
                 return
             try:
                 envelope, description = self.engine.compose(item.send, item.lead, item.items)
-            except NurtureError as broken:
-                await self.commit.put(Result(item.send, SendState.FAILED, str(broken)))
+                await self.pacer.wait()
+                state, error = await attempt(self.engine.mailer, envelope, self.policy)
+            except Exception as broken:  # noqa: BLE001 - one message that cannot go never stops the run
+                if not isinstance(broken, NurtureError):
+                    log.exception("send %s failed", item.send.id)
+                await self.commit.put(Result(item.send, SendState.FAILED, f"{type(broken).__name__}: {broken}"))
                 self.report.failed.append(f"{item.lead.email}: {broken}")
                 return
-            await self.pacer.wait()
-            state, error = await attempt(self.engine.mailer, envelope, self.policy)
             self.breaker.record(state)
-            await self.commit.put(Result(item.send, state, error, description))
+            await self.commit.put(Result(item.send, state, error, description, datetime.now(UTC)))
         self._note(item, envelope.message_id, state, error)
 
     def _note(self, item: Claimed, message_id: str, state: SendState, error: str | None) -> None:

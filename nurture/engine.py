@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nurture import content, handoff, program, scoring
 from nurture.dispatch import Dispatch, Progress
-from nurture.errors import DeliveryError, InputError
 from nurture.feeds import Catalog, load_catalog
 from nurture.mailer import Mailer
 from nurture.message import Envelope, build, domain_of, message_id
@@ -27,6 +26,7 @@ from nurture.tokens import Signer
 from nurture.urls import Urls
 
 log = logging.getLogger(__name__)
+STALE_HANDOFF = timedelta(minutes=10)
 
 
 @dataclass
@@ -147,6 +147,7 @@ class Engine:
     # hand-offs
 
     async def deliver_handoffs(self, now: datetime, report: Report | None = None) -> None:
+        self.store.release_stale_handoffs(datetime.now(UTC) - STALE_HANDOFF)  # a worker died while sending
         for pending in self.store.pending_handoffs():
             assert pending.id is not None
             await self.deliver_handoff(pending.id, now, report)
@@ -159,16 +160,16 @@ class Engine:
         record = self.store.handoff(handoff_id)
         assert record is not None
         lead = self.store.lead(record.lead_id)
-        variables = handoff.context(self.settings, lead, record, self.store.events_of(record.lead_id),
-                                    self.store.sends_of(record.lead_id), self.urls.profile(handoff_id))
         try:
+            variables = handoff.context(self.settings, lead, record, self.store.events_of(record.lead_id),
+                                        self.store.sends_of(record.lead_id), self.urls.profile(handoff_id))
             rendered = self.renderer.render("handoff", self.settings.program.default_locale, variables)
             envelope = build(sender=self.settings.mail.from_email, to=self.settings.sales.email,
                              subject=rendered.subject, html=rendered.html, text=rendered.text,
                              message_id=mid, date=now, headers={"Reply-To": lead.email})
             await self.mailer.send(envelope)
-        except (DeliveryError, InputError) as error:
-            log.warning("hand-off %s for %s not delivered: %s", handoff_id, lead.email, error)
+        except Exception as error:  # noqa: BLE001 - whatever went wrong, the hand-off must stay pending
+            log.warning("hand-off %s for %s not delivered: %s: %s", handoff_id, lead.email, type(error).__name__, error)
             self.store.finish_handoff(handoff_id, delivered=False, now=now)
             return False
         self.store.finish_handoff(handoff_id, delivered=True, now=now)

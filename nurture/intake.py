@@ -21,7 +21,8 @@ MAX_FIELD = 200
 
 def normalize_email(value: str) -> str:
     try:
-        return validate_email(value.strip(), check_deliverability=False, allow_smtputf8=False).normalized.lower()
+        checked = validate_email(value.strip(), check_deliverability=False, allow_smtputf8=False)
+        return (checked.ascii_email or checked.normalized).lower()  # an international domain in punycode
     except EmailNotValidError as error:
         raise InputError(f"not a valid email address: {value!r} ({error})") from None
 

@@ -171,6 +171,7 @@ class Handoff(SQLModel, table=True):
     outcome: Outcome | None = None
     message_id: str = ""
     created_at: datetime
+    claimed_at: datetime | None = None  # when a worker began sending its mail
     sent_at: datetime | None = None
     decided_at: datetime | None = None
 

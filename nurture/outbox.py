@@ -31,7 +31,11 @@ from nurture.settings import Scoring
 from nurture.store import Hit, Store
 
 _SENDS = Send.__table__  # type: ignore[attr-defined]
-FINISH = update(_SENDS).where(_SENDS.c.id == bindparam("send_id"))  # executemany: one statement, many rows
+FINISH = update(_SENDS).where(  # executemany: one statement, many rows; only while this worker holds the claim
+    _SENDS.c.id == bindparam("send_id"), _SENDS.c.claimed_by == bindparam("worker"))
+
+
+LIVE = timedelta(minutes=10)  # a run whose clock is this close to the wall clock is live
 
 
 def worker_name() -> str:
@@ -46,6 +50,7 @@ class Result:
     state: SendState  # sent, deferred, failed, bounced; queued gives the claim back untried
     error: str | None = None
     described: dict[str, Any] | None = None  # what was built: message_id, subject, links
+    at: datetime | None = None  # the wall-clock time the server took it
 
 
 class Outbox:
@@ -140,9 +145,9 @@ class Outbox:
             state = final_state(send, result.state, max_attempts)
             described = result.described or {"message_id": send.message_id, "subject": send.subject,
                                              "links": send.links}
-            rows.append({"send_id": send.id, "state": state, "attempts": attempts, "error": result.error,
-                         "claimed_by": None, "claimed_at": None,
-                         "sent_at": now if state is SendState.SENT else None,
+            rows.append({"send_id": send.id, "worker": self.worker, "state": state, "attempts": attempts,
+                         "error": result.error, "claimed_by": None, "claimed_at": None,
+                         "sent_at": delivered_at(now, result.at) if state is SendState.SENT else None,
                          "retry_at": now + retry_after if state is SendState.DEFERRED else None, **described})
             if (state is SendState.SENT and send.step > 0) or state is SendState.BOUNCED:
                 followups.append((send, state, result.error))
@@ -168,6 +173,15 @@ class Outbox:
         with self.store.session() as session:
             rows = session.exec(select(Send.state, func.count()).group_by(col(Send.state))).all()
         return {SendState(state): count for state, count in rows}
+
+
+def delivered_at(now: datetime, wall: datetime | None) -> datetime:
+    """When a send went out: the wall clock in a live run; the program's time in a run replayed in the past
+    (`send-due --at` an earlier day), but never a time in the future, which would make every later open
+    look like it came during delivery."""
+    if wall is None:
+        return now
+    return wall if now >= wall - LIVE else min(now, wall)
 
 
 def final_state(send: Send, state: SendState, max_attempts: int) -> SendState:

@@ -88,7 +88,8 @@ async def run(engine: Engine, host: str, port: int) -> None:
                       next_run_time=first + every, max_instances=1, coalesce=True, id="refresh-feeds")
     scheduler.add_job(send_job, "interval", args=[engine, leadership], seconds=schedule.send_every_seconds,
                       next_run_time=first, max_instances=1, coalesce=True, id="send-due")
-    server = uvicorn.Server(uvicorn.Config(create_app(engine), host=host, port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(engine), host=host, port=port, log_level="warning",
+                                           forwarded_allow_ips=engine.settings.server.trusted_proxies))
     scheduler.start()
     try:
         await server.serve()

@@ -127,6 +127,9 @@ class Server(Section):
     base_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # the proxies whose X-Forwarded-For is believed (comma-separated addresses or networks): behind a load
+    # balancer, name it, or every visitor has its address; "*" lets anyone claim any address
+    trusted_proxies: str = "127.0.0.1"
 
 
 class Schedule(Section):
@@ -164,6 +167,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "NURTURE_SMTP_STARTTLS": ("smtp", "starttls"),
     "NURTURE_SMTP_SINK": ("smtp", "sink"),
     "NURTURE_BASE_URL": ("server", "base_url"),
+    "NURTURE_TRUSTED_PROXIES": ("server", "trusted_proxies"),
     "NURTURE_SALES_EMAIL": ("sales", "email"),
     "NURTURE_FROM_EMAIL": ("mail", "from_email"),
     "NURTURE_FEEDS_FILE": ("feeds_file",),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import event as sa_event
@@ -378,8 +378,16 @@ class Store:
         with self.session() as session:
             result = session.exec(update(Handoff).where(
                 col(Handoff.id) == handoff_id, col(Handoff.state) == HandoffState.PENDING,
-            ).values(state=HandoffState.SENDING, message_id=message_id))
+            ).values(state=HandoffState.SENDING, message_id=message_id, claimed_at=datetime.now(UTC)))
             return result.rowcount == 1  # type: ignore[attr-defined]
+
+    def release_stale_handoffs(self, before: datetime) -> int:
+        """Hand-offs left 'sending' by a worker that died go back to pending (sent again, same Message-ID)."""
+        with self.session() as session:
+            result = session.exec(update(Handoff).where(  # type: ignore[call-overload]
+                col(Handoff.state) == HandoffState.SENDING, col(Handoff.claimed_at) < before,
+            ).values(state=HandoffState.PENDING))
+            return int(result.rowcount)
 
     def finish_handoff(self, handoff_id: int, delivered: bool, now: datetime) -> None:
         state, sent_at = (HandoffState.SENT, now) if delivered else (HandoffState.PENDING, None)
@@ -387,7 +395,7 @@ class Store:
             session.exec(update(Handoff).where(col(Handoff.id) == handoff_id)
                          .values(state=state, sent_at=sent_at))
 
-    def decide(self, handoff_id: int, outcome: Outcome, now: datetime) -> Lead:
+    def decide(self, handoff_id: int, outcome: Outcome, now: datetime, rules: Scoring) -> Lead:
         """Record sales' outcome: won ends the journey, no result starts a new nurture cycle."""
         with self.session() as session:
             handoff = session.get(Handoff, handoff_id)
@@ -403,7 +411,7 @@ class Store:
                 lead.stage = scoring.move(lead.stage, Stage.MQL)
                 lead.cycle += 1
                 lead.cycle_started_at = now
-                lead.score = 0
+                lead.score = self._score(session, lead, rules, now)
             session.add(lead)
             return lead
 

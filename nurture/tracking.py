@@ -140,4 +140,4 @@ class Tracking:
             chosen = Outcome(outcome)
         except ValueError:
             raise InputError(f"unknown outcome: {outcome!r} (expected won or no_result)") from None
-        return self.store.decide(handoff_id, chosen, at)
+        return self.store.decide(handoff_id, chosen, at, self.settings.scoring)

@@ -385,3 +385,18 @@ def test_a_failing_write_raises_in_every_waiter_of_its_group() -> None:
         assert isinstance(outcomes[item], RuntimeError), item
         assert "cannot store bad" in str(outcomes[item])
     assert writer.written == {"a", "d"}
+
+
+def test_a_cancelled_waiter_does_not_strand_the_rest_of_its_group() -> None:
+    async def scenario() -> list[object]:
+        def write(items):  # type: ignore[no-untyped-def]
+            return [f"ok {item}" for item in items]
+
+        commit: GroupCommit[int, str] = GroupCommit(write, in_thread=False)
+        first = asyncio.ensure_future(commit.put(1))
+        second = asyncio.ensure_future(commit.put(2))
+        await asyncio.sleep(0)  # both are waiting on the group now
+        first.cancel()
+        return [await asyncio.wait_for(second, 2)]
+
+    assert asyncio.run(scenario()) == ["ok 2"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from nurture.engine import Engine
 from nurture.errors import DeliveryError
@@ -132,8 +134,64 @@ def test_an_sql_gets_no_nurture_mail_and_no_result_starts_a_new_cycle(engine: En
     handoff_id = qualify(engine)
     tick(engine, 30)
     assert [m.recipient for m in mailer.sent] == ["ada@example.com", "sales@example.com"]
-    lead = engine.store.decide(handoff_id, Outcome.NO_RESULT, T0 + timedelta(days=31))
+    lead = engine.store.decide(handoff_id, Outcome.NO_RESULT, T0 + timedelta(days=31), engine.settings.scoring)
     assert (lead.stage, lead.cycle, lead.score) == (Stage.MQL, 1, 0)
     assert tick(engine, 37).sent == []
     assert len(tick(engine, 38).sent) == 1  # a week after the new cycle began
     assert engine.store.sends_of(1)[-1].cycle == 1
+
+
+def test_a_hand_off_whose_mail_cannot_be_built_stays_pending(engine: Engine, mailer: MemoryMailer,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    make_lead(engine.store)
+    handoff_id = qualify(engine)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise UnicodeEncodeError("ascii", "ü", 0, 1, "not ascii")
+
+    monkeypatch.setattr("nurture.engine.build", broken)
+    assert asyncio.run(engine.deliver_handoff(handoff_id, T0)) is False
+    assert engine.store.handoff(handoff_id).state is HandoffState.PENDING  # type: ignore[union-attr]
+    monkeypatch.undo()
+    asyncio.run(engine.deliver_handoffs(T0))
+    assert [m.recipient for m in mailer.sent] == ["sales@example.com"]
+
+
+def test_a_hand_off_left_sending_by_a_dead_worker_goes_out_later(engine: Engine, mailer: MemoryMailer) -> None:
+    make_lead(engine.store)
+    handoff_id = qualify(engine)
+    assert engine.store.claim_handoff(handoff_id, "<dead@example.com>")  # a worker took it, then died
+    asyncio.run(engine.deliver_handoffs(T0))
+    assert mailer.sent == []  # too soon to call it dead
+    engine.store.release_stale_handoffs(datetime.now(UTC) + timedelta(minutes=1))
+    asyncio.run(engine.deliver_handoffs(T0))
+    assert [m.recipient for m in mailer.sent] == ["sales@example.com"]
+
+
+def test_an_unexpected_error_building_one_message_fails_that_send_alone(engine: Engine, mailer: MemoryMailer,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    for n in range(3):
+        make_lead(engine.store, email=f"lead{n}@example.com")
+    compose = engine.compose
+
+    def flaky(send, lead, items):  # type: ignore[no-untyped-def]
+        if lead.email == "lead1@example.com":
+            raise RuntimeError("boom")
+        return compose(send, lead, items)
+
+    monkeypatch.setattr(engine, "compose", flaky)
+    report = tick(engine)
+    assert len(report.sent) == 2 and len(report.failed) == 1
+    states = {engine.store.lead(send.lead_id).email: send.state for n in (1, 2, 3) for send in engine.store.sends_of(n)}
+    assert states == {"lead0@example.com": SendState.SENT, "lead1@example.com": SendState.FAILED,
+                      "lead2@example.com": SendState.SENT}
+
+
+def test_no_result_without_a_score_reset_keeps_the_score_exact(engine: Engine) -> None:
+    rules = engine.settings.scoring.model_copy(update={"reset_on_recycle": False, "threshold": 30})
+    engine.settings = engine.settings.model_copy(update={"scoring": rules})
+    make_lead(engine.store)
+    recorded = engine.store.record(Hit(1, EventKind.EXTERNAL, T0, Credit(12, "form:1"), qualify=True), rules)
+    assert recorded.handoff_id is not None
+    lead = engine.store.decide(recorded.handoff_id, Outcome.NO_RESULT, T0, rules)
+    assert (lead.cycle, lead.score) == (1, 12)

@@ -65,7 +65,7 @@ def with_api_key(handler: Callable[[Request], Awaitable[Response]]) -> Callable[
     async def checked(request: Request) -> Response:
         expected = request.app.state.engine.settings.api_key
         given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
-        if not expected or not hmac.compare_digest(given.strip(), expected):
+        if not expected or not hmac.compare_digest(given.strip().encode(), expected.encode()):
             return JSONResponse({"error": "a valid API key is required"}, status_code=401)
         return await handler(request)
 

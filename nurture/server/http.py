@@ -36,7 +36,7 @@ def check_admin(request: Request) -> None:
         _, _, password = base64.b64decode(encoded).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         password = ""
-    if scheme.lower() != "basic" or not expected or not hmac.compare_digest(password, expected):
+    if scheme.lower() != "basic" or not expected or not hmac.compare_digest(password.encode(), expected.encode()):
         raise HTTPException(401, headers={"WWW-Authenticate": 'Basic realm="nurture"'})
     origin = request.headers.get("origin")
     if request.method == "POST" and origin and urlsplit(origin).netloc != request.url.netloc:
