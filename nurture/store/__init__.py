@@ -1,0 +1,19 @@
+"""The queries about leads, events, hand-offs, feeds and the sink. Two hot paths keep their own SQL
+beside them: the outbox (nurture.outbox) and the tracking recorder (nurture.recorder).
+
+Write transactions that decide something (a credit, a stage change, a hand-off) lock the lead first:
+`SELECT ... FOR UPDATE` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite. That is what makes concurrent
+events for one lead produce exactly one qualification and one hand-off.
+"""
+
+from nurture.store.archive import Archive
+from nurture.store.base import Hit, Recorded, make_engine
+from nurture.store.handoffs import Handoffs
+from nurture.store.leads import Leads
+
+
+class Store(Leads, Handoffs, Archive):
+    """Every query nurture needs, by concept: leads, the ledger of events, hand-offs, feeds and the sink."""
+
+
+__all__ = ["Hit", "Recorded", "Store", "make_engine"]

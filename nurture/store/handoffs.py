@@ -1,0 +1,81 @@
+"""Hand-offs to sales and the outcomes sales records."""
+
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from nurture import scoring
+from nurture.errors import InputError
+from nurture.models import (
+    Handoff,
+    HandoffState,
+    Lead,
+    Outcome,
+    Stage,
+)
+from nurture.settings import Scoring
+from nurture.store.ledger import Ledger
+
+
+class Handoffs(Ledger):
+    # hand-offs
+
+    def handoff(self, handoff_id: int) -> Handoff | None:
+        with self.session() as session:
+            return session.get(Handoff, handoff_id)
+
+    def handoffs_of(self, lead_id: int) -> list[Handoff]:
+        with self.session() as session:
+            query = select(Handoff).where(Handoff.lead_id == lead_id).order_by(col(Handoff.id))
+            return list(session.exec(query).all())
+
+    def pending_handoffs(self) -> list[Handoff]:
+        query = select(Handoff).where(col(Handoff.state).in_([HandoffState.PENDING, HandoffState.SENDING]))
+        with self.session() as session:
+            return list(session.exec(query.order_by(col(Handoff.id))).all())
+
+    def claim_handoff(self, handoff_id: int, message_id: str) -> bool:
+        """Take a pending hand-off for delivery; False if another worker has it or it went out."""
+        with self.session() as session:
+            result = session.exec(update(Handoff).where(
+                col(Handoff.id) == handoff_id, col(Handoff.state) == HandoffState.PENDING,
+            ).values(state=HandoffState.SENDING, message_id=message_id, claimed_at=datetime.now(UTC)))
+            return result.rowcount == 1  # type: ignore[attr-defined]
+
+    def release_stale_handoffs(self, before: datetime) -> int:
+        """Hand-offs left 'sending' by a worker that died go back to pending (sent again, same Message-ID)."""
+        with self.session() as session:
+            result = session.exec(update(Handoff).where(  # type: ignore[call-overload]
+                col(Handoff.state) == HandoffState.SENDING, col(Handoff.claimed_at) < before,
+            ).values(state=HandoffState.PENDING))
+            return int(result.rowcount)
+
+    def finish_handoff(self, handoff_id: int, delivered: bool, now: datetime) -> None:
+        state, sent_at = (HandoffState.SENT, now) if delivered else (HandoffState.PENDING, None)
+        with self.session() as session:
+            session.exec(update(Handoff).where(col(Handoff.id) == handoff_id)
+                         .values(state=state, sent_at=sent_at))
+
+    def decide(self, handoff_id: int, outcome: Outcome, now: datetime, rules: Scoring) -> Lead:
+        """Record sales' outcome: won ends the journey, no result starts a new nurture cycle."""
+        with self.session() as session:
+            handoff = session.get(Handoff, handoff_id)
+            if handoff is None:
+                raise InputError(f"no hand-off {handoff_id}")
+            lead = session.exec(select(Lead).where(Lead.id == handoff.lead_id).with_for_update()).one()
+            if handoff.outcome is not None or lead.cycle != handoff.cycle:
+                raise InputError(f"this hand-off was already decided: {handoff.outcome or 'superseded'}")
+            handoff.outcome, handoff.decided_at = outcome, now
+            if outcome is Outcome.WON:
+                lead.stage = scoring.move(lead.stage, Stage.WON)
+            else:
+                lead.stage = scoring.move(lead.stage, Stage.MQL)
+                lead.cycle += 1
+                lead.cycle_started_at = now
+                lead.score = self._score(session, lead, rules, now)
+            session.add(lead)
+            return lead

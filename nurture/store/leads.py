@@ -1,0 +1,126 @@
+"""Leads, their send history, and the items they have not been sent."""
+
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from nurture.errors import InputError, UnknownLead
+from nurture.models import (
+    FeedItem,
+    Lead,
+    Send,
+    SendItem,
+    Stage,
+)
+from nurture.program import History
+from nurture.store.base import Base
+
+
+class Leads(Base):
+    # leads
+
+    def add_lead(self, lead: Lead) -> Lead:
+        try:
+            with self.session() as session:
+                session.add(lead)
+                session.flush()
+        except IntegrityError:
+            raise InputError(f"a lead with email {lead.email} already exists") from None
+        return lead
+
+    def add_leads(self, leads: Sequence[Lead]) -> None:
+        """Add all leads or none."""
+        emails = [lead.email for lead in leads]
+        with self.session() as session:
+            taken = session.exec(select(Lead.email).where(col(Lead.email).in_(emails))).all()
+            if taken:
+                raise InputError(f"leads already exist: {', '.join(sorted(taken)[:5])}")
+            session.add_all(leads)
+
+    def lead(self, lead_id: int) -> Lead:
+        with self.session() as session:
+            lead = session.get(Lead, lead_id)
+        if lead is None:
+            raise UnknownLead(f"no lead with id {lead_id}")
+        return lead
+
+    def lead_by_email(self, email: str) -> Lead:
+        with self.session() as session:
+            lead = session.exec(select(Lead).where(Lead.email == email.strip().lower())).first()
+        if lead is None:
+            raise UnknownLead(f"no lead with email {email}")
+        return lead
+
+    def leads(self, limit: int = 1000) -> list[Lead]:
+        with self.session() as session:
+            return list(session.exec(select(Lead).order_by(col(Lead.id)).limit(limit)).all())
+
+    def leads_in(self, stage: Stage) -> list[Lead]:
+        with self.session() as session:
+            return list(session.exec(select(Lead).where(Lead.stage == stage).order_by(col(Lead.id))).all())
+
+    def leads_by_id(self, ids: Sequence[int]) -> dict[int, Lead]:
+        with self.session() as session:
+            rows = session.exec(select(Lead).where(col(Lead.id).in_(ids))).all()
+        return {lead.id: lead for lead in rows if lead.id is not None}
+
+    def set_preferences(self, lead_id: int, interests: list[str], industry: str) -> None:
+        with self.session() as session:
+            lead = session.get(Lead, lead_id)
+            if lead is None:
+                raise UnknownLead(f"no lead with id {lead_id}")
+            lead.interests = interests
+            lead.industry = industry
+
+    def histories(self) -> list[History]:
+        """The send history of every lead the program may still mail."""
+        query = (
+            select(  # type: ignore[call-overload]
+                Lead.id, Lead.stage, Lead.cycle, Lead.cycle_started_at, func.max(Send.step), func.max(Send.created_at)
+            )
+            .join(Send, (col(Send.lead_id) == col(Lead.id)) & (col(Send.cycle) == col(Lead.cycle)),
+                  isouter=True)
+            .where(Lead.stage == Stage.MQL, col(Lead.suppressed).is_(None))
+            .group_by(col(Lead.id))
+            .order_by(col(Lead.id))
+        )
+        with self.session() as session:
+            rows = session.exec(query).all()
+        return [History(lead_id, stage, False, cycle, started, step, last)
+                for lead_id, stage, cycle, started, step, last in rows]
+
+    def note_skip(self, lead_id: int, reason: str, now: datetime) -> None:
+        with self.session() as session:
+            session.exec(update(Lead).where(col(Lead.id) == lead_id)
+                         .values(skipped_at=now, skip_reason=reason))
+
+    # sends
+
+    def new_items(self, lead_id: int, feeds: Sequence[str], limit: int) -> list[FeedItem]:
+        """The newest items of these feeds that the lead has not been sent, by item or by link (the same
+        article in two feeds is two items)."""
+        sent = select(SendItem.item_id).where(SendItem.lead_id == lead_id)
+        sent_links = (select(FeedItem.link).join(SendItem, col(SendItem.item_id) == col(FeedItem.id))
+                      .where(SendItem.lead_id == lead_id))
+        query = (
+            select(FeedItem)
+            .where(col(FeedItem.feed).in_(feeds), col(FeedItem.id).not_in(sent), col(FeedItem.link).not_in(sent_links))
+            .order_by(col(FeedItem.published).desc(), col(FeedItem.id).desc())
+            .limit(limit)
+        )
+        with self.session() as session:
+            return list(session.exec(query).all())
+
+    def send(self, send_id: int) -> Send | None:
+        with self.session() as session:
+            return session.get(Send, send_id)
+
+    def sends_of(self, lead_id: int) -> list[Send]:
+        with self.session() as session:
+            return list(session.exec(select(Send).where(Send.lead_id == lead_id).order_by(col(Send.id))).all())

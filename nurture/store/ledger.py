@@ -1,0 +1,175 @@
+"""Events and scores: credit once, score exactly, qualify exactly once."""
+
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, update
+from sqlmodel import Session, col, select
+
+from nurture import scoring
+from nurture.errors import InputError, UnknownLead
+from nurture.models import (
+    Event,
+    EventKind,
+    Handoff,
+    Lead,
+    Stage,
+    Suppression,
+)
+from nurture.settings import Scoring
+from nurture.store.base import MQL_ONLY, SUPPRESSION_EVENTS, Base, Hit, Recorded
+
+
+class Ledger(Base):
+    # events and scores
+
+    def record(self, hit: Hit, rules: Scoring) -> Recorded:
+        """Store one event, credit it at most once, and qualify the lead when it reaches the threshold."""
+        with self.session() as session:
+            return self.record_in(session, hit, rules)
+
+    def record_in(self, session: Session, hit: Hit, rules: Scoring) -> Recorded:
+        """`record` inside the caller's transaction."""
+        lead = self._locked(session, hit.lead_id)
+        event = self._insert_event(session, lead, hit)
+        score, handoff_id = self.settle_in(session, lead, rules, hit.occurred_at, force=hit.qualify and event.counted)
+        return Recorded(event, score, handoff_id)
+
+    @staticmethod
+    def _locked(session: Session, lead_id: int) -> Lead:
+        lead = session.exec(select(Lead).where(Lead.id == lead_id).with_for_update()).first()
+        if lead is None:
+            raise UnknownLead(f"no lead with id {lead_id}")
+        return lead
+
+    def settle_in(self, session: Session, lead: Lead, rules: Scoring, now: datetime,
+                force: bool = False) -> tuple[int, int | None]:
+        """Bring the lead's score up to date; qualify it (one hand-off per cycle) once it has earned it."""
+        score = self._score(session, lead, rules, now)
+        lead.score = score
+        session.add(lead)
+        earned = force or scoring.qualifies(lead.stage, score, rules, lead.customer, lead.industry)
+        if not earned or lead.stage is not Stage.MQL or lead.suppressed is not None:
+            return score, None
+        assert lead.id is not None
+        lead.stage = scoring.move(lead.stage, Stage.SQL)
+        handoff = Handoff(lead_id=lead.id, cycle=lead.cycle, score=score, created_at=now)
+        session.add(handoff)
+        session.flush()
+        return score, handoff.id
+
+    def _insert_event(self, session: Session, lead: Lead, hit: Hit) -> Event:
+        key, reason = hit.credit.key, hit.ignored
+        if reason is None and lead.stage is not Stage.MQL and hit.kind in MQL_ONLY:
+            reason = f"lead is {lead.stage.value}"
+        if reason is None and key and self._credited(session, key):
+            reason = "already credited"
+        event = Event(lead_id=hit.lead_id, cycle=lead.cycle, send_id=hit.send_id, kind=hit.kind, link=hit.link,
+                      action=hit.action, occurred_at=hit.occurred_at, method=hit.method,
+                      user_agent=(hit.user_agent or "")[:300] or None, client=hit.client, detail=hit.detail,
+                      points=hit.credit.points, counted=reason is None, reason=reason, credit_for=key,
+                      credit_key=key if reason is None else None)
+        session.add(event)
+        session.flush()
+        return event
+
+    def recount_in(self, session: Session, lead_id: int, rules: Scoring, now: datetime) -> int:
+        """Set a lead's stored score to the exact sum of its counted points, in the caller's transaction."""
+        lead = self._locked(session, lead_id)
+        lead.score = self._score(session, lead, rules, now)
+        session.add(lead)
+        return lead.score
+
+    def rescore(self, lead_id: int, rules: Scoring, now: datetime) -> tuple[int, int | None]:
+        """Recompute one lead's score (expiry, new rules, an override) and qualify it if it now has earned it."""
+        with self.session() as session:
+            return self.settle_in(session, self._locked(session, lead_id), rules, now)
+
+    def override(self, event_id: int, counted: bool, who: str, rules: Scoring, now: datetime) -> tuple[int, int | None]:
+        """A person's judgment on one event: count it after all, or not. The raw event stays as it was."""
+        with self.session() as session:
+            event = session.get(Event, event_id)
+            if event is None:
+                raise InputError(f"no event {event_id}")
+            lead = self._locked(session, event.lead_id)
+            if counted and not event.counted and event.credit_for and self._credited(session, event.credit_for):
+                raise InputError(f"event {event_id} was already credited by another event of the same email")
+            event.counted = counted
+            event.credit_key = event.credit_for if counted else None
+            event.reason = None if counted else f"not counted, by {who}"
+            if counted:
+                event.detail = f"counted by {who}" + (f"; {event.detail}" if event.detail else "")
+            session.add(event)
+            session.flush()
+            return self.settle_in(session, lead, rules, now)
+
+    def credited(self, key: str) -> bool:
+        """Whether an event already holds this once-only credit."""
+        with self.session() as session:
+            return self._credited(session, key)
+
+    @staticmethod
+    def _credited(session: Session, key: str) -> bool:
+        return session.exec(select(Event.id).where(Event.credit_key == key)).first() is not None
+
+    @staticmethod
+    def _score(session: Session, lead: Lead, rules: Scoring, now: datetime) -> int:
+        """The sum of the counted points of the lead's current cycle (all cycles without reset), unexpired."""
+        first_cycle = lead.cycle if rules.reset_on_recycle else 0
+        query = select(func.coalesce(func.sum(Event.points), 0)).where(
+            Event.lead_id == lead.id, col(Event.counted).is_(True), col(Event.cycle) >= first_cycle)
+        cutoff = scoring.expiry_cutoff(rules, now)
+        if cutoff is not None:
+            query = query.where(col(Event.occurred_at) >= cutoff)
+        return int(session.exec(query).one())
+
+    def quiet_leads(self, days: float, now: datetime) -> list[tuple[int, int, datetime]]:
+        """MQLs with no counted open or click for `days`: (lead id, cycle, when the quiet began)."""
+        active = (select(Event.lead_id, func.max(Event.occurred_at).label("last"))
+                  .where(col(Event.kind).in_([EventKind.OPEN, EventKind.CLICK]), col(Event.counted).is_(True))
+                  .group_by(col(Event.lead_id)).subquery())
+        query = (select(Lead.id, Lead.cycle, Lead.cycle_started_at, active.c.last)  # type: ignore[call-overload]
+                 .join(active, active.c.lead_id == Lead.id, isouter=True)
+                 .where(Lead.stage == Stage.MQL, col(Lead.suppressed).is_(None)))
+        with self.session() as session:
+            rows = session.exec(query).all()
+        quiet = []
+        for lead_id, cycle, started, last in rows:
+            since = max(started, last) if last else started
+            if since.tzinfo is None:  # SQLite hands aggregates back without the column's type
+                since = since.replace(tzinfo=now.tzinfo)
+            if now - since >= timedelta(days=days):
+                quiet.append((lead_id or 0, cycle, since))
+        return quiet
+
+    def repoint(self, points: Sequence[tuple[int, int]]) -> None:
+        """Set what events are worth, by id (rescoring under new rules); counted flags stay as judged."""
+        if points:
+            with self.session() as session:
+                session.execute(update(Event), [{"id": event_id, "points": value} for event_id, value in points])
+
+    def events_of(self, lead_id: int) -> list[Event]:
+        with self.session() as session:
+            query = select(Event).where(Event.lead_id == lead_id).order_by(col(Event.id))
+            return list(session.exec(query).all())
+
+    def suppress(self, lead_id: int, reason: Suppression, now: datetime, rules: Scoring,
+                 detail: str | None = None) -> bool:
+        """Stop all mail to a lead and score the matching rule once; False if it was suppressed already."""
+        with self.session() as session:
+            return self.suppress_in(session, lead_id, reason, now, rules, detail)
+
+    def suppress_in(self, session: Session, lead_id: int, reason: Suppression, now: datetime, rules: Scoring,
+                    detail: str | None = None) -> bool:
+        """`suppress` inside the caller's transaction."""
+        kind = SUPPRESSION_EVENTS[reason]
+        lead = session.exec(select(Lead).where(Lead.id == lead_id).with_for_update()).one()
+        if lead.suppressed is not None:
+            return False
+        credit = scoring.credit_suppression(kind, lead_id, lead.cycle, rules)
+        lead.suppressed = reason
+        self.record_in(session, Hit(lead_id, kind, now, credit, detail=detail), rules)
+        return True
