@@ -40,9 +40,10 @@ class SmtpMailer:
     """Delivers over SMTP, reusing up to `connections` open connections."""
 
     def __init__(self, host: str, port: int, *, connections: int = 4, timeout: float = 30,
-                 starttls: bool = False, username: str | None = None, password: str | None = None):
+                 starttls: bool = False, username: str | None = None, password: str | None = None,
+                 verify_certificates: bool = True):
         self._options = dict(hostname=host, port=port, timeout=timeout, start_tls=starttls or False,
-                             username=username, password=password)
+                             username=username, password=password, validate_certs=verify_certificates)
         self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
         self._slots = asyncio.Semaphore(connections)
 
@@ -56,6 +57,9 @@ class SmtpMailer:
                 await _drop(client)
                 code = error.recipients[0].code if error.recipients else 550
                 raise DeliveryError(f"recipient refused: {error}", permanent=code >= 500, code=code) from None
+            except aiosmtplib.SMTPAuthenticationError as error:  # our credentials, not the recipient: no bounce
+                await _drop(client)
+                raise DeliveryError(f"authentication refused: {error.code} {error.message}", code=error.code) from None
             except aiosmtplib.SMTPResponseException as error:
                 await _drop(client)
                 raise DeliveryError(f"{error.code} {error.message}", permanent=error.code >= 500,

@@ -25,7 +25,8 @@ def open_store(settings: Settings) -> Store:
 def smtp_mailer(settings: Settings) -> SmtpMailer:
     smtp = settings.smtp
     return SmtpMailer(smtp.host, smtp.port, connections=smtp.concurrency, timeout=smtp.timeout,
-                      starttls=smtp.starttls, username=smtp.username, password=settings.smtp_password)
+                      starttls=smtp.starttls, username=smtp.username, password=settings.smtp_password,
+                      verify_certificates=smtp.verify_certificates)
 
 
 @contextmanager

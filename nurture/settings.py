@@ -104,6 +104,7 @@ class Smtp(Section):
     port: int = Field(8025, ge=1, le=65535)
     sink: bool = True
     starttls: bool = False
+    verify_certificates: bool = True  # false only for a relay with a self-signed certificate on a private network
     username: str | None = None
     timeout: float = Field(30, gt=0)
     concurrency: int = Field(4, ge=1, le=256)  # connections kept open and reused
