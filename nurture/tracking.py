@@ -7,9 +7,7 @@ of nurture.machines and nurture.scoring.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,7 +53,6 @@ class Tracking:
         self.signer = Signer(settings.secret_key)
         self.recorder = Recorder(store, settings.scoring)
         self.commit: GroupCommit[recorder.Hit, Written] = GroupCommit(self.recorder.write)
-        self.retry: deque[recorder.Hit] = deque(maxlen=100_000)
 
     async def open(self, token: str, request: Request) -> Written:
         """Record an open; a forged token raises TokenError before anything is written."""
@@ -70,27 +67,18 @@ class Tracking:
                            request.client, request.at)
         try:
             return await self._record(hit)
-        except Exception:
-            log.exception("click not recorded; kept to retry")
-            self.retry.append(hit)
+        except TokenError:
+            raise
+        except Exception:  # the recorder already retried it alone and logged why: the person still goes on
             url = await run_in_threadpool(self._url, claim.subject, claim.link)
-            return Written(known=url is not None, url=url)
+            return Written(known=url is not None, url=url, reason="not recorded")
 
     async def _record(self, hit: recorder.Hit) -> Written:
-        while self.retry:  # hits whose write failed before go along with the next group
-            asyncio.get_running_loop().create_task(self._again(self.retry.popleft()))
         written = await self.commit.put(hit)
         assert written is not None
         if not written.known:
             raise TokenError("no such email or link")
         return written
-
-    async def _again(self, hit: recorder.Hit) -> None:
-        try:
-            await self.commit.put(hit)
-        except Exception:
-            log.exception("retried hit not recorded")
-            self.retry.append(hit)
 
     def _url(self, send_id: int, link: int) -> str | None:
         send = self.store.send(send_id)
