@@ -7,7 +7,6 @@ of nurture.machines and nurture.scoring.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,8 +22,6 @@ from nurture.recorder import Recorder, Written
 from nurture.settings import Settings
 from nurture.store import Store
 from nurture.tokens import Purpose, Signer
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
