@@ -421,3 +421,12 @@ def test_two_workers_on_one_outbox_deliver_each_mail_exactly_once(settings: Sett
         assert len(set(mids.values())) == 60
     finally:
         check.close()
+
+
+@pytest.mark.parametrize("data", [b"", b"a\r\nb\r\n", b"a\nb", b"a\rb\r\n\n", b"x\r", b"\r\n\r\r\n", b"\n\n\r"])
+def test_the_declared_size_is_the_size_on_the_wire(data: bytes) -> None:
+    from aiosmtplib.protocol import normalize_message_line_endings
+
+    from nurture.mailer import wire_size
+
+    assert wire_size(data) == len(normalize_message_line_endings(data))
