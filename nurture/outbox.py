@@ -15,12 +15,13 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, update
+from sqlalchemy import Connection, bindparam, func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
@@ -43,10 +44,31 @@ def worker_name() -> str:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A claimed send as its delivery needs it: plain data, cheap to hand to another process (an ORM
+    instance pickles its whole mapper state)."""
+
+    id: int
+    lead_id: int
+    step: int
+    template: str
+    attempts: int
+    message_id: str
+    subject: str
+    links: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, send: Send) -> Claim:
+        assert send.id is not None
+        return cls(send.id, send.lead_id, send.step, send.template, send.attempts, send.message_id, send.subject,
+                   send.links)
+
+
+@dataclass(frozen=True)
 class Result:
     """How one delivery attempt ended."""
 
-    send: Send
+    send: Send | Claim
     state: SendState  # sent, deferred, failed, bounced; queued gives the claim back untried
     error: str | None = None
     described: dict[str, Any] | None = None  # what was built: message_id, subject, links
@@ -134,8 +156,11 @@ class Outbox:
         return found
 
     def finish(self, results: Sequence[Result], now: datetime, rules: Scoring, retry_after: timedelta,
-               max_attempts: int) -> None:
-        """Record a group of results in one transaction; a sent digest books its cost, a bounce suppresses."""
+               max_attempts: int, connection: Connection | None = None) -> None:
+        """Record a group of results in one transaction; a sent digest books its cost, a bounce suppresses.
+
+        `connection`, when given, is used for the common case (no follow-up) instead of one from the pool.
+        """
         rows, followups = [], []
         if not results:
             return
@@ -152,15 +177,15 @@ class Outbox:
             if (state is SendState.SENT and send.step > 0) or state is SendState.BOUNCED:
                 followups.append((send, state, result.error))
         if not followups:  # the common case needs no ORM session, which costs more than the update itself
-            with self.store.engine.begin() as connection:
-                connection.execute(FINISH, rows)
+            with _transaction(self.store, connection) as held:
+                held.execute(FINISH, rows)
             return
         with self.store.session() as session:
             session.connection().execute(FINISH, rows)
             for send, state, error in followups:
                 self._consequences(session, send, state, error, now, rules)
 
-    def _consequences(self, session: Any, send: Send, state: SendState, error: str | None, now: datetime,
+    def _consequences(self, session: Any, send: Send | Claim, state: SendState, error: str | None, now: datetime,
                       rules: Scoring) -> None:
         assert send.id is not None
         if state is SendState.SENT and send.step > 0:
@@ -184,11 +209,21 @@ def delivered_at(now: datetime, wall: datetime | None) -> datetime:
     return wall if now >= wall - LIVE else min(now, wall)
 
 
-def final_state(send: Send, state: SendState, max_attempts: int) -> SendState:
+def final_state(send: Send | Claim, state: SendState, max_attempts: int) -> SendState:
     """A temporary failure on the last allowed attempt is final."""
     if state is SendState.DEFERRED and send.attempts + 1 >= max_attempts:
         return SendState.FAILED
     return state
+
+
+@contextmanager
+def _transaction(store: Store, connection: Connection | None) -> Iterator[Connection]:
+    if connection is None:
+        with store.engine.begin() as fresh:
+            yield fresh
+        return
+    with connection.begin():
+        yield connection
 
 
 def _insert(session: Any, table: Any) -> Any:
