@@ -115,7 +115,8 @@ class SendItem(SQLModel, table=True):
 class Event(SQLModel, table=True):
     """Something that happened to a lead; append-only. The score is the sum of counted points."""
 
-    __table_args__ = (Index("ix_event_lead_cycle", "lead_id", "cycle"),)
+    __table_args__ = (Index("ix_event_lead_cycle", "lead_id", "cycle"),
+                      Index("ix_event_send_at", "send_id", "occurred_at"))
 
     id: int | None = Field(default=None, primary_key=True)
     lead_id: int = Field(foreign_key="lead.id")
@@ -134,6 +135,23 @@ class Event(SQLModel, table=True):
     user_agent: str | None = None
     client: str | None = None
     detail: str | None = None
+
+
+class PendingHit(SQLModel, table=True):
+    """An open or click stored as it arrived and answered, waiting to be judged into an Event.
+
+    The journal of the tracking server: written in group commits before each response, read and deleted
+    by the judge (nurture.judge) in the transaction that writes the hit's event.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str  # "open" or "click"
+    send_id: int
+    link: int | None = None
+    method: str
+    user_agent: str | None = None
+    client: str | None = None
+    at: float  # seconds since the epoch, UTC
 
 
 class FeedItem(SQLModel, table=True):

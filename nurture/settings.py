@@ -13,7 +13,7 @@ import logging
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -131,6 +131,9 @@ class Server(Section):
     # the proxies whose X-Forwarded-For is believed (comma-separated addresses or networks): behind a load
     # balancer, name it, or every visitor has its address; "*" lets anyone claim any address
     trusted_proxies: str = "127.0.0.1"
+    # where stored hits are judged into scored events: "process", a process of the server's own (the server
+    # answers hits at full speed, the judge keeps up beside it); "inline", in the server, before each answer
+    judge: Literal["process", "inline"] = "process"
 
 
 class Schedule(Section):

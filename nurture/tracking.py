@@ -1,37 +1,38 @@
 """Opens, clicks, unsubscribes and preference changes, from a verified token to a recorded event.
 
-The server's handlers parse the request and call these; opens and clicks are written in groups by
-nurture.recorder, and the decisions (is it a machine, what is the credit) are made by the pure functions
-of nurture.machines and nurture.scoring.
+The server's handlers parse the request and call these. Opens and clicks are stored in group commits
+by nurture.journal and judged afterwards by nurture.judge, whose decisions (is it a machine, what is the
+credit) are made by the pure functions of nurture.machines and nurture.scoring.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from starlette.concurrency import run_in_threadpool
 
-from nurture import recorder
-from nurture.delivery import GroupCommit
 from nurture.errors import InputError, TokenError
 from nurture.feeds import Catalog
-from nurture.models import Event, EventKind, Handoff, Lead, Outcome, Send, Suppression
-from nurture.recorder import Recorder, Written
+from nurture.journal import Arrival, Journal
+from nurture.models import Event, Handoff, Lead, Outcome, Send, Suppression
 from nurture.settings import Settings
 from nurture.store import Store
 from nurture.tokens import Purpose, Signer
 
+log = logging.getLogger(__name__)
 
-@dataclass(frozen=True)
-class Request:
+
+class Request(NamedTuple):
     """What the server knows about one hit."""
 
     method: str
-    user_agent: str
+    user_agent: str | None
     client: str | None
-    at: datetime
+    at: float  # seconds since the epoch
 
 
 @dataclass(frozen=True)
@@ -48,34 +49,27 @@ class Tracking:
         self.store = store
         self.catalog = catalog
         self.signer = Signer(settings.secret_key)
-        self.recorder = Recorder(store, settings.scoring)
-        self.commit: GroupCommit[recorder.Hit, Written] = GroupCommit(self.recorder.write)
+        self.journal = Journal(store)
 
-    async def open(self, token: str, request: Request) -> Written:
-        """Record an open; a forged token raises TokenError before anything is written."""
+    async def open(self, token: str, request: Request) -> None:
+        """Store an open; a forged token raises TokenError before anything is written."""
         claim = self.signer.verify(token, Purpose.OPEN)
-        return await self._record(recorder.Hit(EventKind.OPEN, claim.subject, None, request.method,
-                                               request.user_agent, request.client, request.at))
+        await self.journal.put(Arrival("open", claim.subject, None, *request))
 
-    async def click(self, token: str, request: Request) -> Written:
-        """Record a click; the result carries the URL stored with the send (never one from the request)."""
+    async def click(self, token: str, request: Request) -> str:
+        """Store a click and return where it goes: the URL stored with the email, never one from the request.
+
+        If the click cannot be stored (logged), the person still goes on to the link.
+        """
         claim = self.signer.verify(token, Purpose.CLICK)
-        hit = recorder.Hit(EventKind.CLICK, claim.subject, claim.link, request.method, request.user_agent,
-                           request.client, request.at)
         try:
-            return await self._record(hit)
-        except TokenError:
-            raise
-        except Exception:  # the recorder already retried it alone and logged why: the person still goes on
+            url = await self.journal.put(Arrival("click", claim.subject, claim.link, *request))
+        except Exception:
+            log.exception("click on send %s not stored", claim.subject)
             url = await run_in_threadpool(self._url, claim.subject, claim.link)
-            return Written(known=url is not None, url=url, reason="not recorded")
-
-    async def _record(self, hit: recorder.Hit) -> Written:
-        written = await self.commit.put(hit)
-        assert written is not None
-        if not written.known:
+        if url is None:
             raise TokenError("no such email or link")
-        return written
+        return url
 
     def _url(self, send_id: int, link: int) -> str | None:
         send = self.store.send(send_id)

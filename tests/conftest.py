@@ -74,7 +74,8 @@ def settings(database_url: str) -> Settings:
     loaded = load_settings(environ(database_url), ROOT / "nurture.yaml")
     quick = loaded.delivery.model_copy(update={"backoff_seconds": 0.0})  # retries without waiting
     at_once = loaded.scoring.model_copy(update={"settle_seconds": 0.0})  # qualify without waiting
-    return loaded.model_copy(update={"delivery": quick, "scoring": at_once})
+    inline = loaded.server.model_copy(update={"judge": "inline"})  # hits judged before they are answered
+    return loaded.model_copy(update={"delivery": quick, "scoring": at_once, "server": inline})
 
 
 @pytest.fixture

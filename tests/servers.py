@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 @contextmanager
 def serving(app: Starlette, port: int) -> Iterator[str]:
     """Run `app` under uvicorn on 127.0.0.1:port until the block ends; yield its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -100,16 +100,18 @@ def test_a_lead_goes_from_trial_to_sales_and_back(database_url: str, tmp_path: P
             for html in (confirmation, digest):
                 assert web.get(pixel_of(html)).headers["content-type"] == "image/gif"
                 assert web.get(pixel_of(html)).status_code == 200  # a reload earns nothing
+            wait_for(lambda: store.pending_hits() == 0)  # judged by the server's judge process
             assert store.lead_by_email("ada@example.com").score == 2
 
             callback = web.get(link_labelled(confirmation, "Call me back"))
             assert callback.status_code == 302
             assert callback.headers["location"] == "https://example.com/thanks-we-will-call"
+            wait_for(lambda: store.pending_hits() == 0)
             assert store.lead_by_email("ada@example.com").stage is Stage.MQL  # 1 + 1 + 8 = 10
             web.get(link_labelled(digest, "Call me back"))
             for _ in range(3):
                 web.get(link_labelled(digest, "Call me back"))  # repeated: no more points, no new hand-off
-
+            wait_for(lambda: store.pending_hits() == 0)
             assert store.lead_by_email("ada@example.com").score == 18
             wait_for(lambda: store.lead_by_email("ada@example.com").stage is Stage.SQL)  # after settle_seconds
             wait_for(lambda: len(received(sink_store, SALES)) >= 1)

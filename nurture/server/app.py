@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -14,6 +18,7 @@ from starlette.templating import Jinja2Templates
 
 from nurture.engine import Engine
 from nurture.errors import InputError, TokenError, UnknownLead
+from nurture.judging import Judging, start_process
 from nurture.server import admin, api, pages, preview
 from nurture.server.hot import HotPath
 from nurture.tracking import Tracking
@@ -38,11 +43,34 @@ def create_app(engine: Engine) -> HotPath:
             *preview.routes(),
         ],
         exception_handlers={TokenError: not_found, InputError: bad_input, UnknownLead: unknown_lead},
+        lifespan=partial(judging, engine, tracking),
     )
     app.state.engine = engine
     app.state.tracking = tracking
     app.state.templates = templates
-    return HotPath(app, tracking, engine)
+    return HotPath(app, tracking)
+
+
+@asynccontextmanager
+async def judging(engine: Engine, tracking: Tracking, app: Starlette) -> AsyncIterator[None]:
+    """While the server runs, stored hits are judged: inline, before each answer, or by a process of its own."""
+    if engine.settings.server.judge == "process":
+        process = start_process(engine.settings)
+        try:
+            yield
+        finally:
+            process.terminate()
+            process.join(10)
+        return
+    inline = Judging(engine)
+    inline.inline()
+    tracking.journal.after = inline.judge_now
+    await run_in_threadpool(inline.judge_now)  # what an earlier run stored and did not judge
+    try:
+        yield
+    finally:
+        tracking.journal.after = None
+        await asyncio.gather(*inline.tasks, return_exceptions=True)
 
 
 async def health(request: Request) -> Response:

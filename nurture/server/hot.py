@@ -6,20 +6,14 @@ the traffic. They skip Starlette's routing and middleware; everything else goes 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Coroutine
-from datetime import UTC, datetime
-from typing import Any
+from time import time
 from urllib.parse import quote
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from nurture.engine import Engine
 from nurture.errors import TokenError
-from nurture.recorder import Written
 from nurture.tracking import Request, Tracking
 
 log = logging.getLogger(__name__)
@@ -33,12 +27,10 @@ SAFE_IN_URL = ":/%#?=@[]!$&'()*+,;~"
 class HotPath:
     """Serves /o/<token>.gif and /c/<token>; hands every other request to `app`."""
 
-    def __init__(self, app: Starlette, tracking: Tracking, engine: Engine):
+    def __init__(self, app: Starlette, tracking: Tracking):
         self.app = app
         self.state = app.state
         self.tracking = tracking
-        self.engine = engine
-        self.tasks: set[asyncio.Task[Any]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
@@ -55,55 +47,23 @@ class HotPath:
     async def pixel(self, scope: Scope, send: Send, token: str) -> None:
         """Always the image; a bad token or a failed write is logged, never shown to the recipient."""
         try:
-            written = await self.tracking.open(token, _request(scope))
-            self._follow_up(written)
+            await self.tracking.open(token, _request(scope))
         except TokenError:
             pass
         except Exception:  # noqa: BLE001 - the recipient always gets the image
-            log.exception("open not recorded")
+            log.exception("open not stored")
         await send({"type": "http.response.start", "status": 200, "headers": GIF})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else PIXEL})
 
     async def click(self, scope: Scope, send: Send, token: str) -> None:
         try:
-            written = await self.tracking.click(token, _request(scope))
+            url = await self.tracking.click(token, _request(scope))
         except TokenError:
-            written = None
-        if written is None or written.url is None:
             return await _answer(send, 404, b"Not found")
-        self._follow_up(written)
-        location = quote(written.url, safe=SAFE_IN_URL).encode("ascii")
+        location = quote(url, safe=SAFE_IN_URL).encode("ascii")
         headers = [(b"location", location), (b"content-length", b"0"), *NO_CACHE]
         await send({"type": "http.response.start", "status": 302, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
-
-    def _follow_up(self, written: Written) -> None:
-        """After the answer: deliver a new hand-off, or qualify a lead once its score has settled."""
-        if written.handoff_id is not None:
-            self._background(self._hand_off(written.handoff_id))
-        if written.settle is not None:
-            delay = self.engine.settings.scoring.settle_seconds
-            asyncio.get_running_loop().call_later(delay, self._background, self._settle(written.settle))
-
-    def _background(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _hand_off(self, handoff_id: int) -> None:
-        """The scheduler retries a hand-off whose mail fails here."""
-        await self.engine.deliver_handoff(handoff_id, datetime.now(UTC))
-
-    async def _settle(self, lead_id: int) -> None:
-        """Qualify a lead whose points survived the settle time (a burst since would have taken them back)."""
-        try:
-            _, handoff_id = await run_in_threadpool(self.engine.store.rescore, lead_id, self.engine.settings.scoring,
-                                                    datetime.now(UTC))
-        except Exception:  # noqa: BLE001 - the scheduler's tick settles it later
-            log.exception("lead %s not settled", lead_id)
-            return
-        if handoff_id is not None:
-            await self._hand_off(handoff_id)
 
 
 async def _answer(send: Send, status: int, text: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -115,4 +75,4 @@ async def _answer(send: Send, status: int, text: bytes, headers: list[tuple[byte
 def _request(scope: Scope) -> Request:
     agent = next((value for name, value in scope["headers"] if name == b"user-agent"), b"")
     client = scope.get("client")
-    return Request(scope["method"], agent.decode("latin-1"), client[0] if client else None, datetime.now(UTC))
+    return Request(scope["method"], agent[:300].decode("latin-1") or None, client[0] if client else None, time())

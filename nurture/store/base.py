@@ -51,9 +51,10 @@ class Recorded:
     handoff_id: int | None  # set when this event qualified the lead
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, busy_seconds: float = 30) -> Engine:
+    """An engine; on SQLite, `busy_seconds` is how long a write waits for another's write lock."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_seconds})
         sa_event.listen(engine, "connect", _sqlite_connect)
         sa_event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine

@@ -16,6 +16,7 @@ from nurture.models import (
     EventKind,
     Handoff,
     Lead,
+    PendingHit,
     Stage,
     Suppression,
 )
@@ -25,6 +26,11 @@ from nurture.store.base import MQL_ONLY, SUPPRESSION_EVENTS, Base, Hit, Recorded
 
 class Ledger(Base):
     # events and scores
+
+    def pending_hits(self) -> int:
+        """Opens and clicks stored by the tracking server and not yet judged."""
+        with self.session() as session:
+            return session.exec(select(func.count()).select_from(PendingHit)).one()
 
     def record(self, hit: Hit, rules: Scoring) -> Recorded:
         """Store one event, credit it at most once, and qualify the lead when it reaches the threshold."""

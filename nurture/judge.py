@@ -1,0 +1,337 @@
+"""Judging stored hits: which are a person's, what they earn, and which leads reach sales.
+
+The tracking server stores each open and click as it comes (nurture.journal) and answers at once. The
+judge takes the stored hits in the order they arrived, a batch per transaction, and turns each into an
+Event: classified by nurture.machines, credited by nurture.scoring; the leads' scores move by what was
+counted, and a lead that reaches its threshold is qualified exactly once. The batch leaves the journal
+in the transaction that writes its events, so after a crash a hit is judged again, never twice.
+
+Judges take turns (SQLite's write lock; an advisory lock on PostgreSQL), so every tracking process may
+run one. What a burst needs to be seen (the last minute's hits on each message) is read from the event
+log, so a judge sees the hits that every process stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, delete, insert, select, text, update
+from sqlmodel import Session
+
+from nurture import machines, scoring
+from nurture.models import Event, EventKind, Lead, PendingHit, Send, SendState, Stage
+from nurture.settings import Scoring
+from nurture.store import Store
+
+EVENTS = Event.__table__  # type: ignore[attr-defined]
+LEADS = Lead.__table__  # type: ignore[attr-defined]
+SENDS = Send.__table__  # type: ignore[attr-defined]
+PENDING = PendingHit.__table__  # type: ignore[attr-defined]
+JUDGE_LOCK = 0x6E756A67  # "nujg": judges on PostgreSQL take turns on this transaction lock
+MEMORY = timedelta(minutes=1)  # how far back a burst can reach
+log = logging.getLogger(__name__)
+
+# built once: statements with expanding IN lists compile to the same cached SQL every time
+TAKE = delete(PENDING).where(PENDING.c.id.in_(
+    select(PENDING.c.id).order_by(PENDING.c.id).limit(bindparam("limit")).scalar_subquery())).returning(
+    PENDING.c.id, PENDING.c.kind, PENDING.c.send_id, PENDING.c.link, PENDING.c.method, PENDING.c.user_agent,
+    PENDING.c.client, PENDING.c.at)
+DROP = delete(PENDING).where(PENDING.c.id == bindparam("id"))
+FACTS = select(SENDS.c.id, SENDS.c.lead_id, SENDS.c.sent_at, SENDS.c.links, SENDS.c.state).where(
+    SENDS.c.id.in_(bindparam("ids", expanding=True)))
+RECENT = (select(EVENTS.c.id, EVENTS.c.send_id, EVENTS.c.lead_id, EVENTS.c.occurred_at, EVENTS.c.kind,
+                 EVENTS.c.link, EVENTS.c.counted, EVENTS.c.action)
+          .where(EVENTS.c.send_id.in_(bindparam("ids", expanding=True)), EVENTS.c.occurred_at >= bindparam("since"),
+                 EVENTS.c.kind.in_([EventKind.OPEN, EventKind.CLICK]))
+          .order_by(EVENTS.c.occurred_at, EVENTS.c.id))
+LOCK = (select(LEADS.c.id, LEADS.c.stage, LEADS.c.cycle, LEADS.c.suppressed, LEADS.c.customer, LEADS.c.industry,
+               LEADS.c.score)
+        .where(LEADS.c.id.in_(bindparam("ids", expanding=True))).order_by(LEADS.c.id).with_for_update())
+HELD = select(EVENTS.c.credit_key).where(EVENTS.c.credit_key.in_(bindparam("keys", expanding=True)))
+ADD_POINTS = update(LEADS).where(LEADS.c.id == bindparam("lead")).values(score=LEADS.c.score + bindparam("delta"))
+UNCOUNT = update(EVENTS).where(EVENTS.c.id == bindparam("event"), EVENTS.c.counted.is_(True)).values(
+    counted=False, credit_key=None, reason=bindparam("why"))
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A stored open or click, as the journal holds it."""
+
+    id: int
+    kind: EventKind
+    send_id: int
+    link: int | None
+    method: str
+    user_agent: str
+    client: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Judged:
+    """What one batch came to: how many hits, and the leads that reached their threshold."""
+
+    hits: int = 0
+    handoffs: tuple[int, ...] = ()  # hand-offs created now (settle_seconds = 0)
+    settle: tuple[int, ...] = ()  # leads to qualify once their score has settled for settle_seconds
+
+    def __add__(self, other: Judged) -> Judged:
+        return Judged(self.hits + other.hits, self.handoffs + other.handoffs, self.settle + other.settle)
+
+
+@dataclass(frozen=True)
+class SendFacts:
+    lead_id: int
+    sent_at: datetime | None
+    links: list[dict[str, Any]]
+
+
+@dataclass
+class Seen:
+    """An earlier hit on a message, as the classifier sees it: a stored event, or a row of this batch."""
+
+    prior: machines.Prior
+    lead_id: int
+    event: int | None = None
+    row: int | None = None
+
+
+@dataclass
+class Judge:
+    store: Store
+    rules: Scoring
+    signals: machines.Signals = field(default_factory=machines.Signals)
+    max_sends: int = 200_000
+    facts: OrderedDict[int, SendFacts] = field(default_factory=OrderedDict)
+
+    def next_batch(self, limit: int = 500) -> Judged:
+        """Judge up to `limit` of the oldest stored hits in one transaction.
+
+        If the batch cannot be written, its hits are judged one by one; a hit that fails alone is dropped
+        from the journal and logged, so it cannot hold up those behind it.
+        """
+        try:
+            return self._judge(limit)
+        except Exception:
+            log.exception("a batch of up to %d hits could not be judged; judging them one by one", limit)
+        total = Judged()
+        for _ in range(limit):
+            try:
+                judged = self._judge(1)
+            except Exception:
+                log.exception("a hit could not be judged; dropped from the journal")
+                self._drop_oldest()
+                continue
+            if not judged.hits:
+                break
+            total = total + judged
+        return total
+
+    def drain(self) -> Judged:
+        """Judge every stored hit."""
+        total = Judged()
+        while (judged := self.next_batch()).hits:
+            total = total + judged
+        return total
+
+    def _judge(self, limit: int) -> Judged:
+        with self.store.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("select pg_advisory_xact_lock(:key)"), {"key": JUDGE_LOCK})
+            hits = sorted((_hit(row) for row in connection.execute(TAKE, {"limit": limit})), key=lambda h: h.id)
+            if not hits:
+                return Judged()
+            facts = self._facts(connection, {hit.send_id for hit in hits})
+            leads = _lock(connection, {facts[h.send_id].lead_id for h in hits if h.send_id in facts})
+            group = _Batch(self, connection, facts, leads, _recent(connection, facts.keys(), hits[0].at))
+            for hit in hits:
+                group.add(hit)
+            return group.commit()
+
+    def _drop_oldest(self) -> None:
+        with self.store.engine.begin() as connection:
+            oldest = connection.execute(select(PENDING.c.id).order_by(PENDING.c.id).limit(1)).scalar()
+            if oldest is not None:
+                connection.execute(DROP, {"id": oldest})
+
+    def _facts(self, connection: Any, send_ids: set[int]) -> dict[int, SendFacts]:
+        found = {send_id: self.facts[send_id] for send_id in send_ids if send_id in self.facts}
+        missing = send_ids - found.keys()
+        if missing:
+            for send_id, lead_id, sent_at, links, state in connection.execute(FACTS, {"ids": sorted(missing)}):
+                found[send_id] = SendFacts(lead_id, _utc(sent_at), links or [])
+                if state is SendState.SENT:  # final: safe to keep
+                    self.facts[send_id] = found[send_id]
+            while len(self.facts) > self.max_sends:
+                self.facts.popitem(last=False)
+        return found
+
+
+def _hit(row: Any) -> Hit:
+    kind = EventKind.CLICK if row.kind == "click" else EventKind.OPEN
+    return Hit(row.id, kind, row.send_id, row.link, row.method, row.user_agent or "", row.client,
+               datetime.fromtimestamp(row.at, UTC))
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """The database hands datetimes back without their zone; they are all UTC."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def _lock(connection: Any, lead_ids: set[int]) -> dict[int, Any]:
+    return {row.id: row for row in connection.execute(LOCK, {"ids": sorted(lead_ids)})} if lead_ids else {}
+
+
+def _recent(connection: Any, send_ids: Any, first: datetime) -> dict[int, list[Seen]]:
+    """The stored hits of these messages from the last minute before `first`, oldest first."""
+    recent: dict[int, list[Seen]] = defaultdict(list)
+    if send_ids:
+        for row in connection.execute(RECENT, {"ids": sorted(send_ids), "since": first - MEMORY}):
+            prior = machines.Prior(at=_utc(row.occurred_at), kind=EventKind(row.kind).value,  # type: ignore[arg-type]
+                                   link=row.link, counted=row.counted, honeypot=row.action == "honeypot")
+            recent[row.send_id].append(Seen(prior, row.lead_id, row.id))
+    return recent
+
+
+class _Batch:
+    """One transaction's worth of hits."""
+
+    def __init__(self, judge: Judge, connection: Any, facts: dict[int, SendFacts], leads: dict[int, Any],
+                 recent: dict[int, list[Seen]]):
+        self.judge = judge
+        self.rules = judge.rules
+        self.connection = connection
+        self.facts = facts
+        self.leads = leads
+        self.recent = recent  # each message's earlier hits: stored ones, then this batch's
+        self.rows: list[dict[str, Any]] = []
+        self.hits = 0
+        self.taken: set[str] = set()
+        self.delta: dict[int, int] = defaultdict(int)
+        self.uncount: list[dict[str, Any]] = []  # stored events now judged a machine's
+        self.recount: set[int] = set()  # leads whose score is recomputed exactly after an uncount
+
+    def add(self, hit: Hit) -> None:
+        self.hits += 1
+        facts = self.facts.get(hit.send_id)
+        link = _link(facts, hit) if facts else None
+        lead = self.leads.get(facts.lead_id) if facts else None
+        if facts is None or lead is None or (hit.kind is EventKind.CLICK and link is None):
+            log.warning("hit %s names no message, link or lead we have; not judged", hit.id)
+            return
+        if hit.kind is EventKind.OPEN:
+            credit = scoring.credit_open(hit.send_id, self.rules)
+        else:
+            credit = scoring.credit_click(hit.send_id, hit.link or 0, link or {}, self.rules)
+        reason = self._classify(hit, facts, link)
+        if reason is None and lead.stage is not Stage.MQL:
+            reason = f"lead is {lead.stage.value}"
+        if reason is None and credit.key in self.taken:
+            reason = "already credited"
+        if reason is None:
+            self.taken.add(credit.key or "")
+            self.delta[facts.lead_id] += credit.points
+        row = dict(lead_id=facts.lead_id, cycle=lead.cycle, send_id=hit.send_id, kind=hit.kind, link=hit.link,
+                   action=(link or {}).get("action"), points=credit.points, counted=reason is None, reason=reason,
+                   credit_for=credit.key, credit_key=credit.key if reason is None else None, occurred_at=hit.at,
+                   method=hit.method, user_agent=hit.user_agent[:300] or None, client=hit.client, detail=None)
+        self.rows.append(row)
+        self.recent[hit.send_id].append(Seen(_prior(row), facts.lead_id, row=len(self.rows) - 1))
+
+    def _classify(self, hit: Hit, facts: SendFacts, link: dict[str, Any] | None) -> str | None:
+        """The classifier's verdict, given the message's earlier hits; those it now sees as a machine's
+        are taken back."""
+        earlier = self.recent.get(hit.send_id, [])
+        verdict = machines.classify(
+            machines.Hit(hit.method, hit.user_agent, hit.at, facts.sent_at, kind=hit.kind.value, client=hit.client,
+                         link=hit.link, honeypot=(link or {}).get("action") == "honeypot"),
+            [seen.prior for seen in earlier], self.judge.signals)
+        for index in verdict.retroactive:
+            self._take_back(earlier[index], verdict.reason or "")
+        return verdict.reason
+
+    def _take_back(self, seen: Seen, why: str) -> None:
+        if not seen.prior.counted:
+            return
+        seen.prior = machines.Prior(seen.prior.at, seen.prior.kind, seen.prior.link, False, seen.prior.honeypot)
+        if seen.event is not None:  # stored by an earlier batch
+            self.uncount.append({"event": seen.event, "why": why})
+            self.recount.add(seen.lead_id)
+            return
+        assert seen.row is not None
+        row = self.rows[seen.row]
+        self.taken.discard(row["credit_key"])
+        self.delta[row["lead_id"]] -= row["points"]
+        row.update(counted=False, credit_key=None, reason=why)
+
+    def commit(self) -> Judged:
+        """Write the batch's events and score changes; qualify the leads that reached their threshold."""
+        self._drop_held_credits()
+        if self.rows:
+            self.connection.execute(insert(EVENTS), self.rows)
+        if self.uncount:
+            self.connection.execute(UNCOUNT, self.uncount)
+        changes = [{"lead": lead_id, "delta": delta} for lead_id, delta in self.delta.items()
+                   if delta and lead_id not in self.recount]
+        if changes:
+            self.connection.execute(ADD_POINTS, changes)
+        if self.recount:  # what an uncount takes back depends on cycles, expiry and other events: count again
+            latest = max(row["occurred_at"] for row in self.rows)
+            with Session(bind=self.connection) as session:
+                for lead_id in self.recount:
+                    self.judge.store.recount_in(session, lead_id, self.rules, latest)
+                session.flush()
+        return self._qualify()
+
+    def _drop_held_credits(self) -> None:
+        """A credit already held by an event outside this batch: the new hit earns nothing."""
+        keys = [row["credit_key"] for row in self.rows if row["credit_key"]]
+        if not keys:
+            return
+        held = {key for (key,) in self.connection.execute(HELD, {"keys": keys})}
+        for row in self.rows:
+            if row["credit_key"] in held:
+                row.update(counted=False, credit_key=None, reason="already credited")
+                self.delta[row["lead_id"]] -= row["points"]
+
+    def _qualify(self) -> Judged:
+        """Hand-offs for the leads whose score now reaches their threshold (settled exactly, with expiry).
+
+        With `settle_seconds` the leads are only named; the caller settles them later.
+        """
+        reached = [lead_id for lead_id, delta in self.delta.items() if delta > 0 and self._reaches(lead_id, delta)]
+        if self.rules.settle_seconds or not reached:
+            return Judged(self.hits, settle=tuple(reached))
+        handoffs = []
+        with Session(bind=self.connection) as session:
+            for lead_id in reached:
+                lead = session.get(Lead, lead_id)
+                assert lead is not None
+                latest = max(row["occurred_at"] for row in self.rows if row["lead_id"] == lead_id)
+                _, handoff_id = self.judge.store.settle_in(session, lead, self.rules, latest)
+                if handoff_id is not None:
+                    handoffs.append(handoff_id)
+            session.flush()
+        return Judged(self.hits, handoffs=tuple(handoffs))
+
+    def _reaches(self, lead_id: int, delta: int) -> bool:
+        lead = self.leads[lead_id]
+        line = scoring.threshold(self.rules, lead.customer, lead.industry or "")
+        return lead.suppressed is None and lead.stage is Stage.MQL and lead.score + delta >= line
+
+
+def _prior(row: dict[str, Any]) -> machines.Prior:
+    return machines.Prior(at=row["occurred_at"], kind=row["kind"].value, link=row["link"], counted=row["counted"],
+                          honeypot=row["action"] == "honeypot")
+
+
+def _link(facts: SendFacts, hit: Hit) -> dict[str, Any] | None:
+    if hit.kind is not EventKind.CLICK:
+        return None
+    if hit.link is None or not 0 <= hit.link < len(facts.links):
+        return None
+    return facts.links[hit.link]

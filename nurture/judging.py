@@ -1,0 +1,98 @@
+"""Running the judge: after each stored hit (inline), or in a process beside the server; and what a
+judged batch sets off: a hand-off mail, or a lead to qualify once its score has settled."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from nurture.engine import Engine
+from nurture.judge import Judge, Judged
+from nurture.settings import Settings
+
+log = logging.getLogger(__name__)
+POLL_SECONDS = 0.05  # how soon a judge of its own process sees new hits
+BATCH = 100  # hits per transaction: short, so the server's writes never wait long for SQLite's write lock
+GAP_SECONDS = 0.002  # between two full batches, time for the server to take the write lock
+
+
+class Judging:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.judge = Judge(engine.store, engine.settings.scoring)
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def inline(self) -> None:
+        """Judge in the journal's writer thread, before the hits are answered (call on the event loop)."""
+        self.loop = asyncio.get_running_loop()
+
+    def judge_now(self) -> None:
+        """Judge everything stored; hand the follow-ups to the event loop (from any thread)."""
+        judged = self.judge.drain()
+        if self.loop is not None and (judged.handoffs or judged.settle):
+            self.loop.call_soon_threadsafe(self.follow_up, judged)
+
+    async def run(self, parent: int | None = None) -> None:
+        """Judge batch after batch, polling while there is nothing; stop when the parent process is gone."""
+        while parent is None or os.getppid() == parent:
+            judged = await asyncio.to_thread(self.judge.next_batch, BATCH)
+            self.follow_up(judged)
+            await asyncio.sleep(GAP_SECONDS if judged.hits == BATCH else POLL_SECONDS)
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def follow_up(self, judged: Judged) -> None:
+        """Deliver new hand-offs; qualify settling leads once their score has settled."""
+        for handoff_id in judged.handoffs:
+            self._background(self._hand_off(handoff_id))
+        delay = self.engine.settings.scoring.settle_seconds
+        for lead_id in judged.settle:
+            asyncio.get_running_loop().call_later(delay, self._background, self._settle(lead_id))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _hand_off(self, handoff_id: int) -> None:
+        """The scheduler retries a hand-off whose mail fails here."""
+        await self.engine.deliver_handoff(handoff_id, datetime.now(UTC))
+
+    async def _settle(self, lead_id: int) -> None:
+        """Qualify a lead whose points survived the settle time (a burst since would have taken them back)."""
+        try:
+            _, handoff_id = await asyncio.to_thread(self.engine.store.rescore, lead_id,
+                                                    self.engine.settings.scoring, datetime.now(UTC))
+        except Exception:  # noqa: BLE001 - the scheduler's tick settles it later
+            log.exception("lead %s not settled", lead_id)
+            return
+        if handoff_id is not None:
+            await self._hand_off(handoff_id)
+
+
+def start_process(settings: Settings) -> BaseProcess:
+    """A judge in a process of its own; it stops by itself when this process is gone."""
+    process = multiprocessing.get_context("spawn").Process(target=_judge_forever, args=(settings, os.getpid()),
+                                                           name="nurture-judge", daemon=True)
+    process.start()
+    return process
+
+
+def _judge_forever(settings: Settings, parent: int) -> None:
+    from nurture.runtime import open_store, smtp_mailer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s judge: %(message)s")
+    store = open_store(settings)
+    engine = Engine(settings, store, smtp_mailer(settings))
+    try:
+        asyncio.run(Judging(engine).run(parent))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        store.close()

@@ -1,0 +1,132 @@
+"""The judge: stored hits become scored events; what a batch sees of itself, and that scores stay exact."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from nurture import machines
+from nurture.engine import Engine
+from nurture.journal import Arrival, Journal
+from nurture.judge import Judge
+from nurture.mailer import MemoryMailer
+from nurture.models import PendingHit
+from tests.conftest import make_lead
+
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+
+
+def mailed(engine: Engine) -> tuple[int, dict[str, int]]:
+    """A lead sent its confirmation a while ago; the index of each link action of that email."""
+    make_lead(engine.store)
+    asyncio.run(engine.send_due(datetime.now(UTC) - timedelta(hours=1)))
+    send = engine.store.sends_of(1)[0]
+    assert send.id is not None
+    return send.id, {link["action"]: index for index, link in enumerate(send.links)}
+
+
+def click(send_id: int, link: int, at: datetime) -> Arrival:
+    return Arrival("click", send_id, link, "GET", BROWSER, "192.0.2.7", at.timestamp())
+
+
+def judged(engine: Engine, *arrivals: Arrival) -> list[bool]:
+    """Store the hits as the tracking server does, judge them in one batch; whether each was counted."""
+    before = len(engine.store.events_of(1))
+    Journal(engine.store).write(arrivals)
+    Judge(engine.store, engine.settings.scoring).next_batch()
+    return [event.counted for event in engine.store.events_of(1)[before:]]
+
+
+def exact(engine: Engine) -> None:
+    events = engine.store.events_of(1)
+    assert engine.store.lead(1).score == sum(e.points for e in events if e.counted)
+
+
+def test_a_honeypot_hit_in_the_same_batch_takes_back_its_neighbours(engine: Engine, mailer: MemoryMailer) -> None:
+    send_id, links = mailed(engine)
+    now = datetime.now(UTC)
+    counted = judged(engine, click(send_id, links["callback"], now),
+                     click(send_id, links["honeypot"], now + timedelta(milliseconds=300)))
+    assert counted == [False, False]
+    assert engine.store.lead(1).score == 0
+    exact(engine)
+
+
+def test_a_burst_takes_back_a_hit_judged_earlier_by_another_judge(engine: Engine, mailer: MemoryMailer) -> None:
+    """What a burst needs is read from the event log: a second judge (another process) sees the first's hits."""
+    send_id, links = mailed(engine)
+    now = datetime.now(UTC)
+    assert judged(engine, click(send_id, links["callback"], now)) == [True]
+    assert engine.store.lead(1).score == 8
+    assert judged(engine, click(send_id, links["honeypot"], now + timedelta(milliseconds=400))) == [False]
+    first = engine.store.events_of(1)[-2]
+    assert (first.counted, first.reason) == (False, engine.store.events_of(1)[-1].reason)
+    assert engine.store.lead(1).score == 0
+    exact(engine)
+
+
+def test_the_score_stays_exact_when_a_burst_takes_back_what_an_admin_already_took(engine: Engine,
+                                                                                  mailer: MemoryMailer) -> None:
+    send_id, links = mailed(engine)
+    rules = engine.settings.scoring
+    now = datetime.now(UTC)
+    judged(engine, click(send_id, links["callback"], now))
+    first = engine.store.events_of(1)[-1]
+    engine.store.override(first.id or 0, False, "admin", rules, now)
+    others = [index for action, index in links.items() if action not in ("callback", "honeypot")]
+    extra = [click(send_id, index, now + timedelta(milliseconds=100 * (n + 1))) for n, index in enumerate(others)]
+    judged(engine, *extra, click(send_id, links["honeypot"], now + timedelta(milliseconds=500)))
+    exact(engine)
+
+
+def test_hits_on_unknown_mail_are_not_judged_and_do_not_hold_up_the_rest(engine: Engine,
+                                                                      mailer: MemoryMailer) -> None:
+    send_id, links = mailed(engine)
+    now = datetime.now(UTC).timestamp()
+    journal = Journal(engine.store)
+    urls = journal.write([click(send_id, links["callback"], datetime.now(UTC)),
+                          Arrival("click", 999_999, 0, "GET", BROWSER, None, now),
+                          Arrival("open", 999_999, None, "GET", BROWSER, None, now)])
+    assert urls[0] is not None and urls[1:] == [None, None]
+    assert pending(engine) == 2, "an unknown link is not stored; an open of an unknown mail is, and judged away"
+    assert Judge(engine.store, engine.settings.scoring).drain().hits == 2
+    assert pending(engine) == 0
+    assert [event.counted for event in engine.store.events_of(1)[-1:]] == [True]
+    assert engine.store.lead(1).score == 8
+
+
+def test_stored_hits_outlive_the_server_and_are_judged_once(engine: Engine, mailer: MemoryMailer) -> None:
+    send_id, links = mailed(engine)
+    Journal(engine.store).write([click(send_id, links["callback"], datetime.now(UTC))])
+    before = len(engine.store.events_of(1))
+    assert Judge(engine.store, engine.settings.scoring).drain().hits == 1  # a judge started after a crash
+    assert Judge(engine.store, engine.settings.scoring).drain().hits == 0
+    assert len(engine.store.events_of(1)) == before + 1
+    assert engine.store.lead(1).score == 8
+
+
+def test_a_hit_that_cannot_be_judged_is_dropped_alone(engine: Engine, mailer: MemoryMailer,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    send_id, links = mailed(engine)
+    classify = machines.classify
+
+    def fragile(hit: machines.Hit, *args: object, **kwargs: object) -> machines.Verdict:
+        if hit.user_agent == "poison":
+            raise ValueError("cannot judge this one")
+        return classify(hit, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(machines, "classify", fragile)
+    now = datetime.now(UTC)
+    poison = Arrival("open", send_id, None, "GET", "poison", None, now.timestamp())
+    counted = judged(engine, poison, click(send_id, links["callback"], now + timedelta(seconds=5)))
+    assert counted == [True]
+    assert pending(engine) == 0
+    assert engine.store.lead(1).score == 8
+
+
+def pending(engine: Engine) -> int:
+    with engine.store.engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(PendingHit)).scalar_one())
