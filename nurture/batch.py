@@ -12,6 +12,8 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -84,13 +86,19 @@ class Preparer:
 
 
 class Workshop:
-    """Where batches are built: a thread for a short run, a forked process when there is much to send."""
+    """Where batches are built: a thread for a short run, a forked process when there is much to send.
+
+    A process forks only while it runs a single thread: a lock another thread holds at that moment
+    (SQLite's, the connection pool's) would stay locked forever in the child. With other threads about
+    (the scheduler, a server in the same process, tests) batches are built in a thread.
+    """
 
     def __init__(self, preparer: Preparer, in_process: bool):
         self.preparer = preparer
         self.pool: Executor | None = None
-        if in_process and "fork" in multiprocessing.get_all_start_methods():
+        if in_process and threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
             self.pool = ProcessPoolExecutor(1, multiprocessing.get_context("fork"), _adopt, (preparer, os.getpid()))
+            self.pool.submit(os.getpid)  # fork now, before this process starts threads of its own
 
     def submit(self) -> Any:
         """An awaitable of the next batch."""
@@ -120,3 +128,38 @@ def _next() -> list[Prepared]:
     if os.getppid() != parent:  # the sender died (kill -9): claim nothing more in its name
         return []
     return preparer.next()
+
+
+class Backlog:
+    """The built sends no lane has taken yet, refilled a batch at a time while the next batch is built."""
+
+    def __init__(self, workshop: Workshop):
+        self.workshop = workshop
+        self.items: deque[Prepared] = deque()
+        self.upcoming = workshop.submit()
+        self.refilling = asyncio.Lock()
+        self.exhausted = False
+        self.batches = 0  # batches taken so far
+
+    async def take(self) -> Prepared | None:
+        """The next send to deliver; None once the outbox has nothing more for this run."""
+        if not self.items:
+            async with self.refilling:
+                if not self.items and not self.exhausted:  # another lane may have refilled while this one waited
+                    await self._refill()
+        return self.items.popleft() if self.items else None
+
+    async def _refill(self) -> None:
+        batch = await self.upcoming
+        if not batch:
+            self.exhausted = True
+            return
+        self.items.extend(batch)
+        self.batches += 1
+        self.upcoming = self.workshop.submit()
+
+    async def untaken(self) -> list[Prepared]:
+        """What was claimed but never taken: the rest of the backlog and the batch built ahead."""
+        rest = list(self.items)
+        self.items.clear()
+        return rest + (await self.upcoming if not self.exhausted else [])

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
-from nurture.batch import Prepared, Preparer, Workshop
+from nurture.batch import Backlog, Prepared, Preparer, Workshop
 from nurture.delivery import Breaker, GroupCommit, Pacer, attempt
 from nurture.models import SendState
 from nurture.outbox import Outbox, Result, final_state
@@ -35,15 +35,15 @@ class Dispatch:
         self.pacer = Pacer(self.policy.rate_per_second, self.policy.rate_per_hour)
         local = engine.store.url.startswith("sqlite")  # a SQLite write is shorter than a hop to a thread
         self.commit: GroupCommit[Result, None] = GroupCommit(self._record, in_thread=not local)
-        self.slots = asyncio.Semaphore(engine.settings.smtp.concurrency)
         self.preparer = Preparer(engine, self.outbox, now, self.policy, self._write)
 
     async def run(self) -> None:
         """Work the outbox until it is empty or the breaker trips.
 
-        The next batch is claimed and built (see nurture.batch) while the current one is on the wire;
-        what was built (Message-ID, subject, links) is stored with the send's result, and building is
-        deterministic, so a send retried after a crash carries the same message.
+        `smtp.concurrency` lanes take sends from one backlog; the next batch is claimed and built (see
+        nurture.batch) while the lanes deliver the one before. What was built (Message-ID, subject, links)
+        is stored with the send's result, and building is deterministic, so a send retried after a crash
+        carries the same message.
         """
         self.outbox.reclaim_orphans()
         counts = self.outbox.counts()
@@ -52,21 +52,19 @@ class Dispatch:
         workshop = Workshop(self.preparer, in_process=self.total > AHEAD_IN_PROCESS * self.policy.batch_size)
         self.connection = self.engine.store.engine.connect()
         renewing = asyncio.create_task(self._renew_leases())
-        upcoming = workshop.submit()
+        backlog = Backlog(workshop)
         try:
-            while not self.breaker.tripped:
-                batch = await upcoming
-                if not batch:
-                    break
-                upcoming = workshop.submit()
-                await self._send_all(batch)
+            await asyncio.gather(*(self._lane(backlog) for _ in range(self.engine.settings.smtp.concurrency)))
         finally:
             renewing.cancel()
-            untried = await upcoming  # claimed ahead but not sent (the breaker tripped, or an error): give back
+            untried = await backlog.untaken()  # claimed but not sent (the breaker tripped, or an error): give back
             if untried:
                 self._write([Result(item.send, SendState.QUEUED) for item in untried])
+                self.done += len(untried)  # processed: given back for the next run
             workshop.close()
             self.connection.close()
+        if self.progress:
+            self.progress(self.done, max(self.total, self.done), True)
         if self.breaker.tripped:
             self.report.paused = f"paused after {self.breaker.failures} failed deliveries in a row"
 
@@ -76,34 +74,34 @@ class Dispatch:
             await asyncio.sleep(self.policy.lease_seconds / 3)
             await asyncio.to_thread(self.outbox.renew)
 
-    async def _send_all(self, batch: Sequence[Prepared]) -> None:
-        async def one(item: Prepared) -> None:
+    async def _lane(self, backlog: Backlog) -> None:
+        """Deliver one send after another. A lane takes its next send only once the result of the last
+        is stored: at most `concurrency` sends are ever out but unrecorded."""
+        while not self.breaker.tripped:
+            item = await backlog.take()
+            if item is None:
+                return
             await self._deliver(item)
             self.done += 1
             if self.progress:
-                self.progress(self.done, max(self.total, self.done), False)
-
-        await asyncio.gather(*(one(item) for item in batch))
-        if self.progress:
-            self.progress(self.done, max(self.total, self.done), True)
+                self.progress(self.done, max(self.total, self.done), self.done % self.policy.batch_size == 0)
 
     async def _deliver(self, item: Prepared) -> None:
-        async with self.slots:  # held until the result is stored: at most `concurrency` unrecorded sends
-            if self.breaker.tripped:
-                await self.commit.put(Result(item.send, SendState.QUEUED))
-                return
-            if item.envelope is None:
-                await self._fail(item, item.problem or "not built")
-                return
-            try:
-                await self.pacer.wait()
-                state, error = await attempt(self.engine.mailer, item.envelope, self.policy)
-            except Exception as broken:  # noqa: BLE001 - one message that cannot go never stops the run
-                log.exception("send %s failed", item.send.id)
-                await self._fail(item, f"{type(broken).__name__}: {broken}")
-                return
-            self.breaker.record(state)
-            await self.commit.put(Result(item.send, state, error, item.described, datetime.now(UTC)))
+        if self.breaker.tripped:  # it tripped while this lane waited for a batch
+            await self.commit.put(Result(item.send, SendState.QUEUED))
+            return
+        if item.envelope is None:
+            await self._fail(item, item.problem or "not built")
+            return
+        try:
+            await self.pacer.wait()
+            state, error = await attempt(self.engine.mailer, item.envelope, self.policy)
+        except Exception as broken:  # noqa: BLE001 - one message that cannot go never stops the run
+            log.exception("send %s failed", item.send.id)
+            await self._fail(item, f"{type(broken).__name__}: {broken}")
+            return
+        self.breaker.record(state)
+        await self.commit.put(Result(item.send, state, error, item.described, datetime.now(UTC)))
         self._note(item, item.envelope.message_id, state, error)
 
     async def _fail(self, item: Prepared, problem: str) -> None:
