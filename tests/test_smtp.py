@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtplib.protocol import normalize_message_line_endings
 
 from nurture.engine import Engine, Report
+from nurture.mailer import wire_size
 from nurture.models import EventKind, Lead, SendState, Suppression
 from nurture.runtime import smtp_mailer
 from nurture.settings import Settings
@@ -425,8 +427,4 @@ def test_two_workers_on_one_outbox_deliver_each_mail_exactly_once(settings: Sett
 
 @pytest.mark.parametrize("data", [b"", b"a\r\nb\r\n", b"a\nb", b"a\rb\r\n\n", b"x\r", b"\r\n\r\r\n", b"\n\n\r"])
 def test_the_declared_size_is_the_size_on_the_wire(data: bytes) -> None:
-    from aiosmtplib.protocol import normalize_message_line_endings
-
-    from nurture.mailer import wire_size
-
     assert wire_size(data) == len(normalize_message_line_endings(data))
