@@ -11,6 +11,7 @@ messages that went out never change, so their links are kept in memory.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -20,7 +21,6 @@ from typing import Any, NamedTuple
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from nurture.delivery import GroupCommit
 from nurture.models import Send, SendState
 from nurture.store import Store, make_engine
 
@@ -45,53 +45,82 @@ class Arrival(NamedTuple):
 
 
 class Journal:
-    """Group-commits arrivals; `put` returns once its hit is stored, with the URL of a click."""
+    """Group-commits arrivals; `put` returns once its hit is stored, with the URL of a click.
+
+    One group is written at a time; the hits that arrive meanwhile form the next. On SQLite the write,
+    a fraction of a millisecond, is made on the event loop (a hop to a thread would cost more); while a
+    judge holds SQLite's write lock, the loop serves requests and the write is tried again every half
+    millisecond (SQLite's own wait sleeps up to 100 ms at a time).
+    """
 
     def __init__(self, store: Store, max_sends: int = 200_000):
         self.store = store
-        sqlite = store.engine.dialect.name == "sqlite"
-        self.engine = make_engine(store.url, busy_seconds=0) if sqlite else store.engine  # see _insert
-        marker = "?" if sqlite else "%s"
+        self.sqlite = store.engine.dialect.name == "sqlite"
+        self.engine = make_engine(store.url, busy_seconds=0) if self.sqlite else store.engine
+        marker = "?" if self.sqlite else "%s"
         self.sql = f"INSERT INTO pendinghit ({', '.join(COLUMNS)}) VALUES ({', '.join([marker] * len(COLUMNS))})"
         self.links: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
         self.max_sends = max_sends
-        self.commit: GroupCommit[Arrival, str | None] = GroupCommit(self.write)  # one write at a time, in a thread
-        self.after: Callable[[], None] | None = None  # called in the writer's thread after each commit
+        self.after: Callable[[], None] | None = None  # called after each commit, in a thread (an inline judge)
+        self.pending: list[tuple[Arrival, asyncio.Future[str | None]]] = []
+        self.running: asyncio.Task[None] | None = None
 
     async def put(self, arrival: Arrival) -> str | None:
         """Store one hit. For a click, the link's URL; None (and nothing stored) if the message has no such link."""
-        return await self.commit.put(arrival)
+        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self.pending.append((arrival, future))
+        if self.running is None or self.running.done():
+            self.running = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self.pending:
+            group, self.pending = self.pending, []
+            try:
+                urls = await self._store([arrival for arrival, _ in group])
+            except Exception as error:  # noqa: BLE001 - handed to every waiter of the group
+                for _, future in group:
+                    if not future.done():  # a waiter may have been cancelled meanwhile
+                        future.set_exception(error)
+                continue
+            for (_, future), url in zip(group, urls, strict=True):
+                if not future.done():
+                    future.set_result(url)
+
+    async def _store(self, arrivals: list[Arrival]) -> list[str | None]:
+        """Write one group: kept waiting while SQLite's write lock is held; other failures tried twice more."""
+        failures = 0
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                if self.sqlite and self.after is None:
+                    return self.write(arrivals)
+                return await asyncio.to_thread(self.write, arrivals)
+            except DBAPIError as error:
+                if _locked(error) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.0005)
+                    continue
+                failures += 1
+                if failures == ATTEMPTS:
+                    raise
+                log.warning("storing %d hits failed; trying again", len(arrivals), exc_info=True)
+                await asyncio.sleep(0.05 * failures)
 
     def write(self, arrivals: Sequence[Arrival]) -> list[str | None]:
+        """Store the hits in one transaction; the URL of each click (None: no such link, not stored)."""
         clicks = {arrival.send_id for arrival in arrivals if arrival.kind == "click"}
         links = self._links(clicks) if clicks else {}
         urls = [_url(links, arrival) for arrival in arrivals]
         rows = [arrival for arrival, url in zip(arrivals, urls, strict=True) if url or arrival.kind == "open"]
         if rows:
-            self._insert(rows)
+            with self.engine.begin() as connection:
+                connection.exec_driver_sql(self.sql, rows)
             if self.after is not None:
-                self.after()
+                try:
+                    self.after()
+                except Exception:  # the hits are stored: a judge takes them up later
+                    log.exception("hits stored but not judged")
         return urls
-
-    def _insert(self, rows: list[Arrival]) -> None:
-        """One transaction. SQLite's write lock, while a judge holds it, is asked for again every half
-        millisecond (SQLite's own wait sleeps up to 100 ms at a time); other failures are tried twice more."""
-        failures = 0
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        while True:
-            try:
-                with self.engine.begin() as connection:
-                    connection.exec_driver_sql(self.sql, rows)
-                return
-            except DBAPIError as error:
-                if _locked(error) and time.monotonic() < deadline:
-                    time.sleep(0.0005)
-                    continue
-                failures += 1
-                if failures == ATTEMPTS:
-                    raise
-                log.warning("storing %d hits failed; trying again", len(rows), exc_info=True)
-                time.sleep(0.05 * failures)
 
     def _links(self, send_ids: set[int]) -> dict[int, list[dict[str, Any]]]:
         found = {send_id: self.links[send_id] for send_id in send_ids if send_id in self.links}

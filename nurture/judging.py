@@ -4,6 +4,7 @@ judged batch sets off: a hand-off mail, or a lead to qualify once its score has 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -18,7 +19,7 @@ from nurture.settings import Settings
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.05  # how soon a judge of its own process sees new hits
-BATCH = 100  # hits per transaction: short, so the server's writes never wait long for SQLite's write lock
+BATCH = 50  # hits per transaction: short, so the server's writes never wait long for SQLite's write lock
 GAP_SECONDS = 0.002  # between two full batches, time for the server to take the write lock
 
 
@@ -88,6 +89,8 @@ def _judge_forever(settings: Settings, parent: int) -> None:
     from nurture.runtime import open_store, smtp_mailer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s judge: %(message)s")
+    gc.collect()
+    gc.freeze()
     store = open_store(settings)
     engine = Engine(settings, store, smtp_mailer(settings))
     try:

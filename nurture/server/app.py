@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -54,6 +55,8 @@ def create_app(engine: Engine) -> HotPath:
 @asynccontextmanager
 async def judging(engine: Engine, tracking: Tracking, app: Starlette) -> AsyncIterator[None]:
     """While the server runs, stored hits are judged: inline, before each answer, or by a process of its own."""
+    gc.collect()
+    gc.freeze()  # what was loaded to start is never garbage: the collector's pauses stay short under load
     if engine.settings.server.judge == "process":
         process = start_process(engine.settings)
         try:
