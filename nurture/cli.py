@@ -230,6 +230,9 @@ def leads_show(ctx: click.Context, email: str, as_json: bool) -> None:
     lead = store.lead_by_email(email)
     assert lead.id is not None
     console.lead(lead, store.events_of(lead.id), store.sends_of(lead.id), store.handoffs_of(lead.id), as_json)
+    waiting = store.pending_hits()
+    if waiting and not as_json:
+        click.echo(f"{waiting} opens and clicks (of all leads) are stored and not yet judged")
 
 
 @main.group()

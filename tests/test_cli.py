@@ -72,3 +72,15 @@ def test_rescore_dry_run_reports_without_changing(run, tmp_path: Path) -> None: 
     run("leads", "add", "ada@example.com")
     code, output = run("rescore", "--dry-run")
     assert code == 0 and "0 scores would change; 0 leads would become SQL" in output
+
+
+def test_leads_show_says_how_many_hits_wait_to_be_judged(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from nurture.journal import Arrival, Journal
+
+    assert run("leads", "add", "ada@example.com", "--interest", "cloud")[0] == 0
+    assert "not yet judged" not in run("leads", "show", "ada@example.com")[1]
+    settings = load_settings({"NURTURE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+                              "NURTURE_SECRET_KEY": SECRET}, ROOT / "nurture.yaml")
+    Journal(Store(settings.database_url)).write([Arrival("open", 1, None, "GET", "Mozilla/5.0", None, 0.0)] * 2)
+    shown = run("leads", "show", "ada@example.com")[1]
+    assert "2 opens and clicks (of all leads) are stored and not yet judged" in shown
