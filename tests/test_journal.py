@@ -1,0 +1,100 @@
+"""The journal: hits stored in group commits before they are answered, whatever holds the database."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from nurture.journal import Arrival, Journal
+from nurture.models import PendingHit
+from nurture.store import Store
+
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+
+
+def opened(send_id: int) -> Arrival:
+    return Arrival("open", send_id, None, "GET", BROWSER, "192.0.2.7", time.time())
+
+
+def stored(store: Store) -> int:
+    with store.engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(PendingHit)).scalar_one())
+
+
+def test_concurrent_hits_share_a_commit_and_each_is_stored(store: Store) -> None:
+    journal = Journal(store)
+    writes: list[int] = []
+    write = journal.write
+    journal.write = lambda arrivals: writes.append(len(arrivals)) or write(arrivals)  # type: ignore[method-assign]
+
+    async def hits() -> None:
+        await asyncio.gather(*(journal.put(opened(n)) for n in range(200)))
+
+    asyncio.run(hits())
+    assert stored(store) == 200
+    assert sum(writes) == 200 and len(writes) < 20, writes
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_held_write_lock_delays_the_answer_but_not_the_server(store: Store, tmp_path: Path) -> None:
+    """While another process (a judge) holds SQLite's write lock, the hit waits and the event loop goes on."""
+    holder = sqlite3.connect(tmp_path / "nurture.db", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.3, holder.execute, ["COMMIT"]).start()
+    journal = Journal(store)
+
+    async def scene() -> tuple[float, int]:
+        ticks = 0
+
+        async def ticking() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        clock = asyncio.create_task(ticking())
+        started = time.monotonic()
+        await journal.put(opened(1))
+        clock.cancel()
+        return time.monotonic() - started, ticks
+
+    waited, ticks = asyncio.run(scene())
+    holder.close()
+    assert waited >= 0.25, "the hit is answered only once stored"
+    assert ticks >= 10, "the loop served others while the hit waited"
+    assert stored(store) == 1
+
+
+def test_a_failed_write_is_tried_again(store: Store) -> None:
+    journal = Journal(store)
+    write = journal.write
+    failures = iter([OperationalError("INSERT", {}, Exception("disk I/O error"))])
+
+    def flaky(arrivals: list[Arrival]) -> list[str | None]:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return write(arrivals)
+
+    journal.write = flaky  # type: ignore[assignment]
+    asyncio.run(journal.put(opened(1)))
+    assert stored(store) == 1
+
+
+def test_a_write_that_keeps_failing_fails_its_hits(store: Store) -> None:
+    journal = Journal(store)
+
+    def broken(arrivals: list[Arrival]) -> list[str | None]:
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    journal.write = broken  # type: ignore[assignment]
+    with pytest.raises(OperationalError):
+        asyncio.run(journal.put(opened(1)))
+    assert stored(store) == 0
