@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from nurture.errors import DeliveryError
-from nurture.mailer import Mailer
+from nurture.mailer import Mailer, Ready
 from nurture.message import Envelope
 from nurture.models import SendState
 from nurture.settings import Delivery
@@ -30,14 +30,16 @@ def backoff(attempt: int, base: float, jitter: float, cap: float = 30.0) -> floa
 
 
 async def attempt(mailer: Mailer, envelope: Envelope, policy: Delivery, sleep: Sleep = asyncio.sleep,
-                  rand: Callable[[], float] = random.random) -> tuple[SendState, str | None]:
-    """Deliver with quick retries: sent; bounced on a 5xx; deferred when the retries run out."""
+                  rand: Callable[[], float] = random.random,
+                  ready: Ready | None = None) -> tuple[SendState, str | None]:
+    """Deliver with quick retries: sent; bounced on a 5xx; deferred when the retries run out. `ready` is
+    handed to the mailer (see Mailer.send)."""
     error: DeliveryError | None = None
     for number in range(policy.retries + 1):
         if number:
             await sleep(backoff(number - 1, policy.backoff_seconds, rand()))
         try:
-            await mailer.send(envelope)
+            await (mailer.send(envelope) if ready is None else mailer.send(envelope, ready))
             return SendState.SENT, None
         except DeliveryError as failure:
             if failure.permanent:
@@ -101,9 +103,18 @@ class GroupCommit(Generic[T, R]):
         self.running: asyncio.Task[None] | None = None
 
     async def put(self, item: T) -> R | None:
+        return await self.settle(self.add(item))
+
+    def add(self, item: T) -> asyncio.Future[R | None]:
+        """Queue an item for the next group without starting a write; the future is done once the item
+        is committed. It goes with any write under way or to come: `settle` starts one if need be."""
         future: asyncio.Future[R | None] = asyncio.get_running_loop().create_future()
         self.pending.append((item, future))
-        if self.running is None or self.running.done():
+        return future
+
+    async def settle(self, future: asyncio.Future[R | None]) -> R | None:
+        """Wait until the item of `future` (from `add`) is committed, writing what waits if no write is under way."""
+        if not future.done() and (self.running is None or self.running.done()):
             self.running = asyncio.create_task(self._drain())
         return await future
 

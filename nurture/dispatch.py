@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 AHEAD_IN_PROCESS = 2  # batches: a run with more than this builds its messages in a process of its own
+Stored = asyncio.Future[None]  # a result handed to the group commit: done once it is committed
 Progress = Callable[[int, int, bool], None]  # (messages done in this run, messages to do, a batch just ended)
 
 
@@ -75,38 +76,51 @@ class Dispatch:
             await asyncio.to_thread(self.outbox.renew)
 
     async def _lane(self, backlog: Backlog) -> None:
-        """Deliver one send after another. A lane takes its next send only once the result of the last
-        is stored: at most `concurrency` sends are ever out but unrecorded."""
-        while not self.breaker.tripped:
-            item = await backlog.take()
-            if item is None:
-                return
-            await self._deliver(item)
-            self.done += 1
-            if self.progress:
-                self.progress(self.done, max(self.total, self.done), self.done % self.policy.batch_size == 0)
+        """Deliver one send after another. The result of a send is written while the next one's envelope
+        goes out, but the server can take the next message only once that result is stored (see
+        `_deliver`): a lane has at most one send out but unrecorded, the run `concurrency`, and the
+        results of several lanes share a transaction."""
+        stored: Stored | None = None  # the last send's result: committed, or on its way
+        try:
+            while not self.breaker.tripped:
+                item = await backlog.take()
+                if item is None:
+                    return
+                stored = await self._deliver(item, stored)
+                self.done += 1
+                if self.progress:
+                    self.progress(self.done, max(self.total, self.done), self.done % self.policy.batch_size == 0)
+        finally:
+            if stored is not None:
+                await self.commit.settle(stored)
 
-    async def _deliver(self, item: Prepared) -> None:
-        if self.breaker.tripped:  # it tripped while this lane waited for a batch
-            await self.commit.put(Result(item.send, SendState.QUEUED))
-            return
-        if item.envelope is None:
-            await self._fail(item, item.problem or "not built")
-            return
+    async def _deliver(self, item: Prepared, previous: Stored | None) -> Stored:
+        """Deliver one send; return its result, queued for the next group commit."""
+
+        async def ready() -> None:  # before the server can take this message; raises if that write failed
+            if previous is not None:
+                await self.commit.settle(previous)
+
+        if self.breaker.tripped or item.envelope is None:
+            await ready()
+            if item.envelope is None:
+                return self._fail(item, item.problem or "not built")
+            return self.commit.add(Result(item.send, SendState.QUEUED))  # it tripped while this lane waited
         try:
             await self.pacer.wait()
-            state, error = await attempt(self.engine.mailer, item.envelope, self.policy)
+            state, error = await attempt(self.engine.mailer, item.envelope, self.policy, ready=ready)
         except Exception as broken:  # noqa: BLE001 - one message that cannot go never stops the run
+            await ready()  # ...but a result that cannot be stored does
             log.exception("send %s failed", item.send.id)
-            await self._fail(item, f"{type(broken).__name__}: {broken}")
-            return
+            return self._fail(item, f"{type(broken).__name__}: {broken}")
+        await ready()  # when the server refused early, before asking
         self.breaker.record(state)
-        await self.commit.put(Result(item.send, state, error, item.described, datetime.now(UTC)))
         self._note(item, item.envelope.message_id, state, error)
+        return self.commit.add(Result(item.send, state, error, item.described, datetime.now(UTC)))
 
-    async def _fail(self, item: Prepared, problem: str) -> None:
-        await self.commit.put(Result(item.send, SendState.FAILED, problem))
+    def _fail(self, item: Prepared, problem: str) -> Stored:
         self.report.failed.append(f"{item.email}: {problem}")
+        return self.commit.add(Result(item.send, SendState.FAILED, problem))
 
     def _note(self, item: Prepared, message_id: str, state: SendState, error: str | None) -> None:
         email, send = item.email, item.send

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -13,9 +14,14 @@ from nurture.errors import DeliveryError
 from nurture.message import Envelope
 
 
+Ready = Callable[[], Awaitable[None]]  # awaited before the server may take the message
+
+
 class Mailer(Protocol):
-    async def send(self, envelope: Envelope) -> None:
-        """Deliver one message or raise DeliveryError (permanent for a 5xx reply)."""
+    async def send(self, envelope: Envelope, ready: Ready | None = None) -> None:
+        """Deliver one message or raise DeliveryError (permanent for a 5xx reply). `ready`, when given, is
+        awaited once the envelope is accepted and before the message goes: the server cannot take the
+        message until it returns."""
 
     async def close(self) -> None: ...
 
@@ -27,9 +33,11 @@ class MemoryMailer:
     sent: list[Envelope] = field(default_factory=list)
     fail: dict[str, DeliveryError] = field(default_factory=dict)
 
-    async def send(self, envelope: Envelope) -> None:
+    async def send(self, envelope: Envelope, ready: Ready | None = None) -> None:
         if envelope.recipient in self.fail:
             raise self.fail[envelope.recipient]
+        if ready is not None:
+            await ready()
         self.sent.append(envelope)
 
     async def close(self) -> None:
@@ -47,12 +55,12 @@ class SmtpMailer:
         self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
         self._slots = asyncio.Semaphore(connections)
 
-    async def send(self, envelope: Envelope) -> None:
+    async def send(self, envelope: Envelope, ready: Ready | None = None) -> None:
         async with self._slots:
             client = None
             try:
                 client = await self._checkout()
-                await _transfer(client, envelope)
+                await _transfer(client, envelope, ready)
             except aiosmtplib.SMTPRecipientRefused as error:
                 await _drop(client)
                 raise DeliveryError(f"recipient refused: {error.code} {error.message}", permanent=error.code >= 500,
@@ -70,6 +78,9 @@ class SmtpMailer:
             except ValueError as error:  # the client refuses the message itself (an address it cannot quote)
                 await _drop(client)
                 raise DeliveryError(f"refused by the SMTP client: {error}", permanent=True) from None
+            except Exception:  # not the server's doing (`ready` failed): leave no half-open envelope behind
+                await _drop(client)
+                raise
             self._idle.put_nowait(client)
 
     async def _checkout(self) -> aiosmtplib.SMTP:
@@ -89,12 +100,14 @@ class SmtpMailer:
             await _drop(self._idle.get_nowait())
 
 
-async def _transfer(client: aiosmtplib.SMTP, envelope: Envelope) -> None:
+async def _transfer(client: aiosmtplib.SMTP, envelope: Envelope, ready: Ready | None) -> None:
     """MAIL, RCPT and DATA for one recipient. `sendmail` would also pass over the message bytes a second
     time (to count its SIZE) and parse each address twice: a fifth of the client's work per message."""
     options = [f"SIZE={wire_size(envelope.data)}"] if client.supports_extension("size") else []
     await client.mail(envelope.sender, options=options)
     await client.rcpt(envelope.recipient)
+    if ready is not None:
+        await ready()
     await client.data(envelope.data)
 
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from nurture import content  # noqa: E402
 from nurture.engine import Engine  # noqa: E402
-from nurture.mailer import SmtpMailer  # noqa: E402
+from nurture.mailer import Ready, SmtpMailer  # noqa: E402
 from nurture.message import Envelope  # noqa: E402
 from nurture.models import Lead  # noqa: E402
 from nurture.render import Renderer  # noqa: E402
@@ -77,8 +77,8 @@ class Recording(SmtpMailer):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.kept: list[Envelope] = []
 
-    async def send(self, envelope: Envelope) -> None:
-        await super().send(envelope)
+    async def send(self, envelope: Envelope, ready: Ready | None = None) -> None:
+        await super().send(envelope, ready)
         self.kept.append(envelope)
 
 

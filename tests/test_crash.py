@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from nurture.engine import Engine
-from nurture.mailer import MemoryMailer
+from nurture.mailer import MemoryMailer, Ready
 from nurture.message import Envelope
 from nurture.models import Lead, SendState
 from nurture.outbox import Outbox
@@ -179,9 +179,9 @@ class Probe(MemoryMailer):
         self.recorded: set[int] = set()
         self.worst = 0
 
-    async def send(self, envelope: Envelope) -> None:
+    async def send(self, envelope: Envelope, ready: Ready | None = None) -> None:
         await asyncio.sleep(0.002)
-        await super().send(envelope)
+        await super().send(envelope, ready)
         delivered = {send_number(sent) for sent in self.sent}
         self.worst = max(self.worst, len(delivered - self.recorded))
 

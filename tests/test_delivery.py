@@ -400,3 +400,20 @@ def test_a_cancelled_waiter_does_not_strand_the_rest_of_its_group() -> None:
         return [await asyncio.wait_for(second, 2)]
 
     assert asyncio.run(scenario()) == ["ok 2"]
+
+
+@pytest.mark.timeout(10)
+def test_added_items_wait_for_a_settle_and_then_go_in_one_write() -> None:
+    writer = Writer()
+
+    async def main() -> None:
+        commit: GroupCommit[object, None] = GroupCommit(writer, in_thread=False)
+        futures = [commit.add(n) for n in range(4)]
+        await asyncio.sleep(0.01)
+        assert writer.calls == []  # added, not written
+        await commit.settle(futures[1])
+        assert all(future.done() for future in futures)
+        await commit.settle(futures[3])  # already committed: no second write
+
+    asyncio.run(main())
+    assert writer.calls == [[0, 1, 2, 3]]
