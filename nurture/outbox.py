@@ -35,6 +35,10 @@ _SENDS = Send.__table__  # type: ignore[attr-defined]
 FINISH = update(_SENDS).where(  # executemany: one statement, many rows; only while this worker holds the claim
     _SENDS.c.id == bindparam("send_id"), _SENDS.c.claimed_by == bindparam("worker"))
 
+ITEMS = (  # built once: SQLAlchemy keys its statement cache on the statement, which costs as much as the query
+    select(SendItem.send_id, FeedItem).join(FeedItem, col(SendItem.item_id) == col(FeedItem.id))
+    .where(col(SendItem.send_id).in_(bindparam("send_ids", expanding=True)))
+    .order_by(col(SendItem.send_id), col(SendItem.position)))
 
 LIVE = timedelta(minutes=10)  # a run whose clock is this close to the wall clock is live
 
@@ -147,11 +151,9 @@ class Outbox:
 
     def items(self, send_ids: Sequence[int]) -> dict[int, list[FeedItem]]:
         """The items of many sends, in the order each send carries them."""
-        query = (select(SendItem.send_id, FeedItem).join(FeedItem, col(SendItem.item_id) == col(FeedItem.id))
-                 .where(col(SendItem.send_id).in_(send_ids)).order_by(col(SendItem.send_id), col(SendItem.position)))
         found: dict[int, list[FeedItem]] = {send_id: [] for send_id in send_ids}
         with self.store.session() as session:
-            for send_id, item in session.exec(query).all():
+            for send_id, item in session.exec(ITEMS, params={"send_ids": list(send_ids)}).all():
                 found[send_id].append(item)
         return found
 
