@@ -92,10 +92,10 @@ def lines(path: Path) -> list[tuple[str, str]]:
     return found
 
 
-def sent_ids(store: Store) -> dict[str, str]:
+def sent_ids(store: Store, leads: int = LEADS) -> dict[str, str]:
     """The Message-ID of every send the database records as sent, by recipient."""
     found = {}
-    for lead in store.leads(LEADS + 10):
+    for lead in store.leads(leads + 10):
         assert lead.id is not None
         for send in store.sends_of(lead.id):
             if send.state is SendState.SENT:
@@ -108,9 +108,10 @@ def send_due() -> list[str]:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("moment", ["1 queued", "5 lines", "60 lines"])
+@pytest.mark.parametrize(("leads", "moment"), [(LEADS, "1 queued"), (LEADS, "5 lines"), (LEADS, "60 lines"),
+                                              (3 * LEADS, "250 lines")])  # more than two batches: built in a process
 def test_kill_9_during_send_due_loses_nothing_and_repeats_only_what_was_in_flight(
-        database_url: str, sink: tuple[int, Path], moment: str) -> None:
+        database_url: str, sink: tuple[int, Path], leads: int, moment: str) -> None:
     port, received = sink
     env = {**os.environ, **environ(database_url, NURTURE_SMTP_PORT=str(port), NURTURE_SMTP_SINK="false",
                                    NURTURE_CONFIG=str(ROOT / "nurture.yaml"))}
@@ -119,7 +120,7 @@ def test_kill_9_during_send_due_loses_nothing_and_repeats_only_what_was_in_fligh
     assert concurrency == 4
     store = Store(settings.database_url)
     store.create()
-    emails = [f"lead{n:03}@example.com" for n in range(LEADS)]
+    emails = [f"lead{n:03}@example.com" for n in range(leads)]
     store.add_leads([Lead(email=email, first_name="Lead", interests=["cloud"], industry="finance",
                           cycle_started_at=T0, created_at=T0) for email in emails])
     try:
@@ -140,8 +141,8 @@ def test_kill_9_during_send_due_loses_nothing_and_repeats_only_what_was_in_fligh
 
         time.sleep(0.2)  # messages already handed over finish on the server, sender or no sender
         before = lines(received)
-        recorded = sent_ids(store)
-        assert len(recorded) < LEADS
+        recorded = sent_ids(store, leads)
+        assert len(recorded) < leads
         unrecorded = {recipient for recipient, _ in before} - set(recorded)
         assert len(unrecorded) <= concurrency, f"{len(unrecorded)} messages went out without being recorded"
 
@@ -159,9 +160,9 @@ def test_kill_9_during_send_due_loses_nothing_and_repeats_only_what_was_in_fligh
         assert set(duplicated) <= unrecorded
         assert all(len(mids) <= 2 for mids in copies.values())
 
-        recorded = sent_ids(store)
+        recorded = sent_ids(store, leads)
         assert sorted(recorded) == emails
-        for lead in store.leads(LEADS + 10):
+        for lead in store.leads(leads + 10):
             assert lead.id is not None
             sends = store.sends_of(lead.id)
             assert [(send.state, send.step) for send in sends] == [(SendState.SENT, 0)], lead.email
