@@ -20,6 +20,7 @@ from nurture.settings import Settings
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.05  # how soon a judge of its own process sees new hits
 BATCH = 50  # hits per transaction: short, so the server's writes never wait long for SQLite's write lock
+JUDGE_NICENESS = 10  # answering comes first: under a burst the judge lags behind and catches up after it
 GAP_SECONDS = 0.002  # between two full batches, time for the server to take the write lock
 
 
@@ -91,6 +92,7 @@ def _judge_forever(settings: Settings, parent: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s judge: %(message)s")
     gc.collect()
     gc.freeze()
+    os.nice(JUDGE_NICENESS)
     store = open_store(settings)
     engine = Engine(settings, store, smtp_mailer(settings))
     try:
