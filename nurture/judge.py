@@ -147,10 +147,11 @@ class Judge:
                 return Judged()
             facts = self._facts(connection, {hit.send_id for hit in hits})
             leads = _lock(connection, {facts[h.send_id].lead_id for h in hits if h.send_id in facts})
-            group = _Batch(self, connection, facts, leads, _recent(connection, facts.keys(), hits[0].at))
+            recent = _recent(connection, facts.keys(), min(hit.at for hit in hits))
+            batch = _Batch(self, connection, facts, leads, recent)
             for hit in hits:
-                group.add(hit)
-            return group.commit()
+                batch.add(hit)
+            return batch.commit()
 
     def _drop_oldest(self) -> None:
         with self.store.engine.begin() as connection:
