@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,7 +14,7 @@ from nurture.engine import Engine
 from nurture.journal import Arrival, Journal
 from nurture.judge import Judge
 from nurture.mailer import MemoryMailer
-from nurture.models import PendingHit
+from nurture.models import EventKind, PendingHit
 from tests.conftest import make_lead
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
@@ -130,3 +131,20 @@ def test_a_hit_that_cannot_be_judged_is_dropped_alone(engine: Engine, mailer: Me
 def pending(engine: Engine) -> int:
     with engine.store.engine.connect() as connection:
         return int(connection.execute(select(func.count()).select_from(PendingHit)).scalar_one())
+
+
+def test_judges_in_parallel_judge_each_hit_once(engine: Engine, mailer: MemoryMailer) -> None:
+    """Every tracking server may run a judge; they take turns, so no hit is judged twice or lost."""
+    send_id, links = mailed(engine)
+    now = datetime.now(UTC)
+    opens = [Arrival("open", send_id, None, "GET", BROWSER, "192.0.2.7", (now + timedelta(seconds=n)).timestamp())
+             for n in range(120)]
+    Journal(engine.store).write(opens)
+    judges = [Judge(engine.store, engine.settings.scoring) for _ in range(3)]
+    with ThreadPoolExecutor(3) as pool:
+        judged = list(pool.map(lambda judge: judge.next_batch(7) + judge.drain(), judges))
+    assert sum(result.hits for result in judged) == 120
+    events = [event for event in engine.store.events_of(1) if event.kind is EventKind.OPEN]
+    assert len(events) == 120 and pending(engine) == 0
+    assert sum(event.counted for event in events) == 1, "one open credited per email"
+    exact(engine)
