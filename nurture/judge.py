@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, text, update
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from nurture import machines, scoring
@@ -112,16 +113,21 @@ class Judge:
         """Judge up to `limit` of the oldest stored hits in one transaction.
 
         If the batch cannot be written, its hits are judged one by one; a hit that fails alone is dropped
-        from the journal and logged, so it cannot hold up those behind it.
+        from the journal and logged, so it cannot hold up those behind it. A database that cannot be
+        reached (OperationalError) drops nothing: the error goes to the caller, the hits wait.
         """
         try:
             return self._judge(limit)
+        except OperationalError:
+            raise
         except Exception:
             log.exception("a batch of up to %d hits could not be judged; judging them one by one", limit)
         total = Judged()
         for _ in range(limit):
             try:
                 judged = self._judge(1)
+            except OperationalError:
+                raise
             except Exception:
                 log.exception("a hit could not be judged; dropped from the journal")
                 self._drop_oldest()

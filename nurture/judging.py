@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.05  # how soon a judge of its own process sees new hits
 BATCH = 50  # hits per transaction: short, so the server's writes never wait long for SQLite's write lock
 JUDGE_NICENESS = 10  # answering comes first: under a burst the judge lags behind and catches up after it
+RETRY_SECONDS = 1.0  # after a failure to reach the database
 GAP_SECONDS = 0.002  # between two full batches, time for the server to take the write lock
 
 
@@ -44,7 +45,12 @@ class Judging:
     async def run(self, parent: int | None = None) -> None:
         """Judge batch after batch, polling while there is nothing; stop when the parent process is gone."""
         while parent is None or os.getppid() == parent:
-            judged = await asyncio.to_thread(self.judge.next_batch, BATCH)
+            try:
+                judged = await asyncio.to_thread(self.judge.next_batch, BATCH)
+            except Exception:  # noqa: BLE001 - the database is away: the hits wait in the journal
+                log.exception("judging failed; trying again in %s s", RETRY_SECONDS)
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
             self.follow_up(judged)
             await asyncio.sleep(GAP_SECONDS if judged.hits == BATCH else POLL_SECONDS)
         await asyncio.gather(*self.tasks, return_exceptions=True)

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
-from tests.conftest import ROOT, SECRET
+from nurture.engine import Engine
+from nurture.journal import Arrival, Journal
+from nurture.judge import Judged
+from nurture.judging import Judging
+from tests.conftest import ROOT, SECRET, make_lead
 
 PARENT = textwrap.dedent("""
     import sys, time
@@ -56,3 +63,37 @@ def test_the_judge_stops_when_its_server_is_killed(tmp_path: Path) -> None:
         assert not alive(judge), "the judge outlived its server"
     finally:
         parent.kill()
+
+
+def test_the_judge_outlasts_a_database_that_is_away(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unreachable database drops no stored hit; the judge tries again and judges it when it is back."""
+    make_lead(engine.store)
+    asyncio.run(engine.send_due(datetime.now(UTC) - timedelta(hours=1)))
+    send_id = engine.store.sends_of(1)[0].id or 0
+    Journal(engine.store).write([Arrival("open", send_id, None, "GET", "Mozilla/5.0", None, time.time())])
+    judging = Judging(engine)
+    judge = judging.judge._judge
+    outages = iter([OperationalError("SELECT", {}, Exception("connection refused"))] * 3)
+
+    def away(limit: int) -> Judged:
+        outage = next(outages, None)
+        if outage is not None:
+            raise outage
+        return judge(limit)
+
+    monkeypatch.setattr(judging.judge, "_judge", away)
+    monkeypatch.setattr("nurture.judging.RETRY_SECONDS", 0.01)
+    with pytest.raises(OperationalError):
+        judging.judge.next_batch()
+    assert engine.store.pending_hits() == 1, "nothing dropped while the database is away"
+
+    async def a_while() -> None:
+        task = asyncio.create_task(judging.run())
+        deadline = time.monotonic() + 5
+        while engine.store.pending_hits() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        task.cancel()
+
+    asyncio.run(a_while())
+    assert engine.store.pending_hits() == 0
+    assert engine.store.lead(1).score == 1
