@@ -13,7 +13,6 @@ import aiosmtplib
 from nurture.errors import DeliveryError
 from nurture.message import Envelope
 
-
 Ready = Callable[[], Awaitable[None]]  # awaited before the server may take the message
 
 
