@@ -60,7 +60,6 @@ class Preparer:
             sends = self.outbox.claim(self.policy.batch_size, self.now, self.policy.lease_seconds)
             if not sends:
                 return []
-            self.outbox.renew()  # a long run keeps the leases of what it still holds
             leads = self.engine.store.leads_by_id([send.lead_id for send in sends])
             items = self.outbox.items([send.id for send in sends if send.id is not None])
             ready, suppressed = [], []

@@ -138,9 +138,10 @@ class Outbox:
                                     .with_for_update(skip_locked=True)).all())
             if not ids:
                 return []
-            session.exec(update(Send).where(col(Send.id).in_(ids)).values(  # type: ignore[call-overload]
-                state=SendState.SENDING, claimed_by=self.worker, claimed_at=wall))
-            return list(session.exec(select(Send).where(col(Send.id).in_(ids)).order_by(col(Send.id))).all())
+            rows = session.connection().execute(update(_SENDS).where(_SENDS.c.id.in_(ids)).values(
+                state=SendState.SENDING, claimed_by=self.worker, claimed_at=wall).returning(*_SENDS.c)).all()
+        # made into Sends after the commit: on SQLite every other writer (the sender's results) waits meanwhile
+        return sorted((Send(**row._mapping) for row in rows), key=lambda send: send.id or 0)
 
     def renew(self) -> None:
         """Extend the lease of everything this worker holds."""
