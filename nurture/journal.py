@@ -126,7 +126,7 @@ class Journal:
         found = {send_id: self.links[send_id] for send_id in send_ids if send_id in self.links}
         missing = send_ids - found.keys()
         if missing:
-            with self.store.engine.connect() as connection:
+            with self.engine.connect() as connection:  # on SQLite: never waits on the event loop
                 for send_id, links, state in connection.execute(LINKS, {"ids": sorted(missing)}):
                     found[send_id] = links or []
                     if state is SendState.SENT:  # final: safe to keep

@@ -6,15 +6,18 @@ import asyncio
 import sqlite3
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
+from nurture.engine import Engine
 from nurture.journal import Arrival, Journal
 from nurture.models import PendingHit
 from nurture.store import Store
+from tests.conftest import make_lead
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 
@@ -43,14 +46,20 @@ def test_concurrent_hits_share_a_commit_and_each_is_stored(store: Store) -> None
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_held_write_lock_delays_the_answer_but_not_the_server(store: Store, tmp_path: Path) -> None:
-    """While another process (a judge) holds SQLite's write lock, the hit waits and the event loop goes on."""
+@pytest.mark.parametrize("kind", ["open", "click"])
+def test_a_held_write_lock_delays_the_answer_but_not_the_server(engine: Engine, tmp_path: Path, kind: str) -> None:
+    """While another process (a judge) holds SQLite's write lock, the hit waits and the event loop goes on;
+    a click's link, not yet known to the journal, is looked up without waiting on the loop either."""
+    make_lead(engine.store)
+    asyncio.run(engine.send_due(datetime.now(UTC)))
+    send_id = engine.store.sends_of(1)[0].id or 0
+    hit = Arrival(kind, send_id, 1 if kind == "click" else None, "GET", BROWSER, None, time.time())
     holder = sqlite3.connect(tmp_path / "nurture.db", isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
     threading.Timer(0.3, holder.execute, ["COMMIT"]).start()
-    journal = Journal(store)
+    journal = Journal(engine.store)
 
-    async def scene() -> tuple[float, int]:
+    async def scene() -> tuple[float, int, str | None]:
         ticks = 0
 
         async def ticking() -> None:
@@ -61,15 +70,16 @@ def test_a_held_write_lock_delays_the_answer_but_not_the_server(store: Store, tm
 
         clock = asyncio.create_task(ticking())
         started = time.monotonic()
-        await journal.put(opened(1))
+        url = await journal.put(hit)
         clock.cancel()
-        return time.monotonic() - started, ticks
+        return time.monotonic() - started, ticks, url
 
-    waited, ticks = asyncio.run(scene())
+    waited, ticks, url = asyncio.run(scene())
     holder.close()
     assert waited >= 0.25, "the hit is answered only once stored"
     assert ticks >= 10, "the loop served others while the hit waited"
-    assert stored(store) == 1
+    assert stored(engine.store) == 1
+    assert (url is not None) == (kind == "click")
 
 
 def test_a_failed_write_is_tried_again(store: Store) -> None:
