@@ -122,8 +122,7 @@ class GroupCommit(Generic[T, R]):
         while self.pending:
             group, self.pending = self.pending, []
             try:
-                items = [item for item, _ in group]
-                results = await asyncio.to_thread(self.write, items) if self.in_thread else self.write(items)
+                results = await self.store([item for item, _ in group])
             except Exception as error:  # noqa: BLE001 - handed to every waiter of the group
                 for _, future in group:
                     if not future.done():  # a waiter may have been cancelled meanwhile
@@ -132,3 +131,7 @@ class GroupCommit(Generic[T, R]):
             for index, (_, future) in enumerate(group):
                 if not future.done():
                     future.set_result(None if results is None else results[index])
+
+    async def store(self, items: list[T]) -> Sequence[R] | None:
+        """Write one group: in a thread, or on the event loop."""
+        return await asyncio.to_thread(self.write, items) if self.in_thread else self.write(items)

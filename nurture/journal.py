@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from nurture.delivery import GroupCommit
 from nurture.models import Send, SendState
 from nurture.store import Store, make_engine
 
@@ -44,7 +45,7 @@ class Arrival(NamedTuple):
     at: float  # seconds since the epoch
 
 
-class Journal:
+class Journal(GroupCommit[Arrival, str | None]):
     """Group-commits arrivals; `put` returns once its hit is stored, with the URL of a click.
 
     One group is written at a time; the hits that arrive meanwhile form the next. On SQLite the write,
@@ -54,7 +55,8 @@ class Journal:
     """
 
     def __init__(self, store: Store, max_sends: int = 200_000):
-        self.store = store
+        super().__init__(self.write)
+        self.database = store
         self.sqlite = store.engine.dialect.name == "sqlite"
         self.engine = make_engine(store.url, busy_seconds=0) if self.sqlite else store.engine
         marker = "?" if self.sqlite else "%s"
@@ -62,32 +64,8 @@ class Journal:
         self.links: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
         self.max_sends = max_sends
         self.after: Callable[[], None] | None = None  # called after each commit, in a thread (an inline judge)
-        self.pending: list[tuple[Arrival, asyncio.Future[str | None]]] = []
-        self.running: asyncio.Task[None] | None = None
 
-    async def put(self, arrival: Arrival) -> str | None:
-        """Store one hit. For a click, the link's URL; None (and nothing stored) if the message has no such link."""
-        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self.pending.append((arrival, future))
-        if self.running is None or self.running.done():
-            self.running = asyncio.create_task(self._drain())
-        return await future
-
-    async def _drain(self) -> None:
-        while self.pending:
-            group, self.pending = self.pending, []
-            try:
-                urls = await self._store([arrival for arrival, _ in group])
-            except Exception as error:  # noqa: BLE001 - handed to every waiter of the group
-                for _, future in group:
-                    if not future.done():  # a waiter may have been cancelled meanwhile
-                        future.set_exception(error)
-                continue
-            for (_, future), url in zip(group, urls, strict=True):
-                if not future.done():
-                    future.set_result(url)
-
-    async def _store(self, arrivals: list[Arrival]) -> list[str | None]:
+    async def store(self, arrivals: list[Arrival]) -> list[str | None]:
         """Write one group: kept waiting while SQLite's write lock is held; other failures tried twice more."""
         failures = 0
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
