@@ -16,6 +16,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from random import getrandbits
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, select
@@ -24,17 +25,18 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from nurture.delivery import GroupCommit
 from nurture.models import Send, SendState
 from nurture.store import Store, make_engine
+from nurture.store.base import journal_url
 
 SENDS = Send.__table__  # type: ignore[attr-defined]
 LINKS = select(SENDS.c.id, SENDS.c.links, SENDS.c.state).where(SENDS.c.id.in_(bindparam("ids", expanding=True)))
 ATTEMPTS = 3
 LOCK_WAIT_SECONDS = 30
 log = logging.getLogger(__name__)
-COLUMNS = ("kind", "send_id", "link", "method", "user_agent", "client", "at")
+COLUMNS = ("key", "kind", "send_id", "link", "method", "user_agent", "client", "at")
 
 
 class Arrival(NamedTuple):
-    """One hit as it is stored: the columns of PendingHit, in COLUMNS order."""
+    """One hit as it is stored: the columns of the journal (models.PENDING_HITS), its key aside."""
 
     kind: str  # "open" or "click"
     send_id: int
@@ -48,17 +50,20 @@ class Arrival(NamedTuple):
 class Journal(GroupCommit[Arrival, str | None]):
     """Group-commits arrivals; `put` returns once its hit is stored, with the URL of a click.
 
-    One group is written at a time; the hits that arrive meanwhile form the next. On SQLite the write,
-    a fraction of a millisecond, is made on the event loop (a hop to a thread would cost more); while a
-    judge holds SQLite's write lock, the loop serves requests and the write is tried again every half
-    millisecond (SQLite's own wait sleeps up to 100 ms at a time).
+    One group is written at a time; the hits that arrive meanwhile form the next. On SQLite the journal
+    is a database file of its own (store.base.journal_url), so a judge's long transactions on the main
+    database never hold it up, and the write, a fraction of a millisecond, is made on the event loop (a
+    hop to a thread would cost more); while a judge deletes judged hits, the loop serves requests and the
+    write is tried again every half millisecond (SQLite's own wait sleeps up to 100 ms at a time).
     """
 
     def __init__(self, store: Store, max_sends: int = 200_000):
         super().__init__(self.write)
         self.database = store
         self.sqlite = store.engine.dialect.name == "sqlite"
-        self.engine = make_engine(store.url, busy_seconds=0) if self.sqlite else store.engine
+        # on SQLite, a journal file of its own, and reads that take no lock: no wait on the event loop
+        self.engine = make_engine(journal_url(store.url), busy_seconds=0) if self.sqlite else store.engine
+        self.reader = make_engine(store.url, busy_seconds=0, reads_only=True) if self.sqlite else store.engine
         marker = "?" if self.sqlite else "%s"
         self.sql = f"INSERT INTO pendinghit ({', '.join(COLUMNS)}) VALUES ({', '.join([marker] * len(COLUMNS))})"
         self.links: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
@@ -91,8 +96,9 @@ class Journal(GroupCommit[Arrival, str | None]):
         urls = [_url(links, arrival) for arrival in arrivals]
         rows = [arrival for arrival, url in zip(arrivals, urls, strict=True) if url or arrival.kind == "open"]
         if rows:
+            keyed = [(getrandbits(63), *row) for row in rows]
             with self.engine.begin() as connection:
-                connection.exec_driver_sql(self.sql, rows)
+                connection.exec_driver_sql(self.sql, keyed)
             if self.after is not None:
                 try:
                     self.after()
@@ -104,7 +110,7 @@ class Journal(GroupCommit[Arrival, str | None]):
         found = {send_id: self.links[send_id] for send_id in send_ids if send_id in self.links}
         missing = send_ids - found.keys()
         if missing:
-            with self.engine.connect() as connection:  # on SQLite: never waits on the event loop
+            with self.reader.connect() as connection:
                 for send_id, links, state in connection.execute(LINKS, {"ids": sorted(missing)}):
                     found[send_id] = links or []
                     if state is SendState.SENT:  # final: safe to keep

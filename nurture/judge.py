@@ -4,7 +4,7 @@ The tracking server stores each open and click as it comes (nurture.journal) and
 judge takes the stored hits in the order they arrived, a batch per transaction, and turns each into an
 Event: classified by nurture.machines, credited by nurture.scoring; the leads' scores move by what was
 counted, and a lead that reaches its threshold is qualified exactly once. The batch leaves the journal
-in the transaction that writes its events, so after a crash a hit is judged again, never twice.
+once its events are written, and an event carries its hit's key, so no hit is judged twice.
 
 Judges take turns (SQLite's write lock; an advisory lock on PostgreSQL), so every tracking process may
 run one. What a burst needs to be seen (the last minute's hits on each message) is read from the event
@@ -24,24 +24,22 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from nurture import machines, scoring
-from nurture.models import Event, EventKind, Lead, PendingHit, Send, SendState, Stage
+from nurture.models import PENDING_HITS, Event, EventKind, Lead, Send, SendState, Stage
 from nurture.settings import Scoring
 from nurture.store import Store
 
 EVENTS = Event.__table__  # type: ignore[attr-defined]
 LEADS = Lead.__table__  # type: ignore[attr-defined]
 SENDS = Send.__table__  # type: ignore[attr-defined]
-PENDING = PendingHit.__table__  # type: ignore[attr-defined]
+PENDING = PENDING_HITS
 JUDGE_LOCK = 0x6E756A67  # "nujg": judges on PostgreSQL take turns on this transaction lock
 MEMORY = timedelta(minutes=1)  # how far back a burst can reach
 log = logging.getLogger(__name__)
 
 # built once: statements with expanding IN lists compile to the same cached SQL every time
-TAKE = delete(PENDING).where(PENDING.c.id.in_(
-    select(PENDING.c.id).order_by(PENDING.c.id).limit(bindparam("limit")).scalar_subquery())).returning(
-    PENDING.c.id, PENDING.c.kind, PENDING.c.send_id, PENDING.c.link, PENDING.c.method, PENDING.c.user_agent,
-    PENDING.c.client, PENDING.c.at)
-DROP = delete(PENDING).where(PENDING.c.id == bindparam("id"))
+OLDEST = select(PENDING).order_by(PENDING.c.id).limit(bindparam("limit"))
+FORGET = delete(PENDING).where(PENDING.c.id.in_(bindparam("ids", expanding=True)))
+JUDGED = select(EVENTS.c.hit).where(EVENTS.c.hit.in_(bindparam("keys", expanding=True)))
 FACTS = select(SENDS.c.id, SENDS.c.lead_id, SENDS.c.sent_at, SENDS.c.links, SENDS.c.state).where(
     SENDS.c.id.in_(bindparam("ids", expanding=True)))
 RECENT = (select(EVENTS.c.id, EVENTS.c.send_id, EVENTS.c.lead_id, EVENTS.c.occurred_at, EVENTS.c.kind,
@@ -63,6 +61,7 @@ class Hit:
     """A stored open or click, as the journal holds it."""
 
     id: int
+    key: int
     kind: EventKind
     send_id: int
     link: int | None
@@ -74,14 +73,17 @@ class Hit:
 
 @dataclass(frozen=True)
 class Judged:
-    """What one batch came to: how many hits, and the leads that reached their threshold."""
+    """What one batch came to: the hits taken from the journal and those judged (the rest had been judged
+    before a crash, or name nothing we have), and the leads that reached their threshold."""
 
-    hits: int = 0
+    taken: int = 0
+    judged: int = 0
     handoffs: tuple[int, ...] = ()  # hand-offs created now (settle_seconds = 0)
     settle: tuple[int, ...] = ()  # leads to qualify once their score has settled for settle_seconds
 
     def __add__(self, other: Judged) -> Judged:
-        return Judged(self.hits + other.hits, self.handoffs + other.handoffs, self.settle + other.settle)
+        return Judged(self.taken + other.taken, self.judged + other.judged, self.handoffs + other.handoffs,
+                      self.settle + other.settle)
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ class Judge:
                 log.exception("a hit could not be judged; dropped from the journal")
                 self._drop_oldest()
                 continue
-            if not judged.hits:
+            if not judged.taken:
                 break
             total = total + judged
         return total
@@ -140,30 +142,58 @@ class Judge:
     def drain(self) -> Judged:
         """Judge every stored hit."""
         total = Judged()
-        while (judged := self.next_batch()).hits:
+        while (judged := self.next_batch()).taken:
             total = total + judged
         return total
 
     def _judge(self, limit: int) -> Judged:
+        """One batch: its events are written in one transaction, and its hits leave the journal: in the same
+        transaction where the journal is in the database, else just after. A crash between the two leaves
+        hits whose events exist: the next batch passes them over (by key)."""
         with self.store.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(text("select pg_advisory_xact_lock(:key)"), {"key": JUDGE_LOCK})
-            hits = sorted((_hit(row) for row in connection.execute(TAKE, {"limit": limit})), key=lambda h: h.id)
+            hits = self._oldest(connection, limit)
             if not hits:
                 return Judged()
-            facts = self._facts(connection, {hit.send_id for hit in hits})
-            leads = _lock(connection, {facts[h.send_id].lead_id for h in hits if h.send_id in facts})
-            recent = _recent(connection, facts.keys(), min(hit.at for hit in hits))
-            batch = _Batch(self, connection, facts, leads, recent)
-            for hit in hits:
-                batch.add(hit)
-            return batch.commit()
+            judged = set(connection.execute(JUDGED, {"keys": [hit.key for hit in hits]}).scalars())
+            fresh = [hit for hit in hits if hit.key not in judged]
+            result = self._batch(connection, fresh).commit() if fresh else Judged()
+            if self._journal_inside:
+                connection.execute(FORGET, {"ids": [hit.id for hit in hits]})
+        if not self._journal_inside:
+            self._forget([hit.id for hit in hits])
+        return Judged(len(hits), result.judged, result.handoffs, result.settle)
+
+    @property
+    def _journal_inside(self) -> bool:
+        return self.store.journal_engine is self.store.engine
+
+    def _batch(self, connection: Any, hits: list[Hit]) -> _Batch:
+        facts = self._facts(connection, {hit.send_id for hit in hits})
+        leads = _lock(connection, {facts[h.send_id].lead_id for h in hits if h.send_id in facts})
+        recent = _recent(connection, facts.keys(), min(hit.at for hit in hits))
+        batch = _Batch(self, connection, facts, leads, recent)
+        for hit in hits:
+            batch.add(hit)
+        return batch
+
+    def _oldest(self, connection: Any, limit: int) -> list[Hit]:
+        """The oldest stored hits: read on the judge's own connection where the journal is in the database."""
+        if self._journal_inside:
+            return [_hit(row) for row in connection.execute(OLDEST, {"limit": limit})]
+        with self.store.journal_engine.connect() as journal:
+            return [_hit(row) for row in journal.execute(OLDEST, {"limit": limit})]
+
+    def _forget(self, ids: list[int]) -> None:
+        with self.store.journal_engine.begin() as journal:
+            journal.execute(FORGET, {"ids": ids})
 
     def _drop_oldest(self) -> None:
-        with self.store.engine.begin() as connection:
-            oldest = connection.execute(select(PENDING.c.id).order_by(PENDING.c.id).limit(1)).scalar()
-            if oldest is not None:
-                connection.execute(DROP, {"id": oldest})
+        with self.store.journal_engine.connect() as journal:
+            oldest = journal.execute(select(PENDING.c.id).order_by(PENDING.c.id).limit(1)).scalar()
+        if oldest is not None:
+            self._forget([oldest])
 
     def _facts(self, connection: Any, send_ids: set[int]) -> dict[int, SendFacts]:
         found = {send_id: self.facts[send_id] for send_id in send_ids if send_id in self.facts}
@@ -180,7 +210,7 @@ class Judge:
 
 def _hit(row: Any) -> Hit:
     kind = EventKind.CLICK if row.kind == "click" else EventKind.OPEN
-    return Hit(row.id, kind, row.send_id, row.link, row.method, row.user_agent or "", row.client,
+    return Hit(row.id, row.key, kind, row.send_id, row.link, row.method, row.user_agent or "", row.client,
                datetime.fromtimestamp(row.at, UTC))
 
 
@@ -216,14 +246,13 @@ class _Batch:
         self.leads = leads
         self.recent = recent  # each message's earlier hits: stored ones, then this batch's
         self.rows: list[dict[str, Any]] = []
-        self.hits = 0
+        self.judged = 0  # hits that became events
         self.taken: set[str] = set()
         self.delta: dict[int, int] = defaultdict(int)
         self.uncount: list[dict[str, Any]] = []  # stored events now judged a machine's
         self.recount: set[int] = set()  # leads whose score is recomputed exactly after an uncount
 
     def add(self, hit: Hit) -> None:
-        self.hits += 1
         facts = self.facts.get(hit.send_id)
         link = _link(facts, hit) if facts else None
         lead = self.leads.get(facts.lead_id) if facts else None
@@ -245,8 +274,10 @@ class _Batch:
         row = dict(lead_id=facts.lead_id, cycle=lead.cycle, send_id=hit.send_id, kind=hit.kind, link=hit.link,
                    action=(link or {}).get("action"), points=credit.points, counted=reason is None, reason=reason,
                    credit_for=credit.key, credit_key=credit.key if reason is None else None, occurred_at=hit.at,
-                   method=hit.method, user_agent=hit.user_agent[:300] or None, client=hit.client, detail=None)
+                   method=hit.method, user_agent=hit.user_agent[:300] or None, client=hit.client, detail=None,
+                   hit=hit.key)
         self.rows.append(row)
+        self.judged += 1
         self.recent[hit.send_id].append(Seen(_prior(row), facts.lead_id, row=len(self.rows) - 1))
 
     def _classify(self, hit: Hit, facts: SendFacts, link: dict[str, Any] | None) -> str | None:
@@ -312,7 +343,7 @@ class _Batch:
         """
         reached = [lead_id for lead_id, delta in self.delta.items() if delta > 0 and self._reaches(lead_id, delta)]
         if self.rules.settle_seconds or not reached:
-            return Judged(self.hits, settle=tuple(reached))
+            return Judged(judged=self.judged, settle=tuple(reached))
         handoffs = []
         with Session(bind=self.connection) as session:
             for lead_id in reached:
@@ -323,7 +354,7 @@ class _Batch:
                 if handoff_id is not None:
                     handoffs.append(handoff_id)
             session.flush()
-        return Judged(self.hits, handoffs=tuple(handoffs))
+        return Judged(judged=self.judged, handoffs=tuple(handoffs))
 
     def _reaches(self, lead_id: int, delta: int) -> bool:
         lead = self.leads[lead_id]

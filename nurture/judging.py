@@ -52,7 +52,7 @@ class Judging:
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
             self.follow_up(judged)
-            await asyncio.sleep(GAP_SECONDS if judged.hits == BATCH else POLL_SECONDS)
+            await asyncio.sleep(GAP_SECONDS if judged.taken == BATCH else POLL_SECONDS)
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
     def follow_up(self, judged: Judged) -> None:

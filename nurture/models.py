@@ -6,7 +6,19 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -135,23 +147,24 @@ class Event(SQLModel, table=True):
     user_agent: str | None = None
     client: str | None = None
     detail: str | None = None
+    hit: int | None = Field(default=None, unique=True, sa_type=BigInteger)  # the key of the journal's hit it judged
 
 
-class PendingHit(SQLModel, table=True):
-    """An open or click stored as it arrived and answered, waiting to be judged into an Event.
-
-    The journal of the tracking server: written in group commits before each response, read and deleted
-    by the judge (nurture.judge) in the transaction that writes the hit's event.
-    """
-
-    id: int | None = Field(default=None, primary_key=True)
-    kind: str  # "open" or "click"
-    send_id: int
-    link: int | None = None
-    method: str
-    user_agent: str | None = None
-    client: str | None = None
-    at: float  # seconds since the epoch, UTC
+JOURNAL = MetaData()  # the tracking server's journal: on SQLite a database file of its own (store.base)
+PENDING_HITS = Table(
+    "pendinghit", JOURNAL,
+    # an open or click stored as it arrived and was answered, waiting to be judged into an Event (nurture.judge)
+    Column("id", Integer, primary_key=True),
+    Column("key", BigInteger, nullable=False),  # random: the judged Event carries it, so no hit is judged twice
+    Column("kind", String, nullable=False),  # "open" or "click"
+    Column("send_id", Integer, nullable=False),
+    Column("link", Integer),
+    Column("method", String, nullable=False),
+    Column("user_agent", String),
+    Column("client", String),
+    Column("at", Float, nullable=False),  # seconds since the epoch, UTC
+    sqlite_autoincrement=True,
+)
 
 
 class FeedItem(SQLModel, table=True):

@@ -141,7 +141,7 @@ def events_stored(folder: Path) -> int:
 
 
 def pending(folder: Path) -> int:
-    with sqlite3.connect(folder / "track.db") as connection:
+    with sqlite3.connect(folder / "track.db-hits") as connection:  # the tracking server's journal
         return int(connection.execute("select count(*) from pendinghit").fetchone()[0])
 
 

@@ -7,14 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
 
 from nurture import machines
 from nurture.engine import Engine
 from nurture.journal import Arrival, Journal
 from nurture.judge import Judge
 from nurture.mailer import MemoryMailer
-from nurture.models import EventKind, PendingHit
+from nurture.models import EventKind
 from tests.conftest import make_lead
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
@@ -93,7 +92,8 @@ def test_hits_on_unknown_mail_are_not_judged_and_do_not_hold_up_the_rest(engine:
                           Arrival("open", 999_999, None, "GET", BROWSER, None, now)])
     assert urls[0] is not None and urls[1:] == [None, None]
     assert pending(engine) == 2, "an unknown link is not stored; an open of an unknown mail is, and judged away"
-    assert Judge(engine.store, engine.settings.scoring).drain().hits == 2
+    judged = Judge(engine.store, engine.settings.scoring).drain()
+    assert (judged.taken, judged.judged) == (2, 1)
     assert pending(engine) == 0
     assert [event.counted for event in engine.store.events_of(1)[-1:]] == [True]
     assert engine.store.lead(1).score == 8
@@ -103,10 +103,28 @@ def test_stored_hits_outlive_the_server_and_are_judged_once(engine: Engine, mail
     send_id, links = mailed(engine)
     Journal(engine.store).write([click(send_id, links["callback"], datetime.now(UTC))])
     before = len(engine.store.events_of(1))
-    assert Judge(engine.store, engine.settings.scoring).drain().hits == 1  # a judge started after a crash
-    assert Judge(engine.store, engine.settings.scoring).drain().hits == 0
+    assert Judge(engine.store, engine.settings.scoring).drain().judged == 1  # a judge started after a crash
+    assert Judge(engine.store, engine.settings.scoring).drain().taken == 0
     assert len(engine.store.events_of(1)) == before + 1
     assert engine.store.lead(1).score == 8
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_crash_between_judging_and_forgetting_judges_no_hit_twice(engine: Engine, mailer: MemoryMailer,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """On SQLite the journal is a file of its own, forgotten after the events' commit (on PostgreSQL both
+    happen in one transaction)."""
+    send_id, links = mailed(engine)
+    Journal(engine.store).write([click(send_id, links["callback"], datetime.now(UTC))])
+    crashed = Judge(engine.store, engine.settings.scoring)
+    monkeypatch.setattr(crashed, "_forget", lambda ids: None)  # the process died right after its commit
+    assert crashed.next_batch().judged == 1
+    assert pending(engine) == 1 and engine.store.lead(1).score == 8
+    events = len(engine.store.events_of(1))
+    again = Judge(engine.store, engine.settings.scoring).drain()
+    assert (again.taken, again.judged) == (1, 0)  # passed over, and forgotten
+    assert pending(engine) == 0
+    assert len(engine.store.events_of(1)) == events and engine.store.lead(1).score == 8
 
 
 def test_a_hit_that_cannot_be_judged_is_dropped_alone(engine: Engine, mailer: MemoryMailer,
@@ -129,8 +147,7 @@ def test_a_hit_that_cannot_be_judged_is_dropped_alone(engine: Engine, mailer: Me
 
 
 def pending(engine: Engine) -> int:
-    with engine.store.engine.connect() as connection:
-        return int(connection.execute(select(func.count()).select_from(PendingHit)).scalar_one())
+    return engine.store.pending_hits()
 
 
 def test_judges_in_parallel_judge_each_hit_once(engine: Engine, mailer: MemoryMailer) -> None:
@@ -143,7 +160,7 @@ def test_judges_in_parallel_judge_each_hit_once(engine: Engine, mailer: MemoryMa
     judges = [Judge(engine.store, engine.settings.scoring) for _ in range(3)]
     with ThreadPoolExecutor(3) as pool:
         judged = list(pool.map(lambda judge: judge.next_batch(7) + judge.drain(), judges))
-    assert sum(result.hits for result in judged) == 120
+    assert sum(result.judged for result in judged) == 120
     events = [event for event in engine.store.events_of(1) if event.kind is EventKind.OPEN]
     assert len(events) == 120 and pending(engine) == 0
     assert sum(event.counted for event in events) == 1, "one open credited per email"

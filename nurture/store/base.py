@@ -10,10 +10,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event as sa_event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, SQLModel, create_engine
 
 from nurture.models import (
+    JOURNAL,
     Event,
     EventKind,
     Suppression,
@@ -51,12 +52,15 @@ class Recorded:
     handoff_id: int | None  # set when this event qualified the lead
 
 
-def make_engine(url: str, busy_seconds: float = 30) -> Engine:
-    """An engine; on SQLite, `busy_seconds` is how long a write waits for another's write lock."""
+def make_engine(url: str, busy_seconds: float = 30, reads_only: bool = False) -> Engine:
+    """An engine. On SQLite every transaction takes the write lock at once (BEGIN IMMEDIATE), so that two
+    writers never deadlock; `busy_seconds` is how long it waits for another's. An engine for `reads_only`
+    takes no lock: in WAL mode its reads go on while another connection writes."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_seconds})
         sa_event.listen(engine, "connect", _sqlite_connect)
-        sa_event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        begin = "BEGIN" if reads_only else "BEGIN IMMEDIATE"
+        sa_event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
@@ -70,18 +74,30 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def journal_url(url: str) -> str:
+    """Where the tracking server's journal of hits lives: on SQLite a file of its own beside the database,
+    so that storing a hit never waits for a judge's write lock; elsewhere the database itself."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return url
+    return parsed.set(database=f"{parsed.database}-hits").render_as_string(hide_password=False)
+
+
 class Base:
     """The connection to the database: sessions and the schema."""
 
     def __init__(self, url: str):
         self.url = url
         self.engine = make_engine(url)
+        self.journal_engine = self.engine if journal_url(url) == url else make_engine(journal_url(url))
 
     def create(self) -> None:
         SQLModel.metadata.create_all(self.engine)
+        JOURNAL.create_all(self.journal_engine)
 
     def close(self) -> None:
         self.engine.dispose()
+        self.journal_engine.dispose()
 
     @contextmanager
     def session(self) -> Iterator[Session]:

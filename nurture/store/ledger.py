@@ -12,11 +12,11 @@ from sqlmodel import Session, col, select
 from nurture import scoring
 from nurture.errors import InputError, UnknownLead
 from nurture.models import (
+    PENDING_HITS,
     Event,
     EventKind,
     Handoff,
     Lead,
-    PendingHit,
     Stage,
     Suppression,
 )
@@ -29,8 +29,8 @@ class Ledger(Base):
 
     def pending_hits(self) -> int:
         """Opens and clicks stored by the tracking server and not yet judged."""
-        with self.session() as session:
-            return session.exec(select(func.count()).select_from(PendingHit)).one()
+        with self.journal_engine.connect() as connection:
+            return int(connection.execute(select(func.count()).select_from(PENDING_HITS)).scalar_one())
 
     def record(self, hit: Hit, rules: Scoring) -> Recorded:
         """Store one event, credit it at most once, and qualify the lead when it reaches the threshold."""
