@@ -59,7 +59,6 @@ class Journal(GroupCommit[Arrival, str | None]):
 
     def __init__(self, store: Store, max_sends: int = 200_000):
         super().__init__(self.write)
-        self.database = store
         self.sqlite = store.engine.dialect.name == "sqlite"
         # on SQLite, a journal file of its own, and reads that take no lock: no wait on the event loop
         self.engine = make_engine(journal_url(store.url), busy_seconds=0) if self.sqlite else store.engine
