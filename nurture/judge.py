@@ -1,7 +1,7 @@
 """Judging stored hits: which are a person's, what they earn, and which leads reach sales.
 
-The tracking server stores each open and click as it comes (nurture.journal) and answers at once. The
-judge takes the stored hits in the order they arrived, a batch per transaction, and turns each into an
+The tracking server stores each open and click as it comes (nurture.journal), answering once it is
+stored. The judge takes the stored hits in the order they arrived, a batch per transaction, and turns each into an
 Event: classified by nurture.machines, credited by nurture.scoring; the leads' scores move by what was
 counted, and a lead that reaches its threshold is qualified exactly once. The batch leaves the journal
 once its events are written, and an event carries its hit's key, so no hit is judged twice.
@@ -110,6 +110,7 @@ class Judge:
     signals: machines.Signals = field(default_factory=machines.Signals)
     max_sends: int = 200_000
     facts: OrderedDict[int, SendFacts] = field(default_factory=OrderedDict)
+    taking: list[int] = field(default_factory=list)  # the journal ids of the batch being judged
 
     def next_batch(self, limit: int = 500) -> Judged:
         """Judge up to `limit` of the oldest stored hits in one transaction.
@@ -126,13 +127,14 @@ class Judge:
             log.exception("a batch of up to %d hits could not be judged; judging them one by one", limit)
         total = Judged()
         for _ in range(limit):
+            self.taking = []
             try:
                 judged = self._judge(1)
             except OperationalError:
                 raise
             except Exception:
-                log.exception("a hit could not be judged; dropped from the journal")
-                self._drop_oldest()
+                log.exception("hit %s could not be judged; dropped from the journal", self.taking)
+                self._forget(self.taking)
                 continue
             if not judged.taken:
                 break
@@ -154,6 +156,7 @@ class Judge:
             if connection.dialect.name == "postgresql":
                 connection.execute(text("select pg_advisory_xact_lock(:key)"), {"key": JUDGE_LOCK})
             hits = self._oldest(connection, limit)
+            self.taking = [hit.id for hit in hits]
             if not hits:
                 return Judged()
             judged = set(connection.execute(JUDGED, {"keys": [hit.key for hit in hits]}).scalars())
@@ -182,18 +185,13 @@ class Judge:
         """The oldest stored hits: read on the judge's own connection where the journal is in the database."""
         if self._journal_inside:
             return [_hit(row) for row in connection.execute(OLDEST, {"limit": limit})]
-        with self.store.journal_engine.connect() as journal:
+        with self.store.journal_reader.connect() as journal:
             return [_hit(row) for row in journal.execute(OLDEST, {"limit": limit})]
 
     def _forget(self, ids: list[int]) -> None:
         with self.store.journal_engine.begin() as journal:
             journal.execute(FORGET, {"ids": ids})
 
-    def _drop_oldest(self) -> None:
-        with self.store.journal_engine.connect() as journal:
-            oldest = journal.execute(select(PENDING.c.id).order_by(PENDING.c.id).limit(1)).scalar()
-        if oldest is not None:
-            self._forget([oldest])
 
     def _facts(self, connection: Any, send_ids: set[int]) -> dict[int, SendFacts]:
         found = {send_id: self.facts[send_id] for send_id in send_ids if send_id in self.facts}
@@ -308,11 +306,11 @@ class _Batch:
 
     def commit(self) -> Judged:
         """Write the batch's events and score changes; qualify the leads that reached their threshold."""
+        if self.uncount:  # first: a credit it frees may go to a later hit of this batch
+            self.connection.execute(UNCOUNT, self.uncount)
         self._drop_held_credits()
         if self.rows:
             self.connection.execute(insert(EVENTS), self.rows)
-        if self.uncount:
-            self.connection.execute(UNCOUNT, self.uncount)
         changes = [{"lead": lead_id, "delta": delta} for lead_id, delta in self.delta.items()
                    if delta and lead_id not in self.recount]
         if changes:

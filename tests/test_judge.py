@@ -165,3 +165,15 @@ def test_judges_in_parallel_judge_each_hit_once(engine: Engine, mailer: MemoryMa
     assert len(events) == 120 and pending(engine) == 0
     assert sum(event.counted for event in events) == 1, "one open credited per email"
     exact(engine)
+
+
+def test_a_credit_taken_back_goes_to_a_later_hit_of_the_same_batch(engine: Engine, mailer: MemoryMailer) -> None:
+    send_id, links = mailed(engine)
+    now = datetime.now(UTC)
+    opened = Arrival("open", send_id, None, "GET", BROWSER, "192.0.2.7", now.timestamp())
+    assert judged(engine, opened) == [True]
+    trap = click(send_id, links["honeypot"], now + timedelta(seconds=1))  # the first open was a scanner's
+    person = opened._replace(at=(now + timedelta(seconds=30)).timestamp())
+    assert judged(engine, trap, person) == [False, True]
+    assert engine.store.lead(1).score == 1
+    exact(engine)

@@ -89,15 +89,17 @@ class Base:
     def __init__(self, url: str):
         self.url = url
         self.engine = make_engine(url)
-        self.journal_engine = self.engine if journal_url(url) == url else make_engine(journal_url(url))
+        journal = journal_url(url)
+        self.journal_engine = self.engine if journal == url else make_engine(journal)
+        self.journal_reader = self.engine if journal == url else make_engine(journal, reads_only=True)
 
     def create(self) -> None:
         SQLModel.metadata.create_all(self.engine)
         JOURNAL.create_all(self.journal_engine)
 
     def close(self) -> None:
-        self.engine.dispose()
-        self.journal_engine.dispose()
+        for engine in (self.engine, self.journal_engine, self.journal_reader):
+            engine.dispose()
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -29,7 +29,7 @@ class Ledger(Base):
 
     def pending_hits(self) -> int:
         """Opens and clicks stored by the tracking server and not yet judged."""
-        with self.journal_engine.connect() as connection:
+        with self.journal_reader.connect() as connection:
             return int(connection.execute(select(func.count()).select_from(PENDING_HITS)).scalar_one())
 
     def record(self, hit: Hit, rules: Scoring) -> Recorded:
