@@ -8,6 +8,7 @@ import gc
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from multiprocessing.process import BaseProcess
@@ -22,6 +23,8 @@ POLL_SECONDS = 0.05  # how soon a judge of its own process sees new hits
 BATCH = 50  # hits per transaction: short, so the server's writes never wait long for SQLite's write lock
 JUDGE_NICENESS = 10  # answering comes first: under a burst the judge lags behind and catches up after it
 RETRY_SECONDS = 1.0  # after a failure to reach the database
+WATCH_SECONDS = 5.0  # how often the server looks whether its judge still runs
+STOP_SECONDS = 30.0  # how long a stopping judge may take to finish its batch and hand-offs
 GAP_SECONDS = 0.002  # between two full batches, time for the server to take the write lock
 
 
@@ -31,6 +34,7 @@ class Judging:
         self.judge = Judge(engine.store, engine.settings.scoring)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopping = False
 
     def inline(self) -> None:
         """Judge in the journal's writer thread, before the hits are answered (call on the event loop)."""
@@ -42,9 +46,14 @@ class Judging:
         if self.loop is not None and (judged.handoffs or judged.settle):
             self.loop.call_soon_threadsafe(self.follow_up, judged)
 
+    def stop(self) -> None:
+        """Stop after the batch under way (its follow-ups are awaited)."""
+        self.stopping = True
+
     async def run(self, parent: int | None = None) -> None:
-        """Judge batch after batch, polling while there is nothing; stop when the parent process is gone."""
-        while parent is None or os.getppid() == parent:
+        """Judge batch after batch, polling while there is nothing; stop when told or when the parent
+        process is gone."""
+        while not self.stopping and (parent is None or os.getppid() == parent):
             try:
                 judged = await asyncio.to_thread(self.judge.next_batch, BATCH)
             except Exception:  # noqa: BLE001 - the database is away: the hits wait in the journal
@@ -84,6 +93,29 @@ class Judging:
             await self._hand_off(handoff_id)
 
 
+class Supervisor:
+    """The judge's process: started with the server, started again if it dies, stopped with the server."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.process = start_process(settings)
+
+    async def watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            if not self.process.is_alive():
+                log.error("the judge process stopped (exit code %s); starting another", self.process.exitcode)
+                self.process = start_process(self.settings)
+
+    async def stop(self) -> None:
+        """Ask the judge to finish its batch and its hand-offs; kill it if it takes too long."""
+        self.process.terminate()
+        await asyncio.to_thread(self.process.join, STOP_SECONDS)
+        if self.process.is_alive():
+            log.error("the judge process did not stop within %s s; killed", STOP_SECONDS)
+            self.process.kill()
+
+
 def start_process(settings: Settings) -> BaseProcess:
     """A judge in a process of its own; it stops by itself when this process is gone."""
     process = multiprocessing.get_context("spawn").Process(target=_judge_forever, args=(settings, os.getpid()),
@@ -102,8 +134,13 @@ def _judge_forever(settings: Settings, parent: int) -> None:
     store = open_store(settings)
     engine = Engine(settings, store, smtp_mailer(settings))
     try:
-        asyncio.run(Judging(engine).run(parent))
+        asyncio.run(_judge_until_told(Judging(engine), parent))
     except KeyboardInterrupt:
         pass
     finally:
         store.close()
+
+
+async def _judge_until_told(judging: Judging, parent: int) -> None:
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, judging.stop)  # the server stops
+    await judging.run(parent)

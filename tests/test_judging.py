@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from nurture.engine import Engine
 from nurture.journal import Arrival, Journal
 from nurture.judge import Judged
-from nurture.judging import Judging
+from nurture.judging import Judging, Supervisor
 from tests.conftest import ROOT, SECRET, make_lead
 
 PARENT = textwrap.dedent("""
@@ -97,3 +97,29 @@ def test_the_judge_outlasts_a_database_that_is_away(engine: Engine, monkeypatch:
     asyncio.run(a_while())
     assert engine.store.pending_hits() == 0
     assert engine.store.lead(1).score == 1
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_server_starts_a_new_judge_when_its_judge_dies_and_stops_it_gently(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("nurture.judging.WATCH_SECONDS", 0.05)
+
+    async def scene() -> tuple[int, int, int | None]:
+        supervisor = Supervisor(engine.settings)
+        first = supervisor.process
+        watching = asyncio.create_task(supervisor.watch())
+        await asyncio.sleep(1.0)
+        os.kill(first.pid or 0, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while supervisor.process is first and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        second = supervisor.process
+        await asyncio.sleep(5.0)  # started (imports done), and judging
+        watching.cancel()
+        await supervisor.stop()
+        return first.pid or 0, second.pid or 0, second.exitcode
+
+    first, second, exitcode = asyncio.run(scene())
+    assert second != first, "a new judge was started"
+    assert exitcode == 0, "told to stop (SIGTERM), the judge finished its batch and left on its own"

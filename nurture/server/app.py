@@ -19,7 +19,7 @@ from starlette.templating import Jinja2Templates
 
 from nurture.engine import Engine
 from nurture.errors import InputError, TokenError, UnknownLead
-from nurture.judging import Judging, start_process
+from nurture.judging import Judging, Supervisor
 from nurture.server import admin, api, pages, preview
 from nurture.server.hot import HotPath
 from nurture.tracking import Tracking
@@ -44,7 +44,7 @@ def create_app(engine: Engine) -> HotPath:
             *preview.routes(),
         ],
         exception_handlers={TokenError: not_found, InputError: bad_input, UnknownLead: unknown_lead},
-        lifespan=partial(judging, engine, tracking),
+        lifespan=partial(judging_while_serving, engine, tracking),
     )
     app.state.engine = engine
     app.state.tracking = tracking
@@ -53,17 +53,18 @@ def create_app(engine: Engine) -> HotPath:
 
 
 @asynccontextmanager
-async def judging(engine: Engine, tracking: Tracking, app: Starlette) -> AsyncIterator[None]:
-    """While the server runs, stored hits are judged: inline, before each answer, or by a process of its own."""
+async def judging_while_serving(engine: Engine, tracking: Tracking, app: Starlette) -> AsyncIterator[None]:
+    """While the server runs, stored hits are judged: by a process of its own, or inline, before each answer."""
     gc.collect()
     gc.freeze()  # what was loaded to start is never garbage: the collector's pauses stay short under load
     if engine.settings.server.judge == "process":
-        process = start_process(engine.settings)
+        supervisor = Supervisor(engine.settings)
+        watching = asyncio.create_task(supervisor.watch())
         try:
             yield
         finally:
-            process.terminate()
-            process.join(10)
+            watching.cancel()
+            await supervisor.stop()
         return
     inline = Judging(engine)
     inline.inline()
