@@ -154,7 +154,7 @@ JOURNAL = MetaData()  # the tracking server's journal: on SQLite a database file
 PENDING_HITS = Table(
     "pendinghit", JOURNAL,
     # an open or click stored as it arrived and was answered, waiting to be judged into an Event (nurture.judge)
-    Column("id", Integer, primary_key=True),
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),  # SQLite: the rowid
     Column("key", BigInteger, nullable=False),  # random: the judged Event carries it, so no hit is judged twice
     Column("kind", String, nullable=False),  # "open" or "click"
     Column("send_id", Integer, nullable=False),
