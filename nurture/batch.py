@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 Write = Callable[[list[Result]], None]
+ORPHAN_CHECK_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,14 @@ def _adopt(preparer: Preparer, parent: int) -> None:
     global _adopted
     preparer.engine.store.engine.dispose(close=False)
     _adopted = (preparer, parent)
+    threading.Thread(target=_leave_with, args=(parent,), daemon=True, name="orphan-watch").start()
+
+
+def _leave_with(parent: int) -> None:
+    """Exit once the sender is gone (kill -9): an idle builder would otherwise wait for work forever."""
+    while os.getppid() == parent:
+        time.sleep(ORPHAN_CHECK_SECONDS)
+    os._exit(0)
 
 
 def _next() -> list[Prepared]:

@@ -103,6 +103,27 @@ def sent_ids(store: Store, leads: int = LEADS) -> dict[str, str]:
     return found
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (a forked builder)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def send_due() -> list[str]:
     return [sys.executable, "-m", "nurture.cli", "send-due", "--at", T0.isoformat(), "--no-refresh"]
 
@@ -136,8 +157,13 @@ def test_kill_9_during_send_due_loses_nothing_and_repeats_only_what_was_in_fligh
                 pytest.fail(f"send-due ended before it could be killed: {first.stderr.read()}")
             assert time.monotonic() < deadline, f"still waiting for {moment}"
             time.sleep(0.002)
+        builders = children(first.pid)
         first.send_signal(signal.SIGKILL)
         assert first.wait(10) == -signal.SIGKILL, "send-due finished before the kill: the test proves nothing"
+        deadline = time.monotonic() + 5
+        while any(alive(pid) for pid in builders) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(alive(pid) for pid in builders), "a builder process outlived its sender"
 
         time.sleep(0.2)  # messages already handed over finish on the server, sender or no sender
         before = lines(received)
