@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from nurture.errors import NurtureError
 from nurture.message import Envelope
-from nurture.models import Send, SendState
+from nurture.models import SendState
 from nurture.outbox import Claim, Outbox, Result
 from nurture.settings import Delivery
 
@@ -76,14 +76,14 @@ class Preparer:
             if ready:
                 return ready
 
-    def _build(self, send: Send, lead: Any, items: list[Any]) -> Prepared:
+    def _build(self, send: Claim, lead: Any, items: list[Any]) -> Prepared:
         try:
             envelope, described = self.engine.compose(send, lead, items)
         except Exception as broken:  # noqa: BLE001 - one message that cannot be built never stops the run
             if not isinstance(broken, NurtureError):
                 log.exception("send %s failed", send.id)
-            return Prepared(Claim.of(send), lead.email, problem=f"{type(broken).__name__}: {broken}")
-        return Prepared(Claim.of(send), lead.email, envelope, described)
+            return Prepared(send, lead.email, problem=f"{type(broken).__name__}: {broken}")
+        return Prepared(send, lead.email, envelope, described)
 
 
 class Workshop:

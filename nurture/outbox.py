@@ -60,12 +60,7 @@ class Claim:
     message_id: str
     subject: str
     links: list[dict[str, Any]]
-
-    @classmethod
-    def of(cls, send: Send) -> Claim:
-        assert send.id is not None
-        return cls(send.id, send.lead_id, send.step, send.template, send.attempts, send.message_id, send.subject,
-                   send.links)
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -123,7 +118,7 @@ class Outbox:
             ).values(state=SendState.QUEUED, claimed_by=None, claimed_at=None))
             return int(result.rowcount)
 
-    def claim(self, limit: int, now: datetime, lease_seconds: float) -> list[Send]:
+    def claim(self, limit: int, now: datetime, lease_seconds: float) -> list[Claim]:
         """Take up to `limit` sends that are due for delivery (at program time `now`): queued, deferred and due,
         or abandoned (leases run on the wall clock, whatever time the program runs at)."""
         wall = datetime.now(UTC)
@@ -140,8 +135,9 @@ class Outbox:
                 return []
             rows = session.connection().execute(update(_SENDS).where(_SENDS.c.id.in_(ids)).values(
                 state=SendState.SENDING, claimed_by=self.worker, claimed_at=wall).returning(*_SENDS.c)).all()
-        # made into Sends after the commit: on SQLite every other writer (the sender's results) waits meanwhile
-        return sorted((Send(**row._mapping) for row in rows), key=lambda send: send.id or 0)
+        # made into Claims after the commit: on SQLite every other writer (the sender's results) waits meanwhile
+        return sorted((Claim(row.id, row.lead_id, row.step, row.template, row.attempts, row.message_id, row.subject,
+                             row.links or [], row.created_at) for row in rows), key=lambda claim: claim.id)
 
     def renew(self) -> None:
         """Extend the lease of everything this worker holds."""
