@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from nurture.errors import NurtureError
 from nurture.message import Envelope
 from nurture.models import SendState
-from nurture.outbox import Claim, Outbox, Result
+from nurture.outbox import ClaimedSend, Outbox, Result
 from nurture.settings import Delivery
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ ORPHAN_CHECK_SECONDS = 0.5
 class Prepared:
     """A claimed send with its message built, or with the reason it could not be built."""
 
-    send: Claim
+    send: ClaimedSend
     email: str
     envelope: Envelope | None = None
     described: dict[str, Any] | None = None  # what was built: message_id, subject, links
@@ -76,7 +76,7 @@ class Preparer:
             if ready:
                 return ready
 
-    def _build(self, send: Claim, lead: Any, items: list[Any]) -> Prepared:
+    def _build(self, send: ClaimedSend, lead: Any, items: list[Any]) -> Prepared:
         try:
             envelope, described = self.engine.compose(send, lead, items)
         except Exception as broken:  # noqa: BLE001 - one message that cannot be built never stops the run

@@ -17,7 +17,7 @@ from nurture.feeds import Catalog, load_catalog
 from nurture.mailer import Mailer
 from nurture.message import Envelope, build, domain_of, message_id
 from nurture.models import EventKind, FeedItem, Lead, Send, Stage
-from nurture.outbox import Claim, Outbox
+from nurture.outbox import ClaimedSend, Outbox
 from nurture.refresh import FeedResult, refresh
 from nurture.render import Renderer
 from nurture.settings import Settings
@@ -110,7 +110,7 @@ class Engine:
         """Deliver everything the outbox holds for `now`, `smtp.concurrency` messages at a time."""
         await Dispatch(self, now, report, progress).run()
 
-    def compose(self, send: Send | Claim, lead: Lead, items: list[FeedItem]) -> tuple[Envelope, dict[str, Any]]:
+    def compose(self, send: Send | ClaimedSend, lead: Lead, items: list[FeedItem]) -> tuple[Envelope, dict[str, Any]]:
         """Render and build one send's message (no I/O); also return what the outbox keeps about it."""
         assert send.id is not None and lead.id is not None
         send_id = send.id

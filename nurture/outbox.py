@@ -48,7 +48,7 @@ def worker_name() -> str:
 
 
 @dataclass(frozen=True)
-class Claim:
+class ClaimedSend:
     """A claimed send as its delivery needs it: plain data, cheap to hand to another process (an ORM
     instance pickles its whole mapper state)."""
 
@@ -67,7 +67,7 @@ class Claim:
 class Result:
     """How one delivery attempt ended."""
 
-    send: Send | Claim
+    send: Send | ClaimedSend
     state: SendState  # sent, deferred, failed, bounced; queued gives the claim back untried
     error: str | None = None
     described: dict[str, Any] | None = None  # what was built: message_id, subject, links
@@ -118,7 +118,7 @@ class Outbox:
             ).values(state=SendState.QUEUED, claimed_by=None, claimed_at=None))
             return int(result.rowcount)
 
-    def claim(self, limit: int, now: datetime, lease_seconds: float) -> list[Claim]:
+    def claim(self, limit: int, now: datetime, lease_seconds: float) -> list[ClaimedSend]:
         """Take up to `limit` sends that are due for delivery (at program time `now`): queued, deferred and due,
         or abandoned (leases run on the wall clock, whatever time the program runs at)."""
         wall = datetime.now(UTC)
@@ -135,9 +135,10 @@ class Outbox:
                 return []
             rows = session.connection().execute(update(_SENDS).where(_SENDS.c.id.in_(ids)).values(
                 state=SendState.SENDING, claimed_by=self.worker, claimed_at=wall).returning(*_SENDS.c)).all()
-        # made into Claims after the commit: on SQLite every other writer (the sender's results) waits meanwhile
-        return sorted((Claim(row.id, row.lead_id, row.step, row.template, row.attempts, row.message_id, row.subject,
-                             row.links or [], row.created_at) for row in rows), key=lambda claim: claim.id)
+        # made into ClaimedSends after the commit: on SQLite every other writer (the sender's results) waits meanwhile
+        claimed = (ClaimedSend(row.id, row.lead_id, row.step, row.template, row.attempts, row.message_id, row.subject,
+                               row.links or [], row.created_at) for row in rows)
+        return sorted(claimed, key=lambda send: send.id)
 
     def renew(self) -> None:
         """Extend the lease of everything this worker holds."""
@@ -184,7 +185,7 @@ class Outbox:
             for send, state, error in followups:
                 self._consequences(session, send, state, error, now, rules)
 
-    def _consequences(self, session: Any, send: Send | Claim, state: SendState, error: str | None, now: datetime,
+    def _consequences(self, session: Any, send: Send | ClaimedSend, state: SendState, error: str | None, now: datetime,
                       rules: Scoring) -> None:
         assert send.id is not None
         if state is SendState.SENT and send.step > 0:
@@ -208,7 +209,7 @@ def delivered_at(now: datetime, wall: datetime | None) -> datetime:
     return wall if now >= wall - LIVE else min(now, wall)
 
 
-def final_state(send: Send | Claim, state: SendState, max_attempts: int) -> SendState:
+def final_state(send: Send | ClaimedSend, state: SendState, max_attempts: int) -> SendState:
     """A temporary failure on the last allowed attempt is final."""
     if state is SendState.DEFERRED and send.attempts + 1 >= max_attempts:
         return SendState.FAILED
