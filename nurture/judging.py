@@ -20,25 +20,24 @@ from nurture.settings import Settings
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.05  # how soon a judge of its own process sees new hits
-BATCH = 50  # hits per transaction: short, so the server's writes never wait long for SQLite's write lock
+BATCH = 50  # hits per transaction: short, so other writers (API events, the outbox) never wait long
 JUDGE_NICENESS = 10  # answering comes first: under a burst the judge lags behind and catches up after it
 RETRY_SECONDS = 1.0  # after a failure to reach the database
 WATCH_SECONDS = 5.0  # how often the server looks whether its judge still runs
 STOP_SECONDS = 30.0  # how long a stopping judge may take to finish its batch and hand-offs
-GAP_SECONDS = 0.002  # between two full batches, time for the server to take the write lock
+GAP_SECONDS = 0.002  # between two full batches, time for other writers to take SQLite's write lock
 
 
 class Judging:
-    def __init__(self, engine: Engine):
+    """A judge and what its batches set off. `loop` is the event loop that runs the follow-ups of
+    `judge_now`, which judges inline, in the journal's writer thread; `run` judges in a loop of its own."""
+
+    def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop | None = None):
         self.engine = engine
         self.judge = Judge(engine.store, engine.settings.scoring)
         self.tasks: set[asyncio.Task[Any]] = set()
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop = loop
         self.stopping = False
-
-    def inline(self) -> None:
-        """Judge in the journal's writer thread, before the hits are answered (call on the event loop)."""
-        self.loop = asyncio.get_running_loop()
 
     def judge_now(self) -> None:
         """Judge everything stored; hand the follow-ups to the event loop (from any thread)."""

@@ -66,8 +66,7 @@ async def judging_while_serving(engine: Engine, tracking: Tracking, app: Starlet
             watching.cancel()
             await supervisor.stop()
         return
-    inline = Judging(engine)
-    inline.inline()
+    inline = Judging(engine, asyncio.get_running_loop())
     tracking.journal.after = inline.judge_now
     await run_in_threadpool(inline.judge_now)  # what an earlier run stored and did not judge
     try:
