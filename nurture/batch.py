@@ -1,14 +1,21 @@
-"""The next batch of the outbox, claimed and built ahead of the sender: in a thread, or in a process of its own.
+"""The next batches of the outbox, claimed and built ahead of the sender: in a thread, or in a process of its own.
 
 Building a message (render, CSS-inlined HTML, MIME) costs about as much CPU as sending it, and the event
 loop that talks SMTP is a single thread: for a long run the batches are built in a forked process, on
-another core, while the loop delivers the batch before. Building is deterministic, so what a process
-builds is what a retry after a crash builds again.
+another core, two batches ahead of the loop. Building is deterministic, so what a process builds is
+what a retry after a crash builds again.
+
+The builder runs at idle priority (SCHED_IDLE) while it is ahead: the sender, and an SMTP server on
+the same machine, never wait for a core it holds. When the sender does wait for a batch, the builder is
+hurried to normal priority until that batch is done. Where the system would not let it leave idle
+priority again (no CAP_SYS_NICE, a low RLIMIT_NICE) it keeps normal priority throughout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -16,7 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -33,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 Write = Callable[[list[Result]], None]
 ORPHAN_CHECK_SECONDS = 0.5
+FIRST_BATCH = 20  # sends: the run's first batch is small, so that delivery starts at once
+AHEAD = 2  # batches built ahead of the sender, in a process
 
 
 @dataclass(frozen=True)
@@ -56,10 +65,10 @@ class Preparer:
         self.policy = policy
         self.write = write
 
-    def next(self) -> list[Prepared]:
-        """The next batch, built; empty when nothing is left to claim."""
+    def next(self, size: int | None = None) -> list[Prepared]:
+        """The next batch (of `size`, or the policy's batch size), built; empty when nothing is left to claim."""
         while True:
-            sends = self.outbox.claim(self.policy.batch_size, self.now, self.policy.lease_seconds)
+            sends = self.outbox.claim(size or self.policy.batch_size, self.now, self.policy.lease_seconds)
             if not sends:
                 return []
             leads = self.engine.store.leads_by_id([send.lead_id for send in sends])
@@ -97,30 +106,44 @@ class Workshop:
     def __init__(self, preparer: Preparer, in_process: bool):
         self.preparer = preparer
         self.pool: Executor | None = None
+        self.builder: Future[int] | None = None  # the builder process's pid
         if in_process and threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+            gc.freeze()  # what both processes hold at the fork is never scanned by a collector (nor copied by one)
             self.pool = ProcessPoolExecutor(1, multiprocessing.get_context("fork"), _adopt, (preparer, os.getpid()))
-            self.pool.submit(os.getpid)  # fork now, before this process starts threads of its own
+            self.builder = self.pool.submit(os.getpid)  # fork now, before this process starts threads of its own
 
-    def submit(self) -> Any:
-        """An awaitable of the next batch."""
+    @property
+    def ahead(self) -> int:
+        """How many batches to have built ahead of the sender."""
+        return 1 if self.pool is None else AHEAD
+
+    def submit(self, size: int | None = None) -> asyncio.Future[list[Prepared]]:
+        """The next batch (of `size`, or the policy's), to come."""
         loop = asyncio.get_running_loop()
         if self.pool is None:
-            return loop.run_in_executor(None, self.preparer.next)
-        return loop.run_in_executor(self.pool, _next)
+            return loop.run_in_executor(None, self.preparer.next, size)
+        return loop.run_in_executor(self.pool, _next, size)
+
+    def hurry(self) -> None:
+        """The sender waits for a batch: let the builder have a core as any process would."""
+        if self.builder is not None and self.builder.done() and not self.builder.exception():
+            with contextlib.suppress(OSError):  # it may have left, or gone back to idle priority itself
+                os.sched_setscheduler(self.builder.result(), os.SCHED_OTHER, os.sched_param(0))
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+            gc.unfreeze()
 
 
-_adopted: tuple[Preparer, int] | None = None  # in the forked process: the preparer, and the parent's pid
+_adopted: tuple[Preparer, int, bool] | None = None  # in the forked process: the preparer, the parent's pid, idle
 
 
 def _adopt(preparer: Preparer, parent: int) -> None:
     """Start of the forked process: its own database connections, never the parent's."""
     global _adopted
-    preparer.engine.store.engine.dispose(close=False)
-    _adopted = (preparer, parent)
+    preparer.engine.store.after_fork()
+    _adopted = (preparer, parent, _can_leave_idle())
     threading.Thread(target=_leave_with, args=(parent,), daemon=True, name="orphan-watch").start()
 
 
@@ -131,21 +154,45 @@ def _leave_with(parent: int) -> None:
     os._exit(0)
 
 
-def _next() -> list[Prepared]:
+def _next(size: int | None) -> list[Prepared]:
     assert _adopted is not None
-    preparer, parent = _adopted
+    preparer, parent, idle = _adopted
     if os.getppid() != parent:  # the sender died (kill -9): claim nothing more in its name
         return []
-    return preparer.next()
+    if idle:  # back to idle priority, should the sender have hurried the batch before
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    return preparer.next(size)
+
+
+def _can_leave_idle() -> bool:
+    """Whether this process may go back from idle to normal priority: tried on a thread of its own."""
+    if not hasattr(os, "SCHED_IDLE"):
+        return False
+    allowed: list[bool] = []
+
+    def trial() -> None:
+        thread = threading.get_native_id()
+        try:
+            os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
+            os.sched_setscheduler(thread, os.SCHED_OTHER, os.sched_param(0))
+            allowed.append(True)
+        except OSError:
+            allowed.append(False)
+
+    thread = threading.Thread(target=trial, name="priority-trial")
+    thread.start()
+    thread.join()
+    return allowed == [True]
 
 
 class Backlog:
-    """The built sends no lane has taken yet, refilled a batch at a time while the next batch is built."""
+    """The built sends no lane has taken yet, refilled a batch at a time while the next ones are built."""
 
     def __init__(self, workshop: Workshop):
         self.workshop = workshop
         self.items: deque[Prepared] = deque()
-        self.upcoming = workshop.submit()
+        self.upcoming: deque[asyncio.Future[list[Prepared]]] = deque([workshop.submit(FIRST_BATCH)])
+        self.upcoming.extend(workshop.submit() for _ in range(workshop.ahead - 1))
         self.refilling = asyncio.Lock()
         self.exhausted = False
         self.batches = 0  # batches taken so far
@@ -159,16 +206,22 @@ class Backlog:
         return self.items.popleft() if self.items else None
 
     async def _refill(self) -> None:
-        batch = await self.upcoming
+        upcoming = self.upcoming.popleft()
+        if not upcoming.done():
+            self.workshop.hurry()
+        batch = await upcoming
         if not batch:
             self.exhausted = True
             return
         self.items.extend(batch)
         self.batches += 1
-        self.upcoming = self.workshop.submit()
+        self.upcoming.append(self.workshop.submit())
 
     async def untaken(self) -> list[Prepared]:
-        """What was claimed but never taken: the rest of the backlog and the batch built ahead."""
+        """What was claimed but never taken: the rest of the backlog and the batches built ahead."""
         rest = list(self.items)
         self.items.clear()
-        return rest + (await self.upcoming if not self.exhausted else [])
+        for upcoming in self.upcoming:
+            rest += await upcoming
+        self.upcoming.clear()
+        return rest

@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 from nurture.errors import DeliveryError
 from nurture.mailer import Mailer, Ready
@@ -19,8 +18,6 @@ from nurture.message import Envelope
 from nurture.models import SendState
 from nurture.settings import Delivery
 
-T = TypeVar("T")
-R = TypeVar("R")
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -86,52 +83,3 @@ class Pacer:
             if delay > 0:
                 await self.sleep(delay)
 
-
-class GroupCommit(Generic[T, R]):
-    """Collects items and writes them in groups; `put` returns once its item is committed, with what
-    `write` returned for it (write returns one result per item, or None for none).
-
-    A delivery holds its concurrency slot until its result is stored, so after a crash at most
-    `concurrency` messages can have gone out without being recorded; a tracking hit is answered only
-    once its event is stored, yet a thousand concurrent hits cost one transaction, not a thousand.
-    """
-
-    def __init__(self, write: Callable[[Sequence[T]], Sequence[R] | None], in_thread: bool = True):
-        self.write = write
-        self.in_thread = in_thread  # False: write on the event loop (a local database, short writes)
-        self.pending: list[tuple[T, asyncio.Future[R | None]]] = []
-        self.running: asyncio.Task[None] | None = None
-
-    async def put(self, item: T) -> R | None:
-        return await self.settle(self.add(item))
-
-    def add(self, item: T) -> asyncio.Future[R | None]:
-        """Queue an item for the next group without starting a write; the future is done once the item
-        is committed. It goes with any write under way or to come: `settle` starts one if need be."""
-        future: asyncio.Future[R | None] = asyncio.get_running_loop().create_future()
-        self.pending.append((item, future))
-        return future
-
-    async def settle(self, future: asyncio.Future[R | None]) -> R | None:
-        """Wait until the item of `future` (from `add`) is committed, writing what waits if no write is under way."""
-        if not future.done() and (self.running is None or self.running.done()):
-            self.running = asyncio.create_task(self._drain())
-        return await future
-
-    async def _drain(self) -> None:
-        while self.pending:
-            group, self.pending = self.pending, []
-            try:
-                results = await self.store([item for item, _ in group])
-            except Exception as error:  # noqa: BLE001 - handed to every waiter of the group
-                for _, future in group:
-                    if not future.done():  # a waiter may have been cancelled meanwhile
-                        future.set_exception(error)
-                continue
-            for index, (_, future) in enumerate(group):
-                if not future.done():
-                    future.set_result(None if results is None else results[index])
-
-    async def store(self, items: list[T]) -> Sequence[R] | None:
-        """Write one group: in a thread, or on the event loop."""
-        return await asyncio.to_thread(self.write, items) if self.in_thread else self.write(items)

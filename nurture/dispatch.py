@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection
 
 from nurture.batch import Backlog, Prepared, Preparer, Workshop
-from nurture.delivery import Breaker, GroupCommit, Pacer, attempt
+from nurture.delivery import Breaker, Pacer, attempt
+from nurture.groupcommit import GroupCommit
 from nurture.models import SendState
 from nurture.outbox import Outbox, Result, final_state
 
@@ -34,8 +35,8 @@ class Dispatch:
         self.progress = progress
         self.breaker = Breaker(self.policy.pause_after_failures)
         self.pacer = Pacer(self.policy.rate_per_second, self.policy.rate_per_hour)
-        local = engine.store.url.startswith("sqlite")  # a SQLite write is shorter than a hop to a thread
-        self.commit: GroupCommit[Result, None] = GroupCommit(self._record, in_thread=not local)
+        self.local = engine.store.engine.dialect.name == "sqlite"  # a SQLite write is shorter than a hop to a thread
+        self.commit: GroupCommit[Result, None] = GroupCommit(self._record, on_loop=self.local)
         self.preparer = Preparer(engine, self.outbox, now, self.policy, self._write)
 
     async def run(self) -> None:
@@ -51,19 +52,18 @@ class Dispatch:
         self.total = sum(counts.get(state, 0) for state in (SendState.QUEUED, SendState.DEFERRED, SendState.SENDING))
         self.done = 0
         workshop = Workshop(self.preparer, in_process=self.total > AHEAD_IN_PROCESS * self.policy.batch_size)
-        self.connection = self.engine.store.engine.connect()
-        renewing = asyncio.create_task(self._renew_leases())
-        backlog = Backlog(workshop)
-        try:
-            await asyncio.gather(*(self._lane(backlog) for _ in range(self.engine.settings.smtp.concurrency)))
-        finally:
-            renewing.cancel()
-            untried = await backlog.untaken()  # claimed but not sent (the breaker tripped, or an error): give back
-            if untried:
-                self._write([Result(item.send, SendState.QUEUED) for item in untried])
-                self.done += len(untried)  # processed: given back for the next run
-            workshop.close()
-            self.connection.close()
+        with self.engine.store.connection(on_loop=self.local) as self.connection:  # the results' connection
+            renewing = asyncio.create_task(self._renew_leases())
+            backlog = Backlog(workshop)
+            try:
+                await asyncio.gather(*(self._lane(backlog) for _ in range(self.engine.settings.smtp.concurrency)))
+            finally:
+                renewing.cancel()
+                untried = await backlog.untaken()  # claimed, not sent (the breaker tripped, or an error): give back
+                if untried:
+                    self._write([Result(item.send, SendState.QUEUED) for item in untried])
+                    self.done += len(untried)  # processed: given back for the next run
+                workshop.close()
         if self.progress:
             self.progress(self.done, max(self.total, self.done), True)
         if self.breaker.tripped:

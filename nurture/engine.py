@@ -62,20 +62,22 @@ class Engine:
     def enqueue_due(self, now: datetime, report: Report) -> None:
         """Record a queued send for every lead that is due and has content; note the skips."""
         steps = self.plan(now)
-        leads = self.store.leads_by_id([step.lead_id for step in steps])
+        emails = self.store.emails_by_id([step.lead_id for step in steps])
+        readers = self.store.leads_by_id([step.lead_id for step in steps if step.template == program.DIGEST])
         chosen: list[tuple[program.Due, list[int]]] = []
         for step in steps:
-            lead = leads[step.lead_id]
-            item_ids = self._new_item_ids(lead) if step.template == program.DIGEST else []
-            if step.template == program.DIGEST and len(item_ids) < self.settings.program.min_new_items:
-                self.store.note_skip(step.lead_id, "no new matching items", now)
-                report.skipped.append(f"{lead.email}: digest {step.step} skipped, no new matching items")
-                continue
+            item_ids: list[int] = []
+            if step.template == program.DIGEST:
+                item_ids = self._new_item_ids(readers[step.lead_id])
+                if len(item_ids) < self.settings.program.min_new_items:
+                    self.store.note_skip(step.lead_id, "no new matching items", now)
+                    report.skipped.append(f"{emails[step.lead_id]}: digest {step.step} skipped, no new matching items")
+                    continue
             chosen.append((step, item_ids))
         for (step, _), recorded in zip(chosen, self.outbox.enqueue_many(chosen, now), strict=True):
             if recorded:
-                email = leads[step.lead_id].email
-                report.enqueued.append(f"{email}: {step.template} (cycle {step.cycle}, step {step.step})")
+                where = f"cycle {step.cycle}, step {step.step}"
+                report.enqueued.append(f"{emails[step.lead_id]}: {step.template} ({where})")
 
     def _new_item_ids(self, lead: Lead) -> list[int]:
         items = content.digest_items(self.store, self.catalog, lead, self.settings.program.items_per_digest)
@@ -92,10 +94,9 @@ class Engine:
                 self.store.record(Hit(lead_id, EventKind.INACTIVITY, now, credit,
                                       detail=f"no open or click since {since:%Y-%m-%d}"), rules)
         lowest = min(rules.threshold, rules.customer_threshold, *rules.industry_thresholds.values())
-        for lead in self.store.leads_in(Stage.MQL):  # expiring points, and leads left to settle
-            assert lead.id is not None
-            if rules.expiry_days is not None or lead.score >= lowest:
-                self.store.rescore(lead.id, rules, now)
+        settling = None if rules.expiry_days is not None else lowest  # expiring points, or leads left to settle
+        for lead_id in self.store.lead_ids_in(Stage.MQL, min_score=settling):
+            self.store.rescore(lead_id, rules, now)
 
     async def welcome(self, lead_id: int, now: datetime) -> Report:
         """Send a new lead its confirmation now rather than at the next tick."""
@@ -134,9 +135,10 @@ class Engine:
         """One pass of the program: enqueue what is due, deliver the outbox, deliver hand-offs."""
         report = Report()
         if dry_run:
-            leads = self.store.leads_by_id([step.lead_id for step in self.plan(now)])
-            report.enqueued = [f"{leads[step.lead_id].email}: {step.template} (cycle {step.cycle}, "
-                               f"step {step.step}) would be sent" for step in self.plan(now)]
+            steps = self.plan(now)
+            emails = self.store.emails_by_id([step.lead_id for step in steps])
+            report.enqueued = [f"{emails[step.lead_id]}: {step.template} (cycle {step.cycle}, "
+                               f"step {step.step}) would be sent" for step in steps]
             return report
         self.apply_rules(now)
         self.enqueue_due(now, report)

@@ -11,18 +11,15 @@ messages that went out never change, so their links are kept in memory.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from random import getrandbits
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.exc import DBAPIError, OperationalError
 
-from nurture.delivery import GroupCommit
+from nurture.groupcommit import GroupCommit
 from nurture.models import Send, SendState
 from nurture.store import Store, make_engine
 from nurture.store.base import journal_url
@@ -30,7 +27,6 @@ from nurture.store.base import journal_url
 SENDS = Send.__table__  # type: ignore[attr-defined]
 LINKS = select(SENDS.c.id, SENDS.c.links, SENDS.c.state).where(SENDS.c.id.in_(bindparam("ids", expanding=True)))
 ATTEMPTS = 3
-LOCK_WAIT_SECONDS = 30
 log = logging.getLogger(__name__)
 COLUMNS = ("key", "kind", "send_id", "link", "method", "user_agent", "client", "at")
 
@@ -52,14 +48,14 @@ class Journal(GroupCommit[Arrival, str | None]):
 
     One group is written at a time; the hits that arrive meanwhile form the next. On SQLite the journal
     is a database file of its own (store.base.journal_url), so a judge's long transactions on the main
-    database never hold it up, and the write, a fraction of a millisecond, is made on the event loop (a
-    hop to a thread would cost more); while a judge deletes judged hits, the loop serves requests and the
-    write is tried again every half millisecond (SQLite's own wait sleeps up to 100 ms at a time).
+    database never hold it up, and the write is made on the event loop; while a judge deletes judged
+    hits, the loop serves requests (see nurture.groupcommit). A write that fails otherwise is tried
+    twice more.
     """
 
     def __init__(self, store: Store, max_sends: int = 200_000):
-        super().__init__(self.write)
         self.sqlite = store.engine.dialect.name == "sqlite"
+        super().__init__(self.write, on_loop=self.sqlite, attempts=ATTEMPTS)
         # on SQLite, a journal file of its own, and reads that take no lock: no wait on the event loop
         self.engine = make_engine(journal_url(store.url), busy_seconds=0) if self.sqlite else store.engine
         self.reader = make_engine(store.url, busy_seconds=0, reads_only=True) if self.sqlite else store.engine
@@ -67,26 +63,12 @@ class Journal(GroupCommit[Arrival, str | None]):
         self.sql = f"INSERT INTO pendinghit ({', '.join(COLUMNS)}) VALUES ({', '.join([marker] * len(COLUMNS))})"
         self.links: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
         self.max_sends = max_sends
-        self.after: Callable[[], None] | None = None  # called after each commit, in a thread (an inline judge)
+        self.after: Callable[[], None] | None = None
 
-    async def store(self, arrivals: list[Arrival]) -> list[str | None]:
-        """Write one group: kept waiting while SQLite's write lock is held; other failures tried twice more."""
-        failures = 0
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        while True:
-            try:
-                if self.sqlite and self.after is None:
-                    return self.write(arrivals)
-                return await asyncio.to_thread(self.write, arrivals)
-            except DBAPIError as error:
-                if _locked(error) and time.monotonic() < deadline:
-                    await asyncio.sleep(0.0005)
-                    continue
-                failures += 1
-                if failures == ATTEMPTS:
-                    raise
-                log.warning("storing %d hits failed; trying again", len(arrivals), exc_info=True)
-                await asyncio.sleep(0.05 * failures)
+    def follow_with(self, after: Callable[[], None] | None) -> None:
+        """Call `after` after each commit (an inline judge), in a thread; None: no longer."""
+        self.after = after
+        self.on_loop = self.sqlite and after is None
 
     def write(self, arrivals: Sequence[Arrival]) -> list[str | None]:
         """Store the hits in one transaction; the URL of each click (None: no such link, not stored)."""
@@ -126,7 +108,3 @@ def _url(links: dict[int, list[dict[str, Any]]], arrival: Arrival) -> str | None
     if of_send is None or arrival.link is None or not 0 <= arrival.link < len(of_send):
         return None
     return str(of_send[arrival.link]["url"])
-
-
-def _locked(error: DBAPIError) -> bool:
-    return isinstance(error, OperationalError) and "database is locked" in str(error.orig)

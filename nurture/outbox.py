@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from nurture import scoring
 from nurture.models import EventKind, FeedItem, Send, SendItem, SendState, Suppression
@@ -150,7 +150,7 @@ class Outbox:
     def items(self, send_ids: Sequence[int]) -> dict[int, list[FeedItem]]:
         """The items of many sends, in the order each send carries them."""
         found: dict[int, list[FeedItem]] = {send_id: [] for send_id in send_ids}
-        with self.store.session() as session:
+        with self.store.reading() as session:
             for send_id, item in session.exec(ITEMS, params={"send_ids": list(send_ids)}).all():
                 found[send_id].append(item)
         return found
@@ -159,7 +159,7 @@ class Outbox:
                max_attempts: int, connection: Connection | None = None) -> None:
         """Record a group of results in one transaction; a sent digest books its cost, a bounce suppresses.
 
-        `connection`, when given, is used for the common case (no follow-up) instead of one from the pool.
+        `connection`, when given, is used instead of one from the pool.
         """
         rows, followups = [], []
         if not results:
@@ -176,14 +176,13 @@ class Outbox:
                          "retry_at": now + retry_after if state is SendState.DEFERRED else None, **described})
             if (state is SendState.SENT and send.step > 0) or state is SendState.BOUNCED:
                 followups.append((send, state, result.error))
-        if not followups:  # the common case needs no ORM session, which costs more than the update itself
-            with _transaction(self.store, connection) as held:
-                held.execute(FINISH, rows)
-            return
-        with self.store.session() as session:
-            session.connection().execute(FINISH, rows)
-            for send, state, error in followups:
-                self._consequences(session, send, state, error, now, rules)
+        with _transaction(self.store, connection) as held:
+            held.execute(FINISH, rows)
+            if followups:  # an ORM session only when needed: it costs more than the update itself
+                with Session(bind=held, expire_on_commit=False) as session:
+                    for send, state, error in followups:
+                        self._consequences(session, send, state, error, now, rules)
+                    session.flush()
 
     def _consequences(self, session: Any, send: Send | ClaimedSend, state: SendState, error: str | None, now: datetime,
                       rules: Scoring) -> None:

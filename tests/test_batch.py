@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 
 import pytest
 
 from nurture import batch
 from nurture.engine import Engine, Report
+from nurture.errors import DeliveryError
 from nurture.mailer import MemoryMailer
 from nurture.models import Lead, SendState, Suppression
+from nurture.outbox import Outbox
 from nurture.settings import Settings
 from nurture.store import Store
 from tests.conftest import T0, make_lead
@@ -81,3 +84,71 @@ def test_with_another_thread_about_batches_are_built_in_a_thread(settings: Setti
         other.join()
     assert [workshop.pool for workshop in workshops] == [None]
     assert len(report.sent) == LEADS and len({envelope.message_id for envelope in mailer.sent}) == LEADS
+
+
+def scheduling(pid: int) -> int:
+    return os.sched_getscheduler(pid)
+
+
+def test_the_builder_works_at_idle_priority_until_the_sender_waits_for_it(settings: Settings, store: Store) -> None:
+    if threading.active_count() > 1:
+        pytest.skip("another thread runs: batches are built in a thread")
+    if not batch._can_leave_idle():
+        pytest.skip("this system does not let a process leave idle priority (no CAP_SYS_NICE, RLIMIT_NICE)")
+    engine = small_batches(settings, store, MemoryMailer())
+    many(store)
+    engine.enqueue_due(T0, Report())
+    outbox = Outbox(store)
+    preparer = batch.Preparer(engine, outbox, T0, engine.settings.delivery, lambda results: None)
+
+    async def main() -> list[int]:
+        workshop = batch.Workshop(preparer, in_process=True)
+        try:
+            assert workshop.builder is not None
+            pid = await asyncio.wrap_future(workshop.builder)
+            seen = [scheduling(pid)]  # forked, not yet building
+            assert len(await workshop.submit()) == BATCH
+            seen.append(scheduling(pid))  # built a batch: idle since
+            workshop.hurry()
+            seen.append(scheduling(pid))
+            assert len(await workshop.submit()) == BATCH
+            seen.append(scheduling(pid))  # the next batch starts at idle priority again
+            return seen
+        finally:
+            workshop.close()
+
+    assert asyncio.run(main()) == [os.SCHED_OTHER, os.SCHED_IDLE, os.SCHED_OTHER, os.SCHED_IDLE]
+
+
+@pytest.mark.parametrize("ahead", [1, 2, 3])
+def test_a_run_stopped_early_gives_back_every_batch_built_ahead(settings: Settings, store: Store, ahead: int,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batch, "AHEAD", ahead)
+    mailer = MemoryMailer(fail={f"lead{n:02}@example.com": DeliveryError("421 busy") for n in range(LEADS)})
+    engine = small_batches(settings, store, mailer)
+    engine = Engine(engine.settings.model_copy(update={"delivery": engine.settings.delivery.model_copy(
+        update={"pause_after_failures": 2, "retries": 0})}), store, mailer)
+    many(store)
+    report = asyncio.run(engine.send_due(T0))
+    assert report.paused is not None
+    counts = Outbox(store).counts()
+    assert counts.get(SendState.SENDING, 0) == 0  # nothing left claimed
+    assert counts[SendState.QUEUED] + counts[SendState.DEFERRED] == LEADS
+
+
+def test_the_first_batch_is_small_so_that_delivery_starts_at_once(settings: Settings, store: Store,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    sizes: list[int] = []  # of the batches the lanes took, as they took them
+    original = batch.Backlog._refill
+
+    async def refill(self: batch.Backlog) -> None:
+        await original(self)
+        sizes.append(len(self.items))
+
+    monkeypatch.setattr(batch.Backlog, "_refill", refill)
+    monkeypatch.setattr(batch, "FIRST_BATCH", 2)
+    engine = small_batches(settings, store, MemoryMailer())
+    many(store)
+    report = asyncio.run(engine.send_due(T0))
+    assert len(report.sent) == LEADS
+    assert sizes == [2, BATCH, BATCH, BATCH, BATCH, 1, 0]  # 23 leads; the last refill finds the outbox empty

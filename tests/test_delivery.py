@@ -6,13 +6,11 @@ Clocks and sleeps are fakes, so nothing here waits for real longer than a few te
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections.abc import Sequence
 
 import pytest
 
-from nurture.delivery import Breaker, GroupCommit, Pacer, attempt, backoff
+from nurture.delivery import Breaker, Pacer, attempt, backoff
 from nurture.errors import DeliveryError
 from nurture.message import Envelope
 from nurture.models import SendState
@@ -289,131 +287,3 @@ def test_attempt_succeeds_at_once_without_sleeping() -> None:
     mailer, sleep = ScriptedMailer(), Recorder()
     assert asyncio.run(attempt(mailer, ENVELOPE, policy(), sleep=sleep))[0] is SendState.SENT
     assert mailer.calls == 1 and sleep.sleeps == []
-
-
-# group commit
-
-
-class Writer:
-    """A write that can be held at a gate, fails for groups holding `poison`, and records what it stored."""
-
-    def __init__(self, poison: object = None, gated: bool = False):
-        self.poison = poison
-        self.calls: list[list[object]] = []
-        self.written: set[object] = set()
-        self.lock = threading.Lock()
-        self.started = threading.Event()
-        self.gate = threading.Event()
-        if not gated:
-            self.gate.set()
-
-    def __call__(self, items: Sequence[object]) -> None:
-        with self.lock:
-            self.calls.append(list(items))
-        self.started.set()
-        assert self.gate.wait(5), "the test never opened the gate"
-        time.sleep(0.005)  # a write takes a moment
-        if self.poison is not None and self.poison in items:
-            raise RuntimeError(f"cannot store {self.poison}")
-        with self.lock:
-            self.written.update(items)
-
-
-async def hold_first_write(commit: GroupCommit[object, None], writer: Writer, first: object,
-                           later: Sequence[object], outcomes: dict[object, object]) -> None:
-    """Put `first`; while its write is held at the gate put `later`; then let the writes go."""
-
-    async def put(item: object) -> None:
-        try:
-            await commit.put(item)
-            outcomes[item] = item in writer.written  # True: it returned only once its item was stored
-        except RuntimeError as error:
-            outcomes[item] = error
-
-    tasks = [asyncio.create_task(put(first))]
-    assert await asyncio.to_thread(writer.started.wait, 5)
-    tasks += [asyncio.create_task(put(item)) for item in later]
-    await asyncio.sleep(0.02)
-    assert outcomes == {}, "a put returned before its write was done"
-    writer.gate.set()
-    await asyncio.gather(*tasks)
-
-
-@pytest.mark.timeout(10)
-def test_group_commit_groups_the_puts_that_arrive_during_a_write() -> None:
-    writer = Writer(gated=True)
-    outcomes: dict[object, object] = {}
-
-    async def main() -> None:
-        commit: GroupCommit[object, None] = GroupCommit(writer)
-        await hold_first_write(commit, writer, "first", list(range(10)), outcomes)
-
-    asyncio.run(main())
-    assert writer.calls == [["first"], list(range(10))]  # eleven puts, two writes
-    assert outcomes == {item: True for item in ["first", *range(10)]}
-
-
-@pytest.mark.timeout(10)
-def test_group_commit_writes_each_item_once_and_in_order() -> None:
-    writer = Writer()
-
-    async def main() -> None:
-        commit: GroupCommit[object, None] = GroupCommit(writer)
-        await asyncio.gather(*(commit.put(n) for n in range(50)))
-        await commit.put(50)  # after the group is drained, a new one starts
-
-    asyncio.run(main())
-    assert [item for call in writer.calls for item in call] == list(range(51))
-    assert len(writer.calls) < 10
-    assert writer.calls[-1] == [50]
-
-
-@pytest.mark.timeout(10)
-def test_a_failing_write_raises_in_every_waiter_of_its_group() -> None:
-    writer = Writer(poison="bad", gated=True)
-    outcomes: dict[object, object] = {}
-
-    async def main() -> None:
-        commit: GroupCommit[object, None] = GroupCommit(writer)
-        await hold_first_write(commit, writer, "a", ["b", "bad", "c"], outcomes)
-        await commit.put("d")  # the commit goes on working after a failed group
-
-    asyncio.run(main())
-    assert writer.calls == [["a"], ["b", "bad", "c"], ["d"]]
-    assert outcomes["a"] is True
-    for item in ("b", "bad", "c"):
-        assert isinstance(outcomes[item], RuntimeError), item
-        assert "cannot store bad" in str(outcomes[item])
-    assert writer.written == {"a", "d"}
-
-
-def test_a_cancelled_waiter_does_not_strand_the_rest_of_its_group() -> None:
-    async def scenario() -> list[object]:
-        def write(items):  # type: ignore[no-untyped-def]
-            return [f"ok {item}" for item in items]
-
-        commit: GroupCommit[int, str] = GroupCommit(write, in_thread=False)
-        first = asyncio.ensure_future(commit.put(1))
-        second = asyncio.ensure_future(commit.put(2))
-        await asyncio.sleep(0)  # both are waiting on the group now
-        first.cancel()
-        return [await asyncio.wait_for(second, 2)]
-
-    assert asyncio.run(scenario()) == ["ok 2"]
-
-
-@pytest.mark.timeout(10)
-def test_added_items_wait_for_a_settle_and_then_go_in_one_write() -> None:
-    writer = Writer()
-
-    async def main() -> None:
-        commit: GroupCommit[object, None] = GroupCommit(writer, in_thread=False)
-        futures = [commit.add(n) for n in range(4)]
-        await asyncio.sleep(0.01)
-        assert writer.calls == []  # added, not written
-        await commit.settle(futures[1])
-        assert all(future.done() for future in futures)
-        await commit.settle(futures[3])  # already committed: no second write
-
-    asyncio.run(main())
-    assert writer.calls == [[0, 1, 2, 3]]

@@ -12,7 +12,7 @@ from nurture.errors import DeliveryError
 from nurture.mailer import MemoryMailer
 from nurture.models import EventKind, HandoffState, Outcome, SendState, Stage, Suppression
 from nurture.scoring import Credit
-from nurture.store import Hit
+from nurture.store import Hit, leads
 from tests.conftest import T0, make_lead
 
 WEEK = timedelta(days=7)
@@ -195,3 +195,17 @@ def test_no_result_without_a_score_reset_keeps_the_score_exact(engine: Engine) -
     assert recorded.handoff_id is not None
     lead = engine.store.decide(recorded.handoff_id, Outcome.NO_RESULT, T0, rules)
     assert (lead.cycle, lead.score) == (1, 12)
+
+
+def test_a_run_of_more_leads_than_one_in_list_holds(engine: Engine, mailer: MemoryMailer,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leads are read by id in chunks: PostgreSQL's driver takes at most 65,535 parameters a statement."""
+    monkeypatch.setattr(leads, "IN_LIST", 3)
+    refresh(engine)
+    emails = [make_lead(engine.store, email=f"reader{n}@example.com", interests=["security"]).email for n in range(8)]
+    first = tick(engine, 0)
+    assert sorted(line.partition(":")[0] for line in first.enqueued) == sorted(emails)
+    assert sorted(envelope.recipient for envelope in mailer.sent) == sorted(emails)
+    assert len(tick(engine, 7).sent) == 8  # digests: each lead's interests read back
+    assert all(len(engine.outbox.items([send.id or 0 for send in engine.store.sends_of(lead_id)])) == 2
+               for lead_id in engine.store.leads_by_id(range(1, 9)))

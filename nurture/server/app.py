@@ -67,12 +67,12 @@ async def judging_while_serving(engine: Engine, tracking: Tracking, app: Starlet
             await supervisor.stop()
         return
     inline = Judging(engine, asyncio.get_running_loop())
-    tracking.journal.after = inline.judge_now
+    tracking.journal.follow_with(inline.judge_now)
     await run_in_threadpool(inline.judge_now)  # what an earlier run stored and did not judge
     try:
         yield
     finally:
-        tracking.journal.after = None
+        tracking.journal.follow_with(None)
         await asyncio.gather(*inline.tasks, return_exceptions=True)
 
 

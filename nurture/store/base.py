@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event as sa_event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, SQLModel, create_engine
 
 from nurture.models import (
@@ -52,7 +52,11 @@ class Recorded:
     handoff_id: int | None  # set when this event qualified the lead
 
 
-def make_engine(url: str, busy_seconds: float = 30, reads_only: bool = False) -> Engine:
+BUSY_SECONDS = 30
+AUTOCHECKPOINT_PAGES = 1000  # SQLite's default
+
+
+def make_engine(url: str, busy_seconds: float = BUSY_SECONDS, reads_only: bool = False) -> Engine:
     """An engine. On SQLite every transaction takes the write lock at once (BEGIN IMMEDIATE), so that two
     writers never deadlock; `busy_seconds` is how long it waits for another's. An engine for `reads_only`
     takes no lock: in WAL mode its reads go on while another connection writes."""
@@ -77,10 +81,15 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 def journal_url(url: str) -> str:
     """Where the tracking server's journal of hits lives: on SQLite a file of its own beside the database,
     so that storing a hit never waits for a judge's write lock; elsewhere the database itself."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+    if not _sqlite_file(url):
         return url
+    parsed = make_url(url)
     return parsed.set(database=f"{parsed.database}-hits").render_as_string(hide_password=False)
+
+
+def _sqlite_file(url: str) -> bool:
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
 
 
 class Base:
@@ -92,16 +101,48 @@ class Base:
         journal = journal_url(url)
         self.journal_engine = self.engine if journal == url else make_engine(journal)
         self.journal_reader = self.engine if journal == url else make_engine(journal, reads_only=True)
+        self.reader = make_engine(url, reads_only=True) if _sqlite_file(url) else self.engine
 
     def create(self) -> None:
         SQLModel.metadata.create_all(self.engine)
         JOURNAL.create_all(self.journal_engine)
 
+    def after_fork(self) -> None:
+        """In a forked process: open connections of its own, leaving the parent's pooled ones alone."""
+        for engine in {self.engine, self.journal_engine, self.journal_reader, self.reader}:
+            engine.dispose(close=False)
+
     def close(self) -> None:
-        for engine in (self.engine, self.journal_engine, self.journal_reader):
+        for engine in (self.engine, self.journal_engine, self.journal_reader, self.reader):
             engine.dispose()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
             yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reads only: on SQLite it takes no lock, and never waits for a writer."""
+        with Session(self.reader, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def connection(self, on_loop: bool = False) -> Iterator[Connection]:
+        """A connection to hold for many transactions. `on_loop`, for a writer on an event loop (see
+        nurture.groupcommit): on SQLite a transaction fails at once with "database is locked" while
+        another connection writes, instead of sleeping until it is done, and a commit never copies the
+        write-ahead log back into the database (other connections do), which takes milliseconds."""
+        with self.engine.connect() as connection:
+            if not on_loop or self.engine.dialect.name != "sqlite":
+                yield connection
+                return
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            driver.execute("PRAGMA busy_timeout = 0")
+            driver.execute("PRAGMA wal_autocheckpoint = 0")
+            try:
+                yield connection
+            finally:
+                driver.execute(f"PRAGMA busy_timeout = {BUSY_SECONDS * 1000}")
+                driver.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
@@ -20,6 +21,16 @@ from nurture.models import (
 )
 from nurture.program import History
 from nurture.store.base import Base
+
+T = TypeVar("T")
+
+
+IN_LIST = 10_000  # values per IN (...): PostgreSQL's driver takes at most 65,535 parameters a statement
+
+
+def chunked(values: Sequence[T], size: int = IN_LIST) -> Iterator[Sequence[T]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 class Leads(Base):
@@ -38,7 +49,8 @@ class Leads(Base):
         """Add all leads or none."""
         emails = [lead.email for lead in leads]
         with self.session() as session:
-            taken = session.exec(select(Lead.email).where(col(Lead.email).in_(emails))).all()
+            taken = [email for chunk in chunked(emails) for email in
+                     session.exec(select(Lead.email).where(col(Lead.email).in_(chunk))).all()]
             if taken:
                 raise InputError(f"leads already exist: {', '.join(sorted(taken)[:5])}")
             session.add_all(leads)
@@ -61,14 +73,25 @@ class Leads(Base):
         with self.session() as session:
             return list(session.exec(select(Lead).order_by(col(Lead.id)).limit(limit)).all())
 
-    def leads_in(self, stage: Stage) -> list[Lead]:
-        with self.session() as session:
-            return list(session.exec(select(Lead).where(Lead.stage == stage).order_by(col(Lead.id))).all())
+    def lead_ids_in(self, stage: Stage, min_score: int | None = None) -> list[int]:
+        """The leads in `stage` (with at least `min_score` points, when given), by id."""
+        query = select(Lead.id).where(Lead.stage == stage)
+        if min_score is not None:
+            query = query.where(Lead.score >= min_score)
+        with self.reading() as session:
+            return [lead_id for lead_id in session.exec(query.order_by(col(Lead.id))).all() if lead_id is not None]
 
     def leads_by_id(self, ids: Sequence[int]) -> dict[int, Lead]:
-        with self.session() as session:
-            rows = session.exec(select(Lead).where(col(Lead.id).in_(ids))).all()
-        return {lead.id: lead for lead in rows if lead.id is not None}
+        with self.reading() as session:
+            return {lead.id: lead for chunk in chunked(ids) if chunk
+                    for lead in session.exec(select(Lead).where(col(Lead.id).in_(chunk))).all() if lead.id is not None}
+
+    def emails_by_id(self, ids: Sequence[int]) -> dict[int, str]:
+        """The email address of each lead: cheaper than whole leads, where that is all a caller needs."""
+        with self.reading() as session:
+            return {lead_id: email for chunk in chunked(ids) if chunk
+                    for lead_id, email in session.exec(select(Lead.id, Lead.email).where(col(Lead.id).in_(chunk)))
+                    if lead_id is not None}
 
     def set_preferences(self, lead_id: int, interests: list[str], industry: str) -> None:
         with self.session() as session:
