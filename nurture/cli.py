@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -22,7 +21,7 @@ from nurture.feeds import load_catalog
 from nurture.intake import new_lead, read_csv
 from nurture.mailer import Mailer
 from nurture.refresh import refresh
-from nurture.runtime import development_sink, open_store, smtp_mailer
+from nurture.runtime import development_sink, open_store, run_async, smtp_mailer
 from nurture.settings import Settings, load_settings
 
 log = logging.getLogger("nurture")
@@ -106,7 +105,7 @@ def run(ctx: click.Context, host: str | None, port: int | None) -> None:
         host, port = host or settings.server.host, port or settings.server.port
         console.banner(settings, host, port)
         try:
-            asyncio.run(run_all(engine, host, port))
+            run_async(run_all(engine, host, port))
         except KeyboardInterrupt:
             pass
 
@@ -140,8 +139,8 @@ def send_due(ctx: click.Context, at: str | None, dry_run: bool, no_refresh: bool
     now = parse_time(at)
     with engine_of(ctx) as engine:
         if not no_refresh and not dry_run:
-            console.feed_results(asyncio.run(engine.refresh_feeds(now)), quiet=True)
-        report = asyncio.run(_send_due(engine, now, dry_run))
+            console.feed_results(run_async(engine.refresh_feeds(now)), quiet=True)
+        report = run_async(_send_due(engine, now, dry_run))
     console.report(report)
 
 
@@ -246,7 +245,7 @@ def feeds() -> None:
 def feeds_refresh(ctx: click.Context) -> None:
     """Fetch every feed (conditional GET) and keep new items; one line per feed."""
     settings = settings_of(ctx)
-    results = asyncio.run(refresh(open_store(settings), load_catalog(settings.feeds_file), datetime.now(UTC)))
+    results = run_async(refresh(open_store(settings), load_catalog(settings.feeds_file), datetime.now(UTC)))
     console.feed_results(results)
 
 
@@ -303,7 +302,7 @@ def send_test(ctx: click.Context, template: str, to: str, email: str) -> None:
     store = open_store(settings)
     try:
         with development_sink(settings, store):
-            shown, envelope = asyncio.run(mail_preview(settings, store, smtp_mailer(settings), template, email, to))
+            shown, envelope = run_async(mail_preview(settings, store, smtp_mailer(settings), template, email, to))
     finally:
         store.close()
     if shown.note:

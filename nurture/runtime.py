@@ -1,10 +1,13 @@
-"""Building the running parts from Settings: the store, the SMTP mailer, the development sink."""
+"""Building the running parts from Settings: the store, the SMTP mailer, the development sink; and the
+event loop they run on."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from aiosmtpd.controller import Controller
 
@@ -14,6 +17,18 @@ from nurture.sink import listening, start_sink
 from nurture.store import Store
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run`, on uvloop where it is installed (not on Windows): its event loop costs the sender
+    about a tenth less CPU per message. The server's uvicorn picks uvloop by itself."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 def open_store(settings: Settings) -> Store:

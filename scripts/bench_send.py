@@ -37,6 +37,7 @@ from nurture.mailer import Ready, SmtpMailer  # noqa: E402
 from nurture.message import Envelope  # noqa: E402
 from nurture.models import Lead  # noqa: E402
 from nurture.render import Renderer  # noqa: E402
+from nurture.runtime import run_async  # noqa: E402
 from nurture.settings import load_settings  # noqa: E402
 from nurture.store import Store  # noqa: E402
 
@@ -166,8 +167,8 @@ def main() -> None:
     rates: dict[str, list[float]] = {"nurture": [], "raw": [], "naive": [], "vs_raw": [], "vs_naive": []}
     try:
         for run in range(1, args.runs + 1):
-            took, kept = asyncio.run(nurture_run(port, args.leads, args.connections))
-            raw = asyncio.run(raw_blast(port, kept, args.connections))
+            took, kept = run_async(nurture_run(port, args.leads, args.connections))  # as `nurture send-due` runs
+            raw = run_async(raw_blast(port, kept, args.connections))  # on the same event loop
             slow = naive(port, args.naive)
             nurture_rate, raw_rate, naive_rate = args.leads / took, len(kept) / raw, args.naive / slow
             for key, value in (("nurture", nurture_rate), ("raw", raw_rate), ("naive", naive_rate),
