@@ -63,6 +63,9 @@ class ClaimedSend:
     created_at: datetime
 
 
+CLAIMED = [_SENDS.c[name] for name in ClaimedSend.__dataclass_fields__]  # what a claim hands back, in order
+
+
 @dataclass(frozen=True)
 class Result:
     """How one delivery attempt ended."""
@@ -134,10 +137,9 @@ class Outbox:
             if not ids:
                 return []
             rows = session.connection().execute(update(_SENDS).where(_SENDS.c.id.in_(ids)).values(
-                state=SendState.SENDING, claimed_by=self.worker, claimed_at=wall).returning(*_SENDS.c)).all()
+                state=SendState.SENDING, claimed_by=self.worker, claimed_at=wall).returning(*CLAIMED)).all()
         # made into ClaimedSends after the commit: on SQLite every other writer (the sender's results) waits meanwhile
-        claimed = (ClaimedSend(row.id, row.lead_id, row.step, row.template, row.attempts, row.message_id, row.subject,
-                               row.links or [], row.created_at) for row in rows)
+        claimed = (ClaimedSend(*row) for row in rows)
         return sorted(claimed, key=lambda send: send.id)
 
     def renew(self) -> None:
