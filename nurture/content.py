@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,10 +32,15 @@ def item_view(item: FeedItem) -> ItemView:
 
 def digest_items(store: Store, catalog: Catalog, lead: Lead, limit: int) -> list[FeedItem]:
     """The items a lead's next digest carries: never sent to it before, each feed taking turns (feeds.mix)."""
-    assert lead.id is not None
-    feeds = catalog.feeds_for(lead.interests, lead.industry)
-    candidates = [item for feed in feeds for item in store.new_items(lead.id, [feed], limit)]
-    return mix(candidates, feeds, limit)
+    return digests(store, catalog, [lead], limit)[lead.id or 0]
+
+
+def digests(store: Store, catalog: Catalog, leads: Sequence[Lead], limit: int) -> dict[int, list[FeedItem]]:
+    """`digest_items` for many leads at once, by lead id."""
+    feeds = {lead.id or 0: catalog.feeds_for(lead.interests, lead.industry) for lead in leads}
+    unsent = store.new_items(feeds, limit)
+    return {lead_id: mix([item for feed in names for item in unsent[lead_id][feed]], names, limit)
+            for lead_id, names in feeds.items()}
 
 
 def context(settings: Settings, lead: Lead, items: list[FeedItem], **urls: str) -> dict[str, Any]:

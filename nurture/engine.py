@@ -64,24 +64,22 @@ class Engine:
         steps = self.plan(now)
         emails = self.store.emails_by_id([step.lead_id for step in steps])
         readers = self.store.leads_by_id([step.lead_id for step in steps if step.template == program.DIGEST])
+        size, at_least = self.settings.program.items_per_digest, self.settings.program.min_new_items
+        items = content.digests(self.store, self.catalog, list(readers.values()), size)
         chosen: list[tuple[program.Due, list[int]]] = []
+        skipped: list[int] = []
         for step in steps:
-            item_ids: list[int] = []
-            if step.template == program.DIGEST:
-                item_ids = self._new_item_ids(readers[step.lead_id])
-                if len(item_ids) < self.settings.program.min_new_items:
-                    self.store.note_skip(step.lead_id, "no new matching items", now)
-                    report.skipped.append(f"{emails[step.lead_id]}: digest {step.step} skipped, no new matching items")
-                    continue
+            item_ids = [item.id for item in items.get(step.lead_id, []) if item.id is not None]
+            if step.template == program.DIGEST and len(item_ids) < at_least:
+                skipped.append(step.lead_id)
+                report.skipped.append(f"{emails[step.lead_id]}: digest {step.step} skipped, no new matching items")
+                continue
             chosen.append((step, item_ids))
+        self.store.note_skips(skipped, "no new matching items", now)
         for (step, _), recorded in zip(chosen, self.outbox.enqueue_many(chosen, now), strict=True):
             if recorded:
                 where = f"cycle {step.cycle}, step {step.step}"
                 report.enqueued.append(f"{emails[step.lead_id]}: {step.template} ({where})")
-
-    def _new_item_ids(self, lead: Lead) -> list[int]:
-        items = content.digest_items(self.store, self.catalog, lead, self.settings.program.items_per_digest)
-        return [item.id for item in items if item.id is not None]
 
     def apply_rules(self, now: datetime) -> None:
         """The rules that depend on time passing: inactivity penalties and points that expire."""

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -23,6 +24,10 @@ from nurture.program import History
 from nurture.store.base import Base
 
 T = TypeVar("T")
+LEADS = Lead.__table__  # type: ignore[attr-defined]
+SENT_ITEMS = select(SendItem.lead_id, SendItem.item_id, FeedItem.link).join(
+    FeedItem, col(SendItem.item_id) == col(FeedItem.id))
+NEWEST = select(FeedItem).order_by(col(FeedItem.published).desc(), col(FeedItem.id).desc())
 
 
 IN_LIST = 10_000  # values per IN (...): PostgreSQL's driver takes at most 65,535 parameters a statement
@@ -118,27 +123,48 @@ class Leads(Base):
         return [History(lead_id, stage, False, cycle, started, step, last)
                 for lead_id, stage, cycle, started, step, last in rows]
 
-    def note_skip(self, lead_id: int, reason: str, now: datetime) -> None:
-        with self.session() as session:
-            session.exec(update(Lead).where(col(Lead.id) == lead_id)
-                         .values(skipped_at=now, skip_reason=reason))
-
     # sends
 
-    def new_items(self, lead_id: int, feeds: Sequence[str], limit: int) -> list[FeedItem]:
-        """The newest items of these feeds that the lead has not been sent, by item or by link (the same
-        article in two feeds is two items)."""
-        sent = select(SendItem.item_id).where(SendItem.lead_id == lead_id)
-        sent_links = (select(FeedItem.link).join(SendItem, col(SendItem.item_id) == col(FeedItem.id))
-                      .where(SendItem.lead_id == lead_id))
-        query = (
-            select(FeedItem)
-            .where(col(FeedItem.feed).in_(feeds), col(FeedItem.id).not_in(sent), col(FeedItem.link).not_in(sent_links))
-            .order_by(col(FeedItem.published).desc(), col(FeedItem.id).desc())
-            .limit(limit)
-        )
-        with self.session() as session:
-            return list(session.exec(query).all())
+    def new_items(self, wanted: Mapping[int, Sequence[str]], limit: int) -> dict[int, dict[str, list[FeedItem]]]:
+        """For each lead (by id) and each of its feeds, the newest `limit` items of the feed that the lead
+        has not been sent, by item or by link (the same article in two feeds is two items).
+
+        A query per feed and one per 10,000 leads, however many leads: each feed's newest items are
+        read once, deep enough to pass over what the most-mailed lead was sent, and chosen from here.
+        """
+        feeds = sorted({feed for names in wanted.values() for feed in names})
+        sent_ids: dict[int, set[int]] = defaultdict(set)
+        sent_links: dict[int, set[str]] = defaultdict(set)
+        with self.reading() as session:
+            for chunk in chunked(list(wanted)):
+                for lead_id, item_id, link in session.exec(SENT_ITEMS.where(col(SendItem.lead_id).in_(chunk))):
+                    sent_ids[lead_id].add(item_id)
+                    sent_links[lead_id].add(link)
+            depth = dict.fromkeys(feeds, limit + max((len(ids) for ids in sent_ids.values()), default=0))
+            newest: dict[str, list[FeedItem]] = {}
+            while True:
+                for feed in feeds:
+                    if len(newest.get(feed, ())) < depth[feed]:  # first reading, or read deeper
+                        newest[feed] = list(session.exec(NEWEST.where(FeedItem.feed == feed).limit(depth[feed])))
+                found: dict[int, dict[str, list[FeedItem]]] = {}
+                short: set[str] = set()
+                for lead_id, names in wanted.items():
+                    ids, links = sent_ids.get(lead_id, set()), sent_links.get(lead_id, set())
+                    found[lead_id] = {feed: [item for item in newest[feed] if item.id not in ids
+                                             and item.link not in links][:limit] for feed in names}
+                    short.update(feed for feed, items in found[lead_id].items()  # passed over more than read
+                                 if len(items) < limit and len(newest[feed]) == depth[feed])
+                if not short:
+                    return found
+                for feed in short:
+                    depth[feed] *= 2
+
+    def note_skips(self, lead_ids: Sequence[int], reason: str, now: datetime) -> None:
+        """Note on each lead why its email was skipped this time."""
+        if lead_ids:
+            with self.session() as session:
+                session.connection().execute(update(LEADS).where(LEADS.c.id == bindparam("lead")).values(
+                    skipped_at=now, skip_reason=reason), [{"lead": lead_id} for lead_id in lead_ids])
 
     def send(self, send_id: int) -> Send | None:
         with self.session() as session:
