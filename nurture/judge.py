@@ -27,9 +27,9 @@ from nurture import machines, scoring
 from nurture.models import PENDING_HITS, Event, EventKind, Lead, Send, SendState, Stage
 from nurture.settings import Scoring
 from nurture.store import Store
+from nurture.store.ledger import ADD_POINTS, HELD_CREDITS, LOCK_LEADS
 
 EVENTS = Event.__table__  # type: ignore[attr-defined]
-LEADS = Lead.__table__  # type: ignore[attr-defined]
 SENDS = Send.__table__  # type: ignore[attr-defined]
 PENDING = PENDING_HITS
 JUDGE_LOCK = 0x6E756A67  # "nujg": judges on PostgreSQL take turns on this transaction lock
@@ -47,11 +47,6 @@ RECENT = (select(EVENTS.c.id, EVENTS.c.send_id, EVENTS.c.lead_id, EVENTS.c.occur
           .where(EVENTS.c.send_id.in_(bindparam("ids", expanding=True)), EVENTS.c.occurred_at >= bindparam("since"),
                  EVENTS.c.kind.in_([EventKind.OPEN, EventKind.CLICK]))
           .order_by(EVENTS.c.occurred_at, EVENTS.c.id))
-LOCK = (select(LEADS.c.id, LEADS.c.stage, LEADS.c.cycle, LEADS.c.suppressed, LEADS.c.customer, LEADS.c.industry,
-               LEADS.c.score)
-        .where(LEADS.c.id.in_(bindparam("ids", expanding=True))).order_by(LEADS.c.id).with_for_update())
-HELD = select(EVENTS.c.credit_key).where(EVENTS.c.credit_key.in_(bindparam("keys", expanding=True)))
-ADD_POINTS = update(LEADS).where(LEADS.c.id == bindparam("lead")).values(score=LEADS.c.score + bindparam("delta"))
 UNCOUNT = update(EVENTS).where(EVENTS.c.id == bindparam("event"), EVENTS.c.counted.is_(True)).values(
     counted=False, credit_key=None, reason=bindparam("why"))
 
@@ -218,7 +213,7 @@ def _utc(moment: datetime | None) -> datetime | None:
 
 
 def _lock(connection: Any, lead_ids: set[int]) -> dict[int, Any]:
-    return {row.id: row for row in connection.execute(LOCK, {"ids": sorted(lead_ids)})} if lead_ids else {}
+    return {row.id: row for row in connection.execute(LOCK_LEADS, {"ids": sorted(lead_ids)})} if lead_ids else {}
 
 
 def _recent(connection: Any, send_ids: Any, first: datetime) -> dict[int, list[Seen]]:
@@ -328,7 +323,7 @@ class _Batch:
         keys = [row["credit_key"] for row in self.rows if row["credit_key"]]
         if not keys:
             return
-        held = {key for (key,) in self.connection.execute(HELD, {"keys": keys})}
+        held = {key for (key,) in self.connection.execute(HELD_CREDITS, {"keys": keys})}
         for row in self.rows:
             if row["credit_key"] in held:
                 row.update(counted=False, credit_key=None, reason="already credited")

@@ -180,20 +180,31 @@ class Outbox:
                 followups.append((send, state, result.error))
         with _transaction(self.store, connection) as held:
             held.execute(FINISH, rows)
-            if followups:  # an ORM session only when needed: it costs more than the update itself
-                with Session(bind=held, expire_on_commit=False) as session:
-                    for send, state, error in followups:
-                        self._consequences(session, send, state, error, now, rules)
-                    session.flush()
+            self._consequences(held, followups, now, rules)
 
-    def _consequences(self, session: Any, send: Send | ClaimedSend, state: SendState, error: str | None, now: datetime,
+    def _consequences(self, connection: Connection,
+                      followups: Sequence[tuple[Send | ClaimedSend, SendState, str | None]], now: datetime,
                       rules: Scoring) -> None:
-        assert send.id is not None
-        if state is SendState.SENT and send.step > 0:
-            credit = scoring.credit_send(send.step - 1, send.id, rules)
-            self.store.record_in(session, Hit(send.lead_id, EventKind.SENT, now, credit, send_id=send.id), rules)
-        elif state is SendState.BOUNCED:
-            self.store.suppress_in(session, send.lead_id, Suppression.BOUNCED, now, rules, (error or "")[:200])
+        """A sent digest books its cost (all of them in a few statements); a bounce suppresses its lead."""
+        costs, bounces = [], []
+        for send, state, error in followups:
+            assert send.id is not None
+            if state is SendState.SENT:
+                credit = scoring.credit_send(send.step - 1, send.id, rules)
+                costs.append(Hit(send.lead_id, EventKind.SENT, now, credit, send_id=send.id))
+            else:
+                bounces.append((send.lead_id, error))
+        earning = [hit for hit in costs if hit.credit.points > 0]  # rules that pay for a digest: it may qualify
+        if len(earning) < len(costs):
+            self.store.record_costs_in(connection, [hit for hit in costs if hit not in earning])
+        if not earning and not bounces:
+            return
+        with Session(bind=connection, expire_on_commit=False) as session:  # the ORM, for what may qualify a lead
+            for hit in earning:
+                self.store.record_in(session, hit, rules)
+            for lead_id, error in bounces:
+                self.store.suppress_in(session, lead_id, Suppression.BOUNCED, now, rules, (error or "")[:200])
+            session.flush()
 
     def counts(self) -> dict[SendState, int]:
         with self.store.session() as session:

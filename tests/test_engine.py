@@ -12,7 +12,7 @@ from nurture.errors import DeliveryError
 from nurture.mailer import MemoryMailer
 from nurture.models import EventKind, HandoffState, Outcome, SendState, Stage, Suppression
 from nurture.scoring import Credit
-from nurture.store import Hit, leads
+from nurture.store import Hit, base
 from tests.conftest import T0, make_lead
 
 WEEK = timedelta(days=7)
@@ -200,7 +200,7 @@ def test_no_result_without_a_score_reset_keeps_the_score_exact(engine: Engine) -
 def test_a_run_of_more_leads_than_one_in_list_holds(engine: Engine, mailer: MemoryMailer,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Leads are read by id in chunks: PostgreSQL's driver takes at most 65,535 parameters a statement."""
-    monkeypatch.setattr(leads, "IN_LIST", 3)
+    monkeypatch.setattr(base, "IN_LIST", 3)
     refresh(engine)
     emails = [make_lead(engine.store, email=f"reader{n}@example.com", interests=["security"]).email for n in range(8)]
     first = tick(engine, 0)

@@ -9,7 +9,7 @@ import pytest
 from nurture.models import FeedItem, FeedState
 from nurture.outbox import Outbox
 from nurture.program import DIGEST, Due
-from nurture.store import Store, leads
+from nurture.store import Store, base
 from tests.conftest import T0, make_lead
 
 
@@ -62,7 +62,7 @@ def test_reads_deeper_when_sent_links_hide_more_items_than_the_lead_was_sent(sto
 
 @pytest.mark.parametrize("in_list", [1, 2, 10_000])
 def test_leads_are_read_in_chunks_of_any_size(store: Store, monkeypatch: pytest.MonkeyPatch, in_list: int) -> None:
-    monkeypatch.setattr(leads, "IN_LIST", in_list)
+    monkeypatch.setattr(base, "IN_LIST", in_list)
     cloud = add_items(store, "cloud", [f"https://example.com/c{n}" for n in range(6)])
     ids = [make_lead(store, email=f"lead{n}@example.com").id or 0 for n in range(5)]
     for n, lead_id in enumerate(ids):

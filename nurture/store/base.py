@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -23,6 +23,7 @@ from nurture.scoring import Credit
 
 SUPPRESSION_EVENTS = {Suppression.UNSUBSCRIBED: EventKind.UNSUBSCRIBE, Suppression.BOUNCED: EventKind.BOUNCE,
                       Suppression.COMPLAINED: EventKind.COMPLAINT}
+T = TypeVar("T")
 MQL_ONLY = (EventKind.OPEN, EventKind.CLICK, EventKind.SENT)  # earn nothing once a lead is with sales
 
 
@@ -52,8 +53,16 @@ class Recorded:
     handoff_id: int | None  # set when this event qualified the lead
 
 
+IN_LIST = 10_000  # values per IN (...): PostgreSQL's driver takes at most 65,535 parameters a statement
 BUSY_SECONDS = 30
 AUTOCHECKPOINT_PAGES = 1000  # SQLite's default
+
+
+def chunked(values: Sequence[T], size: int | None = None) -> Iterator[Sequence[T]]:
+    """`values` in slices of at most `size` (IN_LIST): one IN list each."""
+    size = size or IN_LIST
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def make_engine(url: str, busy_seconds: float = BUSY_SECONDS, reads_only: bool = False) -> Engine:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TypeVar
 
@@ -21,21 +21,13 @@ from nurture.models import (
     Stage,
 )
 from nurture.program import History
-from nurture.store.base import Base
+from nurture.store.base import Base, chunked
 
 T = TypeVar("T")
 LEADS = Lead.__table__  # type: ignore[attr-defined]
 SENT_ITEMS = select(SendItem.lead_id, SendItem.item_id, FeedItem.link).join(
     FeedItem, col(SendItem.item_id) == col(FeedItem.id))
 NEWEST = select(FeedItem).order_by(col(FeedItem.published).desc(), col(FeedItem.id).desc())
-
-
-IN_LIST = 10_000  # values per IN (...): PostgreSQL's driver takes at most 65,535 parameters a statement
-
-
-def chunked(values: Sequence[T], size: int = IN_LIST) -> Iterator[Sequence[T]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 class Leads(Base):

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import Connection, bindparam, func, insert, update
+from sqlalchemy import select as core_select  # for table columns; sqlmodel's select is for models
 from sqlmodel import Session, col, select
 
 from nurture import scoring
@@ -21,7 +24,26 @@ from nurture.models import (
     Suppression,
 )
 from nurture.settings import Scoring
-from nurture.store.base import MQL_ONLY, SUPPRESSION_EVENTS, Base, Hit, Recorded
+from nurture.store.base import MQL_ONLY, SUPPRESSION_EVENTS, Base, Hit, Recorded, chunked
+
+EVENTS = Event.__table__  # type: ignore[attr-defined]
+LEADS = Lead.__table__  # type: ignore[attr-defined]
+# set-based statements, built once (an expanding IN list compiles to the same cached SQL every time)
+LOCK_LEADS = (core_select(LEADS.c.id, LEADS.c.stage, LEADS.c.cycle, LEADS.c.suppressed, LEADS.c.customer,
+                     LEADS.c.industry, LEADS.c.score)
+              .where(LEADS.c.id.in_(bindparam("ids", expanding=True))).order_by(LEADS.c.id).with_for_update())
+HELD_CREDITS = core_select(EVENTS.c.credit_key).where(EVENTS.c.credit_key.in_(bindparam("keys", expanding=True)))
+ADD_POINTS = update(LEADS).where(LEADS.c.id == bindparam("lead")).values(score=LEADS.c.score + bindparam("delta"))
+
+
+def event_row(hit: Hit, cycle: int, reason: str | None) -> dict[str, Any]:
+    """The Event row of a hit: counted unless there is a reason not to."""
+    key = hit.credit.key
+    return dict(lead_id=hit.lead_id, cycle=cycle, send_id=hit.send_id, kind=hit.kind, link=hit.link,
+                action=hit.action, occurred_at=hit.occurred_at, method=hit.method,
+                user_agent=(hit.user_agent or "")[:300] or None, client=hit.client, detail=hit.detail,
+                points=hit.credit.points, counted=reason is None, reason=reason, credit_for=key,
+                credit_key=key if reason is None else None, hit=None)
 
 
 class Ledger(Base):
@@ -43,6 +65,35 @@ class Ledger(Base):
         event = self._insert_event(session, lead, hit)
         score, handoff_id = self.settle_in(session, lead, rules, hit.occurred_at, force=hit.qualify and event.counted)
         return Recorded(event, score, handoff_id)
+
+    @staticmethod
+    def record_costs_in(connection: Connection, hits: Sequence[Hit]) -> None:
+        """Record many events that earn no points or cost some (a digest's cost), in the caller's
+        transaction: a statement for all, not an ORM transaction each. Each credit is booked once, as by
+        `record_in`, and a score moves by the points counted; none of these can qualify a lead."""
+        if any(hit.credit.points > 0 or hit.qualify for hit in hits):
+            raise ValueError("record_costs_in records costs only: an event that earns points may qualify its lead")
+        leads = {row.id: row for chunk in chunked(sorted({hit.lead_id for hit in hits}))
+                 for row in connection.execute(LOCK_LEADS, {"ids": list(chunk)})}
+        keys = [hit.credit.key for hit in hits if hit.credit.key]
+        held = {key for chunk in chunked(keys) for (key,) in connection.execute(HELD_CREDITS, {"keys": list(chunk)})}
+        rows: list[dict[str, Any]] = []
+        delta: dict[int, int] = defaultdict(int)
+        for hit in hits:
+            lead = leads.get(hit.lead_id)
+            if lead is None:
+                raise UnknownLead(f"no lead with id {hit.lead_id}")
+            key, reason = hit.credit.key, _reason(hit, lead.stage, held)
+            if reason is None and key:
+                held.add(key)
+            if reason is None:
+                delta[hit.lead_id] += hit.credit.points
+            rows.append(event_row(hit, lead.cycle, reason))
+        if rows:
+            connection.execute(insert(EVENTS), rows)
+        changes = [{"lead": lead_id, "delta": points} for lead_id, points in delta.items() if points]
+        if changes:
+            connection.execute(ADD_POINTS, changes)
 
     @staticmethod
     def _locked(session: Session, lead_id: int) -> Lead:
@@ -68,16 +119,9 @@ class Ledger(Base):
         return score, handoff.id
 
     def _insert_event(self, session: Session, lead: Lead, hit: Hit) -> Event:
-        key, reason = hit.credit.key, hit.ignored
-        if reason is None and lead.stage is not Stage.MQL and hit.kind in MQL_ONLY:
-            reason = f"lead is {lead.stage.value}"
-        if reason is None and key and self._credited(session, key):
-            reason = "already credited"
-        event = Event(lead_id=hit.lead_id, cycle=lead.cycle, send_id=hit.send_id, kind=hit.kind, link=hit.link,
-                      action=hit.action, occurred_at=hit.occurred_at, method=hit.method,
-                      user_agent=(hit.user_agent or "")[:300] or None, client=hit.client, detail=hit.detail,
-                      points=hit.credit.points, counted=reason is None, reason=reason, credit_for=key,
-                      credit_key=key if reason is None else None)
+        key = hit.credit.key
+        held = {key} if key and self._credited(session, key) else set()
+        event = Event(**event_row(hit, lead.cycle, _reason(hit, lead.stage, held)))
         session.add(event)
         session.flush()
         return event
@@ -179,3 +223,14 @@ class Ledger(Base):
         lead.suppressed = reason
         self.record_in(session, Hit(lead_id, kind, now, credit, detail=detail), rules)
         return True
+
+
+def _reason(hit: Hit, stage: Stage, held: set[str]) -> str | None:
+    """Why a hit earns nothing, or None: it counts. `held` are credits other events hold already."""
+    if hit.ignored is not None:
+        return hit.ignored
+    if stage is not Stage.MQL and hit.kind in MQL_ONLY:
+        return f"lead is {stage.value}"
+    if hit.credit.key and hit.credit.key in held:
+        return "already credited"
+    return None
