@@ -26,22 +26,34 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from nurture.errors import NurtureError
 from nurture.message import Envelope
 from nurture.models import SendState
 from nurture.outbox import ClaimedSend, Outbox, Result
-from nurture.settings import Delivery
+from nurture.runtime import smtp_mailer
+from nurture.settings import Settings
+from nurture.store import Store
 
 if TYPE_CHECKING:
     from nurture.engine import Engine
 
 log = logging.getLogger(__name__)
-Write = Callable[[list[Result]], None]
 ORPHAN_CHECK_SECONDS = 0.5
 FIRST_BATCH = 20  # sends: the run's first batch is small, so that delivery starts at once
 AHEAD = 2  # batches built ahead of the sender, in a process
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to make a Preparer in a process started afresh (Preparer.following)."""
+
+    settings: Settings
+    database_url: str
+    worker: str  # claims are made in the sender's name: its lease, and its pid for a restart to see
+    now: datetime
 
 
 @dataclass(frozen=True)
@@ -58,12 +70,24 @@ class Prepared:
 class Preparer:
     """Claims the next batch for one worker and builds its messages; sends to suppressed leads fail at once."""
 
-    def __init__(self, engine: Engine, outbox: Outbox, now: datetime, policy: Delivery, write: Write):
+    def __init__(self, engine: Engine, outbox: Outbox, now: datetime):
         self.engine = engine
         self.outbox = outbox
         self.now = now
-        self.policy = policy
-        self.write = write
+        self.policy = engine.settings.delivery
+
+    def recipe(self) -> Recipe:
+        """What a process started afresh needs to build as this preparer does."""
+        return Recipe(self.engine.settings, self.engine.store.url, self.outbox.worker, self.now)
+
+    @classmethod
+    def following(cls, recipe: Recipe) -> Preparer:
+        """A preparer made from a recipe, in another process: its own store and renderer, the same worker."""
+        from nurture.engine import Engine  # the engine runs its batches through this module
+
+        store = Store(recipe.database_url)
+        engine = Engine(recipe.settings, store, smtp_mailer(recipe.settings))  # the mailer is never used here
+        return cls(engine, Outbox(store, recipe.worker), recipe.now)
 
     def next(self, size: int | None = None) -> list[Prepared]:
         """The next batch (of `size`, or the policy's batch size), built; empty when nothing is left to claim."""
@@ -81,7 +105,7 @@ class Preparer:
                 else:
                     ready.append(self._build(send, lead, items.get(send.id or 0, [])))
             if suppressed:
-                self.write(suppressed)
+                self.outbox.finish(suppressed, self.now, self.engine.settings.scoring, self.policy)
             if ready:
                 return ready
 
@@ -96,21 +120,32 @@ class Preparer:
 
 
 class Workshop:
-    """Where batches are built: a thread for a short run, a forked process when there is much to send.
+    """Where batches are built: a thread for a short run, a process of its own when there is much to send.
 
-    A process forks only while it runs a single thread: a lock another thread holds at that moment
-    (SQLite's, the connection pool's) would stay locked forever in the child. With other threads about
-    (the scheduler, a server in the same process, tests) batches are built in a thread.
+    The process is forked from this one while it runs a single thread (`nurture send-due`): it starts at
+    once and shares what is loaded. With other threads about (`nurture run`'s scheduler and server), a
+    lock one of them held at the fork would stay locked forever in the child; the process is then
+    forked from multiprocessing's fork server instead, and builds its own engine from the settings.
     """
 
     def __init__(self, preparer: Preparer, in_process: bool):
         self.preparer = preparer
         self.pool: Executor | None = None
         self.builder: Future[int] | None = None  # the builder process's pid
-        if in_process and threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+        self.forked = False
+        self.lifeline: Connection | None = None
+        if not in_process or "fork" not in multiprocessing.get_all_start_methods():
+            return
+        if threading.active_count() == 1:
             gc.freeze()  # what both processes hold at the fork is never scanned by a collector (nor copied by one)
+            self.forked = True
             self.pool = ProcessPoolExecutor(1, multiprocessing.get_context("fork"), _adopt, (preparer, os.getpid()))
             self.builder = self.pool.submit(os.getpid)  # fork now, before this process starts threads of its own
+            return
+        lifeline, self.lifeline = multiprocessing.Pipe(duplex=False)  # the builder leaves once this end closes
+        self.pool = ProcessPoolExecutor(1, _fork_server(), _adopt_recipe, (preparer.recipe(), lifeline))
+        self.builder = self.pool.submit(os.getpid)  # starts the process, which takes its copy of `lifeline`
+        lifeline.close()
 
     @property
     def ahead(self) -> int:
@@ -133,31 +168,52 @@ class Workshop:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.lifeline is not None:
+            self.lifeline.close()
+        if self.forked:
             gc.unfreeze()
 
 
-_adopted: tuple[Preparer, int, bool] | None = None  # in the forked process: the preparer, the parent's pid, idle
+_adopted: tuple[Preparer, Callable[[], bool], bool] | None = None  # in the builder: the preparer, orphaned?, idle
 
 
-def _adopt(preparer: Preparer, parent: int) -> None:
-    """Start of the forked process: its own database connections, never the parent's."""
-    global _adopted
+def _fork_server() -> multiprocessing.context.BaseContext:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__, "nurture.engine"])  # each builder starts with nurture loaded
+    return context
+
+
+def _adopt(preparer: Preparer, sender: int) -> None:
+    """Start of a forked builder: its own database connections, never the sender's. It is orphaned once
+    its parent, the sender, is gone."""
     preparer.engine.store.after_fork()
-    _adopted = (preparer, parent, _can_leave_idle())
-    threading.Thread(target=_leave_with, args=(parent,), daemon=True, name="orphan-watch").start()
+    _settle_in(preparer, lambda: os.getppid() != sender)
 
 
-def _leave_with(parent: int) -> None:
+def _adopt_recipe(recipe: Recipe, lifeline: Connection) -> None:
+    """Start of a builder forked from the fork server: an engine of its own, from the settings. Its parent
+    is the fork server, which outlives the sender as long as any of its children runs: the builder is
+    orphaned once the sender's end of `lifeline` closes."""
+    _settle_in(Preparer.following(recipe), lifeline.poll)
+
+
+def _settle_in(preparer: Preparer, orphaned: Callable[[], bool]) -> None:
+    global _adopted
+    _adopted = (preparer, orphaned, _can_leave_idle())
+    threading.Thread(target=_leave_when, args=(orphaned,), daemon=True, name="orphan-watch").start()
+
+
+def _leave_when(orphaned: Callable[[], bool]) -> None:
     """Exit once the sender is gone (kill -9): an idle builder would otherwise wait for work forever."""
-    while os.getppid() == parent:
+    while not orphaned():
         time.sleep(ORPHAN_CHECK_SECONDS)
     os._exit(0)
 
 
 def _next(size: int | None) -> list[Prepared]:
     assert _adopted is not None
-    preparer, parent, idle = _adopted
-    if os.getppid() != parent:  # the sender died (kill -9): claim nothing more in its name
+    preparer, orphaned, idle = _adopted
+    if orphaned():  # the sender died (kill -9): claim nothing more in its name
         return []
     if idle:  # back to idle priority, should the sender have hurried the batch before
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))

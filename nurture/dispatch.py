@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
@@ -37,7 +37,7 @@ class Dispatch:
         self.pacer = Pacer(self.policy.rate_per_second, self.policy.rate_per_hour)
         self.local = engine.store.engine.dialect.name == "sqlite"  # a SQLite write is shorter than a hop to a thread
         self.commit: GroupCommit[Result, None] = GroupCommit(self._record, on_loop=self.local)
-        self.preparer = Preparer(engine, self.outbox, now, self.policy, self._write)
+        self.preparer = Preparer(engine, self.outbox, now)
 
     async def run(self) -> None:
         """Work the outbox until it is empty or the breaker trips.
@@ -133,9 +133,7 @@ class Dispatch:
             self.report.failed.append(f"{email}: {state.value}: {error}")
 
     def _write(self, results: Sequence[Result], connection: Connection | None = None) -> None:
-        retry_after = timedelta(minutes=self.policy.retry_after_minutes)
-        self.outbox.finish(results, self.now, self.engine.settings.scoring, retry_after, self.policy.max_attempts,
-                           connection)
+        self.outbox.finish(results, self.now, self.engine.settings.scoring, self.policy, connection)
 
     def _record(self, results: Sequence[Result]) -> None:
         """Write delivery results on the run's own connection: a pool checkout costs as much as the update."""

@@ -28,7 +28,7 @@ from sqlmodel import Session, col, select
 from nurture import scoring
 from nurture.models import EventKind, FeedItem, Send, SendItem, SendState, Suppression
 from nurture.program import Due
-from nurture.settings import Scoring
+from nurture.settings import Delivery, Scoring
 from nurture.store import Hit, Store
 
 _SENDS = Send.__table__  # type: ignore[attr-defined]
@@ -157,8 +157,8 @@ class Outbox:
                 found[send_id].append(item)
         return found
 
-    def finish(self, results: Sequence[Result], now: datetime, rules: Scoring, retry_after: timedelta,
-               max_attempts: int, connection: Connection | None = None) -> None:
+    def finish(self, results: Sequence[Result], now: datetime, rules: Scoring, policy: Delivery,
+               connection: Connection | None = None) -> None:
         """Record a group of results in one transaction; a sent digest books its cost, a bounce suppresses.
 
         `connection`, when given, is used instead of one from the pool.
@@ -166,10 +166,11 @@ class Outbox:
         rows, followups = [], []
         if not results:
             return
+        retry_after = timedelta(minutes=policy.retry_after_minutes)
         for result in results:
             send = result.send
             attempts = send.attempts + (result.state is not SendState.QUEUED)
-            state = final_state(send, result.state, max_attempts)
+            state = final_state(send, result.state, policy.max_attempts)
             described = result.described or {"message_id": send.message_id, "subject": send.subject,
                                              "links": send.links}
             rows.append({"send_id": send.id, "worker": self.worker, "state": state, "attempts": attempts,

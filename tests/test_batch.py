@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +23,7 @@ from nurture.outbox import Outbox
 from nurture.settings import Settings
 from nurture.store import Store
 from tests.conftest import T0, make_lead
+from tests.test_crash import alive, children
 
 LEADS = 23
 BATCH = 5  # LEADS is more than two batches: built in a process
@@ -45,18 +52,33 @@ def workshops(monkeypatch: pytest.MonkeyPatch) -> list[batch.Workshop]:
     return opened
 
 
-def test_messages_built_in_a_process_are_the_messages_built_here(settings: Settings, store: Store,
+@contextmanager
+def another_thread() -> Iterator[None]:
+    """A thread besides the main one, as `nurture run`'s scheduler and server have."""
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        other.join()
+
+
+@pytest.mark.parametrize("threads", [False, True], ids=["forked", "from the fork server"])
+def test_messages_built_in_a_process_are_the_messages_built_here(settings: Settings, store: Store, threads: bool,
                                                                  workshops: list[batch.Workshop]) -> None:
-    if threading.active_count() > 1:
-        pytest.skip("another thread runs: batches are built in a thread")
+    if not threads and threading.active_count() > 1:
+        pytest.skip("another thread runs: a builder cannot be forked from this process")
     mailer = MemoryMailer()
     engine = small_batches(settings, store, mailer)
     leads = {lead.id or 0: lead for lead in many(store)}
     report = Report()
     engine.enqueue_due(T0, report)
     store.suppress(min(leads), Suppression.UNSUBSCRIBED, T0, settings.scoring)
-    asyncio.run(engine.deliver(T0, report))
-    assert [workshop.pool is not None for workshop in workshops] == [True]
+    with another_thread() if threads else nullcontext():
+        asyncio.run(engine.deliver(T0, report))
+    assert [(workshop.pool is not None, workshop.forked) for workshop in workshops] == [(True, not threads)]
     assert len(report.sent) == LEADS - 1 and len(mailer.sent) == LEADS - 1
     for envelope in mailer.sent:
         lead = next(lead for lead in leads.values() if lead.email == envelope.recipient)
@@ -69,21 +91,15 @@ def test_messages_built_in_a_process_are_the_messages_built_here(settings: Setti
     assert refused.state is SendState.FAILED and refused.error == "lead is unsubscribed"
 
 
-def test_with_another_thread_about_batches_are_built_in_a_thread(settings: Settings, store: Store,
-                                                                 workshops: list[batch.Workshop]) -> None:
+def test_a_short_run_builds_its_batch_in_a_thread(settings: Settings, store: Store,
+                                                  workshops: list[batch.Workshop]) -> None:
     mailer = MemoryMailer()
     engine = small_batches(settings, store, mailer)
-    many(store)
-    stop = threading.Event()
-    other = threading.Thread(target=stop.wait)
-    other.start()
-    try:
-        report = asyncio.run(engine.send_due(T0))
-    finally:
-        stop.set()
-        other.join()
+    for n in range(2 * BATCH):  # not more than two batches
+        make_lead(store, email=f"lead{n:02}@example.com")
+    report = asyncio.run(engine.send_due(T0))
     assert [workshop.pool for workshop in workshops] == [None]
-    assert len(report.sent) == LEADS and len({envelope.message_id for envelope in mailer.sent}) == LEADS
+    assert len(report.sent) == 2 * BATCH and len({envelope.message_id for envelope in mailer.sent}) == 2 * BATCH
 
 
 def scheduling(pid: int) -> int:
@@ -99,7 +115,7 @@ def test_the_builder_works_at_idle_priority_until_the_sender_waits_for_it(settin
     many(store)
     engine.enqueue_due(T0, Report())
     outbox = Outbox(store)
-    preparer = batch.Preparer(engine, outbox, T0, engine.settings.delivery, lambda results: None)
+    preparer = batch.Preparer(engine, outbox, T0)
 
     async def main() -> list[int]:
         workshop = batch.Workshop(preparer, in_process=True)
@@ -152,3 +168,50 @@ def test_the_first_batch_is_small_so_that_delivery_starts_at_once(settings: Sett
     report = asyncio.run(engine.send_due(T0))
     assert len(report.sent) == LEADS
     assert sizes == [2, BATCH, BATCH, BATCH, BATCH, 1, 0]  # 23 leads; the last refill finds the outbox empty
+
+
+SENDER = """
+import asyncio, sys, threading
+from pathlib import Path
+from nurture.batch import Preparer, Workshop
+from nurture.engine import Engine, Report
+from nurture.mailer import MemoryMailer
+from nurture.outbox import Outbox
+from nurture.settings import load_settings
+from nurture.store import Store
+from tests.conftest import T0, make_lead
+
+settings = load_settings({"NURTURE_DATABASE_URL": sys.argv[1], "NURTURE_SECRET_KEY": "test"}, Path(sys.argv[2]))
+store = Store(settings.database_url)
+store.create()
+engine = Engine(settings, store, MemoryMailer())
+for n in range(30):
+    make_lead(store, email=f"lead{n:02}@example.com")
+engine.enqueue_due(T0, Report())
+threading.Thread(target=threading.Event().wait, daemon=True).start()  # as `nurture run` has
+
+async def main():
+    workshop = Workshop(Preparer(engine, Outbox(store), T0), in_process=True)
+    print(await asyncio.wrap_future(workshop.builder), flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_builder_from_the_fork_server_leaves_when_its_sender_is_killed(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    arguments = [f"sqlite:///{tmp_path / 'n.db'}", str(root / "nurture.yaml")]
+    sender = subprocess.Popen([sys.executable, "-c", SENDER, *arguments], cwd=root, stdout=subprocess.PIPE, text=True)
+    try:
+        assert sender.stdout is not None
+        builder = int(sender.stdout.readline())
+        assert builder not in children(sender.pid) and alive(builder)  # a child of the fork server
+    finally:
+        sender.kill()
+        sender.wait()
+    deadline = time.monotonic() + 10
+    while alive(builder) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(builder), "a builder process outlived its sender"
