@@ -7,8 +7,9 @@ that arrive while one group is being written form the next group.
 Where the write runs: in a thread, or, for SQLite (a local file, a write shorter than a hop to a
 thread), on the event loop itself. There SQLite's own wait for another writer's lock would block the
 loop, sleeping up to 100 ms at a time; the writer's connection instead fails at once ("database is
-locked", see Store.connection) and the write is tried again every half millisecond, while the loop
-goes on serving everything else.
+locked", see Store.connection) and the write is tried again after a millisecond, then at growing
+intervals up to five, while the loop goes on serving everything else. (uvloop rounds its timers to
+whole milliseconds: a shorter wait would not wait at all.)
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 T = TypeVar("T")
 R = TypeVar("R")
-LOCK_RETRY_SECONDS = 0.0005
+LOCK_RETRY_SECONDS = (0.001, 0.002, 0.005)  # the waits between tries, the last repeated
 LOCK_WAIT_SECONDS = 30.0
 log = logging.getLogger(__name__)
 
@@ -78,14 +79,15 @@ class GroupCommit(Generic[T, R]):
 
     async def store(self, items: list[T]) -> Sequence[R] | None:
         """Write one group; kept waiting while SQLite's write lock is held, tried again on other failures."""
-        failures = 0
+        failures = waits = 0
         deadline = time.monotonic() + self.lock_wait
         while True:
             try:
                 return self.write(items) if self.on_loop else await asyncio.to_thread(self.write, items)
             except DBAPIError as error:
                 if locked(error) and time.monotonic() < deadline:
-                    await asyncio.sleep(LOCK_RETRY_SECONDS)
+                    await asyncio.sleep(LOCK_RETRY_SECONDS[min(waits, len(LOCK_RETRY_SECONDS) - 1)])
+                    waits += 1
                     continue
                 failures += 1
                 if failures >= self.attempts:

@@ -7,15 +7,18 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import OperationalError
 
 from nurture.groupcommit import GroupCommit
 from nurture.store import Store
+
+T = TypeVar("T")
 
 
 class Writer:
@@ -178,12 +181,34 @@ def tally(store: Store) -> list[int]:
         return [n for (n,) in connection.execute(text("SELECT n FROM tally ORDER BY n"))]
 
 
+def loops() -> list[str]:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return ["asyncio"]
+    return ["asyncio", "uvloop"]
+
+
+def run_on(loop: str, main: Coroutine[Any, Any, T]) -> T:
+    if loop == "asyncio":
+        return asyncio.run(main)
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
 @pytest.mark.timeout(20)
-def test_a_write_on_the_loop_waits_for_the_lock_while_the_loop_runs(local: Store, tmp_path: Path) -> None:
+@pytest.mark.parametrize("loop", loops())
+def test_a_write_on_the_loop_waits_for_the_lock_while_the_loop_runs(local: Store, tmp_path: Path, loop: str) -> None:
+    tries = 0
+
     async def main() -> tuple[float, float, float]:
         with local.connection(on_loop=True) as connection:
 
             def write(items: Sequence[int]) -> None:
+                nonlocal tries
+                tries += 1
                 with connection.begin():
                     connection.execute(text("INSERT INTO tally VALUES (:n)"), [{"n": n} for n in items])
 
@@ -208,10 +233,11 @@ def test_a_write_on_the_loop_waits_for_the_lock_while_the_loop_runs(local: Store
             await asyncio.to_thread(holder.join)
             return waited, max(gaps), len(gaps)
 
-    waited, longest_gap, beats = asyncio.run(main())
+    waited, longest_gap, beats = run_on(loop, main())
     assert tally(local) == [0, 1, 2, 3, 4]
     assert waited >= 0.3  # the puts returned only once the lock was free and their rows stored
     assert longest_gap < 0.2 and beats > 20  # the loop went on meanwhile (SQLite's own wait blocks it 0.4 s)
+    assert tries < 200  # it waited between tries: 0.4 s at 5 ms is 80 (a loop that ignores short sleeps spins)
 
 
 @pytest.mark.timeout(20)
@@ -259,19 +285,19 @@ def test_other_failures_are_tried_again_attempts_times(attempts: int, stored: bo
         assert written == []
 
 
-def test_an_on_loop_connection_goes_back_to_the_pool_as_it_came(local: Store) -> None:
-    def pragmas() -> tuple[int, int]:
-        with local.engine.connect() as connection:
-            driver = connection.connection.driver_connection
-            assert driver is not None
-            return (driver.execute("PRAGMA busy_timeout").fetchone()[0],
-                    driver.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+def pragmas(connection: Connection) -> tuple[int, int]:
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    busy, checkpoint = (driver.execute(f"PRAGMA {name}").fetchone()[0] for name in ("busy_timeout",
+                                                                                   "wal_autocheckpoint"))
+    return busy, checkpoint
 
-    before = pragmas()
+
+def test_an_on_loop_connection_neither_waits_nor_checkpoints_even_after_a_reconnect(local: Store) -> None:
     with local.connection(on_loop=True) as connection:
-        driver = connection.connection.driver_connection
-        assert driver is not None
-        assert driver.execute("PRAGMA busy_timeout").fetchone()[0] == 0
-        assert driver.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
-    assert before == (30_000, 1000)
-    assert pragmas() == before
+        assert pragmas(connection) == (0, 0)
+        connection.invalidate()  # as after a lost connection: the next use opens a new one
+        connection.execute(text("SELECT 1"))
+        assert pragmas(connection) == (0, 0)
+    with local.connection() as connection, local.engine.connect() as pooled:
+        assert pragmas(connection) == pragmas(pooled) == (30_000, 1000)  # everyone else waits, and checkpoints

@@ -55,7 +55,6 @@ class Recorded:
 
 IN_LIST = 10_000  # values per IN (...): PostgreSQL's driver takes at most 65,535 parameters a statement
 BUSY_SECONDS = 30
-AUTOCHECKPOINT_PAGES = 1000  # SQLite's default
 
 
 def chunked(values: Sequence[T], size: int | None = None) -> Iterator[Sequence[T]]:
@@ -65,13 +64,17 @@ def chunked(values: Sequence[T], size: int | None = None) -> Iterator[Sequence[T
         yield values[start : start + size]
 
 
-def make_engine(url: str, busy_seconds: float = BUSY_SECONDS, reads_only: bool = False) -> Engine:
+def make_engine(url: str, busy_seconds: float = BUSY_SECONDS, reads_only: bool = False,
+                checkpoints: bool = True) -> Engine:
     """An engine. On SQLite every transaction takes the write lock at once (BEGIN IMMEDIATE), so that two
     writers never deadlock; `busy_seconds` is how long it waits for another's. An engine for `reads_only`
-    takes no lock: in WAL mode its reads go on while another connection writes."""
+    takes no lock: in WAL mode its reads go on while another connection writes. Without `checkpoints`
+    its commits never copy the write-ahead log back into the database (other connections' commits do)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_seconds})
         sa_event.listen(engine, "connect", _sqlite_connect)
+        if not checkpoints:
+            sa_event.listen(engine, "connect", lambda connection, _: connection.execute("PRAGMA wal_autocheckpoint=0"))
         begin = "BEGIN" if reads_only else "BEGIN IMMEDIATE"
         sa_event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
         return engine
@@ -111,6 +114,7 @@ class Base:
         self.journal_engine = self.engine if journal == url else make_engine(journal)
         self.journal_reader = self.engine if journal == url else make_engine(journal, reads_only=True)
         self.reader = make_engine(url, reads_only=True) if _sqlite_file(url) else self.engine
+        self._loop_engine: Engine | None = None  # see connection()
 
     def create(self) -> None:
         SQLModel.metadata.create_all(self.engine)
@@ -118,12 +122,16 @@ class Base:
 
     def after_fork(self) -> None:
         """In a forked process: open connections of its own, leaving the parent's pooled ones alone."""
-        for engine in {self.engine, self.journal_engine, self.journal_reader, self.reader}:
+        for engine in self._engines():
             engine.dispose(close=False)
 
     def close(self) -> None:
-        for engine in (self.engine, self.journal_engine, self.journal_reader, self.reader):
+        for engine in self._engines():
             engine.dispose()
+
+    def _engines(self) -> set[Engine]:
+        return {self.engine, self.journal_engine, self.journal_reader, self.reader} | (
+            {self._loop_engine} if self._loop_engine else set())
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -142,16 +150,10 @@ class Base:
         nurture.groupcommit): on SQLite a transaction fails at once with "database is locked" while
         another connection writes, instead of sleeping until it is done, and a commit never copies the
         write-ahead log back into the database (other connections do), which takes milliseconds."""
-        with self.engine.connect() as connection:
-            if not on_loop or self.engine.dialect.name != "sqlite":
-                yield connection
-                return
-            driver = connection.connection.driver_connection
-            assert driver is not None
-            driver.execute("PRAGMA busy_timeout = 0")
-            driver.execute("PRAGMA wal_autocheckpoint = 0")
-            try:
-                yield connection
-            finally:
-                driver.execute(f"PRAGMA busy_timeout = {BUSY_SECONDS * 1000}")
-                driver.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
+        engine = self.engine
+        if on_loop and _sqlite_file(self.url):
+            if self._loop_engine is None:
+                self._loop_engine = make_engine(self.url, busy_seconds=0, checkpoints=False)
+            engine = self._loop_engine
+        with engine.connect() as connection:
+            yield connection
