@@ -18,12 +18,14 @@ import contextlib
 import gc
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection
@@ -43,12 +45,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 ORPHAN_CHECK_SECONDS = 0.5
 FIRST_BATCH = 20  # sends: the run's first batch is small, so that delivery starts at once
-AHEAD = 2  # batches built ahead of the sender, in a process
+BATCHES_AHEAD = 2  # built ahead of the sender, in a process
+HURRY_AGAIN_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """How to make a Preparer in a process started afresh (Preparer.following)."""
+    """How to make a Preparer in a process started afresh (Preparer.from_recipe)."""
 
     settings: Settings
     database_url: str
@@ -75,13 +78,14 @@ class Preparer:
         self.outbox = outbox
         self.now = now
         self.policy = engine.settings.delivery
+        self.quietly: Callable[[], AbstractContextManager[object]] = nullcontext  # how to build (see _idle_priority)
 
     def recipe(self) -> Recipe:
         """What a process started afresh needs to build as this preparer does."""
         return Recipe(self.engine.settings, self.engine.store.url, self.outbox.worker, self.now)
 
     @classmethod
-    def following(cls, recipe: Recipe) -> Preparer:
+    def from_recipe(cls, recipe: Recipe) -> Preparer:
         """A preparer made from a recipe, in another process: its own store and renderer, the same worker."""
         from nurture.engine import Engine  # the engine runs its batches through this module
 
@@ -97,15 +101,13 @@ class Preparer:
                 return []
             leads = self.engine.store.leads_by_id([send.lead_id for send in sends])
             items = self.outbox.items([send.id for send in sends if send.id is not None])
-            ready, suppressed = [], []
-            for send in sends:
-                lead = leads[send.lead_id]
-                if lead.suppressed is not None:
-                    suppressed.append(Result(send, SendState.FAILED, f"lead is {lead.suppressed.value}"))
-                else:
-                    ready.append(self._build(send, lead, items.get(send.id or 0, [])))
-            if suppressed:
+            suppressed = [Result(send, SendState.FAILED, f"lead is {reason.value}") for send in sends
+                          if (reason := leads[send.lead_id].suppressed) is not None]
+            if suppressed:  # written before building: what holds the database's lock is never built quietly
                 self.outbox.finish(suppressed, self.now, self.engine.settings.scoring, self.policy)
+            with self.quietly():
+                ready = [self._build(send, leads[send.lead_id], items.get(send.id or 0, [])) for send in sends
+                         if leads[send.lead_id].suppressed is None]
             if ready:
                 return ready
 
@@ -131,7 +133,7 @@ class Workshop:
     def __init__(self, preparer: Preparer, in_process: bool):
         self.preparer = preparer
         self.pool: Executor | None = None
-        self.builder: Future[int] | None = None  # the builder process's pid
+        self.builder_pid: Future[int] | None = None
         self.forked = False
         self.lifeline: Connection | None = None
         if not in_process or "fork" not in multiprocessing.get_all_start_methods():
@@ -140,17 +142,17 @@ class Workshop:
             gc.freeze()  # what both processes hold at the fork is never scanned by a collector (nor copied by one)
             self.forked = True
             self.pool = ProcessPoolExecutor(1, multiprocessing.get_context("fork"), _adopt, (preparer, os.getpid()))
-            self.builder = self.pool.submit(os.getpid)  # fork now, before this process starts threads of its own
+            self.builder_pid = self.pool.submit(os.getpid)  # fork now, before this process starts threads of its own
             return
         lifeline, self.lifeline = multiprocessing.Pipe(duplex=False)  # the builder leaves once this end closes
         self.pool = ProcessPoolExecutor(1, _fork_server(), _adopt_recipe, (preparer.recipe(), lifeline))
-        self.builder = self.pool.submit(os.getpid)  # starts the process, which takes its copy of `lifeline`
+        self.builder_pid = self.pool.submit(os.getpid)  # starts the process, which takes its copy of `lifeline`
         lifeline.close()
 
     @property
     def ahead(self) -> int:
         """How many batches to have built ahead of the sender."""
-        return 1 if self.pool is None else AHEAD
+        return 1 if self.pool is None else BATCHES_AHEAD
 
     def submit(self, size: int | None = None) -> asyncio.Future[list[Prepared]]:
         """The next batch (of `size`, or the policy's), to come."""
@@ -159,11 +161,13 @@ class Workshop:
             return loop.run_in_executor(None, self.preparer.next, size)
         return loop.run_in_executor(self.pool, _next, size)
 
-    def hurry(self) -> None:
+    async def hurry(self) -> None:
         """The sender waits for a batch: let the builder have a core as any process would."""
-        if self.builder is not None and self.builder.done() and not self.builder.exception():
-            with contextlib.suppress(OSError):  # it may have left, or gone back to idle priority itself
-                os.sched_setscheduler(self.builder.result(), os.SCHED_OTHER, os.sched_param(0))
+        if self.builder_pid is None:
+            return
+        pid = await asyncio.wrap_future(self.builder_pid)
+        with contextlib.suppress(OSError):  # it may have left
+            os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
 
     def close(self) -> None:
         if self.pool is not None:
@@ -174,7 +178,15 @@ class Workshop:
             gc.unfreeze()
 
 
-_adopted: tuple[Preparer, Callable[[], bool], bool] | None = None  # in the builder: the preparer, orphaned?, idle
+_adopted: tuple[Preparer, Callable[[], bool]] | None = None  # in the builder: the preparer, and orphaned?
+
+
+def start_fork_server() -> None:
+    """Start the fork server now rather than in the first long run that needs it (half a second, with
+    nurture loaded): for a process that has other threads, such as `nurture run`."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        _fork_server()
+        multiprocessing.forkserver.ensure_running()  # type: ignore[attr-defined]
 
 
 def _fork_server() -> multiprocessing.context.BaseContext:
@@ -187,19 +199,21 @@ def _adopt(preparer: Preparer, sender: int) -> None:
     """Start of a forked builder: its own database connections, never the sender's. It is orphaned once
     its parent, the sender, is gone."""
     preparer.engine.store.after_fork()
-    _settle_in(preparer, lambda: os.getppid() != sender)
+    _start_building(preparer, lambda: os.getppid() != sender)
 
 
 def _adopt_recipe(recipe: Recipe, lifeline: Connection) -> None:
     """Start of a builder forked from the fork server: an engine of its own, from the settings. Its parent
     is the fork server, which outlives the sender as long as any of its children runs: the builder is
     orphaned once the sender's end of `lifeline` closes."""
-    _settle_in(Preparer.following(recipe), lifeline.poll)
+    _start_building(Preparer.from_recipe(recipe), lifeline.poll)
 
 
-def _settle_in(preparer: Preparer, orphaned: Callable[[], bool]) -> None:
+def _start_building(preparer: Preparer, orphaned: Callable[[], bool]) -> None:
     global _adopted
-    _adopted = (preparer, orphaned, _can_leave_idle())
+    if _can_leave_idle():
+        preparer.quietly = _idle_priority
+    _adopted = (preparer, orphaned)
     threading.Thread(target=_leave_when, args=(orphaned,), daemon=True, name="orphan-watch").start()
 
 
@@ -212,12 +226,20 @@ def _leave_when(orphaned: Callable[[], bool]) -> None:
 
 def _next(size: int | None) -> list[Prepared]:
     assert _adopted is not None
-    preparer, orphaned, idle = _adopted
+    preparer, orphaned = _adopted
     if orphaned():  # the sender died (kill -9): claim nothing more in its name
         return []
-    if idle:  # back to idle priority, should the sender have hurried the batch before
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     return preparer.next(size)
+
+
+@contextmanager
+def _idle_priority() -> Iterator[None]:
+    """Build at idle priority; claim and write (holding the database's lock) at normal priority."""
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    try:
+        yield
+    finally:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
 def _can_leave_idle() -> bool:
@@ -252,6 +274,7 @@ class Backlog:
         self.refilling = asyncio.Lock()
         self.exhausted = False
         self.batches = 0  # batches taken so far
+        self.failure: BaseException | None = None  # a batch that could not be built (its builder died, say)
 
     async def take(self) -> Prepared | None:
         """The next send to deliver; None once the outbox has nothing more for this run."""
@@ -263,9 +286,10 @@ class Backlog:
 
     async def _refill(self) -> None:
         upcoming = self.upcoming.popleft()
-        if not upcoming.done():
-            self.workshop.hurry()
-        batch = await upcoming
+        while not upcoming.done():  # hurried again and again: the builder lowers itself for each batch
+            await self.workshop.hurry()
+            await asyncio.wait([upcoming], timeout=HURRY_AGAIN_SECONDS)
+        batch = upcoming.result()
         if not batch:
             self.exhausted = True
             return
@@ -274,10 +298,16 @@ class Backlog:
         self.upcoming.append(self.workshop.submit())
 
     async def untaken(self) -> list[Prepared]:
-        """What was claimed but never taken: the rest of the backlog and the batches built ahead."""
+        """What was claimed but never taken: the rest of the backlog and the batches built ahead (once
+        they are built: nothing is claimed after this returns)."""
         rest = list(self.items)
         self.items.clear()
-        for upcoming in self.upcoming:
-            rest += await upcoming
+        built = await asyncio.gather(*self.upcoming, return_exceptions=True)
         self.upcoming.clear()
+        for batch in built:
+            if isinstance(batch, BaseException):
+                log.error("a batch could not be built: %s: %s", type(batch).__name__, batch)
+                self.failure = batch
+            else:
+                rest += batch
         return rest

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from nurture.engine import Engine, Report
 
 log = logging.getLogger(__name__)
-AHEAD_IN_PROCESS = 2  # batches: a run with more than this builds its messages in a process of its own
+PROCESS_AFTER_BATCHES = 2  # a run of more batches than this builds its messages in a process of its own
 Stored = asyncio.Future[None]  # a result handed to the group commit: done once it is committed
 Progress = Callable[[int, int, bool], None]  # (messages done in this run, messages to do, a batch just ended)
 
@@ -35,8 +35,11 @@ class Dispatch:
         self.progress = progress
         self.breaker = Breaker(self.policy.pause_after_failures)
         self.pacer = Pacer(self.policy.rate_per_second, self.policy.rate_per_hour)
-        self.local = engine.store.engine.dialect.name == "sqlite"  # a SQLite write is shorter than a hop to a thread
-        self.commit: GroupCommit[Result, None] = GroupCommit(self._record, on_loop=self.local)
+        self.sqlite = engine.store.engine.dialect.name == "sqlite"  # a SQLite write is shorter than a hop to a thread
+        # a group is one transaction, FINISH holds only while this worker holds the claim, and a credit is
+        # booked once: trying a failed group again (a deadlock broken by PostgreSQL, say) is safe
+        self.commit: GroupCommit[Result, None] = GroupCommit(self._record, on_loop=self.sqlite, attempts=3)
+        self.stopping = False  # a lane failed: the others finish the send they hold and stop
         self.preparer = Preparer(engine, self.outbox, now)
 
     async def run(self) -> None:
@@ -51,23 +54,39 @@ class Dispatch:
         counts = self.outbox.counts()
         self.total = sum(counts.get(state, 0) for state in (SendState.QUEUED, SendState.DEFERRED, SendState.SENDING))
         self.done = 0
-        workshop = Workshop(self.preparer, in_process=self.total > AHEAD_IN_PROCESS * self.policy.batch_size)
-        with self.engine.store.connection(on_loop=self.local) as self.connection:  # the results' connection
-            renewing = asyncio.create_task(self._renew_leases())
-            backlog = Backlog(workshop)
-            try:
-                await asyncio.gather(*(self._lane(backlog) for _ in range(self.engine.settings.smtp.concurrency)))
-            finally:
-                renewing.cancel()
-                untried = await backlog.untaken()  # claimed, not sent (the breaker tripped, or an error): give back
-                if untried:
-                    self._write([Result(item.send, SendState.QUEUED) for item in untried])
-                    self.done += len(untried)  # processed: given back for the next run
-                workshop.close()
+        workshop = Workshop(self.preparer, in_process=self.total > PROCESS_AFTER_BATCHES * self.policy.batch_size)
+        backlog = Backlog(workshop)
+        try:
+            with self.engine.store.connection(on_loop=self.sqlite) as self.connection:  # the results' connection
+                renewing = asyncio.create_task(self._renew_leases())
+                try:
+                    lanes = (self._lane(backlog) for _ in range(self.engine.settings.smtp.concurrency))
+                    outcomes = await asyncio.gather(*lanes, return_exceptions=True)
+                finally:
+                    renewing.cancel()
+                    await self._give_back(await backlog.untaken())
+        finally:
+            workshop.close()
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures or backlog.failure:  # what a failed lane or batch left claimed goes back to the outbox
+            self.done += self.outbox.release()
+        if failures:
+            raise failures[0]
         if self.progress:
             self.progress(self.done, max(self.total, self.done), True)
         if self.breaker.tripped:
             self.report.paused = f"paused after {self.breaker.failures} failed deliveries in a row"
+
+    async def _give_back(self, untried: list[Prepared]) -> None:
+        """Claimed, never sent (the breaker tripped, or a lane failed): queued again for the next run."""
+        results = [self.commit.add(Result(item.send, SendState.QUEUED)) for item in untried]
+        try:
+            await asyncio.gather(*(self.commit.settle(result) for result in results))
+        except Exception:  # noqa: BLE001 - the claims then go back with the rest (Outbox.release)
+            log.exception("%d untried sends not given back", len(untried))
+            self.stopping = True
+            return
+        self.done += len(untried)
 
     async def _renew_leases(self) -> None:
         """Keep the claims of a long run from looking abandoned to other workers."""
@@ -82,7 +101,7 @@ class Dispatch:
         results of several lanes share a transaction."""
         stored: Stored | None = None  # the last send's result: committed, or on its way
         try:
-            while not self.breaker.tripped:
+            while not self.breaker.tripped and not self.stopping:
                 item = await backlog.take()
                 if item is None:
                     return
@@ -90,6 +109,9 @@ class Dispatch:
                 self.done += 1
                 if self.progress:
                     self.progress(self.done, max(self.total, self.done), self.done % self.policy.batch_size == 0)
+        except BaseException:
+            self.stopping = True
+            raise
         finally:
             if stored is not None:
                 await self.commit.settle(stored)

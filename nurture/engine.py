@@ -69,8 +69,9 @@ class Engine:
         chosen: list[tuple[program.Due, list[int]]] = []
         skipped: list[int] = []
         for step in steps:
-            item_ids = [item.id for item in items.get(step.lead_id, []) if item.id is not None]
-            if step.template == program.DIGEST and len(item_ids) < at_least:
+            digest = step.template == program.DIGEST
+            item_ids = [item.id for item in items[step.lead_id] if item.id is not None] if digest else []
+            if digest and len(item_ids) < at_least:
                 skipped.append(step.lead_id)
                 report.skipped.append(f"{emails[step.lead_id]}: digest {step.step} skipped, no new matching items")
                 continue

@@ -142,6 +142,14 @@ class Outbox:
         claimed = (ClaimedSend(*row) for row in rows)
         return sorted(claimed, key=lambda send: send.id)
 
+    def release(self) -> int:
+        """Give back every claim this worker still holds; return how many."""
+        with self.store.session() as session:
+            result = session.exec(update(Send).where(  # type: ignore[call-overload]
+                col(Send.claimed_by) == self.worker, col(Send.state) == SendState.SENDING,
+            ).values(state=SendState.QUEUED, claimed_by=None, claimed_at=None))
+            return int(result.rowcount)
+
     def renew(self) -> None:
         """Extend the lease of everything this worker holds."""
         with self.store.session() as session:
@@ -187,17 +195,22 @@ class Outbox:
                       followups: Sequence[tuple[Send | ClaimedSend, SendState, str | None]], now: datetime,
                       rules: Scoring) -> None:
         """A sent digest books its cost (all of them in a few statements); a bounce suppresses its lead."""
-        costs, bounces = [], []
+        if not followups:
+            return
+        self.store.lock_leads_in(connection, [send.lead_id for send, _, _ in followups])  # all at once, in order
+        costs: list[Hit] = []
+        earning: list[Hit] = []  # under rules that pay for a digest, which may qualify a lead
+        bounces: list[tuple[int, str | None]] = []
         for send, state, error in followups:
             assert send.id is not None
             if state is SendState.SENT:
                 credit = scoring.credit_send(send.step - 1, send.id, rules)
-                costs.append(Hit(send.lead_id, EventKind.SENT, now, credit, send_id=send.id))
+                hit = Hit(send.lead_id, EventKind.SENT, now, credit, send_id=send.id)
+                (earning if credit.points > 0 else costs).append(hit)
             else:
                 bounces.append((send.lead_id, error))
-        earning = [hit for hit in costs if hit.credit.points > 0]  # rules that pay for a digest: it may qualify
-        if len(earning) < len(costs):
-            self.store.record_costs_in(connection, [hit for hit in costs if hit not in earning])
+        if costs:
+            self.store.record_costs_in(connection, costs)
         if not earning and not bounces:
             return
         with Session(bind=connection, expire_on_commit=False) as session:  # the ORM, for what may qualify a lead
@@ -208,7 +221,7 @@ class Outbox:
             session.flush()
 
     def counts(self) -> dict[SendState, int]:
-        with self.store.session() as session:
+        with self.store.reading() as session:
             rows = session.exec(select(Send.state, func.count()).group_by(col(Send.state))).all()
         return {SendState(state): count for state, count in rows}
 

@@ -7,6 +7,7 @@ run on the one that holds an advisory lock, and another takes over when that nod
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
+from nurture.batch import start_fork_server
 from nurture.engine import Engine
 from nurture.server import create_app
 from nurture.store import Store
@@ -90,6 +92,7 @@ async def run(engine: Engine, host: str, port: int) -> None:
                       next_run_time=first, max_instances=1, coalesce=True, id="send-due")
     server = uvicorn.Server(uvicorn.Config(create_app(engine), host=host, port=port, log_level="warning",
                                            forwarded_allow_ips=engine.settings.server.trusted_proxies))
+    await asyncio.to_thread(start_fork_server)  # where long runs build their messages (see nurture.batch)
     scheduler.start()
     try:
         await server.serve()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,40 +108,83 @@ def scheduling(pid: int) -> int:
     return os.sched_getscheduler(pid)
 
 
-def test_the_builder_works_at_idle_priority_until_the_sender_waits_for_it(settings: Settings, store: Store) -> None:
+def test_the_builder_builds_at_idle_priority_and_claims_at_normal_priority(settings: Settings, store: Store,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """It never holds the database's lock at idle priority; between batches it is a normal process."""
     if threading.active_count() > 1:
-        pytest.skip("another thread runs: batches are built in a thread")
+        pytest.skip("another thread runs: the builder is not forked from this process")
     if not batch._can_leave_idle():
         pytest.skip("this system does not let a process leave idle priority (no CAP_SYS_NICE, RLIMIT_NICE)")
+    claimed_at: list[int] = []  # in the builder process (forked with these patches)
+    claim, build = Outbox.claim, batch.Preparer._build
+
+    def noting_claim(self: Outbox, *args: Any) -> Any:
+        claimed_at.append(os.sched_getscheduler(0))
+        return claim(self, *args)
+
+    def noting_build(self: batch.Preparer, *args: Any) -> batch.Prepared:
+        where = f"claimed {claimed_at[-1]}, built {os.sched_getscheduler(0)}"
+        return dataclasses.replace(build(self, *args), problem=where)
+
+    monkeypatch.setattr(Outbox, "claim", noting_claim)
+    monkeypatch.setattr(batch.Preparer, "_build", noting_build)
     engine = small_batches(settings, store, MemoryMailer())
     many(store)
     engine.enqueue_due(T0, Report())
-    outbox = Outbox(store)
-    preparer = batch.Preparer(engine, outbox, T0)
+
+    async def main() -> tuple[set[str | None], int]:
+        workshop = batch.Workshop(batch.Preparer(engine, Outbox(store), T0), in_process=True)
+        try:
+            built = await workshop.submit()
+            assert workshop.builder_pid is not None
+            return {item.problem for item in built}, scheduling(await asyncio.wrap_future(workshop.builder_pid))
+        finally:
+            workshop.close()
+
+    built, between = asyncio.run(main())
+    assert built == {f"claimed {os.SCHED_OTHER}, built {os.SCHED_IDLE}"}
+    assert between == os.SCHED_OTHER
+
+
+def test_a_sender_that_waits_hurries_the_builder(settings: Settings, store: Store,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    if threading.active_count() > 1:
+        pytest.skip("another thread runs: the builder is not forked from this process")
+    if not batch._can_leave_idle():
+        pytest.skip("this system does not let a process leave idle priority (no CAP_SYS_NICE, RLIMIT_NICE)")
+    build = batch.Preparer._build
+
+    def slow_build(self: batch.Preparer, *args: Any) -> batch.Prepared:
+        time.sleep(0.1)
+        return build(self, *args)
+
+    monkeypatch.setattr(batch.Preparer, "_build", slow_build)
+    engine = small_batches(settings, store, MemoryMailer())
+    many(store)
+    engine.enqueue_due(T0, Report())
 
     async def main() -> list[int]:
-        workshop = batch.Workshop(preparer, in_process=True)
+        workshop = batch.Workshop(batch.Preparer(engine, Outbox(store), T0), in_process=True)
         try:
-            assert workshop.builder is not None
-            pid = await asyncio.wrap_future(workshop.builder)
-            seen = [scheduling(pid)]  # forked, not yet building
-            assert len(await workshop.submit()) == BATCH
-            seen.append(scheduling(pid))  # built a batch: idle since
-            workshop.hurry()
+            assert workshop.builder_pid is not None
+            pid = await asyncio.wrap_future(workshop.builder_pid)
+            upcoming = workshop.submit()
+            await asyncio.sleep(0.2)  # building, at idle priority
+            seen = [scheduling(pid)]
+            await workshop.hurry()
             seen.append(scheduling(pid))
-            assert len(await workshop.submit()) == BATCH
-            seen.append(scheduling(pid))  # the next batch starts at idle priority again
+            assert len(await upcoming) == BATCH
             return seen
         finally:
             workshop.close()
 
-    assert asyncio.run(main()) == [os.SCHED_OTHER, os.SCHED_IDLE, os.SCHED_OTHER, os.SCHED_IDLE]
+    assert asyncio.run(main()) == [os.SCHED_IDLE, os.SCHED_OTHER]
 
 
 @pytest.mark.parametrize("ahead", [1, 2, 3])
 def test_a_run_stopped_early_gives_back_every_batch_built_ahead(settings: Settings, store: Store, ahead: int,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(batch, "AHEAD", ahead)
+    monkeypatch.setattr(batch, "BATCHES_AHEAD", ahead)
     mailer = MemoryMailer(fail={f"lead{n:02}@example.com": DeliveryError("421 busy") for n in range(LEADS)})
     engine = small_batches(settings, store, mailer)
     engine = Engine(engine.settings.model_copy(update={"delivery": engine.settings.delivery.model_copy(
@@ -192,7 +237,7 @@ threading.Thread(target=threading.Event().wait, daemon=True).start()  # as `nurt
 
 async def main():
     workshop = Workshop(Preparer(engine, Outbox(store), T0), in_process=True)
-    print(await asyncio.wrap_future(workshop.builder), flush=True)
+    print(await asyncio.wrap_future(workshop.builder_pid), flush=True)
     await asyncio.sleep(60)
 
 asyncio.run(main())
@@ -215,3 +260,27 @@ def test_a_builder_from_the_fork_server_leaves_when_its_sender_is_killed(tmp_pat
     while alive(builder) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(builder), "a builder process outlived its sender"
+
+
+def test_a_run_whose_results_cannot_be_stored_stops_and_leaves_nothing_claimed(settings: Settings, store: Store,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    finish = Outbox.finish
+    calls = 0
+
+    def failing(self: Outbox, *args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls > 3:
+            raise RuntimeError("the database went away")
+        finish(self, *args, **kwargs)
+
+    monkeypatch.setattr(Outbox, "finish", failing)
+    mailer = MemoryMailer()
+    engine = small_batches(settings, store, mailer)
+    many(store)
+    with pytest.raises(RuntimeError, match="the database went away"):
+        asyncio.run(engine.send_due(T0))
+    counts = Outbox(store).counts()
+    assert counts.get(SendState.SENDING, 0) == 0  # nothing left claimed: a restart goes on at once
+    assert counts[SendState.SENT] + counts[SendState.QUEUED] == LEADS
+    assert len(mailer.sent) - counts[SendState.SENT] <= settings.smtp.concurrency  # sent, not recorded: few

@@ -67,14 +67,21 @@ class Ledger(Base):
         return Recorded(event, score, handoff_id)
 
     @staticmethod
-    def record_costs_in(connection: Connection, hits: Sequence[Hit]) -> None:
+    def lock_leads_in(connection: Connection, lead_ids: Sequence[int]) -> dict[int, Any]:
+        """Lock these leads for the caller's transaction, in the order of their ids (as every writer that
+        locks several does, so that two never wait for each other); return their rows."""
+        return {row.id: row for chunk in chunked(sorted(set(lead_ids)))
+                for row in connection.execute(LOCK_LEADS, {"ids": list(chunk)})}
+
+    def record_costs_in(self, connection: Connection, hits: Sequence[Hit]) -> None:
         """Record many events that earn no points or cost some (a digest's cost), in the caller's
         transaction: a statement for all, not an ORM transaction each. Each credit is booked once, as by
-        `record_in`, and a score moves by the points counted; none of these can qualify a lead."""
+        `record_in`; none of these can qualify a lead. A score moves by the points counted, as the judge's
+        do, where `record_in` counts it again: the two agree while the stored score is exact, which
+        Engine.apply_rules sees to (expired points) before each run."""
         if any(hit.credit.points > 0 or hit.qualify for hit in hits):
             raise ValueError("record_costs_in records costs only: an event that earns points may qualify its lead")
-        leads = {row.id: row for chunk in chunked(sorted({hit.lead_id for hit in hits}))
-                 for row in connection.execute(LOCK_LEADS, {"ids": list(chunk)})}
+        leads = self.lock_leads_in(connection, [hit.lead_id for hit in hits])
         keys = [hit.credit.key for hit in hits if hit.credit.key]
         held = {key for chunk in chunked(keys) for (key,) in connection.execute(HELD_CREDITS, {"keys": list(chunk)})}
         rows: list[dict[str, Any]] = []
