@@ -99,15 +99,15 @@ class Preparer:
             sends = self.outbox.claim(size or self.policy.batch_size, self.now, self.policy.lease_seconds)
             if not sends:
                 return []
-            leads = self.engine.store.leads_by_id([send.lead_id for send in sends])
-            items = self.outbox.items([send.id for send in sends if send.id is not None])
-            suppressed = [Result(send, SendState.FAILED, f"lead is {reason.value}") for send in sends
-                          if (reason := leads[send.lead_id].suppressed) is not None]
-            if suppressed:  # written before building: what holds the database's lock is never built quietly
-                self.outbox.finish(suppressed, self.now, self.engine.settings.scoring, self.policy)
-            with self.quietly():
+            with self.quietly():  # reads take no lock
+                leads = self.engine.store.leads_by_id([send.lead_id for send in sends])
+                items = self.outbox.items([send.id for send in sends if send.id is not None])
                 ready = [self._build(send, leads[send.lead_id], items.get(send.id or 0, [])) for send in sends
                          if leads[send.lead_id].suppressed is None]
+            suppressed = [Result(send, SendState.FAILED, f"lead is {reason.value}") for send in sends
+                          if (reason := leads[send.lead_id].suppressed) is not None]
+            if suppressed:
+                self.outbox.finish(suppressed, self.now, self.engine.settings.scoring, self.policy)
             if ready:
                 return ready
 
