@@ -94,7 +94,7 @@ def seed(folder: Path, sends: int) -> tuple[dict[str, str], list[str]]:
     claimed = outbox.claim(sends, NOW, 300)
     for start in range(0, len(claimed), 5000):
         results = [Result(send, SendState.SENT) for send in claimed[start:start + 5000]]
-        outbox.finish(results, NOW, settings.scoring, retry_after=NOW - NOW, max_attempts=5)
+        outbox.finish(results, NOW, settings.scoring, settings.delivery)
     store.close()
     signer = Signer(SECRET)
     return environ, [f"/o/{signer.sign(Purpose.OPEN, send.id or 0)}.gif" for send in claimed]

@@ -1,0 +1,36 @@
+"""The benchmark scripts still run against the code as it is (their figures are theirs to print)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mail", ["confirmation", "digest"])
+def test_bench_send_runs_on_a_few_leads(mail: str) -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_send.py"), "--leads", "30", "--runs", "1",
+                           "--naive", "2", "--mail", mail], cwd=ROOT, capture_output=True, text=True, timeout=110)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"30 leads ({mail})" in done.stdout and "nurture / raw" in done.stdout
+
+
+def test_bench_track_seeds_sent_mail(tmp_path: Path) -> None:
+    """The load itself needs wrk; what it loads is seeded here."""
+    environ, paths = script("bench_track").seed(tmp_path, 30)
+    assert len(paths) >= 30 and environ["NURTURE_DATABASE_URL"].endswith("track.db")
