@@ -108,13 +108,19 @@ def scheduling(pid: int) -> int:
     return os.sched_getscheduler(pid)
 
 
-def test_the_builder_builds_at_idle_priority_and_claims_at_normal_priority(settings: Settings, store: Store,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """It never holds the database's lock at idle priority; between batches it is a normal process."""
+@pytest.fixture
+def idle_builder() -> None:
+    """Skips a test that needs a builder forked from this process and free to leave idle priority."""
     if threading.active_count() > 1:
         pytest.skip("another thread runs: the builder is not forked from this process")
     if not batch._can_leave_idle():
         pytest.skip("this system does not let a process leave idle priority (no CAP_SYS_NICE, RLIMIT_NICE)")
+
+
+@pytest.mark.usefixtures("idle_builder")
+def test_the_builder_builds_at_idle_priority_and_claims_at_normal_priority(settings: Settings, store: Store,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """It never holds the database's lock at idle priority; between batches it is a normal process."""
     claimed_at: list[int] = []  # in the builder process (forked with these patches)
     claim, build = Outbox.claim, batch.Preparer._build
 
@@ -146,12 +152,9 @@ def test_the_builder_builds_at_idle_priority_and_claims_at_normal_priority(setti
     assert between == os.SCHED_OTHER
 
 
+@pytest.mark.usefixtures("idle_builder")
 def test_a_sender_that_waits_hurries_the_builder(settings: Settings, store: Store,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    if threading.active_count() > 1:
-        pytest.skip("another thread runs: the builder is not forked from this process")
-    if not batch._can_leave_idle():
-        pytest.skip("this system does not let a process leave idle priority (no CAP_SYS_NICE, RLIMIT_NICE)")
     build = batch.Preparer._build
 
     def slow_build(self: batch.Preparer, *args: Any) -> batch.Prepared:
