@@ -1,34 +1,20 @@
-"""The next batches of the outbox, claimed and built ahead of the sender: in a thread, or in a process of its own.
+"""The next batches of the outbox, claimed and built ahead of the sender, and the backlog the lanes take them from.
 
 Building a message (render, CSS-inlined HTML, MIME) costs about as much CPU as sending it, and the event
-loop that talks SMTP is a single thread: for a long run the batches are built in a forked process, on
-another core, two batches ahead of the loop. Building is deterministic, so what a process builds is
+loop that talks SMTP is a single thread: a long run has its batches built in a process of its own (see
+nurture.workshop), two batches ahead of the loop. Building is deterministic, so what a process builds is
 what a retry after a crash builds again.
-
-The builder runs at idle priority (SCHED_IDLE) while it is ahead: the sender, and an SMTP server on
-the same machine, never wait for a core it holds. When the sender does wait for a batch, the builder is
-hurried to normal priority until that batch is done. Where the system would not let it leave idle
-priority again (no CAP_SYS_NICE, a low RLIMIT_NICE) it keeps normal priority throughout.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import logging
-import multiprocessing
-import multiprocessing.forkserver
-import os
-import threading
-import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from nurture.errors import NurtureError
@@ -41,11 +27,10 @@ from nurture.store import Store
 
 if TYPE_CHECKING:
     from nurture.engine import Engine
+    from nurture.workshop import Workshop
 
 log = logging.getLogger(__name__)
-ORPHAN_CHECK_SECONDS = 0.5
 FIRST_BATCH = 20  # sends: the run's first batch is small, so that delivery starts at once
-BATCHES_AHEAD = 2  # built ahead of the sender, in a process
 HURRY_AGAIN_SECONDS = 0.02
 
 
@@ -119,148 +104,6 @@ class Preparer:
                 log.exception("send %s failed", send.id)
             return Prepared(send, lead.email, problem=f"{type(broken).__name__}: {broken}")
         return Prepared(send, lead.email, envelope, described)
-
-
-class Workshop:
-    """Where batches are built: a thread for a short run, a process of its own when there is much to send.
-
-    The process is forked from this one while it runs a single thread (`nurture send-due`): it starts at
-    once and shares what is loaded. With other threads about (`nurture run`'s scheduler and server), a
-    lock one of them held at the fork would stay locked forever in the child; the process is then
-    forked from multiprocessing's fork server instead, and builds its own engine from the settings.
-    """
-
-    def __init__(self, preparer: Preparer, in_process: bool):
-        self.preparer = preparer
-        self.pool: Executor | None = None
-        self.builder_pid: Future[int] | None = None
-        self.forked = False
-        self.lifeline: Connection | None = None
-        if not in_process or "fork" not in multiprocessing.get_all_start_methods():
-            return
-        if threading.active_count() == 1:
-            gc.freeze()  # what both processes hold at the fork is never scanned by a collector (nor copied by one)
-            self.forked = True
-            self.pool = ProcessPoolExecutor(1, multiprocessing.get_context("fork"), _adopt, (preparer, os.getpid()))
-            self.builder_pid = self.pool.submit(os.getpid)  # fork now, before this process starts threads of its own
-            return
-        lifeline, self.lifeline = multiprocessing.Pipe(duplex=False)  # the builder leaves once this end closes
-        self.pool = ProcessPoolExecutor(1, _fork_server(), _adopt_recipe, (preparer.recipe(), lifeline))
-        self.builder_pid = self.pool.submit(os.getpid)  # starts the process, which takes its copy of `lifeline`
-        lifeline.close()
-
-    @property
-    def ahead(self) -> int:
-        """How many batches to have built ahead of the sender."""
-        return 1 if self.pool is None else BATCHES_AHEAD
-
-    def submit(self, size: int | None = None) -> asyncio.Future[list[Prepared]]:
-        """The next batch (of `size`, or the policy's), to come."""
-        loop = asyncio.get_running_loop()
-        if self.pool is None:
-            return loop.run_in_executor(None, self.preparer.next, size)
-        return loop.run_in_executor(self.pool, _next, size)
-
-    async def hurry(self) -> None:
-        """The sender waits for a batch: let the builder have a core as any process would."""
-        if self.builder_pid is None:
-            return
-        pid = await asyncio.wrap_future(self.builder_pid)
-        with contextlib.suppress(OSError):  # it may have left
-            os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-        if self.lifeline is not None:
-            self.lifeline.close()
-        if self.forked:
-            gc.unfreeze()
-
-
-_adopted: tuple[Preparer, Callable[[], bool]] | None = None  # in the builder: the preparer, and orphaned?
-
-
-def start_fork_server() -> None:
-    """Start the fork server now rather than in the first long run that needs it (half a second, with
-    nurture loaded): for a process that has other threads, such as `nurture run`."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        _fork_server()
-        multiprocessing.forkserver.ensure_running()  # type: ignore[attr-defined]
-
-
-def _fork_server() -> multiprocessing.context.BaseContext:
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__, "nurture.engine"])  # each builder starts with nurture loaded
-    return context
-
-
-def _adopt(preparer: Preparer, sender: int) -> None:
-    """Start of a forked builder: its own database connections, never the sender's. It is orphaned once
-    its parent, the sender, is gone."""
-    preparer.engine.store.after_fork()
-    _start_building(preparer, lambda: os.getppid() != sender)
-
-
-def _adopt_recipe(recipe: Recipe, lifeline: Connection) -> None:
-    """Start of a builder forked from the fork server: an engine of its own, from the settings. Its parent
-    is the fork server, which outlives the sender as long as any of its children runs: the builder is
-    orphaned once the sender's end of `lifeline` closes."""
-    _start_building(Preparer.from_recipe(recipe), lifeline.poll)
-
-
-def _start_building(preparer: Preparer, orphaned: Callable[[], bool]) -> None:
-    global _adopted
-    if _can_leave_idle():
-        preparer.quietly = _idle_priority
-    _adopted = (preparer, orphaned)
-    threading.Thread(target=_leave_when, args=(orphaned,), daemon=True, name="orphan-watch").start()
-
-
-def _leave_when(orphaned: Callable[[], bool]) -> None:
-    """Exit once the sender is gone (kill -9): an idle builder would otherwise wait for work forever."""
-    while not orphaned():
-        time.sleep(ORPHAN_CHECK_SECONDS)
-    os._exit(0)
-
-
-def _next(size: int | None) -> list[Prepared]:
-    assert _adopted is not None
-    preparer, orphaned = _adopted
-    if orphaned():  # the sender died (kill -9): claim nothing more in its name
-        return []
-    return preparer.next(size)
-
-
-@contextmanager
-def _idle_priority() -> Iterator[None]:
-    """Build at idle priority; claim and write (holding the database's lock) at normal priority."""
-    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    try:
-        yield
-    finally:
-        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-
-
-def _can_leave_idle() -> bool:
-    """Whether this process may go back from idle to normal priority: tried on a thread of its own."""
-    if not hasattr(os, "SCHED_IDLE"):
-        return False
-    allowed: list[bool] = []
-
-    def trial() -> None:
-        thread = threading.get_native_id()
-        try:
-            os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
-            os.sched_setscheduler(thread, os.SCHED_OTHER, os.sched_param(0))
-            allowed.append(True)
-        except OSError:
-            allowed.append(False)
-
-    thread = threading.Thread(target=trial, name="priority-trial")
-    thread.start()
-    thread.join()
-    return allowed == [True]
 
 
 class Backlog:

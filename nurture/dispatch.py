@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
-from nurture.batch import Backlog, Prepared, Preparer, Workshop
+from nurture.batch import Backlog, Prepared, Preparer
 from nurture.delivery import Breaker, Pacer, attempt
 from nurture.groupcommit import GroupCommit
 from nurture.models import SendState
 from nurture.outbox import Outbox, Result, final_state
+from nurture.workshop import Workshop
 
 if TYPE_CHECKING:
     from nurture.engine import Engine, Report
@@ -45,10 +46,10 @@ class Dispatch:
     async def run(self) -> None:
         """Work the outbox until it is empty or the breaker trips.
 
-        `smtp.concurrency` lanes take sends from one backlog; the next batch is claimed and built (see
-        nurture.batch) while the lanes deliver the one before. What was built (Message-ID, subject, links)
-        is stored with the send's result, and building is deterministic, so a send retried after a crash
-        carries the same message.
+        `smtp.concurrency` lanes take sends from one backlog; the next batches are claimed and built (see
+        nurture.batch and nurture.workshop) while the lanes deliver. What was built (Message-ID, subject,
+        links) is stored with the send's result, and building is deterministic, so a send retried after a
+        crash carries the same message.
         """
         self.outbox.reclaim_orphans()
         counts = self.outbox.counts()

@@ -1,4 +1,4 @@
-"""Batches built ahead of the sender: in a forked process for a long run, in a thread otherwise."""
+"""Batches built ahead of the sender (nurture.batch), in a process of its own for a long run (nurture.workshop)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from nurture import batch
+from nurture import workshop as workshop_
 from nurture.engine import Engine, Report
 from nurture.errors import DeliveryError
 from nurture.mailer import MemoryMailer
@@ -41,16 +42,16 @@ def small_batches(settings: Settings, store: Store, mailer: MemoryMailer) -> Eng
 
 
 @pytest.fixture
-def workshops(monkeypatch: pytest.MonkeyPatch) -> list[batch.Workshop]:
+def workshops(monkeypatch: pytest.MonkeyPatch) -> list[workshop_.Workshop]:
     """Every Workshop a run opens, to see where its batches were built."""
-    opened: list[batch.Workshop] = []
-    original = batch.Workshop.__init__
+    opened: list[workshop_.Workshop] = []
+    original = workshop_.Workshop.__init__
 
-    def spy(self: batch.Workshop, *args: object, **kwargs: object) -> None:
+    def spy(self: workshop_.Workshop, *args: object, **kwargs: object) -> None:
         original(self, *args, **kwargs)  # type: ignore[arg-type]
         opened.append(self)
 
-    monkeypatch.setattr(batch.Workshop, "__init__", spy)
+    monkeypatch.setattr(workshop_.Workshop, "__init__", spy)
     return opened
 
 
@@ -69,7 +70,7 @@ def another_thread() -> Iterator[None]:
 
 @pytest.mark.parametrize("threads", [False, True], ids=["forked", "from the fork server"])
 def test_messages_built_in_a_process_are_the_messages_built_here(settings: Settings, store: Store, threads: bool,
-                                                                 workshops: list[batch.Workshop]) -> None:
+                                                                 workshops: list[workshop_.Workshop]) -> None:
     if not threads and threading.active_count() > 1:
         pytest.skip("another thread runs: a builder cannot be forked from this process")
     mailer = MemoryMailer()
@@ -94,7 +95,7 @@ def test_messages_built_in_a_process_are_the_messages_built_here(settings: Setti
 
 
 def test_a_short_run_builds_its_batch_in_a_thread(settings: Settings, store: Store,
-                                                  workshops: list[batch.Workshop]) -> None:
+                                                  workshops: list[workshop_.Workshop]) -> None:
     mailer = MemoryMailer()
     engine = small_batches(settings, store, mailer)
     for n in range(2 * BATCH):  # not more than two batches
@@ -113,7 +114,7 @@ def idle_builder() -> None:
     """Skips a test that needs a builder forked from this process and free to leave idle priority."""
     if threading.active_count() > 1:
         pytest.skip("another thread runs: the builder is not forked from this process")
-    if not batch._can_leave_idle():
+    if not workshop_._can_leave_idle():
         pytest.skip("this system does not let a process leave idle priority (no CAP_SYS_NICE, RLIMIT_NICE)")
 
 
@@ -139,7 +140,7 @@ def test_the_builder_builds_at_idle_priority_and_claims_at_normal_priority(setti
     engine.enqueue_due(T0, Report())
 
     async def main() -> tuple[set[str | None], int]:
-        workshop = batch.Workshop(batch.Preparer(engine, Outbox(store), T0), in_process=True)
+        workshop = workshop_.Workshop(batch.Preparer(engine, Outbox(store), T0), in_process=True)
         try:
             built = await workshop.submit()
             assert workshop.builder_pid is not None
@@ -167,7 +168,7 @@ def test_a_sender_that_waits_hurries_the_builder(settings: Settings, store: Stor
     engine.enqueue_due(T0, Report())
 
     async def main() -> list[int]:
-        workshop = batch.Workshop(batch.Preparer(engine, Outbox(store), T0), in_process=True)
+        workshop = workshop_.Workshop(batch.Preparer(engine, Outbox(store), T0), in_process=True)
         try:
             assert workshop.builder_pid is not None
             pid = await asyncio.wrap_future(workshop.builder_pid)
@@ -187,7 +188,7 @@ def test_a_sender_that_waits_hurries_the_builder(settings: Settings, store: Stor
 @pytest.mark.parametrize("ahead", [1, 2, 3])
 def test_a_run_stopped_early_gives_back_every_batch_built_ahead(settings: Settings, store: Store, ahead: int,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(batch, "BATCHES_AHEAD", ahead)
+    monkeypatch.setattr(workshop_, "BATCHES_AHEAD", ahead)
     mailer = MemoryMailer(fail={f"lead{n:02}@example.com": DeliveryError("421 busy") for n in range(LEADS)})
     engine = small_batches(settings, store, mailer)
     engine = Engine(engine.settings.model_copy(update={"delivery": engine.settings.delivery.model_copy(
@@ -221,7 +222,8 @@ def test_the_first_batch_is_small_so_that_delivery_starts_at_once(settings: Sett
 SENDER = """
 import asyncio, sys, threading
 from pathlib import Path
-from nurture.batch import Preparer, Workshop
+from nurture.batch import Preparer
+from nurture.workshop import Workshop
 from nurture.engine import Engine, Report
 from nurture.mailer import MemoryMailer
 from nurture.outbox import Outbox
