@@ -27,7 +27,7 @@ from nurture import machines, scoring
 from nurture.models import PENDING_HITS, Event, EventKind, Lead, Send, SendState, Stage
 from nurture.settings import Scoring
 from nurture.store import Store
-from nurture.store.ledger import ADD_POINTS, HELD_CREDITS, LOCK_LEADS
+from nurture.store.ledger import ADD_POINTS, HELD_CREDITS
 
 EVENTS = Event.__table__  # type: ignore[attr-defined]
 SENDS = Send.__table__  # type: ignore[attr-defined]
@@ -169,7 +169,7 @@ class Judge:
 
     def _batch(self, connection: Any, hits: list[Hit]) -> _Batch:
         facts = self._facts(connection, {hit.send_id for hit in hits})
-        leads = _lock(connection, {facts[h.send_id].lead_id for h in hits if h.send_id in facts})
+        leads = Store.lock_leads_in(connection, [facts[h.send_id].lead_id for h in hits if h.send_id in facts])
         recent = _recent(connection, facts.keys(), min(hit.at for hit in hits))
         batch = _Batch(self, connection, facts, leads, recent)
         for hit in hits:
@@ -210,10 +210,6 @@ def _hit(row: Any) -> Hit:
 def _utc(moment: datetime | None) -> datetime | None:
     """The database hands datetimes back without their zone; they are all UTC."""
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
-
-
-def _lock(connection: Any, lead_ids: set[int]) -> dict[int, Any]:
-    return {row.id: row for row in connection.execute(LOCK_LEADS, {"ids": sorted(lead_ids)})} if lead_ids else {}
 
 
 def _recent(connection: Any, send_ids: Any, first: datetime) -> dict[int, list[Seen]]:

@@ -197,7 +197,7 @@ class Outbox:
         """A sent digest books its cost (all of them in a few statements); a bounce suppresses its lead."""
         if not followups:
             return
-        self.store.lock_leads_in(connection, [send.lead_id for send, _, _ in followups])  # all at once, in order
+        locked = self.store.lock_leads_in(connection, [send.lead_id for send, _, _ in followups])  # at once, in order
         costs: list[Hit] = []
         earning: list[Hit] = []  # under rules that pay for a digest, which may qualify a lead
         bounces: list[tuple[int, str | None]] = []
@@ -210,7 +210,7 @@ class Outbox:
             else:
                 bounces.append((send.lead_id, error))
         if costs:
-            self.store.record_costs_in(connection, costs)
+            self.store.record_costs_in(connection, costs, locked)
         if not earning and not bounces:
             return
         with Session(bind=connection, expire_on_commit=False) as session:  # the ORM, for what may qualify a lead

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -73,15 +73,17 @@ class Ledger(Base):
         return {row.id: row for chunk in chunked(sorted(set(lead_ids)))
                 for row in connection.execute(LOCK_LEADS, {"ids": list(chunk)})}
 
-    def record_costs_in(self, connection: Connection, hits: Sequence[Hit]) -> None:
+    def record_costs_in(self, connection: Connection, hits: Sequence[Hit],
+                        locked: Mapping[int, Any] | None = None) -> None:
         """Record many events that earn no points or cost some (a digest's cost), in the caller's
         transaction: a statement for all, not an ORM transaction each. Each credit is booked once, as by
         `record_in`; none of these can qualify a lead. A score moves by the points counted, as the judge's
         do, where `record_in` counts it again: the two agree while the stored score is exact, which
-        Engine.apply_rules sees to (expired points) before each run."""
+        Engine.apply_rules sees to (expired points) before each run. `locked`: the leads' rows, when the
+        caller has locked them already (lock_leads_in)."""
         if any(hit.credit.points > 0 or hit.qualify for hit in hits):
             raise ValueError("record_costs_in records costs only: an event that earns points may qualify its lead")
-        leads = self.lock_leads_in(connection, [hit.lead_id for hit in hits])
+        leads = locked if locked is not None else self.lock_leads_in(connection, [hit.lead_id for hit in hits])
         keys = [hit.credit.key for hit in hits if hit.credit.key]
         held = {key for chunk in chunked(keys) for (key,) in connection.execute(HELD_CREDITS, {"keys": list(chunk)})}
         rows: list[dict[str, Any]] = []
