@@ -15,6 +15,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nurture.errors import NurtureError
@@ -42,6 +43,7 @@ class Recipe:
     database_url: str
     worker: str  # claims are made in the sender's name: its lease, and its pid for a restart to see
     now: datetime
+    log: Path | None  # the sender's result log, applied before each claim
 
 
 @dataclass(frozen=True)
@@ -56,18 +58,23 @@ class Prepared:
 
 
 class Preparer:
-    """Claims the next batch for one worker and builds its messages; sends to suppressed leads fail at once."""
+    """Claims the next batch for one worker and builds its messages; sends to suppressed leads fail at once.
 
-    def __init__(self, engine: Engine, outbox: Outbox, now: datetime):
+    Before each claim it stores what the sender's result log (nurture.resultlog) holds by then: in
+    groups of a batch, a transaction the sender need not wait for.
+    """
+
+    def __init__(self, engine: Engine, outbox: Outbox, now: datetime, log: Path | None = None):
         self.engine = engine
         self.outbox = outbox
         self.now = now
+        self.log = log
         self.policy = engine.settings.delivery
         self.quietly: Callable[[], AbstractContextManager[object]] = nullcontext  # how to build (see _idle_priority)
 
     def recipe(self) -> Recipe:
         """What a process started afresh needs to build as this preparer does."""
-        return Recipe(self.engine.settings, self.engine.store.url, self.outbox.worker, self.now)
+        return Recipe(self.engine.settings, self.engine.store.url, self.outbox.worker, self.now, self.log)
 
     @classmethod
     def from_recipe(cls, recipe: Recipe) -> Preparer:
@@ -76,11 +83,13 @@ class Preparer:
 
         store = Store(recipe.database_url)
         engine = Engine(recipe.settings, store, smtp_mailer(recipe.settings))  # the mailer is never used here
-        return cls(engine, Outbox(store, recipe.worker), recipe.now)
+        return cls(engine, Outbox(store, recipe.worker), recipe.now, recipe.log)
 
     def next(self, size: int | None = None) -> list[Prepared]:
         """The next batch (of `size`, or the policy's batch size), built; empty when nothing is left to claim."""
         while True:
+            if self.log is not None and self.log.exists():
+                self.outbox.apply_log(self.log, self.engine.settings.scoring)
             sends = self.outbox.claim(size or self.policy.batch_size, self.now, self.policy.lease_seconds)
             if not sends:
                 return []

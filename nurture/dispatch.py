@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
+from nurture import resultlog
 from nurture.batch import Backlog, Prepared, Preparer
 from nurture.delivery import Breaker, Pacer, attempt
 from nurture.groupcommit import GroupCommit
 from nurture.models import SendState
 from nurture.outbox import Outbox, Result, final_state
+from nurture.resultlog import ResultLog
 from nurture.workshop import Workshop
 
 if TYPE_CHECKING:
@@ -37,11 +40,11 @@ class Dispatch:
         self.breaker = Breaker(self.policy.pause_after_failures)
         self.pacer = Pacer(self.policy.rate_per_second, self.policy.rate_per_hour)
         self.sqlite = engine.store.engine.dialect.name == "sqlite"  # a SQLite write is shorter than a hop to a thread
-        # a group is one transaction, FINISH holds only while this worker holds the claim, and a credit is
-        # booked once: trying a failed group again (a deadlock broken by PostgreSQL, say) is safe
-        self.commit: GroupCommit[Result, None] = GroupCommit(self._record, on_loop=self.sqlite, attempts=3)
+        folder = resultlog.folder_for(engine.store.url)
+        self.log = None if folder is None else resultlog.path_for(folder, self.outbox.worker)  # see _results
+        self.commit: GroupCommit[Result, None] | ResultLog[Result]
         self.stopping = False  # a lane failed: the others finish the send they hold and stop
-        self.preparer = Preparer(engine, self.outbox, now)
+        self.preparer = Preparer(engine, self.outbox, now, self.log)
 
     async def run(self) -> None:
         """Work the outbox until it is empty or the breaker trips.
@@ -51,14 +54,15 @@ class Dispatch:
         links) is stored with the send's result, and building is deterministic, so a send retried after a
         crash carries the same message.
         """
-        self.outbox.reclaim_orphans()
+        rules = self.engine.settings.scoring
+        self.outbox.reclaim_orphans(rules)
         counts = self.outbox.counts()
         self.total = sum(counts.get(state, 0) for state in (SendState.QUEUED, SendState.DEFERRED, SendState.SENDING))
         self.done = 0
         workshop = Workshop(self.preparer, in_process=self.total > PROCESS_AFTER_BATCHES * self.policy.batch_size)
-        backlog = Backlog(workshop)
         try:
-            with self.engine.store.connection(on_loop=self.sqlite) as self.connection:  # the results' connection
+            with self._results() as self.commit:  # opened after the fork: the builder holds no copy of a log's lock
+                backlog = Backlog(workshop)
                 renewing = asyncio.create_task(self._renew_leases())
                 try:
                     lanes = (self._lane(backlog) for _ in range(self.engine.settings.smtp.concurrency))
@@ -68,6 +72,8 @@ class Dispatch:
                     await self._give_back(await backlog.untaken())
         finally:
             workshop.close()
+        if self.log is not None:  # every result is in the log; a failure here leaves it to the next run
+            self.outbox.conclude_log(self.log, rules)
         failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         if failures or backlog.failure:  # what a failed lane or batch left claimed goes back to the outbox
             self.done += self.outbox.release()
@@ -77,6 +83,23 @@ class Dispatch:
             self.progress(self.done, max(self.total, self.done), True)
         if self.breaker.tripped:
             self.report.paused = f"paused after {self.breaker.failures} failed deliveries in a row"
+
+    @contextmanager
+    def _results(self) -> Iterator[GroupCommit[Result, None] | ResultLog[Result]]:
+        """Where the lanes' results go: on a SQLite file, the run's log (nurture.resultlog); elsewhere to
+        the database in group commits. There a group is one transaction, FINISH holds only while this
+        worker holds the claim, and a credit is booked once: trying a failed group again (a deadlock broken
+        by PostgreSQL, say) is safe."""
+        if self.log is not None:
+            log = ResultLog(self.log, self.outbox.worker, self.now,
+                            lambda result: self.outbox.record(result, self.now, self.policy))
+            try:
+                yield log
+            finally:
+                log.close()
+            return
+        with self.engine.store.connection(on_loop=self.sqlite) as self.connection:
+            yield GroupCommit(self._record, on_loop=self.sqlite, attempts=3)
 
     async def _give_back(self, untried: list[Prepared]) -> None:
         """Claimed, never sent (the breaker tripped, or a lane failed): queued again for the next run."""

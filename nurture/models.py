@@ -112,6 +112,14 @@ class Send(SQLModel, table=True):
     retry_at: datetime | None = None  # when a deferred send may be tried again
 
 
+class ResultLogMark(SQLModel, table=True):
+    """How much of a run's result log (nurture.resultlog) has reached the outbox: stored in the
+    transaction that applied it, so that no result is applied twice."""
+
+    log: str = Field(primary_key=True)  # the log file's name: one a run
+    applied: int = 0  # bytes of the file
+
+
 class SendItem(SQLModel, table=True):
     """Which feed items a send carried; the unique key keeps an article from reaching a lead twice."""
 

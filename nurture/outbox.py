@@ -19,14 +19,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, or_, update
+from sqlalchemy import Connection, bindparam, delete, func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from nurture import scoring
-from nurture.models import EventKind, FeedItem, Send, SendItem, SendState, Suppression
+from nurture import resultlog, scoring
+from nurture.models import EventKind, FeedItem, ResultLogMark, Send, SendItem, SendState, Suppression
 from nurture.program import Due
 from nurture.settings import Delivery, Scoring
 from nurture.store import Hit, Store
@@ -40,6 +41,7 @@ ITEMS = (  # built once: SQLAlchemy keys its statement cache on the statement, w
     .where(col(SendItem.send_id).in_(bindparam("send_ids", expanding=True)))
     .order_by(col(SendItem.send_id), col(SendItem.position)))
 
+_MARKS = ResultLogMark.__table__  # type: ignore[attr-defined]
 LIVE = timedelta(minutes=10)  # a run whose clock is this close to the wall clock is live
 
 
@@ -77,6 +79,21 @@ class Result:
     at: datetime | None = None  # the wall-clock time the server took it
 
 
+@dataclass(frozen=True)
+class Finished:
+    """A result as the outbox stores it: the row FINISH writes, and what its send leads to."""
+
+    row: dict[str, Any]
+    lead_id: int
+    step: int
+
+    @property
+    def follows(self) -> bool:
+        """A sent digest books its cost; a bounce suppresses its lead."""
+        state = self.row["state"]
+        return (state is SendState.SENT and self.step > 0) or state is SendState.BOUNCED
+
+
 class Outbox:
     def __init__(self, store: Store, worker: str | None = None):
         self.store = store
@@ -109,11 +126,13 @@ class Outbox:
                                              items)
         return [due.lead_id in send_of for due, _ in steps]
 
-    def reclaim_orphans(self) -> int:
-        """Give back the claims of workers on this host whose process is gone; return how many."""
+    def reclaim_orphans(self, rules: Scoring) -> int:
+        """Give back the claims of runs on this host that are over: whose process is gone, or whose result
+        log no run holds (its results are stored first); return how many."""
+        over = self._conclude_abandoned(rules)
         with self.store.session() as session:
             owners = session.exec(select(Send.claimed_by).where(Send.state == SendState.SENDING).distinct()).all()
-            dead = [owner for owner in owners if owner and owner != self.worker and _gone(owner)]
+            dead = [owner for owner in owners if owner and owner != self.worker and (owner in over or _gone(owner))]
             if not dead:
                 return 0
             result = session.exec(update(Send).where(  # type: ignore[call-overload]
@@ -141,6 +160,16 @@ class Outbox:
         # made into ClaimedSends after the commit: on SQLite every other writer (the sender's results) waits meanwhile
         claimed = (ClaimedSend(*row) for row in rows)
         return sorted(claimed, key=lambda send: send.id)
+
+    def _conclude_abandoned(self, rules: Scoring) -> set[str]:
+        """Store and remove the logs of runs on this host that ended or died; return their workers."""
+        folder = resultlog.folder_for(self.store.url)
+        over = set()
+        for path in resultlog.logs(folder) if folder else []:
+            with resultlog.abandoned(path) as free:
+                if free:
+                    over.add(self.conclude_log(path, rules))
+        return over
 
     def release(self) -> int:
         """Give back every claim this worker still holds; return how many."""
@@ -171,44 +200,80 @@ class Outbox:
 
         `connection`, when given, is used instead of one from the pool.
         """
-        rows, followups = [], []
-        if not results:
-            return
-        retry_after = timedelta(minutes=policy.retry_after_minutes)
-        for result in results:
-            send = result.send
-            attempts = send.attempts + (result.state is not SendState.QUEUED)
-            state = final_state(send, result.state, policy.max_attempts)
-            described = result.described or {"message_id": send.message_id, "subject": send.subject,
-                                             "links": send.links}
-            rows.append({"send_id": send.id, "worker": self.worker, "state": state, "attempts": attempts,
-                         "error": result.error, "claimed_by": None, "claimed_at": None,
-                         "sent_at": delivered_at(now, result.at) if state is SendState.SENT else None,
-                         "retry_at": now + retry_after if state is SendState.DEFERRED else None, **described})
-            if (state is SendState.SENT and send.step > 0) or state is SendState.BOUNCED:
-                followups.append((send, state, result.error))
-        with _transaction(self.store, connection) as held:
-            held.execute(FINISH, rows)
-            self._consequences(held, followups, now, rules)
+        if results:
+            with _transaction(self.store, connection) as held:
+                self.write_in(held, [self.finished(result, now, policy) for result in results], now, rules)
 
-    def _consequences(self, connection: Connection,
-                      followups: Sequence[tuple[Send | ClaimedSend, SendState, str | None]], now: datetime,
+    def finished(self, result: Result, now: datetime, policy: Delivery) -> Finished:
+        """What the outbox stores of a result."""
+        send = result.send
+        attempts = send.attempts + (result.state is not SendState.QUEUED)
+        state = final_state(send, result.state, policy.max_attempts)
+        described = result.described or {"message_id": send.message_id, "subject": send.subject, "links": send.links}
+        assert send.id is not None
+        row = {"send_id": send.id, "worker": self.worker, "state": state, "attempts": attempts,
+               "error": result.error, "claimed_by": None, "claimed_at": None,
+               "sent_at": delivered_at(now, result.at) if state is SendState.SENT else None,
+               "retry_at": now + timedelta(minutes=policy.retry_after_minutes) if state is SendState.DEFERRED else None,
+               **described}
+        return Finished(row, send.lead_id, send.step)
+
+    def write_in(self, connection: Connection, done: Sequence[Finished], now: datetime, rules: Scoring) -> None:
+        """Store finished sends, and what they lead to, in the caller's transaction: only those this
+        worker still holds the claim of (FINISH)."""
+        connection.execute(FINISH, [finished.row for finished in done])
+        self._consequences(connection, [finished for finished in done if finished.follows], now, rules)
+
+    def record(self, result: Result, now: datetime, policy: Delivery) -> resultlog.Record:
+        """A result as a run's log holds it (nurture.resultlog): the row without the claim it ends."""
+        finished = self.finished(result, now, policy)
+        row = {key: value for key, value in finished.row.items() if key not in _CLAIM}
+        return {"lead_id": finished.lead_id, "step": finished.step, **row}
+
+    def apply_log(self, path: Path, rules: Scoring) -> int:
+        """Store what the log at `path` holds past what was applied before; return how many results."""
+        with self.store.engine.begin() as connection:  # SQLite: BEGIN IMMEDIATE, so the mark read is the mark
+            applied = connection.execute(select(_MARKS.c.applied).where(_MARKS.c.log == path.name)).scalar()
+            chunk = resultlog.read(path, applied or 0)
+            if not chunk.records:
+                return 0
+            try:
+                worker, now = chunk.header["worker"], datetime.fromisoformat(chunk.header["now"])
+                done = [_from_record(record, worker) for record in chunk.records]
+            except (KeyError, TypeError, ValueError) as error:
+                raise resultlog.BrokenLog(f"{path}: a record past byte {applied or 0} lacks or mistypes "
+                                          f"{error}") from None
+            self.write_in(connection, done, now, rules)
+            mark = sqlite.insert(_MARKS).values(log=path.name, applied=chunk.end)
+            connection.execute(mark.on_conflict_do_update(index_elements=["log"], set_={"applied": chunk.end}))
+        return len(done)
+
+    def conclude_log(self, path: Path, rules: Scoring) -> str:
+        """Store the rest of a log no run writes any more, then remove it and its mark; return its worker."""
+        self.apply_log(path, rules)
+        worker = str(resultlog.read_header(path).get("worker", ""))
+        path.unlink(missing_ok=True)  # first: a log without its mark would be applied again from the start
+        with self.store.engine.begin() as connection:
+            connection.execute(delete(_MARKS).where(_MARKS.c.log == path.name))
+        return worker
+
+    def _consequences(self, connection: Connection, followups: Sequence[Finished], now: datetime,
                       rules: Scoring) -> None:
         """A sent digest books its cost (all of them in a few statements); a bounce suppresses its lead."""
         if not followups:
             return
-        locked = self.store.lock_leads_in(connection, [send.lead_id for send, _, _ in followups])  # at once, in order
+        locked = self.store.lock_leads_in(connection, [finished.lead_id for finished in followups])  # in order
         costs: list[Hit] = []
         earning: list[Hit] = []  # under rules that pay for a digest, which may qualify a lead
         bounces: list[tuple[int, str | None]] = []
-        for send, state, error in followups:
-            assert send.id is not None
-            if state is SendState.SENT:
-                credit = scoring.credit_send(send.step - 1, send.id, rules)
-                hit = Hit(send.lead_id, EventKind.SENT, now, credit, send_id=send.id)
+        for finished in followups:
+            send_id = finished.row["send_id"]
+            if finished.row["state"] is SendState.SENT:
+                credit = scoring.credit_send(finished.step - 1, send_id, rules)
+                hit = Hit(finished.lead_id, EventKind.SENT, now, credit, send_id=send_id)
                 (earning if credit.points > 0 else costs).append(hit)
             else:
-                bounces.append((send.lead_id, error))
+                bounces.append((finished.lead_id, finished.row["error"]))
         if costs:
             self.store.record_costs_in(connection, costs, locked)
         if not earning and not bounces:
@@ -220,10 +285,27 @@ class Outbox:
                 self.store.suppress_in(session, lead_id, Suppression.BOUNCED, now, rules, (error or "")[:200])
             session.flush()
 
+
     def counts(self) -> dict[SendState, int]:
         with self.store.reading() as session:
             rows = session.exec(select(Send.state, func.count()).group_by(col(Send.state))).all()
         return {SendState(state): count for state, count in rows}
+
+
+_CLAIM = ("worker", "claimed_by", "claimed_at")  # what FINISH sets or checks of the claim, not of the result
+
+
+def _from_record(record: resultlog.Record, worker: str) -> Finished:
+    row = {key: value for key, value in record.items() if key not in ("lead_id", "step")}
+    row.update(worker=worker, claimed_by=None, claimed_at=None, state=SendState(record["state"]),
+               sent_at=_time(record["sent_at"]), retry_at=_time(record["retry_at"]))
+    for key in ("send_id", "attempts", "message_id", "subject", "links", "error"):
+        row[key] = record[key]  # a record without one is broken
+    return Finished(row, int(record["lead_id"]), int(record["step"]))
+
+
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
 
 
 def delivered_at(now: datetime, wall: datetime | None) -> datetime:
