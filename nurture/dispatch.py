@@ -91,8 +91,8 @@ class Dispatch:
         worker holds the claim, and a credit is booked once: trying a failed group again (a deadlock broken
         by PostgreSQL, say) is safe."""
         if self.log is not None:
-            log = ResultLog(self.log, self.outbox.worker, self.now,
-                            lambda result: self.outbox.record(result, self.now, self.policy))
+            log: ResultLog[Result] = ResultLog(self.log, self.outbox.worker, self.now,
+                                               lambda result: self.outbox.record(result, self.now, self.policy))
             try:
                 yield log
             finally:

@@ -267,9 +267,8 @@ def test_a_builder_from_the_fork_server_leaves_when_its_sender_is_killed(tmp_pat
     assert not alive(builder), "a builder process outlived its sender"
 
 
-def test_a_run_whose_results_cannot_be_stored_stops_and_the_next_run_ends_the_work(settings: Settings,
-                                                                                   store: Store,
-                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_whose_results_cannot_be_stored_stops_and_the_next_run_ends_the_work(
+        settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """The database fails once the first results are stored (where a run logs them, when it applies its
     log): the run stops, and the next one sends the rest; none went twice but the few out, unrecorded."""
     write_in = Outbox.write_in

@@ -177,9 +177,9 @@ def test_kill_9_during_send_due_loses_nothing_and_repeats_only_what_was_in_fligh
 
         time.sleep(0.2)  # messages already handed over finish on the server, sender or no sender
         before = lines(received)
-        recorded = set(sent_ids(store, leads)) | logged_sent(store)
-        assert len(recorded) < leads
-        unrecorded = {recipient for recipient, _ in before} - recorded
+        durable = set(sent_ids(store, leads)) | logged_sent(store)
+        assert len(durable) < leads
+        unrecorded = {recipient for recipient, _ in before} - durable
         assert len(unrecorded) <= concurrency, f"{len(unrecorded)} messages went out without being recorded"
 
         again = subprocess.run(send_due(), env=env, cwd=ROOT, capture_output=True, text=True, timeout=40)

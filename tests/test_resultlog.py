@@ -1,0 +1,224 @@
+"""A run's result log on SQLite (nurture.resultlog): written by the sender, stored by the builder and
+the end of the run, taken over by the next run when its writer is gone."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from nurture import resultlog
+from nurture.models import ResultLogMark, SendState
+from nurture.outbox import ClaimedSend, Outbox, Result
+from nurture.program import CONFIRMATION, Due
+from nurture.resultlog import BrokenLog, ResultLog
+from nurture.settings import Settings, load_settings
+from nurture.store import Store
+from tests.conftest import ROOT, T0, environ, make_lead
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(environ(f"sqlite:///{tmp_path / 'nurture.db'}"), ROOT / "nurture.yaml")
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    store = Store(settings.database_url)
+    store.create()
+    yield store
+    store.close()
+
+
+def claimed(store: Store, outbox: Outbox, count: int) -> list[ClaimedSend]:
+    leads = [make_lead(store, email=f"lead{n}@example.com") for n in range(count)]
+    outbox.enqueue_many([(Due(lead.id or 0, 0, 0, CONFIRMATION), []) for lead in leads], T0)
+    return outbox.claim(count, T0, 600)
+
+
+def log_of(store: Store, outbox: Outbox) -> Path:
+    folder = resultlog.folder_for(store.url)
+    assert folder is not None
+    return resultlog.path_for(folder, outbox.worker)
+
+
+def write(path: Path, outbox: Outbox, settings: Settings, results: list[Result],
+          close: bool = True) -> ResultLog[Result]:
+    async def logged() -> ResultLog[Result]:
+        log: ResultLog[Result] = ResultLog(path, outbox.worker, T0,
+                                           lambda result: outbox.record(result, T0, settings.delivery))
+        await asyncio.gather(*(log.settle(log.add(result)) for result in results))
+        if close:
+            log.close()
+        return log
+
+    return asyncio.run(logged())
+
+
+def sent(send: ClaimedSend) -> Result:
+    described = {"message_id": f"<send.{send.id}@example.com>", "subject": "Welcome", "links": []}
+    return Result(send, SendState.SENT, None, described, datetime.now(UTC))
+
+
+def states(store: Store, sends: list[ClaimedSend]) -> list[SendState]:
+    return [store.sends_of(send.lead_id)[0].state for send in sends]
+
+
+def test_logs_live_beside_a_sqlite_file_only() -> None:
+    assert resultlog.folder_for("sqlite:////data/nurture.db") == Path("/data/nurture.db-results")
+    assert resultlog.folder_for("sqlite://") is None
+    assert resultlog.folder_for("sqlite:///:memory:") is None
+    assert resultlog.folder_for("postgresql+psycopg://127.0.0.1/test") is None
+
+
+def test_a_log_holds_its_header_then_a_line_a_result(store: Store, settings: Settings) -> None:
+    outbox = Outbox(store)
+    sends = claimed(store, outbox, 3)
+    path = log_of(store, outbox)
+    write(path, outbox, settings, [sent(send) for send in sends])
+    chunk = resultlog.read(path)
+    assert chunk.header == {"worker": outbox.worker, "now": T0.isoformat()}
+    assert [record["send_id"] for record in chunk.records] == [send.id for send in sends]
+    assert {record["state"] for record in chunk.records} == {"sent"}
+    assert chunk.end == path.stat().st_size
+    assert resultlog.read(path, chunk.end).records == []
+
+
+def test_a_line_cut_short_is_read_once_it_is_whole(store: Store, settings: Settings) -> None:
+    outbox = Outbox(store)
+    sends = claimed(store, outbox, 2)
+    path = log_of(store, outbox)
+    write(path, outbox, settings, [sent(sends[0])])
+    whole = resultlog.read(path)
+    line = outbox.record(sent(sends[1]), T0, settings.delivery)
+    encoded = resultlog._line(line)
+    with open(path, "ab") as file:
+        file.write(encoded[:20])  # what a power cut may leave of the last write
+    assert resultlog.read(path).records == whole.records
+    assert resultlog.read(path).end == whole.end
+    with open(path, "ab") as file:
+        file.write(encoded[20:])
+    assert [record["send_id"] for record in resultlog.read(path, whole.end).records] == [sends[1].id]
+
+
+def test_a_broken_line_names_the_file_and_the_byte(store: Store, settings: Settings) -> None:
+    outbox = Outbox(store)
+    sends = claimed(store, outbox, 1)
+    path = log_of(store, outbox)
+    write(path, outbox, settings, [sent(sends[0])])
+    at = path.stat().st_size
+    with open(path, "ab") as file:
+        file.write(b"{not json\n")
+    with pytest.raises(BrokenLog, match=rf"{path.name}: byte {at}: not a JSON line"):
+        resultlog.read(path)
+    with pytest.raises(BrokenLog, match=rf"{path.name}: byte {at}"):
+        outbox.apply_log(path, settings.scoring)
+    assert states(store, sends) == [SendState.SENDING]  # nothing of a broken log is stored
+
+
+def test_a_record_without_a_field_is_a_broken_log(store: Store, settings: Settings) -> None:
+    outbox = Outbox(store)
+    sends = claimed(store, outbox, 1)
+    path = log_of(store, outbox)
+    write(path, outbox, settings, [])
+    with open(path, "ab") as file:
+        file.write(b'{"send_id": 1, "lead_id": 1, "step": 0, "state": "sent", "sent_at": null, "retry_at": null}\n')
+    with pytest.raises(BrokenLog, match="lacks or mistypes 'attempts'"):
+        outbox.apply_log(path, settings.scoring)
+    assert states(store, sends) == [SendState.SENDING]
+
+
+def test_a_log_is_stored_once_however_often_it_is_applied(store: Store, settings: Settings) -> None:
+    outbox = Outbox(store)
+    sends = claimed(store, outbox, 3)
+    path = log_of(store, outbox)
+    log = write(path, outbox, settings, [sent(send) for send in sends[:2]], close=False)
+    assert outbox.apply_log(path, settings.scoring) == 2
+    assert states(store, sends) == [SendState.SENT, SendState.SENT, SendState.SENDING]
+    assert outbox.apply_log(path, settings.scoring) == 0
+    with store.session() as session:
+        assert session.get(ResultLogMark, path.name).applied == path.stat().st_size  # type: ignore[union-attr]
+
+    async def one_more() -> None:
+        await log.settle(log.add(sent(sends[2])))
+
+    asyncio.run(one_more())
+    log.close()
+    assert outbox.apply_log(path, settings.scoring) == 1
+    assert states(store, sends) == [SendState.SENT] * 3
+    stored = store.sends_of(sends[0].lead_id)[0]
+    assert (stored.attempts, stored.message_id, stored.claimed_by) == (1, f"<send.{sends[0].id}@example.com>", None)
+    outbox.conclude_log(path, settings.scoring)
+    assert not path.exists()
+    with store.session() as session:
+        assert session.get(ResultLogMark, path.name) is None
+
+
+def test_a_log_is_taken_over_only_once_its_run_lets_it_go(store: Store, settings: Settings) -> None:
+    outbox = Outbox(store)
+    path = log_of(store, outbox)
+    log = write(path, outbox, settings, [], close=False)
+    with resultlog.abandoned(path) as free:
+        assert not free  # held by its run, here in this very process
+    with pytest.raises(BlockingIOError):  # and no second run may write it
+        ResultLog(path, outbox.worker, T0, lambda result: {})
+    log.close()
+    with resultlog.abandoned(path) as free:
+        assert free
+    path.unlink()
+    with resultlog.abandoned(path) as free:
+        assert not free  # another process took it over and removed it
+
+
+def test_the_next_run_stores_an_ended_runs_log_then_gives_back_its_other_claims(store: Store,
+                                                                                 settings: Settings) -> None:
+    """The run ended without storing its log (its database went away at the end, say); its process
+    lives on (`nurture run`), so only the log tells that the run is over."""
+    ended = Outbox(store)
+    sends = claimed(store, ended, 3)
+    path = log_of(store, ended)
+    write(path, ended, settings, [sent(send) for send in sends[:2]])
+    assert Outbox(store).reclaim_orphans(settings.scoring) == 1
+    assert states(store, sends) == [SendState.SENT, SendState.SENT, SendState.QUEUED]
+    assert not path.exists()
+
+
+def test_a_run_still_writing_its_log_keeps_its_claims(store: Store, settings: Settings) -> None:
+    running = Outbox(store)
+    sends = claimed(store, running, 2)
+    path = log_of(store, running)
+    log = write(path, running, settings, [sent(sends[0])], close=False)
+    try:
+        assert Outbox(store).reclaim_orphans(settings.scoring) == 0
+        assert states(store, sends) == [SendState.SENDING, SendState.SENDING]
+        assert path.exists()
+    finally:
+        log.close()
+
+
+def test_a_write_that_fails_fails_every_result_of_its_group(store: Store, settings: Settings,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    outbox = Outbox(store)
+    sends = claimed(store, outbox, 3)
+    path = log_of(store, outbox)
+    log = write(path, outbox, settings, [], close=False)
+    before = path.stat().st_size
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    async def group() -> list[BaseException | None]:
+        futures = [log.add(sent(send)) for send in sends]
+        monkeypatch.setattr(resultlog.os, "write", full)
+        return await asyncio.gather(*(log.settle(future) for future in futures), return_exceptions=True)
+
+    outcomes = asyncio.run(group())
+    assert all(isinstance(outcome, OSError) and outcome.errno == errno.ENOSPC for outcome in outcomes)
+    monkeypatch.setattr(resultlog.os, "write", os.write)
+    log.close()
+    assert path.stat().st_size == before
