@@ -114,7 +114,8 @@ class Engine:
         """Render and build one send's message (no I/O); also return what the outbox keeps about it."""
         assert send.id is not None and lead.id is not None
         send_id = send.id
-        variables = content.context(self.settings, lead, items, unsubscribe_url=self.urls.unsubscribe(lead.id),
+        unsubscribe = self.urls.unsubscribe(lead.id)
+        variables = content.context(self.settings, lead, items, unsubscribe_url=unsubscribe,
                                     preferences_url=self.urls.preferences(lead.id))
         rendered = self.renderer.render(send.template, lead.locale, variables,
                                         url_for=lambda link: self.urls.click(send_id, link),
@@ -123,7 +124,7 @@ class Engine:
         envelope = build(
             sender=self.settings.mail.from_email, to=lead.email, subject=rendered.subject,
             html=rendered.html, text=rendered.text, message_id=mid, date=send.created_at,
-            headers={"List-Unsubscribe": f"<{self.urls.unsubscribe(lead.id)}>",
+            headers={"List-Unsubscribe": f"<{unsubscribe}>",
                      "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
         )
         description = {"message_id": mid, "subject": rendered.subject,

@@ -34,7 +34,7 @@ class Envelope:
 
 def message_id(secret: str, kind: str, number: int, domain: str) -> str:
     """A Message-ID that is the same every time one send is built, and unguessable from outside."""
-    digest = hmac.new(secret.encode(), f"{kind}:{number}".encode(), hashlib.sha256).hexdigest()[:16]
+    digest = hmac.digest(secret.encode(), f"{kind}:{number}".encode(), "sha256").hex()[:16]
     return f"<{kind}.{number}.{digest}@{domain}>"
 
 

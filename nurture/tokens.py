@@ -63,7 +63,7 @@ class Signer:
         return Claim(purpose, subject, link)
 
     def _mac(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, payload, hashlib.sha256).digest()[:SIGNATURE_BYTES]
+        return hmac.digest(self._key, payload, "sha256")[:SIGNATURE_BYTES]
 
 
 def _encode(raw: bytes) -> str:
