@@ -55,8 +55,8 @@ class Dispatch:
         crash carries the same message.
         """
         rules = self.engine.settings.scoring
-        self.outbox.reclaim_orphans(rules)
-        counts = self.outbox.counts()
+        await self.engine.off_loop(self.outbox.reclaim_orphans, rules)
+        counts = await self.engine.off_loop(self.outbox.counts)
         self.total = sum(counts.get(state, 0) for state in (SendState.QUEUED, SendState.DEFERRED, SendState.SENDING))
         self.done = 0
         workshop = Workshop(self.preparer, in_process=self.total > PROCESS_AFTER_BATCHES * self.policy.batch_size)
@@ -73,10 +73,10 @@ class Dispatch:
         finally:
             workshop.close()
         if self.log is not None:  # every result is in the log; a failure here leaves it to the next run
-            self.outbox.conclude_log(self.log, rules)
+            await self.engine.off_loop(self.outbox.conclude_log, self.log, rules)
         failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         if failures or backlog.failure:  # what a failed lane or batch left claimed goes back to the outbox
-            self.done += self.outbox.release()
+            self.done += await self.engine.off_loop(self.outbox.release)
         if failures:
             raise failures[0]
         if self.progress:

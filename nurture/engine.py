@@ -6,10 +6,12 @@ by the caller and handed in as `now`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from nurture import content, handoff, program, scoring
 from nurture.dispatch import Dispatch, Progress
@@ -26,6 +28,7 @@ from nurture.tokens import Signer
 from nurture.urls import Urls
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 STALE_HANDOFF = timedelta(minutes=10)
 
 
@@ -53,6 +56,15 @@ class Engine:
         self.urls = Urls(settings.base_url, Signer(settings.secret_key))
         self.domain = domain_of(settings.mail.from_email)
         self.outbox = Outbox(store)
+        self.serving = False  # its event loop serves the tracking server too (create_app): see off_loop
+
+    async def off_loop(self, work: Callable[..., T], *args: Any) -> T:
+        """Do blocking store work (thousands of leads: up to a second) in a thread where the event loop
+        serves the tracking server too, so that a tick never holds up its answers; at once in a run of
+        its own, which may fork its builder only while it has a single thread (nurture.workshop)."""
+        if self.serving:
+            return await asyncio.to_thread(work, *args)
+        return work(*args)
 
     # the program
 
@@ -140,8 +152,8 @@ class Engine:
             report.enqueued = [f"{emails[step.lead_id]}: {step.template} (cycle {step.cycle}, "
                                f"step {step.step}) would be sent" for step in steps]
             return report
-        self.apply_rules(now)
-        self.enqueue_due(now, report)
+        await self.off_loop(self.apply_rules, now)
+        await self.off_loop(self.enqueue_due, now, report)
         await self.deliver(now, report, progress)
         await self.deliver_handoffs(now, report)
         return report

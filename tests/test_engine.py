@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from nurture.engine import Engine
+from nurture.engine import Engine, Report
 from nurture.errors import DeliveryError
 from nurture.mailer import MemoryMailer
 from nurture.models import EventKind, HandoffState, Outcome, SendState, Stage, Suppression
 from nurture.scoring import Credit
+from nurture.server import create_app
 from nurture.store import Hit, base
 from tests.conftest import T0, make_lead
 
@@ -211,3 +214,38 @@ def test_a_run_of_more_leads_than_one_in_list_holds(engine: Engine, mailer: Memo
         confirmation, digest = engine.store.sends_of(lead_id)
         carried = engine.outbox.items([confirmation.id or 0, digest.id or 0])
         assert (len(carried[confirmation.id or 0]), len(carried[digest.id or 0])) == (0, 5)  # 7 security items
+
+
+@pytest.mark.parametrize("serving", [False, True])
+def test_a_tick_does_its_store_work_off_the_loop_only_where_the_loop_serves_tracking(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch, serving: bool) -> None:
+    """`nurture run` ticks on the tracking server's loop: enqueueing thousands of leads must not hold up
+    its answers. A run of its own keeps a single thread, so that it may fork its builder."""
+    where: dict[str, int] = {}
+
+    def noted(name: str) -> Any:
+        original = getattr(Engine, name)
+
+        def wrapper(self: Engine, *args: Any) -> Any:
+            where[name] = threading.get_ident()
+            return original(self, *args)
+
+        return wrapper
+
+    for name in ("apply_rules", "enqueue_due"):
+        monkeypatch.setattr(Engine, name, noted(name))
+    make_lead(engine.store)
+    engine.serving = serving
+
+    async def tick() -> tuple[int, Report]:
+        return threading.get_ident(), await engine.send_due(T0)
+
+    loop_thread, report = asyncio.run(tick())
+    assert len(report.sent) == 1
+    assert (where["apply_rules"] != loop_thread, where["enqueue_due"] != loop_thread) == (serving, serving)
+
+
+def test_the_tracking_server_marks_its_engine_as_serving(engine: Engine) -> None:
+    assert not engine.serving
+    create_app(engine)
+    assert engine.serving

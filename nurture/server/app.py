@@ -32,6 +32,7 @@ PAGES = Path(__file__).parent / "pages"
 def create_app(engine: Engine) -> HotPath:
     """The tracking server over one engine (its settings, store and mailer)."""
     tracking = Tracking(engine.settings, engine.store, engine.catalog)
+    engine.serving = True  # a delivery run on this loop does its blocking store work in threads
     templates = Jinja2Templates(directory=str(PAGES))
     app = Starlette(
         routes=[
