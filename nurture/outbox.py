@@ -112,10 +112,10 @@ class Outbox:
         if not steps:
             return []
         with self.store.session() as session:
-            rows = [dict(lead_id=due.lead_id, cycle=due.cycle, step=due.step, template=due.template,
-                         state=SendState.QUEUED, links=[], created_at=now, attempts=0, message_id="", subject="")
-                    for due, _ in steps]
-            statement = _insert(session, _SENDS).on_conflict_do_nothing(index_elements=["lead_id", "cycle", "step"])
+            rows = [dict(lead_id=due.lead_id, cycle=due.cycle, step=due.step, template=due.template) for due, _ in steps]
+            statement = _insert(session, _SENDS).values(  # the same for every row: bound once, not per row
+                state=SendState.QUEUED, links=[], created_at=now, attempts=0, message_id="", subject="",
+            ).on_conflict_do_nothing(index_elements=["lead_id", "cycle", "step"])
             inserted = session.connection().execute(statement.returning(_SENDS.c.id, _SENDS.c.lead_id), rows).all()
             send_of = {lead_id: send_id for send_id, lead_id in inserted}
             items = [{"send_id": send_of[due.lead_id], "lead_id": due.lead_id, "item_id": item_id, "position": n}
