@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,22 +16,15 @@ from nurture.models import ResultLogMark, SendState
 from nurture.outbox import ClaimedSend, Outbox, Result
 from nurture.program import CONFIRMATION, Due
 from nurture.resultlog import BrokenLog, ResultLog
-from nurture.settings import Settings, load_settings
+from nurture.settings import Settings
 from nurture.store import Store
-from tests.conftest import ROOT, T0, environ, make_lead
+from tests.conftest import T0, make_lead
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(environ(f"sqlite:///{tmp_path / 'nurture.db'}"), ROOT / "nurture.yaml")
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    store = Store(settings.database_url)
-    store.create()
-    yield store
-    store.close()
+def database_url(tmp_path: Path) -> str:
+    """A SQLite file: where runs keep result logs (on PostgreSQL results go to the database directly)."""
+    return f"sqlite:///{tmp_path / 'nurture.db'}"
 
 
 def claimed(store: Store, outbox: Outbox, count: int) -> list[ClaimedSend]:
