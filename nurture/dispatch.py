@@ -22,6 +22,7 @@ from nurture.workshop import Workshop
 
 if TYPE_CHECKING:
     from nurture.engine import Engine, Report
+    from nurture.settings import Scoring
 
 log = logging.getLogger(__name__)
 PROCESS_AFTER_BATCHES = 2  # a run of more batches than this builds its messages in a process of its own
@@ -72,9 +73,9 @@ class Dispatch:
                     await self._give_back(await backlog.untaken())
         finally:
             workshop.close()
-        if self.log is not None:  # every result is in the log; a failure here leaves it to the next run
-            await self.engine.off_loop(self.outbox.conclude_log, self.log, rules)
         failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if not await self._conclude(rules, failures):
+            raise failures[0]  # the claims stay with the log: the next run stores it, then gives them back
         if failures or backlog.failure:  # what a failed lane or batch left claimed goes back to the outbox
             self.done += await self.engine.off_loop(self.outbox.release)
         if failures:
@@ -84,6 +85,20 @@ class Dispatch:
         if self.breaker.tripped:
             self.report.paused = f"paused after {self.breaker.failures} failed deliveries in a row"
 
+    async def _conclude(self, rules: Scoring, failures: list[BaseException]) -> bool:
+        """Store the rest of the run's log, if it has one; False when that failed after a lane failed
+        (the lane's failure is the one to tell), and raise when it failed alone."""
+        if self.log is None:
+            return True
+        try:
+            await self.engine.off_loop(self.outbox.conclude_log, self.log, rules)
+        except Exception:
+            if not failures:
+                raise
+            log.exception("the results of a failed run stay in %s for the next run to store", self.log)
+            return False
+        return True
+
     @contextmanager
     def _results(self) -> Iterator[GroupCommit[Result, None] | ResultLog[Result]]:
         """Where the lanes' results go: on a SQLite file, the run's log (nurture.resultlog); elsewhere to
@@ -91,12 +106,12 @@ class Dispatch:
         worker holds the claim, and a credit is booked once: trying a failed group again (a deadlock broken
         by PostgreSQL, say) is safe."""
         if self.log is not None:
-            log: ResultLog[Result] = ResultLog(self.log, self.outbox.worker, self.now,
-                                               lambda result: self.outbox.record(result, self.now, self.policy))
+            logged: ResultLog[Result] = ResultLog(self.log, self.outbox.worker, self.now,
+                                                  lambda result: self.outbox.record(result, self.now, self.policy))
             try:
-                yield log
+                yield logged
             finally:
-                log.close()
+                logged.close()
             return
         with self.engine.store.connection(on_loop=self.sqlite) as self.connection:
             yield GroupCommit(self._record, on_loop=self.sqlite, attempts=3)

@@ -112,7 +112,8 @@ class Outbox:
         if not steps:
             return []
         with self.store.session() as session:
-            rows = [dict(lead_id=due.lead_id, cycle=due.cycle, step=due.step, template=due.template) for due, _ in steps]
+            rows = [dict(lead_id=due.lead_id, cycle=due.cycle, step=due.step, template=due.template)
+                    for due, _ in steps]
             statement = _insert(session, _SENDS).values(  # the same for every row: bound once, not per row
                 state=SendState.QUEUED, links=[], created_at=now, attempts=0, message_id="", subject="",
             ).on_conflict_do_nothing(index_elements=["lead_id", "cycle", "step"])

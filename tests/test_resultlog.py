@@ -8,10 +8,13 @@ import errno
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from nurture import resultlog
+from nurture.engine import Engine
+from nurture.mailer import MemoryMailer
 from nurture.models import ResultLogMark, SendState
 from nurture.outbox import ClaimedSend, Outbox, Result
 from nurture.program import CONFIRMATION, Due
@@ -214,3 +217,34 @@ def test_a_write_that_fails_fails_every_result_of_its_group(store: Store, settin
     monkeypatch.setattr(resultlog.os, "write", os.write)
     log.close()
     assert path.stat().st_size == before
+
+
+def test_a_run_whose_log_and_database_both_fail_tells_the_first_failure_and_leaves_its_log(
+        engine: Engine, mailer: MemoryMailer, monkeypatch: pytest.MonkeyPatch) -> None:
+    leads = [make_lead(engine.store, email=f"lead{n:02}@example.com") for n in range(12)]
+    write, conclude_log = ResultLog._write, Outbox.conclude_log
+    groups = 0
+
+    def full_after_two(self: ResultLog[Result], data: bytes) -> None:
+        nonlocal groups
+        groups += 1
+        if groups > 3:  # the header, then two groups
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(self, data)
+
+    def gone(*args: Any) -> None:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(ResultLog, "_write", full_after_two)
+    monkeypatch.setattr(Outbox, "conclude_log", gone)  # the end of the run cannot store the log either
+    with pytest.raises(OSError, match="No space left"):
+        asyncio.run(engine.send_due(T0))
+    folder = resultlog.folder_for(engine.store.url)
+    assert folder is not None and len(resultlog.logs(folder)) == 1  # kept, with what it holds, for the next run
+    assert Outbox(engine.store).counts().get(SendState.SENDING)  # the claims stay with the log
+    monkeypatch.setattr(ResultLog, "_write", write)
+    monkeypatch.setattr(Outbox, "conclude_log", conclude_log)
+    asyncio.run(engine.send_due(T0))
+    assert Outbox(engine.store).counts() == {SendState.SENT: len(leads)}
+    assert resultlog.logs(folder) == []
+    assert len(mailer.sent) - len(leads) <= engine.settings.smtp.concurrency
