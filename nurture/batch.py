@@ -141,7 +141,11 @@ class Backlog:
         while not upcoming.done():  # hurried again and again: the builder lowers itself for each batch
             await self.workshop.hurry()
             await asyncio.wait([upcoming], timeout=HURRY_AGAIN_SECONDS)
-        batch = upcoming.result()
+        try:
+            batch = upcoming.result()
+        except BaseException as error:  # this lane tells it; the others find the backlog exhausted
+            self.failure, self.exhausted = error, True
+            raise
         if not batch:
             self.exhausted = True
             return

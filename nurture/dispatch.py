@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PROCESS_AFTER_BATCHES = 2  # a run of more batches than this builds its messages in a process of its own
-Stored = asyncio.Future[None]  # a result handed to the group commit: done once it is committed
+Stored = asyncio.Future[None]  # a result handed to the run's results: done once it is recorded
 Progress = Callable[[int, int, bool], None]  # (messages done in this run, messages to do, a batch just ended)
 
 
@@ -42,10 +42,10 @@ class Dispatch:
         self.pacer = Pacer(self.policy.rate_per_second, self.policy.rate_per_hour)
         self.sqlite = engine.store.engine.dialect.name == "sqlite"  # a SQLite write is shorter than a hop to a thread
         folder = resultlog.folder_for(engine.store.url)
-        self.log = None if folder is None else resultlog.path_for(folder, self.outbox.worker)  # see _results
-        self.commit: GroupCommit[Result, None] | ResultLog[Result]
+        self.log_path = None if folder is None else resultlog.path_for(folder, self.outbox.worker)  # see _results
+        self.results: GroupCommit[Result, None] | ResultLog[Result]  # where the lanes record what they did
         self.stopping = False  # a lane failed: the others finish the send they hold and stop
-        self.preparer = Preparer(engine, self.outbox, now, self.log)
+        self.preparer = Preparer(engine, self.outbox, now, self.log_path)
 
     async def run(self) -> None:
         """Work the outbox until it is empty or the breaker trips.
@@ -61,20 +61,15 @@ class Dispatch:
         self.total = sum(counts.get(state, 0) for state in (SendState.QUEUED, SendState.DEFERRED, SendState.SENDING))
         self.done = 0
         workshop = Workshop(self.preparer, in_process=self.total > PROCESS_AFTER_BATCHES * self.policy.batch_size)
+        renewing = asyncio.create_task(self._renew_leases())  # until every result is stored
         try:
-            with self._results() as self.commit:  # opened after the fork: the builder holds no copy of a log's lock
-                backlog = Backlog(workshop)
-                renewing = asyncio.create_task(self._renew_leases())
-                try:
-                    lanes = (self._lane(backlog) for _ in range(self.engine.settings.smtp.concurrency))
-                    outcomes = await asyncio.gather(*lanes, return_exceptions=True)
-                finally:
-                    renewing.cancel()
-                    await self._give_back(await backlog.untaken())
+            with self._results() as self.results:  # opened after the fork: the builder holds no copy of a log's lock
+                failures, backlog = await self._deliver_all(workshop)
+                stored = await self._conclude(rules, failures)  # while this run holds its log: no other takes it
         finally:
+            renewing.cancel()
             workshop.close()
-        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-        if not await self._conclude(rules, failures):
+        if not stored:
             raise failures[0]  # the claims stay with the log: the next run stores it, then gives them back
         if failures or backlog.failure:  # what a failed lane or batch left claimed goes back to the outbox
             self.done += await self.engine.off_loop(self.outbox.release)
@@ -85,17 +80,27 @@ class Dispatch:
         if self.breaker.tripped:
             self.report.paused = f"paused after {self.breaker.failures} failed deliveries in a row"
 
+    async def _deliver_all(self, workshop: Workshop) -> tuple[list[BaseException], Backlog]:
+        """Run the lanes until the outbox is empty or they stop; give back what they never took."""
+        backlog = Backlog(workshop)
+        try:
+            lanes = (self._lane(backlog) for _ in range(self.engine.settings.smtp.concurrency))
+            outcomes = await asyncio.gather(*lanes, return_exceptions=True)
+        finally:
+            await self._give_back(await backlog.untaken())
+        return [outcome for outcome in outcomes if isinstance(outcome, BaseException)], backlog
+
     async def _conclude(self, rules: Scoring, failures: list[BaseException]) -> bool:
         """Store the rest of the run's log, if it has one; False when that failed after a lane failed
         (the lane's failure is the one to tell), and raise when it failed alone."""
-        if self.log is None:
+        if self.log_path is None:
             return True
         try:
-            await self.engine.off_loop(self.outbox.conclude_log, self.log, rules)
+            await self.engine.off_loop(self.outbox.conclude_log, self.log_path, rules)
         except Exception:
             if not failures:
                 raise
-            log.exception("the results of a failed run stay in %s for the next run to store", self.log)
+            log.exception("the results of a failed run stay in %s for the next run to store", self.log_path)
             return False
         return True
 
@@ -105,9 +110,9 @@ class Dispatch:
         the database in group commits. There a group is one transaction, FINISH holds only while this
         worker holds the claim, and a credit is booked once: trying a failed group again (a deadlock broken
         by PostgreSQL, say) is safe."""
-        if self.log is not None:
-            logged: ResultLog[Result] = ResultLog(self.log, self.outbox.worker, self.now,
-                                                  lambda result: self.outbox.record(result, self.now, self.policy))
+        if self.log_path is not None:
+            logged: ResultLog[Result] = ResultLog(self.log_path, self.outbox.worker, self.now,
+                                                  lambda result: self.outbox.log_record(result, self.now, self.policy))
             try:
                 yield logged
             finally:
@@ -118,9 +123,9 @@ class Dispatch:
 
     async def _give_back(self, untried: list[Prepared]) -> None:
         """Claimed, never sent (the breaker tripped, or a lane failed): queued again for the next run."""
-        results = [self.commit.add(Result(item.send, SendState.QUEUED)) for item in untried]
+        results = [self.results.add(Result(item.send, SendState.QUEUED)) for item in untried]
         try:
-            await asyncio.gather(*(self.commit.settle(result) for result in results))
+            await asyncio.gather(*(self.results.settle(result) for result in results))
         except Exception:  # noqa: BLE001 - the claims then go back with the rest (Outbox.release)
             log.exception("%d untried sends not given back", len(untried))
             self.stopping = True
@@ -137,8 +142,8 @@ class Dispatch:
         """Deliver one send after another. The result of a send is written while the next one's envelope
         goes out, but the server can take the next message only once that result is stored (see
         `_deliver`): a lane has at most one send out but unrecorded, the run `concurrency`, and the
-        results of several lanes share a transaction."""
-        stored: Stored | None = None  # the last send's result: committed, or on its way
+        results of several lanes are recorded together (one write to the log, or one transaction)."""
+        stored: Stored | None = None  # the last send's result: recorded, or on its way
         try:
             while not self.breaker.tripped and not self.stopping:
                 item = await backlog.take()
@@ -153,20 +158,20 @@ class Dispatch:
             raise
         finally:
             if stored is not None:
-                await self.commit.settle(stored)
+                await self.results.settle(stored)
 
     async def _deliver(self, item: Prepared, previous: Stored | None) -> Stored:
-        """Deliver one send; return its result, queued for the next group commit."""
+        """Deliver one send; return its result, queued to be recorded with the next group."""
 
         async def ready() -> None:  # before the server can take this message; raises if that write failed
             if previous is not None:
-                await self.commit.settle(previous)
+                await self.results.settle(previous)
 
         if self.breaker.tripped or item.envelope is None:
             await ready()
             if item.envelope is None:
                 return self._fail(item, item.problem or "not built")
-            return self.commit.add(Result(item.send, SendState.QUEUED))  # it tripped while this lane waited
+            return self.results.add(Result(item.send, SendState.QUEUED))  # it tripped while this lane waited
         try:
             await self.pacer.wait()
             state, error = await attempt(self.engine.mailer, item.envelope, self.policy, ready=ready)
@@ -177,11 +182,11 @@ class Dispatch:
         await ready()  # when the server refused early, before asking
         self.breaker.record(state)
         self._note(item, item.envelope.message_id, state, error)
-        return self.commit.add(Result(item.send, state, error, item.described, datetime.now(UTC)))
+        return self.results.add(Result(item.send, state, error, item.described, datetime.now(UTC)))
 
     def _fail(self, item: Prepared, problem: str) -> Stored:
         self.report.failed.append(f"{item.email}: {problem}")
-        return self.commit.add(Result(item.send, SendState.FAILED, problem))
+        return self.results.add(Result(item.send, SendState.FAILED, problem))
 
     def _note(self, item: Prepared, message_id: str, state: SendState, error: str | None) -> None:
         email, send = item.email, item.send

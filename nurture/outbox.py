@@ -225,7 +225,7 @@ class Outbox:
         connection.execute(FINISH, [finished.row for finished in done])
         self._consequences(connection, [finished for finished in done if finished.follows], now, rules)
 
-    def record(self, result: Result, now: datetime, policy: Delivery) -> resultlog.Record:
+    def log_record(self, result: Result, now: datetime, policy: Delivery) -> resultlog.Record:
         """A result as a run's log holds it (nurture.resultlog): the row without the claim it ends."""
         finished = self.finished(result, now, policy)
         row = {key: value for key, value in finished.row.items() if key not in _CLAIM}
@@ -238,12 +238,13 @@ class Outbox:
             chunk = resultlog.read(path, applied or 0)
             if not chunk.records:
                 return 0
-            try:
-                worker, now = chunk.header["worker"], datetime.fromisoformat(chunk.header["now"])
-                done = [_from_record(record, worker) for record in chunk.records]
-            except (KeyError, TypeError, ValueError) as error:
-                raise resultlog.BrokenLog(f"{path}: a record past byte {applied or 0} lacks or mistypes "
-                                          f"{error}") from None
+            worker, now = _from_header(path, chunk.header)
+            done = []
+            for at, record in chunk.records:
+                try:
+                    done.append(_from_record(record, worker))
+                except ValueError as error:
+                    raise resultlog.BrokenLog(f"{path}: byte {at}: {error}") from None
             self.write_in(connection, done, now, rules)
             mark = sqlite.insert(_MARKS).values(log=path.name, applied=chunk.end)
             connection.execute(mark.on_conflict_do_update(index_elements=["log"], set_={"applied": chunk.end}))
@@ -286,7 +287,6 @@ class Outbox:
                 self.store.suppress_in(session, lead_id, Suppression.BOUNCED, now, rules, (error or "")[:200])
             session.flush()
 
-
     def counts(self) -> dict[SendState, int]:
         with self.store.reading() as session:
             rows = session.exec(select(Send.state, func.count()).group_by(col(Send.state))).all()
@@ -294,15 +294,34 @@ class Outbox:
 
 
 _CLAIM = ("worker", "claimed_by", "claimed_at")  # what FINISH sets or checks of the claim, not of the result
+_LOGGED = {"send_id": (int,), "lead_id": (int,), "step": (int,), "state": (str,), "attempts": (int,),
+           "error": (str, type(None)), "sent_at": (str, type(None)), "retry_at": (str, type(None)),
+           "message_id": (str,), "subject": (str,), "links": (list,)}  # what a record holds, of what kinds
+_RESULTS = {SendState.SENT, SendState.DEFERRED, SendState.FAILED, SendState.BOUNCED, SendState.QUEUED}
+
+
+def _from_header(path: Path, header: resultlog.Record) -> tuple[str, datetime]:
+    try:
+        return str(header["worker"]), datetime.fromisoformat(header["now"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise resultlog.BrokenLog(f"{path}: its header names no worker and time: {error}") from None
 
 
 def _from_record(record: resultlog.Record, worker: str) -> Finished:
-    row = {key: value for key, value in record.items() if key not in ("lead_id", "step")}
-    row.update(worker=worker, claimed_by=None, claimed_at=None, state=SendState(record["state"]),
-               sent_at=_time(record["sent_at"]), retry_at=_time(record["retry_at"]))
-    for key in ("send_id", "attempts", "message_id", "subject", "links", "error"):
-        row[key] = record[key]  # a record without one is broken
-    return Finished(row, int(record["lead_id"]), int(record["step"]))
+    """A logged result as FINISH stores it; ValueError naming what is missing or wrong."""
+    for key, kinds in _LOGGED.items():
+        if key not in record:
+            raise ValueError(f"a record lacks {key!r}")
+        if type(record[key]) not in kinds:
+            raise ValueError(f"{key!r} is a {type(record[key]).__name__}")
+    state = SendState(record["state"])
+    if state not in _RESULTS:
+        raise ValueError(f"no result leaves a send {state.value}")
+    row = {"send_id": record["send_id"], "worker": worker, "state": state, "attempts": record["attempts"],
+           "error": record["error"], "claimed_by": None, "claimed_at": None, "sent_at": _time(record["sent_at"]),
+           "retry_at": _time(record["retry_at"]), "message_id": record["message_id"],
+           "subject": record["subject"], "links": record["links"]}
+    return Finished(row, record["lead_id"], record["step"])
 
 
 def _time(value: str | None) -> datetime | None:

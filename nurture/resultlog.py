@@ -11,9 +11,11 @@ builder, at the end of the run, and, after a crash, at the start of the next run
 the dead run's claims are given back. How much of a log has been applied is stored with the results
 it applied, in one transaction: no result is applied twice.
 
-A run holds an exclusive lock (flock) on its log while it writes it: a log nobody holds belongs to a run
-that ended or died. The file holds JSON lines: first a header (the worker, the run's time), then one
-line per result; a last line cut short by a crash is never applied (its message was not yet sent).
+A run holds an exclusive lock (flock) on its log from before the file appears under its name until the
+run has stored it: a log nobody holds belongs to a run that ended or died. The file holds JSON lines:
+first a header (the worker, the run's time), then one line per result. A write that fails (a full
+disk) is cut back to the last whole line, and the run stops. A power cut may lose the last lines, as it
+may lose SQLite's last commits under `synchronous=NORMAL`: those messages go out again.
 """
 
 from __future__ import annotations
@@ -65,16 +67,21 @@ class ResultLog(Generic[T]):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.encode = encode
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self.pending: list[bytes] = []
+        self.waiting: list[asyncio.Future[None]] = []
+        self.size = 0  # bytes of whole lines written
+        self.broken: OSError | None = None  # a write failed: the log takes no more
+        fresh = path.with_name(path.name + ".new")  # locked before it is a log that another run could take
+        self.fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if os.fstat(self.fd).st_size == 0:
-                self._write(_line({"worker": worker, "now": now.isoformat()}))
+            self._write(_line({"worker": worker, "now": now.isoformat()}))
+            os.link(fresh, path)  # never over another run's log (FileExistsError)
         except BaseException:
             os.close(self.fd)
             raise
-        self.pending: list[bytes] = []
-        self.waiting: list[asyncio.Future[None]] = []
+        finally:
+            fresh.unlink(missing_ok=True)
 
     def add(self, item: T) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -102,23 +109,33 @@ class ResultLog(Generic[T]):
                 future.set_result(None)
 
     def _write(self, data: bytes) -> None:
+        """Append whole lines; on failure cut the file back to its last whole line and take no more."""
+        if self.broken is not None:
+            raise self.broken
         view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view):]
+        try:
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError as error:
+            self.broken = error
+            os.ftruncate(self.fd, self.size)
+            raise
+        self.size += len(data)
 
     def close(self) -> None:
         """Write what is left and let the log go (its lock with it)."""
-        if self.pending:
+        if self.pending and self.broken is None:
             self.flush()
         os.close(self.fd)
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """What a log holds past a point: its header, the complete records, and where they end."""
+    """What a log holds past a point: its header, the complete records (each with the byte it starts
+    at), and where they end."""
 
     header: Record
-    records: list[Record]
+    records: list[tuple[int, Record]]
     end: int
 
 
@@ -130,12 +147,15 @@ def read(path: Path, offset: int = 0) -> Chunk:
             return Chunk({}, [], 0)  # a run that died writing its header sent nothing
         header = _parse(path, first, 0)
         start = max(offset, len(first))
+        size = file.seek(0, os.SEEK_END)
+        if start > size:
+            raise BrokenLog(f"{path}: {start} bytes of it were stored, but it holds {size}")
         file.seek(start)
         data = file.read()
     complete = data[: data.rfind(b"\n") + 1]
     records, at = [], start
     for line in complete.splitlines(keepends=True):
-        records.append(_parse(path, line, at))
+        records.append((at, _parse(path, line, at)))
         at += len(line)
     return Chunk(header, records, start + len(complete))
 
@@ -165,9 +185,18 @@ def abandoned(path: Path) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
-        yield path.exists()
+        yield _same_file(fd, path)  # not removed, by whoever held it, while this process waited to lock it
     finally:
         os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
 
 
 def _line(record: Record) -> bytes:

@@ -109,7 +109,7 @@ def logged_sent(store: Store) -> set[str]:
     """Who a run's result log, not yet applied, says was sent (nurture.resultlog): what a restart stores first."""
     folder = resultlog.folder_for(store.url)
     lead_ids = {int(record["lead_id"]) for path in (resultlog.logs(folder) if folder else [])
-                for record in resultlog.read(path).records if record["state"] == SendState.SENT}
+                for _, record in resultlog.read(path).records if record["state"] == SendState.SENT}
     return {lead.email for lead in store.leads_by_id(sorted(lead_ids)).values()}
 
 

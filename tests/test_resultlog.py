@@ -46,7 +46,7 @@ def write(path: Path, outbox: Outbox, settings: Settings, results: list[Result],
           close: bool = True) -> ResultLog[Result]:
     async def logged() -> ResultLog[Result]:
         log: ResultLog[Result] = ResultLog(path, outbox.worker, T0,
-                                           lambda result: outbox.record(result, T0, settings.delivery))
+                                           lambda result: outbox.log_record(result, T0, settings.delivery))
         await asyncio.gather(*(log.settle(log.add(result)) for result in results))
         if close:
             log.close()
@@ -78,10 +78,12 @@ def test_a_log_holds_its_header_then_a_line_a_result(store: Store, settings: Set
     write(path, outbox, settings, [sent(send) for send in sends])
     chunk = resultlog.read(path)
     assert chunk.header == {"worker": outbox.worker, "now": T0.isoformat()}
-    assert [record["send_id"] for record in chunk.records] == [send.id for send in sends]
-    assert {record["state"] for record in chunk.records} == {"sent"}
+    assert [record["send_id"] for _, record in chunk.records] == [send.id for send in sends]
+    assert {record["state"] for _, record in chunk.records} == {"sent"}
+    assert chunk.records[0][0] == len(path.read_bytes().splitlines(keepends=True)[0])  # where each starts
     assert chunk.end == path.stat().st_size
     assert resultlog.read(path, chunk.end).records == []
+    assert [file.name for file in path.parent.iterdir()] == [path.name]  # locked under another name, then linked
 
 
 def test_a_line_cut_short_is_read_once_it_is_whole(store: Store, settings: Settings) -> None:
@@ -90,15 +92,15 @@ def test_a_line_cut_short_is_read_once_it_is_whole(store: Store, settings: Setti
     path = log_of(store, outbox)
     write(path, outbox, settings, [sent(sends[0])])
     whole = resultlog.read(path)
-    line = outbox.record(sent(sends[1]), T0, settings.delivery)
+    line = outbox.log_record(sent(sends[1]), T0, settings.delivery)
     encoded = resultlog._line(line)
     with open(path, "ab") as file:
-        file.write(encoded[:20])  # what a power cut may leave of the last write
+        file.write(encoded[:20])  # a line being written while the builder reads
     assert resultlog.read(path).records == whole.records
     assert resultlog.read(path).end == whole.end
     with open(path, "ab") as file:
         file.write(encoded[20:])
-    assert [record["send_id"] for record in resultlog.read(path, whole.end).records] == [sends[1].id]
+    assert [record["send_id"] for _, record in resultlog.read(path, whole.end).records] == [sends[1].id]
 
 
 def test_a_broken_line_names_the_file_and_the_byte(store: Store, settings: Settings) -> None:
@@ -116,16 +118,40 @@ def test_a_broken_line_names_the_file_and_the_byte(store: Store, settings: Setti
     assert states(store, sends) == [SendState.SENDING]  # nothing of a broken log is stored
 
 
-def test_a_record_without_a_field_is_a_broken_log(store: Store, settings: Settings) -> None:
+@pytest.mark.parametrize(("line", "problem"), [
+    (b'{"send_id": 1, "lead_id": 1, "step": 0, "state": "sent", "sent_at": null, "retry_at": null}',
+     "a record lacks 'attempts'"),
+    (b'{"send_id": "1", "lead_id": 1, "step": 0, "state": "sent", "attempts": 1, "error": null, "sent_at": null,'
+     b' "retry_at": null, "message_id": "", "subject": "", "links": []}', "'send_id' is a str"),
+    (b'{"send_id": 1, "lead_id": 1, "step": 0, "state": "sending", "attempts": 1, "error": null, "sent_at": null,'
+     b' "retry_at": null, "message_id": "", "subject": "", "links": []}', "no result leaves a send sending"),
+    (b'{"send_id": 1, "lead_id": 1, "step": 0, "state": "sent", "attempts": 1, "error": null, "sent_at": "today",'
+     b' "retry_at": null, "message_id": "", "subject": "", "links": []}', "Invalid isoformat string"),
+])
+def test_a_record_that_is_not_a_result_is_a_broken_log(store: Store, settings: Settings, line: bytes,
+                                                        problem: str) -> None:
     outbox = Outbox(store)
     sends = claimed(store, outbox, 1)
     path = log_of(store, outbox)
-    write(path, outbox, settings, [])
+    write(path, outbox, settings, [sent(sends[0])])
+    at = path.stat().st_size
     with open(path, "ab") as file:
-        file.write(b'{"send_id": 1, "lead_id": 1, "step": 0, "state": "sent", "sent_at": null, "retry_at": null}\n')
-    with pytest.raises(BrokenLog, match="lacks or mistypes 'attempts'"):
+        file.write(line + b"\n")
+    with pytest.raises(BrokenLog, match=rf"{path.name}: byte {at}: {problem}"):
         outbox.apply_log(path, settings.scoring)
-    assert states(store, sends) == [SendState.SENDING]
+    assert states(store, sends) == [SendState.SENDING]  # nothing of a broken group is stored
+
+
+def test_a_log_shorter_than_what_was_stored_of_it_is_broken(store: Store, settings: Settings) -> None:
+    outbox = Outbox(store)
+    sends = claimed(store, outbox, 2)
+    path = log_of(store, outbox)
+    write(path, outbox, settings, [sent(send) for send in sends])
+    outbox.apply_log(path, settings.scoring)
+    with open(path, "r+b") as file:
+        file.truncate(path.stat().st_size - 10)  # replaced, or cut by hand
+    with pytest.raises(BrokenLog, match="bytes of it were stored, but it holds"):
+        outbox.apply_log(path, settings.scoring)
 
 
 def test_a_log_is_stored_once_however_often_it_is_applied(store: Store, settings: Settings) -> None:
@@ -160,7 +186,7 @@ def test_a_log_is_taken_over_only_once_its_run_lets_it_go(store: Store, settings
     log = write(path, outbox, settings, [], close=False)
     with resultlog.abandoned(path) as free:
         assert not free  # held by its run, here in this very process
-    with pytest.raises(BlockingIOError):  # and no second run may write it
+    with pytest.raises(FileExistsError):  # and no second run may write it
         ResultLog(path, outbox.worker, T0, lambda result: {})
     log.close()
     with resultlog.abandoned(path) as free:
@@ -204,7 +230,11 @@ def test_a_write_that_fails_fails_every_result_of_its_group(store: Store, settin
     log = write(path, outbox, settings, [], close=False)
     before = path.stat().st_size
 
-    def full(fd: int, data: bytes) -> int:
+    def full(fd: int, data: bytes) -> int:  # a part of the group fits, then the disk is full
+        monkeypatch.setattr(resultlog.os, "write", no_room)
+        return os.write(fd, bytes(data[:25]))
+
+    def no_room(fd: int, data: bytes) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     async def group() -> list[BaseException | None]:
@@ -214,9 +244,17 @@ def test_a_write_that_fails_fails_every_result_of_its_group(store: Store, settin
 
     outcomes = asyncio.run(group())
     assert all(isinstance(outcome, OSError) and outcome.errno == errno.ENOSPC for outcome in outcomes)
+    assert path.stat().st_size == before  # cut back to its last whole line
     monkeypatch.setattr(resultlog.os, "write", os.write)
+
+    async def later() -> None:  # room again, but a log with a hole in it would lie: it takes nothing more
+        await log.settle(log.add(sent(sends[0])))
+
+    with pytest.raises(OSError, match="No space left"):
+        asyncio.run(later())
     log.close()
     assert path.stat().st_size == before
+    assert resultlog.read(path).records == []
 
 
 def test_a_run_whose_log_and_database_both_fail_tells_the_first_failure_and_leaves_its_log(
