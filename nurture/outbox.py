@@ -219,11 +219,11 @@ class Outbox:
                **described}
         return Finished(row, send.lead_id, send.step)
 
-    def write_in(self, connection: Connection, done: Sequence[Finished], now: datetime, rules: Scoring) -> None:
+    def write_in(self, connection: Connection, sends: Sequence[Finished], now: datetime, rules: Scoring) -> None:
         """Store finished sends, and what they lead to, in the caller's transaction: only those this
         worker still holds the claim of (FINISH)."""
-        connection.execute(FINISH, [finished.row for finished in done])
-        self._consequences(connection, [finished for finished in done if finished.follows], now, rules)
+        connection.execute(FINISH, [finished.row for finished in sends])
+        self._consequences(connection, [finished for finished in sends if finished.follows], now, rules)
 
     def log_record(self, result: Result, now: datetime, policy: Delivery) -> resultlog.Record:
         """A result as a run's log holds it (nurture.resultlog): the row without the claim it ends."""
@@ -239,16 +239,16 @@ class Outbox:
             if not chunk.records:
                 return 0
             worker, now = _from_header(path, chunk.header)
-            done = []
+            sends: list[Finished] = []
             for at, record in chunk.records:
                 try:
-                    done.append(_from_record(record, worker))
+                    sends.append(_from_record(record, worker))
                 except ValueError as error:
                     raise resultlog.BrokenLog(f"{path}: byte {at}: {error}") from None
-            self.write_in(connection, done, now, rules)
+            self.write_in(connection, sends, now, rules)
             mark = sqlite.insert(_MARKS).values(log=path.name, applied=chunk.end)
             connection.execute(mark.on_conflict_do_update(index_elements=["log"], set_={"applied": chunk.end}))
-        return len(done)
+        return len(sends)
 
     def conclude_log(self, path: Path, rules: Scoring) -> str:
         """Store the rest of a log no run writes any more, then remove it and its mark; return its worker."""

@@ -273,10 +273,10 @@ def test_a_run_whose_results_cannot_be_stored_stops_and_the_next_run_ends_the_wo
     log): the run stops, and the next one sends the rest; none went twice but the few out, unrecorded."""
     write_in = Outbox.write_in
 
-    def failing(self: Outbox, connection: Any, done: list[Finished], *args: Any) -> None:
-        if any(finished.row["send_id"] > 8 for finished in done):
+    def failing(self: Outbox, connection: Any, sends: list[Finished], *args: Any) -> None:
+        if any(finished.row["send_id"] > 8 for finished in sends):
             raise RuntimeError("the database went away")
-        write_in(self, connection, done, *args)
+        write_in(self, connection, sends, *args)
 
     monkeypatch.setattr(Outbox, "write_in", failing)
     mailer = MemoryMailer()
