@@ -7,7 +7,9 @@
 
 A claim marks sends `sending` with the worker's name and the time. A worker that dies leaves them so:
 on the same host a dead process's claims are taken back at once, elsewhere when the lease runs out.
-Claims use `FOR UPDATE SKIP LOCKED` on PostgreSQL, so many workers share one outbox.
+Claims use `FOR UPDATE SKIP LOCKED` on PostgreSQL, so many workers share one outbox. Results are
+stored in group commits on PostgreSQL; on SQLite a run logs them first (nurture.resultlog), and they
+reach the table a batch at a time (`apply_log`).
 """
 
 from __future__ import annotations
