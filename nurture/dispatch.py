@@ -9,8 +9,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection
-
 from nurture import resultlog
 from nurture.batch import Backlog, Prepared, Preparer
 from nurture.delivery import Breaker, Pacer, attempt
@@ -198,9 +196,6 @@ class Dispatch:
         else:
             self.report.failed.append(f"{email}: {state.value}: {error}")
 
-    def _write(self, results: Sequence[Result], connection: Connection | None = None) -> None:
-        self.outbox.finish(results, self.now, self.engine.settings.scoring, self.policy, connection)
-
     def _record(self, results: Sequence[Result]) -> None:
         """Write delivery results on the run's own connection: a pool checkout costs as much as the update."""
-        self._write(results, self.connection)
+        self.outbox.finish(results, self.now, self.engine.settings.scoring, self.policy, self.connection)
