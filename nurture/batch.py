@@ -53,12 +53,12 @@ class Prepared:
     send: ClaimedSend
     email: str
     envelope: Envelope | None = None
-    described: dict[str, Any] | None = None  # what was built: message_id, subject, links
     problem: str | None = None  # set when there is no envelope
 
 
 class Preparer:
     """Claims the next batch for one worker and builds its messages; sends to suppressed leads fail at once.
+    What the messages carry is stored before the batch is handed on (Outbox.describe).
 
     Before each claim it stores what the sender's result log (nurture.resultlog) holds by then: in
     groups of a batch, a transaction the sender need not wait for.
@@ -95,24 +95,26 @@ class Preparer:
                 return []
             with self.quietly():  # reads take no lock
                 leads = self.engine.store.leads_by_id([send.lead_id for send in sends])
-                items = self.outbox.items([send.id for send in sends if send.id is not None])
-                ready = [self._build(send, leads[send.lead_id], items.get(send.id or 0, [])) for send in sends
+                items = self.outbox.items([send.id for send in sends])
+                built = [self._build(send, leads[send.lead_id], items.get(send.id, [])) for send in sends
                          if leads[send.lead_id].suppressed is None]
+            self.outbox.describe([(prepared.send.id, described) for prepared, described in built if described])
             suppressed = [Result(send, SendState.FAILED, f"lead is {reason.value}") for send in sends
                           if (reason := leads[send.lead_id].suppressed) is not None]
             if suppressed:
                 self.outbox.finish(suppressed, self.now, self.engine.settings.scoring, self.policy)
-            if ready:
-                return ready
+            if built:
+                return [prepared for prepared, _ in built]
 
-    def _build(self, send: ClaimedSend, lead: Any, items: list[Any]) -> Prepared:
+    def _build(self, send: ClaimedSend, lead: Any, items: list[Any]) -> tuple[Prepared, dict[str, Any] | None]:
+        """The send with its message, and what the message carries (None when it could not be built)."""
         try:
             envelope, described = self.engine.compose(send, lead, items)
         except Exception as broken:  # noqa: BLE001 - one message that cannot be built never stops the run
             if not isinstance(broken, NurtureError):
                 log.exception("send %s failed", send.id)
-            return Prepared(send, lead.email, problem=f"{type(broken).__name__}: {broken}")
-        return Prepared(send, lead.email, envelope, described)
+            return Prepared(send, lead.email, problem=f"{type(broken).__name__}: {broken}"), None
+        return Prepared(send, lead.email, envelope), described
 
 
 class Backlog:

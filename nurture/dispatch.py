@@ -50,8 +50,8 @@ class Dispatch:
 
         `smtp.concurrency` lanes take sends from one backlog; the next batches are claimed and built (see
         nurture.batch and nurture.workshop) while the lanes deliver. What was built (Message-ID, subject,
-        links) is stored with the send's result, and building is deterministic, so a send retried after a
-        crash carries the same message.
+        links) is stored before the message goes out, and building is deterministic, so a send retried
+        after a crash carries the same message.
         """
         rules = self.engine.settings.scoring
         await self.engine.off_loop(self.outbox.reclaim_orphans, rules)
@@ -105,9 +105,9 @@ class Dispatch:
     @contextmanager
     def _results(self) -> Iterator[GroupCommit[Result, None] | ResultLog[Result]]:
         """Where the lanes' results go: on a SQLite file, the run's log (nurture.resultlog); elsewhere to
-        the database in group commits. There a group is one transaction, FINISH holds only while this
-        worker holds the claim, and a credit is booked once: trying a failed group again (a deadlock broken
-        by PostgreSQL, say) is safe."""
+        the database in group commits. There a group is one transaction that writes only the sends this
+        worker still holds (HELD), and a credit is booked once: trying a failed group again (a deadlock
+        broken by PostgreSQL, say) is safe."""
         if self.log_path is not None:
             logged: ResultLog[Result] = ResultLog(self.log_path, self.outbox.worker, self.now,
                                                   lambda result: self.outbox.log_record(result, self.now, self.policy))
@@ -180,7 +180,7 @@ class Dispatch:
         await ready()  # when the server refused early, before asking
         self.breaker.record(state)
         self._note(item, item.envelope.message_id, state, error)
-        return self.results.add(Result(item.send, state, error, item.described, datetime.now(UTC)))
+        return self.results.add(Result(item.send, state, error, datetime.now(UTC)))
 
     def _fail(self, item: Prepared, problem: str) -> Stored:
         self.report.failed.append(f"{item.email}: {problem}")

@@ -5,7 +5,9 @@
                       -> failed                    (too many attempts, or a message that cannot be built)
                       -> bounced                   (a 5xx reply: the lead is suppressed)
 
-A claim marks sends `sending` with the worker's name and the time. A worker that dies leaves them so:
+A claim marks sends `sending` with the worker's name and the time; once their messages are built, the
+worker stores what each carries (`describe`: Message-ID, subject, links) before any of them goes out, so
+a click on a link finds it at once. A worker that dies leaves them so:
 on the same host a dead process's claims are taken back at once, elsewhere when the lease runs out.
 Claims use `FOR UPDATE SKIP LOCKED` on PostgreSQL, so many workers share one outbox. Results are
 stored in group commits on PostgreSQL; on SQLite a run logs them first (nurture.resultlog), and they
@@ -35,7 +37,7 @@ from nurture.settings import Delivery, Scoring
 from nurture.store import Hit, Store
 
 _SENDS = Send.__table__  # type: ignore[attr-defined]
-FINISH = update(_SENDS).where(  # executemany: one statement, many rows; only while this worker holds the claim
+HELD = update(_SENDS).where(  # executemany, the columns set named by the rows: only while this worker holds the claim
     _SENDS.c.id == bindparam("send_id"), _SENDS.c.claimed_by == bindparam("worker"))
 
 ITEMS = (  # built once: SQLAlchemy keys its statement cache on the statement, which costs as much as the query
@@ -61,9 +63,6 @@ class ClaimedSend:
     step: int
     template: str
     attempts: int
-    message_id: str
-    subject: str
-    links: list[dict[str, Any]]
     created_at: datetime
 
 
@@ -77,13 +76,12 @@ class Result:
     send: Send | ClaimedSend
     state: SendState  # sent, deferred, failed, bounced; queued gives the claim back untried
     error: str | None = None
-    described: dict[str, Any] | None = None  # what was built: message_id, subject, links
     at: datetime | None = None  # the wall-clock time the server took it
 
 
 @dataclass(frozen=True)
 class Finished:
-    """A result as the outbox stores it: the row FINISH writes, and what its send leads to."""
+    """A result as the outbox stores it: the row HELD writes, and what its send leads to."""
 
     row: dict[str, Any]
     lead_id: int
@@ -189,6 +187,14 @@ class Outbox:
                 col(Send.claimed_by) == self.worker, col(Send.state) == SendState.SENDING,
             ).values(claimed_at=datetime.now(UTC)))
 
+    def describe(self, built: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        """Store what the messages of claimed sends carry, (send id, {message_id, subject, links}) each,
+        before they go out: the tracking server looks up a click's URL here."""
+        if built:
+            rows = [{"send_id": send_id, "worker": self.worker, **described} for send_id, described in built]
+            with self.store.engine.begin() as connection:
+                connection.execute(HELD, rows)
+
     def items(self, send_ids: Sequence[int]) -> dict[int, list[FeedItem]]:
         """The items of many sends, in the order each send carries them."""
         found: dict[int, list[FeedItem]] = {send_id: [] for send_id in send_ids}
@@ -212,19 +218,17 @@ class Outbox:
         send = result.send
         attempts = send.attempts + (result.state is not SendState.QUEUED)
         state = final_state(send, result.state, policy.max_attempts)
-        described = result.described or {"message_id": send.message_id, "subject": send.subject, "links": send.links}
         assert send.id is not None
         row = {"send_id": send.id, "worker": self.worker, "state": state, "attempts": attempts,
                "error": result.error, "claimed_by": None, "claimed_at": None,
                "sent_at": delivered_at(now, result.at) if state is SendState.SENT else None,
-               "retry_at": now + timedelta(minutes=policy.retry_after_minutes) if state is SendState.DEFERRED else None,
-               **described}
+               "retry_at": now + timedelta(minutes=policy.retry_after_minutes) if state is SendState.DEFERRED else None}
         return Finished(row, send.lead_id, send.step)
 
     def write_in(self, connection: Connection, sends: Sequence[Finished], now: datetime, rules: Scoring) -> None:
         """Store finished sends, and what they lead to, in the caller's transaction: only those this
-        worker still holds the claim of (FINISH)."""
-        connection.execute(FINISH, [finished.row for finished in sends])
+        worker still holds the claim of (HELD)."""
+        connection.execute(HELD, [finished.row for finished in sends])
         self._consequences(connection, [finished for finished in sends if finished.follows], now, rules)
 
     def log_record(self, result: Result, now: datetime, policy: Delivery) -> resultlog.Record:
@@ -295,10 +299,10 @@ class Outbox:
         return {SendState(state): count for state, count in rows}
 
 
-_CLAIM = ("worker", "claimed_by", "claimed_at")  # what FINISH sets or checks of the claim, not of the result
+_CLAIM = ("worker", "claimed_by", "claimed_at")  # what HELD sets or checks of the claim, not of the result
 _LOGGED = {"send_id": (int,), "lead_id": (int,), "step": (int,), "state": (str,), "attempts": (int,),
-           "error": (str, type(None)), "sent_at": (str, type(None)), "retry_at": (str, type(None)),
-           "message_id": (str,), "subject": (str,), "links": (list,)}  # what a record holds, of what kinds
+           "error": (str, type(None)), "sent_at": (str, type(None)),
+           "retry_at": (str, type(None))}  # what a record holds, of what kinds
 _RESULTS = {SendState.SENT, SendState.DEFERRED, SendState.FAILED, SendState.BOUNCED, SendState.QUEUED}
 
 
@@ -310,7 +314,7 @@ def _from_header(path: Path, header: resultlog.Record) -> tuple[str, datetime]:
 
 
 def _from_record(record: resultlog.Record, worker: str) -> Finished:
-    """A logged result as FINISH stores it; ValueError naming what is missing or wrong."""
+    """A logged result as HELD stores it; ValueError naming what is missing or wrong."""
     for key, kinds in _LOGGED.items():
         if key not in record:
             raise ValueError(f"a record lacks {key!r}")
@@ -321,8 +325,7 @@ def _from_record(record: resultlog.Record, worker: str) -> Finished:
         raise ValueError(f"no result leaves a send {state.value}")
     row = {"send_id": record["send_id"], "worker": worker, "state": state, "attempts": record["attempts"],
            "error": record["error"], "claimed_by": None, "claimed_at": None, "sent_at": _time(record["sent_at"]),
-           "retry_at": _time(record["retry_at"]), "message_id": record["message_id"],
-           "subject": record["subject"], "links": record["links"]}
+           "retry_at": _time(record["retry_at"])}
     return Finished(row, record["lead_id"], record["step"])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -20,7 +21,8 @@ from nurture import batch
 from nurture import workshop as workshop_
 from nurture.engine import Engine, Report
 from nurture.errors import DeliveryError
-from nurture.mailer import MemoryMailer
+from nurture.mailer import MemoryMailer, Ready
+from nurture.message import Envelope
 from nurture.models import Lead, SendState, Suppression
 from nurture.outbox import Finished, Outbox
 from nurture.settings import Settings
@@ -94,6 +96,34 @@ def test_messages_built_in_a_process_are_the_messages_built_here(settings: Setti
     assert refused.state is SendState.FAILED and refused.error == "lead is unsubscribed"
 
 
+class Looking(MemoryMailer):
+    """As each message goes out, reads what the database holds of its send."""
+
+    def __init__(self, store: Store):
+        super().__init__()
+        self.store = store
+        self.seen: dict[str, Any] = {}
+
+    async def send(self, envelope: Envelope, ready: Ready | None = None) -> None:
+        found = re.match(r"<send\.(\d+)\.", envelope.message_id)
+        assert found, envelope.message_id
+        self.seen[envelope.message_id] = self.store.send(int(found[1]))
+        await super().send(envelope, ready)
+
+
+def test_what_a_message_carries_is_stored_before_it_goes_out(settings: Settings, store: Store) -> None:
+    """A click can come as soon as a message is delivered: its links must be there to go to."""
+    mailer = Looking(store)
+    engine = small_batches(settings, store, mailer)
+    many(store)
+    report = asyncio.run(engine.send_due(T0))
+    assert len(report.sent) == LEADS and len(mailer.seen) == LEADS
+    for message_id, send in mailer.seen.items():
+        assert send.state is SendState.SENDING and send.message_id == message_id
+        assert send.subject.startswith("Welcome to") and send.links  # the confirmation tracks its call back
+        assert send.links == store.send(send.id).links  # what the result stored later left as it was
+
+
 def test_a_short_run_builds_its_batch_in_a_thread(settings: Settings, store: Store,
                                                   workshops: list[workshop_.Workshop]) -> None:
     mailer = MemoryMailer()
@@ -129,9 +159,10 @@ def test_the_builder_builds_at_idle_priority_and_claims_at_normal_priority(setti
         claimed_at.append(os.sched_getscheduler(0))
         return claim(self, *args)
 
-    def noting_build(self: batch.Preparer, *args: Any) -> batch.Prepared:
+    def noting_build(self: batch.Preparer, *args: Any) -> tuple[batch.Prepared, Any]:
         where = f"claimed {claimed_at[-1]}, built {os.sched_getscheduler(0)}"
-        return dataclasses.replace(build(self, *args), problem=where)
+        prepared, described = build(self, *args)
+        return dataclasses.replace(prepared, problem=where), described
 
     monkeypatch.setattr(Outbox, "claim", noting_claim)
     monkeypatch.setattr(batch.Preparer, "_build", noting_build)
@@ -158,7 +189,7 @@ def test_a_sender_that_waits_hurries_the_builder(settings: Settings, store: Stor
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     build = batch.Preparer._build
 
-    def slow_build(self: batch.Preparer, *args: Any) -> batch.Prepared:
+    def slow_build(self: batch.Preparer, *args: Any) -> tuple[batch.Prepared, Any]:
         time.sleep(0.1)
         return build(self, *args)
 
