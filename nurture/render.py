@@ -11,7 +11,7 @@ import html
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -150,6 +150,15 @@ class TemplateLoader(jinja2.FileSystemLoader):
         return inline_fragment(source, css), filename, uptodate
 
 
+class Environment(jinja2.Environment):
+    """Each template's globals in one plain dict rather than a ChainMap over the environment's: every
+    context made for a render copies them, and iterating a ChainMap costs more than the copy. Nothing
+    changes the globals once a template is loaded (as Jinja asks)."""
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        return {**self.globals, **(d or {})}
+
+
 class Renderer:
     """Compiles each template once per locale and version, and renders it for many leads.
 
@@ -175,7 +184,7 @@ class Renderer:
         if locale not in self._environments:
             search = [self.templates_dir / locale, self.templates_dir / self.default_locale]
             paths = [str(path) for path in dict.fromkeys(search) if path.is_dir()]
-            environment = jinja2.Environment(
+            environment = Environment(
                 loader=TemplateLoader(paths, self.inline_css),
                 autoescape=jinja2.select_autoescape(["html"]),
                 undefined=jinja2.StrictUndefined,
@@ -229,13 +238,15 @@ class Renderer:
         """Render one email. Raises TemplateProblem naming the file and line when a template fails."""
         template = self.template(name, locale)
         tracker = LinkTracker(url_for)
-        variables = {**context, "track": tracker, "pixel_url": pixel_url}
+        variables = template.new_context({**context, "track": tracker, "pixel_url": pixel_url})
         try:
-            body = template.render(variables)
-            blocks = template.new_context(variables)
-            subject = _block(template, "subject", blocks)
-            preheader = _block(template, "preheader", blocks)
-            text = _block(template, "text", blocks) if "text" in template.blocks else ""
+            try:  # the whole and then its blocks, in one context: what the body set, the blocks see too
+                body = template.environment.concat(template.root_render_func(variables))  # type: ignore[attr-defined]
+                subject = _block(template, "subject", variables)
+                preheader = _block(template, "preheader", variables)
+                text = _block(template, "text", variables) if "text" in template.blocks else ""
+            except Exception:
+                template.environment.handle_exception()  # raises it again with the template's lines
         except TemplateProblem:
             raise
         except Exception as error:  # noqa: BLE001 - whatever a template's expression raises is a template problem
