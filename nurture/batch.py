@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 FIRST_BATCH = 20  # sends: the run's first batch is small, so that delivery starts at once
+RAMP = 3  # each batch after it as much larger, up to the policy's size: each is built while the one before goes
 HURRY_AGAIN_SECONDS = 0.02
 
 
@@ -123,8 +124,8 @@ class Backlog:
     def __init__(self, workshop: Workshop):
         self.workshop = workshop
         self.items: deque[Prepared] = deque()
-        self.upcoming: deque[asyncio.Future[list[Prepared]]] = deque([workshop.submit(FIRST_BATCH)])
-        self.upcoming.extend(workshop.submit() for _ in range(workshop.ahead - 1))
+        self.size = FIRST_BATCH  # of the next batch to ask for
+        self.upcoming: deque[asyncio.Future[list[Prepared]]] = deque(self._ask() for _ in range(workshop.ahead))
         self.refilling = asyncio.Lock()
         self.exhausted = False
         self.batches = 0  # batches taken so far
@@ -153,7 +154,12 @@ class Backlog:
             return
         self.items.extend(batch)
         self.batches += 1
-        self.upcoming.append(self.workshop.submit())
+        self.upcoming.append(self._ask())
+
+    def _ask(self) -> asyncio.Future[list[Prepared]]:
+        upcoming = self.workshop.submit(self.size)
+        self.size = min(self.size * RAMP, self.workshop.preparer.policy.batch_size)
+        return upcoming
 
     async def untaken(self) -> list[Prepared]:
         """What was claimed but never taken: the rest of the backlog and the batches built ahead (once

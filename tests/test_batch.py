@@ -232,7 +232,7 @@ def test_a_run_stopped_early_gives_back_every_batch_built_ahead(settings: Settin
     assert counts[SendState.QUEUED] + counts[SendState.DEFERRED] == LEADS
 
 
-def test_the_first_batch_is_small_so_that_delivery_starts_at_once(settings: Settings, store: Store,
+def test_the_first_batches_are_small_so_that_delivery_starts_at_once(settings: Settings, store: Store,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     sizes: list[int] = []  # of the batches the lanes took, as they took them
     original = batch.Backlog._refill
@@ -242,12 +242,13 @@ def test_the_first_batch_is_small_so_that_delivery_starts_at_once(settings: Sett
         sizes.append(len(self.items))
 
     monkeypatch.setattr(batch.Backlog, "_refill", refill)
-    monkeypatch.setattr(batch, "FIRST_BATCH", 2)
+    monkeypatch.setattr(batch, "FIRST_BATCH", 1)
     engine = small_batches(settings, store, MemoryMailer())
     many(store)
     report = asyncio.run(engine.send_due(T0))
     assert len(report.sent) == LEADS
-    assert sizes == [2, BATCH, BATCH, BATCH, BATCH, 1, 0]  # 23 leads; the last refill finds the outbox empty
+    assert sizes == [1, 3, BATCH, BATCH, BATCH, 4, 0]  # 23 leads, three times more a batch up to BATCH; the
+    # last refill finds the outbox empty
 
 
 SENDER = """
