@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PROCESS_AFTER_BATCHES = 2  # a run of more batches than this builds its messages in a process of its own
+STORE_SECONDS = 1.0  # a run's log reaches the outbox at least this often, however slowly the run goes
 Stored = asyncio.Future[None]  # a result handed to the run's results: done once it is recorded
 Progress = Callable[[int, int, bool], None]  # (messages done in this run, messages to do, a batch just ended)
 
@@ -62,7 +64,13 @@ class Dispatch:
         renewing = asyncio.create_task(self._renew_leases())  # until every result is stored
         try:
             with self._results() as self.results:  # opened after the fork: the builder holds no copy of a log's lock
-                failures, backlog = await self._deliver_all(workshop)
+                over = asyncio.Event()
+                storing = asyncio.create_task(self._store_logged(rules, over))
+                try:
+                    failures, backlog = await self._deliver_all(workshop)
+                finally:
+                    over.set()
+                    await storing
                 stored = await self._conclude(rules, failures)  # while this run holds its log: no other takes it
         finally:
             renewing.cancel()
@@ -129,6 +137,21 @@ class Dispatch:
             self.stopping = True
             return
         self.done += len(untried)
+
+    async def _store_logged(self, rules: Scoring, over: asyncio.Event) -> None:
+        """Until the lanes are done, store what the run's log holds every STORE_SECONDS. The builder stores
+        it before each claim, which a slow run (a low rate limit) seldom makes; the judge counts no hit
+        of a message whose result is not stored yet (nurture.machines: "during delivery")."""
+        if self.log_path is None:
+            return
+        while not over.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(over.wait(), STORE_SECONDS)
+                return
+            try:
+                await asyncio.to_thread(self.outbox.apply_log, self.log_path, rules)
+            except Exception:  # noqa: BLE001 - the end of the run stores it, or the next run does
+                log.exception("results of %s not stored yet", self.log_path)
 
     async def _renew_leases(self) -> None:
         """Keep the claims of a long run from looking abandoned to other workers."""

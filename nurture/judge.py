@@ -86,6 +86,7 @@ class SendFacts:
     lead_id: int
     sent_at: datetime | None
     links: list[dict[str, Any]]
+    delivering: bool = False  # claimed, its result not stored yet (its links are: they are stored when it is built)
 
 
 @dataclass
@@ -193,7 +194,7 @@ class Judge:
         missing = send_ids - found.keys()
         if missing:
             for send_id, lead_id, sent_at, links, state in connection.execute(FACTS, {"ids": sorted(missing)}):
-                found[send_id] = SendFacts(lead_id, _utc(sent_at), links or [])
+                found[send_id] = SendFacts(lead_id, _utc(sent_at), links or [], state is SendState.SENDING)
                 if state is SendState.SENT:  # final: safe to keep
                     self.facts[send_id] = found[send_id]
             while len(self.facts) > self.max_sends:
@@ -275,7 +276,8 @@ class _Batch:
         earlier = self.recent.get(hit.send_id, [])
         verdict = machines.classify(
             machines.Hit(hit.method, hit.user_agent, hit.at, facts.sent_at, kind=hit.kind.value, client=hit.client,
-                         link=hit.link, honeypot=(link or {}).get("action") == "honeypot"),
+                         link=hit.link, honeypot=(link or {}).get("action") == "honeypot",
+                         delivering=facts.delivering),
             [seen.prior for seen in earlier], self.judge.signals)
         for index in verdict.retroactive:
             self._take_back(earlier[index], verdict.reason or "")

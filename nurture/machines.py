@@ -127,6 +127,7 @@ class Hit:
     client: str | None = None  # the client's IP address as text
     link: int | None = None  # which link of the message, for clicks
     honeypot: bool = False  # the message's hidden link, which no person can see
+    delivering: bool = False  # its delivery is not recorded yet: the SMTP transaction may still be open
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,8 @@ def _proxy_open(hit: Hit, earlier: Sequence[Prior], signals: Signals) -> Verdict
 
 
 def _too_soon(hit: Hit, earlier: Sequence[Prior], signals: Signals) -> Verdict | None:
+    if hit.delivering:  # a result is recorded within a second or so of the server taking the message
+        return Verdict("during delivery")
     if hit.delivered_at is None:
         return None
     elapsed = (hit.at - hit.delivered_at).total_seconds()

@@ -7,13 +7,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import update
+from sqlmodel import col
 
 from nurture import machines
 from nurture.engine import Engine
 from nurture.journal import Arrival, Journal
 from nurture.judge import Judge
 from nurture.mailer import MemoryMailer
-from nurture.models import EventKind
+from nurture.models import EventKind, Send, SendState
 from tests.conftest import make_lead
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
@@ -80,6 +82,17 @@ def test_the_score_stays_exact_when_a_burst_takes_back_what_an_admin_already_too
     extra = [click(send_id, index, now + timedelta(milliseconds=100 * (n + 1))) for n, index in enumerate(others)]
     judged(engine, *extra, click(send_id, links["honeypot"], now + timedelta(milliseconds=500)))
     exact(engine)
+
+
+def test_a_hit_on_a_message_whose_delivery_is_not_recorded_yet_is_a_machine_s(engine: Engine,
+                                                                             mailer: MemoryMailer) -> None:
+    """Its links are stored when it is built, so a link scanner's click finds its way during delivery."""
+    send_id, links = mailed(engine)
+    with engine.store.engine.begin() as connection:  # as while the server takes it, or its result is logged
+        connection.execute(update(Send).where(col(Send.id) == send_id).values(state=SendState.SENDING, sent_at=None))
+    assert judged(engine, click(send_id, links["callback"], datetime.now(UTC))) == [False]
+    assert engine.store.events_of(1)[-1].reason == "during delivery"
+    assert engine.store.lead(1).score == 0
 
 
 def test_hits_on_unknown_mail_are_not_judged_and_do_not_hold_up_the_rest(engine: Engine,

@@ -185,6 +185,15 @@ def test_a_hit_before_delivery_was_recorded_is_a_machine():
     assert classify(hit(-0.5)).reason == "during delivery"
 
 
+@pytest.mark.parametrize("kind", ["open", "click"])
+def test_a_hit_on_a_message_still_being_delivered_is_a_machine(kind):
+    """Its result not stored yet: no delivery time to measure from, and within a second or so of it."""
+    during = Hit("GET", CHROME, DELIVERED, None, kind=kind, client="203.0.113.9", link=0 if kind == "click" else None,
+                 delivering=True)
+    assert classify(during).reason == "during delivery"
+    assert classify(replace(during, delivering=False)).reason is None  # no delivery time: no verdict
+
+
 def test_the_delivery_window_is_configurable():
     signals = Signals(min_seconds_after_delivery=10)
     assert classify(hit(9), signals=signals).reason == "9 s after delivery"
