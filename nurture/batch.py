@@ -124,7 +124,7 @@ class Backlog:
     def __init__(self, workshop: Workshop):
         self.workshop = workshop
         self.items: deque[Prepared] = deque()
-        self.size = FIRST_BATCH  # of the next batch to ask for
+        self.size = min(FIRST_BATCH, workshop.preparer.policy.batch_size)  # of the next batch to ask for
         self.upcoming: deque[asyncio.Future[list[Prepared]]] = deque(self._ask() for _ in range(workshop.ahead))
         self.refilling = asyncio.Lock()
         self.exhausted = False

@@ -42,10 +42,12 @@ class Workshop:
         self.pool: Executor | None = None
         self.builder_pid: Future[int] | None = None
         self.forked = False
+        self.thaw = False  # whether close() gives what the fork froze back to the collector
         self.lifeline: Connection | None = None
         if not in_process or "fork" not in multiprocessing.get_all_start_methods():
             return
         if threading.active_count() == 1:
+            self.thaw = gc.get_freeze_count() == 0  # else run_async froze what was loaded: it stays frozen
             gc.freeze()  # what both processes hold at the fork is never scanned by a collector (nor copied by one)
             self.forked = True
             self.pool = ProcessPoolExecutor(1, multiprocessing.get_context("fork"), _adopt, (preparer, os.getpid()))
@@ -81,7 +83,7 @@ class Workshop:
             self.pool.shutdown(wait=True, cancel_futures=True)
         if self.lifeline is not None:
             self.lifeline.close()
-        if self.forked:
+        if self.thaw:
             gc.unfreeze()
 
 
