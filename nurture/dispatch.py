@@ -154,10 +154,14 @@ class Dispatch:
                 log.exception("results of %s not stored yet", self.log_path)
 
     async def _renew_leases(self) -> None:
-        """Keep the claims of a long run from looking abandoned to other workers."""
+        """Keep the claims of a long run from looking abandoned to other workers. A renewal that fails (the
+        database away for a moment) is tried again at the next turn: a lease outlasts two of them."""
         while True:
             await asyncio.sleep(self.policy.lease_seconds / 3)
-            await asyncio.to_thread(self.outbox.renew)
+            try:
+                await asyncio.to_thread(self.outbox.renew)
+            except Exception:  # noqa: BLE001 - never let the renewals end with the run going on
+                log.exception("the leases of %s were not renewed", self.outbox.worker)
 
     async def _lane(self, backlog: Backlog) -> None:
         """Deliver one send after another. The result of a send is written while the next one's envelope

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -181,17 +181,19 @@ class Outbox:
             return int(result.rowcount)
 
     def renew(self) -> None:
-        """Extend the lease of everything this worker holds."""
-        with self.store.session() as session:
-            session.exec(update(Send).where(  # type: ignore[call-overload]
-                col(Send.claimed_by) == self.worker, col(Send.state) == SendState.SENDING,
-            ).values(claimed_at=datetime.now(UTC)))
+        """Extend the lease of everything this worker holds, its rows locked in the order of their ids."""
+        held = (select(_SENDS.c.id).where(_SENDS.c.claimed_by == self.worker, _SENDS.c.state == SendState.SENDING)
+                .order_by(_SENDS.c.id).with_for_update())
+        with self.store.engine.begin() as connection:
+            connection.execute(update(_SENDS).where(_SENDS.c.id.in_(held.scalar_subquery()))
+                               .values(claimed_at=datetime.now(UTC)))
 
     def describe(self, built: Sequence[tuple[int, dict[str, Any]]]) -> None:
         """Store what the messages of claimed sends carry, (send id, {message_id, subject, links}) each,
         before they go out: the tracking server looks up a click's URL here."""
         if built:
-            rows = [{"send_id": send_id, "worker": self.worker, **described} for send_id, described in built]
+            rows = sorted(({"send_id": send_id, "worker": self.worker, **described} for send_id, described in built),
+                          key=_by_send)
             with self.store.engine.begin() as connection:
                 connection.execute(HELD, rows)
 
@@ -228,7 +230,7 @@ class Outbox:
     def write_in(self, connection: Connection, sends: Sequence[Finished], now: datetime, rules: Scoring) -> None:
         """Store finished sends, and what they lead to, in the caller's transaction: only those this
         worker still holds the claim of (HELD)."""
-        connection.execute(HELD, [finished.row for finished in sends])
+        connection.execute(HELD, sorted((finished.row for finished in sends), key=_by_send))
         self._consequences(connection, [finished for finished in sends if finished.follows], now, rules)
 
     def log_record(self, result: Result, now: datetime, policy: Delivery) -> resultlog.Record:
@@ -297,6 +299,12 @@ class Outbox:
         with self.store.reading() as session:
             rows = session.exec(select(Send.state, func.count()).group_by(col(Send.state))).all()
         return {SendState(state): count for state, count in rows}
+
+
+def _by_send(row: Mapping[str, Any]) -> int:
+    """Rows are written in the order of their ids: on PostgreSQL every writer of many sends (describe,
+    finish, renew) then locks them in one order, and no two of them deadlock."""
+    return int(row["send_id"])
 
 
 _CLAIM = ("worker", "claimed_by", "claimed_at")  # what HELD sets or checks of the claim, not of the result
