@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nurture import program
 from nurture.errors import NurtureError
 from nurture.message import Envelope
 from nurture.models import SendState
@@ -85,6 +86,10 @@ class Preparer:
         store = Store(recipe.database_url)
         engine = Engine(recipe.settings, store, smtp_mailer(recipe.settings))  # the mailer is never used here
         return cls(engine, Outbox(store, recipe.worker), recipe.now, recipe.log)
+
+    def warm(self) -> None:
+        """Compile the program's templates in the default locale before the first claim needs them."""
+        self.engine.renderer.warm((program.CONFIRMATION, program.DIGEST), self.engine.settings.program.default_locale)
 
     def next(self, size: int | None = None) -> list[Prepared]:
         """The next batch (of `size`, or the policy's batch size), built; empty when nothing is left to claim."""

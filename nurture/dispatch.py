@@ -46,6 +46,20 @@ class Dispatch:
         self.results: GroupCommit[Result, None] | ResultLog[Result]  # where the lanes record what they did
         self.stopping = False  # a lane failed: the others finish the send they hold and stop
         self.preparer = Preparer(engine, self.outbox, now, self.log_path)
+        self.workshop: Workshop | None = None  # started before the run by `builder`
+
+    @contextmanager
+    def builder(self, expected: int) -> Iterator[None]:
+        """For a run of more than PROCESS_AFTER_BATCHES batches `expected`, start its builder process
+        now: it forks and compiles the templates while the caller records the sends, and `run` uses it.
+        It is closed when the block ends."""
+        if expected > PROCESS_AFTER_BATCHES * self.policy.batch_size:
+            self.workshop = Workshop(self.preparer, in_process=True)
+        try:
+            yield
+        finally:
+            if self.workshop is not None:
+                self.workshop.close()
 
     async def run(self) -> None:
         """Work the outbox until it is empty or the breaker trips.
@@ -60,7 +74,8 @@ class Dispatch:
         counts = await self.engine.off_loop(self.outbox.counts)
         self.total = sum(counts.get(state, 0) for state in (SendState.QUEUED, SendState.DEFERRED, SendState.SENDING))
         self.done = 0
-        workshop = Workshop(self.preparer, in_process=self.total > PROCESS_AFTER_BATCHES * self.policy.batch_size)
+        workshop = self.workshop or Workshop(self.preparer,
+                                             in_process=self.total > PROCESS_AFTER_BATCHES * self.policy.batch_size)
         renewing = asyncio.create_task(self._renew_leases())  # until every result is stored
         try:
             with self._results() as self.results:  # opened after the fork: the builder holds no copy of a log's lock

@@ -71,9 +71,10 @@ class Engine:
     def plan(self, now: datetime) -> list[program.Due]:
         return program.due_all(self.store.histories(), now, self.settings.program)
 
-    def enqueue_due(self, now: datetime, report: Report) -> None:
-        """Record a queued send for every lead that is due and has content; note the skips."""
-        steps = self.plan(now)
+    def enqueue_due(self, now: datetime, report: Report, steps: list[program.Due] | None = None) -> None:
+        """Record a queued send for every lead that is due (`steps`, when planned already) and has
+        content; note the skips."""
+        steps = self.plan(now) if steps is None else steps
         emails = self.store.emails_by_id([step.lead_id for step in steps])
         readers = self.store.leads_by_id([step.lead_id for step in steps if step.template == program.DIGEST])
         size, at_least = self.settings.program.items_per_digest, self.settings.program.min_new_items
@@ -153,8 +154,11 @@ class Engine:
                                f"step {step.step}) would be sent" for step in steps]
             return report
         await self.off_loop(self.apply_rules, now)
-        await self.off_loop(self.enqueue_due, now, report)
-        await self.deliver(now, report, progress)
+        steps = await self.off_loop(self.plan, now)
+        dispatch = Dispatch(self, now, report, progress)
+        with dispatch.builder(len(steps)):  # a long run's builder gets ready while the sends are recorded
+            await self.off_loop(self.enqueue_due, now, report, steps)
+            await dispatch.run()
         await self.deliver_handoffs(now, report)
         return report
 

@@ -11,13 +11,14 @@ import html
 import os
 import re
 import time
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2 import meta
 from markupsafe import Markup, escape
 
 from nurture.errors import TemplateProblem
@@ -211,6 +212,26 @@ class Renderer:
                     self._raw().template(name, locale)
                 raise TemplateProblem(f"{error.filename}:{error.lineno}: {error.message}") from None
         return self._templates[key]
+
+    def warm(self, names: Iterable[str], locale: str) -> None:
+        """Compile templates before their first render, and the layout and includes they name, which Jinja
+        would load as they render (inlining CSS takes tens of milliseconds a template). A template that
+        does not compile is passed over: rendering it reports the problem."""
+        environment = self.environment(locale)
+        loader = environment.loader
+        assert isinstance(loader, TemplateLoader)
+        pending, seen = [f"{name}.html" for name in names], set()
+        while pending:
+            name = pending.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            try:
+                environment.get_template(name)
+                written = jinja2.FileSystemLoader.get_source(loader, environment, name)[0]  # as written: no inlining
+                pending += [found for found in meta.find_referenced_templates(environment.parse(written)) if found]
+            except Exception:  # noqa: BLE001, S112 - passed over: its first render tells what is wrong
+                continue
 
     def _forget_if_edited(self) -> None:
         now = time.monotonic()

@@ -79,12 +79,14 @@ class Workshop:
             os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
 
     def close(self) -> None:
+        """Let the builder go."""
         if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool.shutdown(wait=True, cancel_futures=True)  # again: nothing more
         if self.lifeline is not None:
             self.lifeline.close()
         if self.thaw:
             gc.unfreeze()
+            self.thaw = False
 
 
 _adopted: tuple[Preparer, Callable[[], bool]] | None = None  # in the builder: the preparer, and orphaned?
@@ -123,6 +125,7 @@ def _start_building(preparer: Preparer, orphaned: Callable[[], bool]) -> None:
     if _can_leave_idle():
         preparer.quietly = _idle_priority
     _adopted = (preparer, orphaned)
+    preparer.warm()
     threading.Thread(target=_leave_when, args=(orphaned,), daemon=True, name="orphan-watch").start()
 
 

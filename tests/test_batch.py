@@ -164,6 +164,27 @@ def test_a_run_stores_its_results_every_second_however_slowly_it_goes(settings: 
     assert len(report.sent) == LEADS and not report.failed
 
 
+def test_a_long_run_starts_its_builder_before_it_records_the_sends(settings: Settings, store: Store,
+                                                                   workshops: list[workshop_.Workshop],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The builder forks and compiles the templates meanwhile; the run then uses that one builder."""
+    seen: list[str] = []
+    enqueue = Outbox.enqueue_many
+
+    def noting(self: Outbox, *args: Any) -> Any:
+        seen.append(f"recorded with {len(workshops)} builder(s) started")
+        return enqueue(self, *args)
+
+    monkeypatch.setattr(Outbox, "enqueue_many", noting)
+    mailer = MemoryMailer()
+    engine = small_batches(settings, store, mailer)
+    many(store)
+    report = asyncio.run(engine.send_due(T0))
+    assert seen == ["recorded with 1 builder(s) started"]
+    assert len(workshops) == 1 and workshops[0].pool is not None
+    assert len(report.sent) == LEADS == len(mailer.sent)
+
+
 def test_a_short_run_builds_its_batch_in_a_thread(settings: Settings, store: Store,
                                                   workshops: list[workshop_.Workshop]) -> None:
     mailer = MemoryMailer()

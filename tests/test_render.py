@@ -245,6 +245,18 @@ def template_dir(tmp_path: Path, files: dict[str, str], layout: str | None = Non
 HEAD = '{% extends "layout.html" %}\n{% block subject %}Hi{% endblock %}\n{% block preheader %}pre{% endblock %}\n'
 
 
+def test_warming_compiles_the_templates_and_what_they_load(tmp_path):
+    folder = template_dir(tmp_path, {"welcome.html": HEAD + "{% block content %}<p>Hi</p>{% endblock %}\n",
+                                     "broken.html": HEAD + "{% block content %}{% if x %}{% endblock %}\n"})
+    renderer = Renderer(folder)
+    renderer.warm(["welcome", "broken", "missing"], "en")  # the broken and missing ones are passed over
+    cache = renderer.environment("en").cache
+    assert cache is not None
+    assert {name for _, name in cache} == {"welcome.html", "layout.html", *LAYOUT_PARTS}
+    with pytest.raises(TemplateProblem, match="broken.html"):  # what is wrong is told when it renders
+        renderer.render("broken", "en", make_context())
+
+
 def test_missing_template(tmp_path):
     with pytest.raises(TemplateProblem, match="'nothing' not found"):
         Renderer(template_dir(tmp_path, {})).render("nothing", "en", make_context())
