@@ -246,11 +246,11 @@ class Outbox:
             chunk = resultlog.read(path, applied or 0)
             if not chunk.records:
                 return 0
-            worker, now = _from_header(path, chunk.header)
+            worker, now, described = _from_header(path, chunk.header)
             sends: list[Finished] = []
             for at, record in chunk.records:
                 try:
-                    sends.append(_from_record(record, worker))
+                    sends.append(_from_record(record, worker, described))
                 except ValueError as error:
                     raise resultlog.BrokenLog(f"{path}: byte {at}: {error}") from None
             self.write_in(connection, sends, now, rules)
@@ -311,19 +311,25 @@ _CLAIM = ("worker", "claimed_by", "claimed_at")  # what HELD sets or checks of t
 _LOGGED = {"send_id": (int,), "lead_id": (int,), "step": (int,), "state": (str,), "attempts": (int,),
            "error": (str, type(None)), "sent_at": (str, type(None)),
            "retry_at": (str, type(None))}  # what a record holds, of what kinds
+_DESCRIBED = {"message_id": (str,), "subject": (str,), "links": (list,)}  # in format 1 only
 _RESULTS = {SendState.SENT, SendState.DEFERRED, SendState.FAILED, SendState.BOUNCED, SendState.QUEUED}
 
 
-def _from_header(path: Path, header: resultlog.Record) -> tuple[str, datetime]:
+def _from_header(path: Path, header: resultlog.Record) -> tuple[str, datetime, bool]:
+    """The worker and time of a log, and whether its records carry what their messages carried (format 1)."""
+    written = header.get("format", 1)
+    if written not in (1, resultlog.FORMAT):
+        raise resultlog.BrokenLog(f"{path}: written in format {written!r}, which this version does not read")
     try:
-        return str(header["worker"]), datetime.fromisoformat(header["now"])
+        return str(header["worker"]), datetime.fromisoformat(header["now"]), written == 1
     except (KeyError, TypeError, ValueError) as error:
         raise resultlog.BrokenLog(f"{path}: its header names no worker and time: {error}") from None
 
 
-def _from_record(record: resultlog.Record, worker: str) -> Finished:
-    """A logged result as HELD stores it; ValueError naming what is missing or wrong."""
-    for key, kinds in _LOGGED.items():
+def _from_record(record: resultlog.Record, worker: str, described: bool = False) -> Finished:
+    """A logged result as HELD stores it, with what its message carried where the record holds that
+    (`described`: format 1); ValueError naming what is missing or wrong."""
+    for key, kinds in (_LOGGED | _DESCRIBED).items() if described else _LOGGED.items():
         if key not in record:
             raise ValueError(f"a record lacks {key!r}")
         if type(record[key]) not in kinds:
@@ -334,6 +340,8 @@ def _from_record(record: resultlog.Record, worker: str) -> Finished:
     row = {"send_id": record["send_id"], "worker": worker, "state": state, "attempts": record["attempts"],
            "error": record["error"], "claimed_by": None, "claimed_at": None, "sent_at": _time(record["sent_at"]),
            "retry_at": _time(record["retry_at"])}
+    if described:
+        row.update({key: record[key] for key in _DESCRIBED})
     return Finished(row, record["lead_id"], record["step"])
 
 

@@ -40,6 +40,7 @@ except ImportError:  # Windows: results are written to the database directly
 
 T = TypeVar("T")
 Record = dict[str, Any]
+FORMAT = 2  # of the records; in format 1 (no "format" in the header) they also held what the message carried
 
 
 class BrokenLog(ValueError):
@@ -75,7 +76,7 @@ class ResultLog(Generic[T]):
         self.fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            self._write(_line({"worker": worker, "now": now.isoformat()}))
+            self._write(_line({"format": FORMAT, "worker": worker, "now": now.isoformat()}))
             os.link(fresh, path)  # never over another run's log (FileExistsError)
         except BaseException:
             os.close(self.fd)

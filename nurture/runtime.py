@@ -26,7 +26,9 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
     about a tenth less CPU per message. The server's uvicorn picks uvloop by itself.
 
     What is loaded by then (modules, settings, the store's mappings: some hundred thousand objects) is
-    frozen first: the collector never scans it again, where each full collection of a run would."""
+    frozen first, once its garbage is collected: the collector never scans it again, where each full
+    collection of a run would."""
+    gc.collect()
     gc.freeze()
     try:
         import uvloop

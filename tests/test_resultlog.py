@@ -76,13 +76,42 @@ def test_a_log_holds_its_header_then_a_line_a_result(store: Store, settings: Set
     path = log_of(store, outbox)
     write(path, outbox, settings, [sent(send) for send in sends])
     chunk = resultlog.read(path)
-    assert chunk.header == {"worker": outbox.worker, "now": T0.isoformat()}
+    assert chunk.header == {"format": resultlog.FORMAT, "worker": outbox.worker, "now": T0.isoformat()}
     assert [record["send_id"] for _, record in chunk.records] == [send.id for send in sends]
     assert {record["state"] for _, record in chunk.records} == {"sent"}
     assert chunk.records[0][0] == len(path.read_bytes().splitlines(keepends=True)[0])  # where each starts
     assert chunk.end == path.stat().st_size
     assert resultlog.read(path, chunk.end).records == []
     assert [file.name for file in path.parent.iterdir()] == [path.name]  # locked under another name, then linked
+
+
+def test_a_log_of_the_first_format_stores_what_its_messages_carried(store: Store, settings: Settings) -> None:
+    """Written by a version that stored a message's Message-ID, subject and links with its result."""
+    outbox = Outbox(store)
+    [send] = claimed(store, outbox, 1)
+    path = log_of(store, outbox)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    links = [{"url": "https://example.com/a", "action": "content", "tag": None, "points": None}]
+    path.write_bytes(resultlog._line({"worker": outbox.worker, "now": T0.isoformat()}) + resultlog._line(
+        {"send_id": send.id, "lead_id": send.lead_id, "step": 0, "state": "sent", "attempts": 1, "error": None,
+         "sent_at": T0.isoformat(), "retry_at": None, "message_id": "<send.1@example.com>", "subject": "Welcome",
+         "links": links}))
+    assert outbox.apply_log(path, settings.scoring) == 1
+    stored = store.sends_of(send.lead_id)[0]
+    assert (stored.state, stored.message_id, stored.subject, stored.links) == (
+        SendState.SENT, "<send.1@example.com>", "Welcome", links)
+
+
+def test_a_log_of_an_unknown_format_is_not_read(store: Store, settings: Settings) -> None:
+    outbox = Outbox(store)
+    sends = claimed(store, outbox, 1)
+    path = log_of(store, outbox)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(resultlog._line({"format": 9, "worker": outbox.worker, "now": T0.isoformat()}) +
+                     resultlog._line({"send_id": sends[0].id}))
+    with pytest.raises(BrokenLog, match="written in format 9"):
+        outbox.apply_log(path, settings.scoring)
+    assert states(store, sends) == [SendState.SENDING]
 
 
 def test_a_line_cut_short_is_read_once_it_is_whole(store: Store, settings: Settings) -> None:
