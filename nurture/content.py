@@ -12,6 +12,7 @@ from nurture.models import FeedItem, Lead
 from nurture.render import TrackedHtml, TrackedText
 from nurture.settings import Settings
 from nurture.store import Store
+from nurture.store.leads import Profile
 from nurture.textpart import text_and_links
 
 
@@ -35,12 +36,19 @@ def digest_items(store: Store, catalog: Catalog, lead: Lead, limit: int) -> list
     return digests(store, catalog, [lead], limit)[lead.id or 0]
 
 
-def digests(store: Store, catalog: Catalog, leads: Sequence[Lead], limit: int) -> dict[int, list[FeedItem]]:
-    """`digest_items` for many leads at once, by lead id."""
+def digests(store: Store, catalog: Catalog, leads: Sequence[Lead | Profile], limit: int) -> dict[int, list[FeedItem]]:
+    """`digest_items` for many leads at once, by lead id: whole leads, or just what choosing needs of them."""
     feeds = {lead.id or 0: catalog.feeds_for(lead.interests, lead.industry) for lead in leads}
     unsent = store.new_items(feeds, limit)
-    return {lead_id: mix([item for feed in names for item in unsent[lead_id][feed]], names, limit)
-            for lead_id, names in feeds.items()}
+    chosen: dict[tuple[tuple[str, ...], tuple[int | None, ...]], list[FeedItem]] = {}  # mix is pure: leads with
+    found = {}  # the same feeds and the same new items (most leads of a segment) get the same digest
+    for lead_id, names in feeds.items():
+        items = [item for feed in names for item in unsent[lead_id][feed]]
+        key = (tuple(names), tuple(item.id for item in items))
+        if key not in chosen:
+            chosen[key] = mix(items, names, limit)
+        found[lead_id] = list(chosen[key])
+    return found
 
 
 def context(settings: Settings, lead: Lead, items: list[FeedItem], **urls: str) -> dict[str, Any]:

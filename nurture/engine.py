@@ -76,7 +76,7 @@ class Engine:
         content; note the skips."""
         steps = self.plan(now) if steps is None else steps
         emails = self.store.emails_by_id([step.lead_id for step in steps])
-        readers = self.store.leads_by_id([step.lead_id for step in steps if step.template == program.DIGEST])
+        readers = self.store.profiles_by_id([step.lead_id for step in steps if step.template == program.DIGEST])
         size, at_least = self.settings.program.items_per_digest, self.settings.program.min_new_items
         items = content.digests(self.store, self.catalog, list(readers.values()), size)
         chosen: list[tuple[program.Due, list[int]]] = []

@@ -6,6 +6,8 @@ from datetime import timedelta
 
 import pytest
 
+from nurture import content
+from nurture.feeds import Catalog, FeedConfig
 from nurture.models import FeedItem, FeedState
 from nurture.outbox import Outbox
 from nurture.program import DIGEST, Due
@@ -69,3 +71,16 @@ def test_leads_are_read_in_chunks_of_any_size(store: Store, monkeypatch: pytest.
         send_items(store, lead_id, 1, cloud[:n])
     found = store.new_items(dict.fromkeys(ids, ["cloud"]), limit=1)
     assert [titles(found[lead_id])["cloud"] for lead_id in ids] == [[f"cloud {n}"] for n in range(5)]
+
+
+def test_leads_with_the_same_feeds_get_digests_of_what_each_was_not_sent(store: Store) -> None:
+    """Digests are chosen once for leads alike (same feeds, same new items), never across a difference."""
+    cloud = add_items(store, "cloud", [f"https://example.com/c{n}" for n in range(6)])
+    catalog = Catalog(feeds={"cloud": FeedConfig(url="https://example.com/feed")}, interests={"cloud": ["cloud"]})
+    leads = [make_lead(store, email=f"lead{n}@example.com", interests=["cloud"]) for n in range(3)]
+    send_items(store, leads[1].id or 0, 1, cloud[:2])
+    found = content.digests(store, catalog, leads, 3)
+    assert [item.title for item in found[leads[0].id or 0]] == ["cloud 0", "cloud 1", "cloud 2"]
+    assert [item.title for item in found[leads[1].id or 0]] == ["cloud 2", "cloud 3", "cloud 4"]
+    assert found[leads[2].id or 0] == found[leads[0].id or 0]
+    assert found[leads[2].id or 0] is not found[leads[0].id or 0]  # each its own list
