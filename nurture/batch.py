@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from nurture import program
 from nurture.errors import NurtureError
 from nurture.message import Envelope
-from nurture.models import SendState
+from nurture.models import FeedItem, SendState
 from nurture.outbox import ClaimedSend, Outbox, Result
 from nurture.runtime import smtp_mailer
 from nurture.settings import Settings
@@ -73,6 +73,7 @@ class Preparer:
         self.log = log
         self.policy = engine.settings.delivery
         self.quietly: Callable[[], AbstractContextManager[object]] = nullcontext  # how to build (see _idle_priority)
+        self.items: dict[int, FeedItem] = {}  # the feed items of this run's sends read so far, by id
 
     def recipe(self) -> Recipe:
         """What a process started afresh needs to build as this preparer does."""
@@ -101,7 +102,7 @@ class Preparer:
                 return []
             with self.quietly():  # reads take no lock
                 leads = self.engine.store.leads_by_id([send.lead_id for send in sends])
-                items = self.outbox.items([send.id for send in sends])
+                items = self.outbox.items([send.id for send in sends], self.items)
                 built = [self._build(send, leads[send.lead_id], items.get(send.id, [])) for send in sends
                          if leads[send.lead_id].suppressed is None]
             self.outbox.describe([(prepared.send.id, described) for prepared, described in built if described])

@@ -41,9 +41,9 @@ HELD = update(_SENDS).where(  # executemany, the columns set named by the rows: 
     _SENDS.c.id == bindparam("send_id"), _SENDS.c.claimed_by == bindparam("worker"))
 
 ITEMS = (  # built once: SQLAlchemy keys its statement cache on the statement, which costs as much as the query
-    select(SendItem.send_id, FeedItem).join(FeedItem, col(SendItem.item_id) == col(FeedItem.id))
-    .where(col(SendItem.send_id).in_(bindparam("send_ids", expanding=True)))
+    select(SendItem.send_id, SendItem.item_id).where(col(SendItem.send_id).in_(bindparam("send_ids", expanding=True)))
     .order_by(col(SendItem.send_id), col(SendItem.position)))
+FEED_ITEMS = select(FeedItem).where(col(FeedItem.id).in_(bindparam("item_ids", expanding=True)))
 
 _MARKS = ResultLogMark.__table__  # type: ignore[attr-defined]
 LIVE = timedelta(minutes=10)  # a run whose clock is this close to the wall clock is live
@@ -197,12 +197,18 @@ class Outbox:
             with self.store.engine.begin() as connection:
                 connection.execute(HELD, rows)
 
-    def items(self, send_ids: Sequence[int]) -> dict[int, list[FeedItem]]:
-        """The items of many sends, in the order each send carries them."""
-        found: dict[int, list[FeedItem]] = {send_id: [] for send_id in send_ids}
+    def items(self, send_ids: Sequence[int], known: dict[int, FeedItem] | None = None) -> dict[int, list[FeedItem]]:
+        """The items of many sends, in the order each send carries them. `known`: items read before, by
+        id, which are not read again (a run's digests share a few dozen items); those read now join it."""
+        known = {} if known is None else known
         with self.store.reading() as session:
-            for send_id, item in session.exec(ITEMS, params={"send_ids": list(send_ids)}).all():
-                found[send_id].append(item)
+            carried = session.connection().execute(ITEMS, {"send_ids": list(send_ids)}).all()
+            unknown = sorted({item_id for _, item_id in carried if item_id not in known})
+            if unknown:
+                known.update((item.id or 0, item) for item in session.exec(FEED_ITEMS, params={"item_ids": unknown}))
+        found: dict[int, list[FeedItem]] = {send_id: [] for send_id in send_ids}
+        for send_id, item_id in carried:
+            found[send_id].append(known[item_id])
         return found
 
     def finish(self, results: Sequence[Result], now: datetime, rules: Scoring, policy: Delivery,

@@ -110,6 +110,9 @@ class TrackedText(str):
         return out
 
 
+_TRACKED = (TrackedHtml, TrackedText)  # a tuple, not a union made again for every `{{ }}`
+
+
 @lru_cache(maxsize=4096)  # a summary reaches many leads: read its links once
 def _hrefs(markup: str) -> tuple[tuple[str, str], ...]:
     return tuple((written, html.unescape(written)) for written in dict.fromkeys(HREF_VALUE.findall(markup)))
@@ -118,7 +121,7 @@ def _hrefs(markup: str) -> tuple[tuple[str, str], ...]:
 @jinja2.pass_context
 def _finalize(context: jinja2.runtime.Context, value: Any) -> Any:
     """Every `{{ }}` passes here: feed HTML and text get their links tracked as they are printed."""
-    if isinstance(value, TrackedHtml | TrackedText) and value.links:
+    if isinstance(value, _TRACKED) and value.links:
         return value.tracked(context["track"])
     return value
 
