@@ -84,3 +84,19 @@ def test_leads_with_the_same_feeds_get_digests_of_what_each_was_not_sent(store: 
     assert [item.title for item in found[leads[1].id or 0]] == ["cloud 2", "cloud 3", "cloud 4"]
     assert found[leads[2].id or 0] == found[leads[0].id or 0]
     assert found[leads[2].id or 0] is not found[leads[0].id or 0]  # each its own list
+
+
+def test_the_items_of_sends_are_read_once_a_run(store: Store) -> None:
+    cloud = add_items(store, "cloud", [f"https://example.com/c{n}" for n in range(4)])
+    ada, bob = (make_lead(store, email=email).id or 0 for email in ("ada@example.com", "bob@example.com"))
+    send_items(store, ada, 1, [cloud[2], cloud[0]])
+    send_items(store, bob, 1, [cloud[0], cloud[3]])
+    outbox = Outbox(store)
+    sends = [store.sends_of(lead)[0].id or 0 for lead in (ada, bob)]
+    known: dict[int, FeedItem] = {}
+    found = outbox.items(sends[:1], known)
+    assert [item.title for item in found[sends[0]]] == ["cloud 2", "cloud 0"]  # in the order the send carries them
+    assert sorted(known) == sorted([cloud[2].id or 0, cloud[0].id or 0])
+    known[cloud[0].id or 0].title = "as read before"
+    found = outbox.items(sends, known)
+    assert [item.title for item in found[sends[1]]] == ["as read before", "cloud 3"]  # not read again
