@@ -40,8 +40,9 @@ def digests(store: Store, catalog: Catalog, leads: Sequence[Lead | Profile], lim
     """`digest_items` for many leads at once, by lead id: whole leads, or just what choosing needs of them."""
     feeds = {lead.id or 0: catalog.feeds_for(lead.interests, lead.industry) for lead in leads}
     unsent = store.new_items(feeds, limit)
-    chosen: dict[tuple[tuple[str, ...], tuple[int | None, ...]], list[FeedItem]] = {}  # mix is pure: leads with
-    found = {}  # the same feeds and the same new items (most leads of a segment) get the same digest
+    # mix is pure: leads with the same feeds and the same new items (most of a segment) get the same digest
+    chosen: dict[tuple[tuple[str, ...], tuple[int | None, ...]], list[FeedItem]] = {}
+    found: dict[int, list[FeedItem]] = {}
     for lead_id, names in feeds.items():
         items = [item for feed in names for item in unsent[lead_id][feed]]
         key = (tuple(names), tuple(item.id for item in items))

@@ -174,19 +174,20 @@ class Outbox:
 
     def release(self) -> int:
         """Give back every claim this worker still holds; return how many."""
-        with self.store.session() as session:
-            result = session.exec(update(Send).where(  # type: ignore[call-overload]
-                col(Send.claimed_by) == self.worker, col(Send.state) == SendState.SENDING,
-            ).values(state=SendState.QUEUED, claimed_by=None, claimed_at=None))
+        with self.store.engine.begin() as connection:
+            result = connection.execute(update(_SENDS).where(_SENDS.c.id.in_(self._held())).values(
+                state=SendState.QUEUED, claimed_by=None, claimed_at=None))
             return int(result.rowcount)
 
     def renew(self) -> None:
-        """Extend the lease of everything this worker holds, its rows locked in the order of their ids."""
-        held = (select(_SENDS.c.id).where(_SENDS.c.claimed_by == self.worker, _SENDS.c.state == SendState.SENDING)
-                .order_by(_SENDS.c.id).with_for_update())
+        """Extend the lease of everything this worker holds."""
         with self.store.engine.begin() as connection:
-            connection.execute(update(_SENDS).where(_SENDS.c.id.in_(held.scalar_subquery()))
-                               .values(claimed_at=datetime.now(UTC)))
+            connection.execute(update(_SENDS).where(_SENDS.c.id.in_(self._held())).values(claimed_at=datetime.now(UTC)))
+
+    def _held(self) -> Any:
+        """The ids of the sends this worker holds, their rows locked in the order of their ids (see _by_send)."""
+        return (select(_SENDS.c.id).where(_SENDS.c.claimed_by == self.worker, _SENDS.c.state == SendState.SENDING)
+                .order_by(_SENDS.c.id).with_for_update().scalar_subquery())
 
     def describe(self, built: Sequence[tuple[int, dict[str, Any]]]) -> None:
         """Store what the messages of claimed sends carry, (send id, {message_id, subject, links}) each,
@@ -252,7 +253,8 @@ class Outbox:
             chunk = resultlog.read(path, applied or 0)
             if not chunk.records:
                 return 0
-            worker, now, described = _from_header(path, chunk.header)
+            worker, now, first = _from_header(path, chunk.header)
+            described = first and all(key in chunk.records[0][1] for key in _DESCRIBED)  # see _from_header
             sends: list[Finished] = []
             for at, record in chunk.records:
                 try:
@@ -322,9 +324,11 @@ _RESULTS = {SendState.SENT, SendState.DEFERRED, SendState.FAILED, SendState.BOUN
 
 
 def _from_header(path: Path, header: resultlog.Record) -> tuple[str, datetime, bool]:
-    """The worker and time of a log, and whether its records carry what their messages carried (format 1)."""
+    """The worker and time of a log, and whether it is of the first format (no "format" in its header),
+    whose records carry what their messages carried, unless the version that wrote it stored that when
+    it built them (as this one does)."""
     written = header.get("format", 1)
-    if written not in (1, resultlog.FORMAT):
+    if type(written) is not int or written not in (1, resultlog.FORMAT):
         raise resultlog.BrokenLog(f"{path}: written in format {written!r}, which this version does not read")
     try:
         return str(header["worker"]), datetime.fromisoformat(header["now"]), written == 1

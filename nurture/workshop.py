@@ -81,7 +81,7 @@ class Workshop:
     def close(self) -> None:
         """Let the builder go."""
         if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)  # again: nothing more
+            self.pool.shutdown(wait=True, cancel_futures=True)  # safe to call twice
         if self.lifeline is not None:
             self.lifeline.close()
         if self.thaw:
@@ -125,7 +125,8 @@ def _start_building(preparer: Preparer, orphaned: Callable[[], bool]) -> None:
     if _can_leave_idle():
         preparer.quietly = _idle_priority
     _adopted = (preparer, orphaned)
-    preparer.warm()
+    with preparer.quietly():
+        preparer.warm()
     threading.Thread(target=_leave_when, args=(orphaned,), daemon=True, name="orphan-watch").start()
 
 

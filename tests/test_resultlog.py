@@ -102,15 +102,29 @@ def test_a_log_of_the_first_format_stores_what_its_messages_carried(store: Store
         SendState.SENT, "<send.1@example.com>", "Welcome", links)
 
 
+def test_a_log_without_a_format_whose_records_carry_only_results_is_read(store: Store, settings: Settings) -> None:
+    """Written by a version that stored what a message carried when it built it, before logs named a format."""
+    outbox = Outbox(store)
+    [send] = claimed(store, outbox, 1)
+    path = log_of(store, outbox)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(resultlog._line({"worker": outbox.worker, "now": T0.isoformat()}) + resultlog._line(
+        {"send_id": send.id, "lead_id": send.lead_id, "step": 0, "state": "sent", "attempts": 1, "error": None,
+         "sent_at": T0.isoformat(), "retry_at": None}))
+    assert outbox.apply_log(path, settings.scoring) == 1
+    assert states(store, [send]) == [SendState.SENT]
+
+
 def test_a_log_of_an_unknown_format_is_not_read(store: Store, settings: Settings) -> None:
     outbox = Outbox(store)
     sends = claimed(store, outbox, 1)
     path = log_of(store, outbox)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(resultlog._line({"format": 9, "worker": outbox.worker, "now": T0.isoformat()}) +
-                     resultlog._line({"send_id": sends[0].id}))
-    with pytest.raises(BrokenLog, match="written in format 9"):
-        outbox.apply_log(path, settings.scoring)
+    for written in (9, True, "2"):
+        path.write_bytes(resultlog._line({"format": written, "worker": outbox.worker, "now": T0.isoformat()}) +
+                         resultlog._line({"send_id": sends[0].id}))
+        with pytest.raises(BrokenLog, match=f"written in format {written!r}"):
+            outbox.apply_log(path, settings.scoring)
     assert states(store, sends) == [SendState.SENDING]
 
 
