@@ -11,7 +11,7 @@ import binascii
 import hashlib
 import hmac
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
@@ -30,6 +30,17 @@ class Envelope:
     recipient: str
     data: bytes
     message_id: str
+    size: int = field(init=False)  # as DATA sends it (the SIZE extension): counted where it is built, not sent
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", wire_size(self.data))
+
+
+def wire_size(data: bytes) -> int:
+    """The size of `data` as DATA sends it: every lone CR or LF becomes CRLF, and it ends with CRLF."""
+    pairs = data.count(b"\r\n")
+    size = len(data) + (data.count(b"\r") - pairs) + (data.count(b"\n") - pairs)
+    return size if data.endswith((b"\r", b"\n")) else size + 2
 
 
 def message_id(secret: str, kind: str, number: int, domain: str) -> str:

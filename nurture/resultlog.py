@@ -200,14 +200,17 @@ def _same_file(fd: int, path: Path) -> bool:
     return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
 
 
-def _line(record: Record) -> bytes:
-    return json.dumps(record, separators=(",", ":"), default=_encode_time).encode() + b"\n"
-
-
 def _encode_time(value: object) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(f"a result log holds no {type(value).__name__}")
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_encode_time)  # made once: json.dumps makes one a call
+
+
+def _line(record: Record) -> bytes:
+    return _ENCODER.encode(record).encode() + b"\n"
 
 
 def _parse(path: Path, line: bytes, at: int) -> Record:

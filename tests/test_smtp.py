@@ -21,7 +21,7 @@ from aiosmtpd.controller import Controller
 from aiosmtplib.protocol import normalize_message_line_endings
 
 from nurture.engine import Engine, Report
-from nurture.mailer import wire_size
+from nurture.message import Envelope, wire_size
 from nurture.models import EventKind, Lead, SendState, Suppression
 from nurture.runtime import smtp_mailer
 from nurture.settings import Settings
@@ -428,3 +428,4 @@ def test_two_workers_on_one_outbox_deliver_each_mail_exactly_once(settings: Sett
 @pytest.mark.parametrize("data", [b"", b"a\r\nb\r\n", b"a\nb", b"a\rb\r\n\n", b"x\r", b"\r\n\r\r\n", b"\n\n\r"])
 def test_the_declared_size_is_the_size_on_the_wire(data: bytes) -> None:
     assert wire_size(data) == len(normalize_message_line_endings(data))
+    assert Envelope("a@example.com", "b@example.com", data, "<m@example.com>").size == wire_size(data)
