@@ -311,7 +311,7 @@ class Outbox:
 
 def _by_send(row: Mapping[str, Any]) -> int:
     """Rows are written in the order of their ids: on PostgreSQL every writer of many sends (describe,
-    finish, renew) then locks them in one order, and no two of them deadlock."""
+    finish, and renew and release through _held) then locks them in one order, and no two deadlock."""
     return int(row["send_id"])
 
 
