@@ -74,7 +74,7 @@ class Dispatch:
         counts = await self.engine.off_loop(self.outbox.counts)
         self.total = sum(counts.get(state, 0) for state in (SendState.QUEUED, SendState.DEFERRED, SendState.SENDING))
         self.done = 0
-        workshop = self.workshop or Workshop(self.preparer,
+        workshop = self.workshop or Workshop(self.preparer,  # one `builder` started is closed by it
                                              in_process=self.total > PROCESS_AFTER_BATCHES * self.policy.batch_size)
         renewing = asyncio.create_task(self._renew_leases())  # until every result is stored
         try:
@@ -89,7 +89,8 @@ class Dispatch:
                 stored = await self._conclude(rules, failures)  # while this run holds its log: no other takes it
         finally:
             renewing.cancel()
-            workshop.close()
+            if workshop is not self.workshop:
+                workshop.close()
         if not stored:
             raise failures[0]  # the claims stay with the log: the next run stores it, then gives them back
         if failures or backlog.failure:  # what a failed lane or batch left claimed goes back to the outbox

@@ -81,7 +81,7 @@ class Workshop:
     def close(self) -> None:
         """Let the builder go."""
         if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)  # safe to call twice
+            self.pool.shutdown(wait=True, cancel_futures=True)
         if self.lifeline is not None:
             self.lifeline.close()
         if self.thaw:
