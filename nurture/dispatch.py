@@ -61,8 +61,9 @@ class Dispatch:
             if self.workshop is not None:
                 self.workshop.close()
 
-    async def run(self) -> None:
-        """Work the outbox until it is empty or the breaker trips.
+    async def run(self, enqueuing: asyncio.Future[None] | None = None, coming: int = 0) -> None:
+        """Work the outbox until it is empty or the breaker trips; while `enqueuing` (`coming` more sends)
+        is not done, an empty outbox waits for them.
 
         `smtp.concurrency` lanes take sends from one backlog; the next batches are claimed and built (see
         nurture.batch and nurture.workshop) while the lanes deliver. What was built (Message-ID, subject,
@@ -72,7 +73,8 @@ class Dispatch:
         rules = self.engine.settings.scoring
         await self.engine.off_loop(self.outbox.reclaim_orphans, rules)
         counts = await self.engine.off_loop(self.outbox.counts)
-        self.total = sum(counts.get(state, 0) for state in (SendState.QUEUED, SendState.DEFERRED, SendState.SENDING))
+        self.total = coming + sum(counts.get(state, 0)
+                                  for state in (SendState.QUEUED, SendState.DEFERRED, SendState.SENDING))
         self.done = 0
         workshop = self.workshop or Workshop(self.preparer,  # one `builder` started is closed by it
                                              in_process=self.total > PROCESS_AFTER_BATCHES * self.policy.batch_size)
@@ -82,7 +84,7 @@ class Dispatch:
                 over = asyncio.Event()
                 storing = asyncio.create_task(self._store_logged(rules, over))
                 try:
-                    failures, backlog = await self._deliver_all(workshop)
+                    failures, backlog = await self._deliver_all(Backlog(workshop, enqueuing))
                 finally:
                     over.set()
                     await storing
@@ -102,9 +104,8 @@ class Dispatch:
         if self.breaker.tripped:
             self.report.paused = f"paused after {self.breaker.failures} failed deliveries in a row"
 
-    async def _deliver_all(self, workshop: Workshop) -> tuple[list[BaseException], Backlog]:
+    async def _deliver_all(self, backlog: Backlog) -> tuple[list[BaseException], Backlog]:
         """Run the lanes until the outbox is empty or they stop; give back what they never took."""
-        backlog = Backlog(workshop)
         try:
             lanes = (self._lane(backlog) for _ in range(self.engine.settings.smtp.concurrency))
             outcomes = await asyncio.gather(*lanes, return_exceptions=True)

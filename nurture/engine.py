@@ -7,7 +7,9 @@ by the caller and handed in as `now`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -156,11 +158,39 @@ class Engine:
         await self.off_loop(self.apply_rules, now)
         steps = await self.off_loop(self.plan, now)
         dispatch = Dispatch(self, now, report, progress)
-        with dispatch.builder(len(steps)):  # a long run's builder gets ready while the sends are recorded
-            await self.off_loop(self.enqueue_due, now, report, steps)
-            await dispatch.run()
+        first = self.settings.delivery.batch_size
+        with dispatch.builder(len(steps)):  # a long run's builder gets ready while the first batch is enqueued
+            await self.off_loop(self.enqueue_due, now, report, steps[:first])
+            await self._deliver_enqueuing(dispatch, now, report, steps[first:])
         await self.deliver_handoffs(now, report)
         return report
+
+    async def _deliver_enqueuing(self, dispatch: Dispatch, now: datetime, report: Report,
+                                 steps: list[program.Due]) -> None:
+        """Run `dispatch` while `steps` are enqueued on a thread, a batch a transaction (short, as the
+        builder's claims wait for it): delivery starts once the first batch is enqueued, not all of them.
+        A crash before a step is enqueued leaves it to the next plan, as before a run."""
+        if not steps:
+            await dispatch.run()
+            return
+        stop = threading.Event()  # the run failed: enqueue no more
+        size = self.settings.delivery.batch_size
+
+        def enqueue() -> None:
+            for start in range(0, len(steps), size):
+                if stop.is_set():
+                    return
+                self.enqueue_due(now, report, steps[start : start + size])
+
+        enqueuing = asyncio.ensure_future(asyncio.to_thread(enqueue))
+        try:
+            await dispatch.run(enqueuing, len(steps))
+        except BaseException:
+            stop.set()
+            with contextlib.suppress(Exception):  # the run's failure is the one to tell
+                await enqueuing
+            raise
+        await enqueuing  # its failure, once what it enqueued was delivered
 
     # hand-offs
 

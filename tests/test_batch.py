@@ -180,9 +180,90 @@ def test_a_long_run_starts_its_builder_before_it_records_the_sends(settings: Set
     engine = small_batches(settings, store, mailer)
     many(store)
     report = asyncio.run(engine.send_due(T0))
-    assert seen == ["recorded with 1 builder(s) started"]
+    assert seen == ["recorded with 1 builder(s) started"] * -(-LEADS // BATCH)  # a batch a transaction
     assert len(workshops) == 1 and workshops[0].pool is not None
     assert len(report.sent) == LEADS == len(mailer.sent)
+
+
+def test_a_long_run_delivers_its_first_batch_while_it_enqueues_the_rest(settings: Settings, store: Store,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the first batch is enqueued before delivery starts; the lanes wait for the rest rather than
+    end when they find the outbox empty."""
+    mailer = MemoryMailer()
+    enqueue = Outbox.enqueue_many
+    delivered_before: list[int] = []  # messages out when each enqueue began
+
+    def after_the_first_mail(self: Outbox, *args: Any) -> Any:
+        if delivered_before:  # the rest: held back until the first batch has gone out (or 10 s)
+            deadline = time.monotonic() + 10
+            while not mailer.sent and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.1)  # the lanes find the outbox empty meanwhile
+        delivered_before.append(len(mailer.sent))
+        return enqueue(self, *args)
+
+    monkeypatch.setattr(Outbox, "enqueue_many", after_the_first_mail)
+    engine = small_batches(settings, store, mailer)
+    many(store)
+    report = asyncio.run(engine.send_due(T0))
+    assert delivered_before[0] == 0 and delivered_before[1] > 0
+    assert len(report.enqueued) == len(report.sent) == LEADS
+    assert sorted(envelope.recipient for envelope in mailer.sent) == [f"lead{n:02}@example.com" for n in range(LEADS)]
+
+
+def test_sends_that_could_not_be_enqueued_are_planned_again(settings: Settings, store: Store,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database fails while the rest is enqueued: the first batch is delivered, the run tells the
+    failure, and the next run sends the rest."""
+    enqueue = Outbox.enqueue_many
+    calls: list[int] = []
+
+    def failing_later(self: Outbox, steps: Any, now: Any) -> Any:
+        calls.append(len(steps))
+        if len(calls) > 1:
+            raise OSError("disk I/O error")
+        return enqueue(self, steps, now)
+
+    monkeypatch.setattr(Outbox, "enqueue_many", failing_later)
+    mailer = MemoryMailer()
+    engine = small_batches(settings, store, mailer)
+    many(store)
+    with pytest.raises(OSError, match="disk I/O error"):
+        asyncio.run(engine.send_due(T0))
+    assert calls == [BATCH, BATCH] and len(mailer.sent) == BATCH  # the second batch failed
+    monkeypatch.setattr(Outbox, "enqueue_many", enqueue)
+    report = asyncio.run(engine.send_due(T0))
+    assert len(report.sent) == LEADS - BATCH and len({envelope.recipient for envelope in mailer.sent}) == LEADS
+
+
+class ScriptedWorkshop:
+    """Batches handed out in order, each claimed when it is asked for."""
+
+    def __init__(self, preparer: Any, batches: list[list[str]]):
+        self.preparer, self.batches, self.ahead = preparer, batches, 1
+
+    def submit(self, size: int | None = None) -> asyncio.Future[list[Any]]:
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(self.batches.pop(0) if self.batches else [])
+        return future
+
+    async def hurry(self) -> None:
+        pass
+
+
+def test_an_empty_batch_claimed_before_the_last_sends_were_enqueued_does_not_end_the_backlog(
+        settings: Settings, store: Store) -> None:
+    async def take_all() -> list[Any]:
+        enqueuing = asyncio.get_running_loop().create_future()
+        preparer = batch.Preparer(Engine(settings, store, MemoryMailer()), Outbox(store), T0)
+        backlog = batch.Backlog(ScriptedWorkshop(preparer, [[], ["a", "b"]]), enqueuing)  # type: ignore[arg-type]
+        enqueuing.set_result(None)  # done after the first (empty) batch was asked for, before it is looked at
+        taken = []
+        while (item := await backlog.take()) is not None:
+            taken.append(item)
+        return taken
+
+    assert asyncio.run(take_all()) == ["a", "b"]
 
 
 def test_a_short_run_builds_its_batch_in_a_thread(settings: Settings, store: Store,
@@ -306,7 +387,9 @@ def test_the_first_batches_are_small_so_that_delivery_starts_at_once(settings: S
     monkeypatch.setattr(batch, "FIRST_BATCH", 1)
     engine = small_batches(settings, store, MemoryMailer())
     many(store)
-    report = asyncio.run(engine.send_due(T0))
+    report = Report()
+    engine.enqueue_due(T0, report)  # all of them before the run (send_due delivers while it enqueues)
+    asyncio.run(engine.deliver(T0, report))
     assert len(report.sent) == LEADS
     assert sizes == [1, 3, BATCH, BATCH, BATCH, 4, 0]  # 23 leads, three times more a batch up to BATCH; the
     # last refill finds the outbox empty
