@@ -26,6 +26,7 @@ from nurture.refresh import FeedResult, refresh
 from nurture.render import Renderer
 from nurture.settings import Settings
 from nurture.store import Hit, Store
+from nurture.templatecache import TemplateCache
 from nurture.tokens import Signer
 from nurture.urls import Urls
 
@@ -53,7 +54,8 @@ class Engine:
         self.settings = settings
         self.store = store
         self.mailer = mailer
-        self.renderer = renderer or Renderer(settings.templates_dir, settings.program.default_locale)
+        self.renderer = renderer or Renderer(settings.templates_dir, settings.program.default_locale,
+                                             cache=TemplateCache.under(settings.cache_dir))
         self.catalog = catalog or load_catalog(settings.feeds_file)
         self.urls = Urls(settings.base_url, Signer(settings.secret_key))
         self.domain = domain_of(settings.mail.from_email)

@@ -28,6 +28,7 @@ from nurture.feeds import load_catalog, parse
 from nurture.models import Handoff
 from nurture.render import LAYOUT, Renderer
 from nurture.settings import Settings
+from nurture.templatecache import TemplateCache
 
 HANDOFF = "handoff"
 REQUIRED = (program.CONFIRMATION, program.DIGEST, HANDOFF)  # what the engine renders
@@ -145,7 +146,8 @@ def lint_templates(settings: Settings) -> list[Finding]:
     default = settings.templates_dir / settings.program.default_locale
     findings += [Finding(default, 1, f"template '{name}.html' is missing: nurture sends it")
                  for name in REQUIRED if not (default / f"{name}.html").is_file()]
-    compiled = Renderer(settings.templates_dir, settings.program.default_locale)
+    compiled = Renderer(settings.templates_dir, settings.program.default_locale,
+                        cache=TemplateCache.under(settings.cache_dir))
     rendered = [finding for locale in renderer.locales() for name in emails
                 for finding in _rendered(compiled, settings, name, locale)]
     # a render that fails on a line already reported says nothing new

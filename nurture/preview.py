@@ -20,6 +20,7 @@ from nurture.models import Lead
 from nurture.render import Rendered, Renderer
 from nurture.settings import Settings
 from nurture.store import Store
+from nurture.templatecache import TemplateCache
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,8 @@ def preview(settings: Settings, store: Store, template: str, email: str, rendere
     base = settings.base_url
     variables = content.context(settings, lead, items, unsubscribe_url=f"{base}/u/preview",
                                 preferences_url=f"{base}/p/preview")
-    renderer = renderer or Renderer(settings.templates_dir, settings.program.default_locale)
+    renderer = renderer or Renderer(settings.templates_dir, settings.program.default_locale,
+                                    cache=TemplateCache.under(settings.cache_dir))
     rendered = renderer.render(template, lead.locale, variables)
     return Preview(lead, rendered, _note(settings, template, len(items)))
 

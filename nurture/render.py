@@ -23,6 +23,7 @@ from markupsafe import Markup, escape
 
 from nurture.errors import TemplateProblem
 from nurture.inline import inline_blocks, inline_document, inline_fragment, stylesheet, track_links
+from nurture.templatecache import TemplateCache
 from nurture.textpart import html_to_text
 
 LAYOUT = "layout.html"
@@ -133,25 +134,27 @@ def _track_href(context: jinja2.runtime.Context, value: str) -> Markup:
 
 
 class TemplateLoader(jinja2.FileSystemLoader):
-    """Loads templates compiled for sending: links tracked, and the layout's CSS inlined (see nurture.inline)."""
+    """Loads templates compiled for sending: links tracked, and the layout's CSS inlined (see nurture.inline),
+    which `cache` keeps from one process to the next."""
 
-    def __init__(self, searchpath: list[str], inline_css: bool):
+    def __init__(self, searchpath: list[str], inline_css: bool, cache: TemplateCache):
         super().__init__(searchpath)
         self.inline_css = inline_css
+        self.cache = cache
 
     def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
         source, filename, uptodate = super().get_source(environment, template)
         if not template.endswith(".html"):
             return source, filename, uptodate
-        source = track_links(source)
         if not self.inline_css:
-            return source, filename, uptodate
+            return track_links(source), filename, uptodate
         if template == LAYOUT:
-            return inline_document(source), filename, uptodate
+            return self.cache.source(("document", source), lambda: inline_document(track_links(source))), \
+                filename, uptodate
         css = stylesheet(super().get_source(environment, LAYOUT)[0])
-        if EXTENDS.search(source):
-            return inline_blocks(source, css), filename, uptodate
-        return inline_fragment(source, css), filename, uptodate
+        inline = inline_blocks if EXTENDS.search(source) else inline_fragment
+        return self.cache.source((inline.__name__, source, css), lambda: inline(track_links(source), css)), \
+            filename, uptodate
 
 
 class Environment(jinja2.Environment):
@@ -171,10 +174,11 @@ class Renderer:
     """
 
     def __init__(self, templates_dir: Path, default_locale: str = "en", inline_css: bool = True,
-                 recheck_seconds: float = RECHECK_SECONDS):
+                 recheck_seconds: float = RECHECK_SECONDS, cache: TemplateCache | None = None):
         self.templates_dir = templates_dir
         self.default_locale = default_locale
         self.inline_css = inline_css
+        self.cache = cache or TemplateCache(None)
         self.recheck_seconds = recheck_seconds
         self._environments: dict[str, jinja2.Environment] = {}
         self._templates: dict[tuple[str, str], jinja2.Template] = {}
@@ -189,7 +193,8 @@ class Renderer:
             search = [self.templates_dir / locale, self.templates_dir / self.default_locale]
             paths = [str(path) for path in dict.fromkeys(search) if path.is_dir()]
             environment = Environment(
-                loader=TemplateLoader(paths, self.inline_css),
+                loader=TemplateLoader(paths, self.inline_css, self.cache),
+                bytecode_cache=self.cache.bytecode,
                 autoescape=jinja2.select_autoescape(["html"]),
                 undefined=jinja2.StrictUndefined,
                 trim_blocks=True,

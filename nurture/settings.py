@@ -145,6 +145,7 @@ class Settings(Section):
     database_url: str = "sqlite:///nurture.db"
     feeds_file: Path = Path("feeds.yaml")
     templates_dir: Path = Path("templates")
+    cache_dir: Path | None = None  # where compiled templates are kept; default $XDG_CACHE_HOME/nurture
     program: Program = Program()
     scoring: Scoring = Scoring()
     mail: Mail = Mail()
@@ -176,6 +177,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "NURTURE_FROM_EMAIL": ("mail", "from_email"),
     "NURTURE_FEEDS_FILE": ("feeds_file",),
     "NURTURE_TEMPLATES_DIR": ("templates_dir",),
+    "NURTURE_CACHE_DIR": ("cache_dir",),
 }
 
 
@@ -204,6 +206,7 @@ def _with_secrets(settings: Settings, environ: Mapping[str, str], root: Path) ->
         update={
             "feeds_file": root / settings.feeds_file,
             "templates_dir": root / settings.templates_dir,
+            "cache_dir": default_cache_root(environ) if settings.cache_dir is None else root / settings.cache_dir,
             "database_url": _resolve_sqlite(settings.database_url, root),
             "secret_key": secret,
             "admin_key": admin,
@@ -211,6 +214,15 @@ def _with_secrets(settings: Settings, environ: Mapping[str, str], root: Path) ->
             "smtp_password": environ.get("NURTURE_SMTP_PASSWORD") or None,
         }
     )
+
+
+def default_cache_root(environ: Mapping[str, str]) -> Path | None:
+    """$XDG_CACHE_HOME/nurture, or ~/.cache/nurture; None where neither is known (nothing is kept)."""
+    if environ.get("XDG_CACHE_HOME"):
+        return Path(environ["XDG_CACHE_HOME"]) / "nurture"
+    if environ.get("HOME"):
+        return Path(environ["HOME"]) / ".cache" / "nurture"
+    return None
 
 
 def derive_key(secret: str, purpose: str) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import smtplib
 import socket
 import statistics
@@ -101,7 +102,9 @@ def nurture_run(port: int, leads: int, connections: int, mail: str) -> tuple[flo
     confirmations go first in a loop of their own, as an earlier `send-due` would send them."""
     folder = tempfile.mkdtemp(prefix="bench-send-")
     environ = {"NURTURE_DATABASE_URL": f"sqlite:///{folder}/bench.db", "NURTURE_SECRET_KEY": "bench",
-               "NURTURE_SMTP_PORT": str(port), "NURTURE_SMTP_SINK": "false"}
+               "NURTURE_SMTP_PORT": str(port), "NURTURE_SMTP_SINK": "false",
+               **{name: os.environ[name] for name in ("HOME", "XDG_CACHE_HOME", "NURTURE_CACHE_DIR")
+                  if name in os.environ}}  # where compiled templates are kept, as for the command
     settings = load_settings(environ, ROOT / "nurture.yaml")
     settings = settings.model_copy(update={"smtp": settings.smtp.model_copy(update={"concurrency": connections})})
     store = seed(settings.database_url, leads)

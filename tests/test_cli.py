@@ -58,6 +58,18 @@ def test_an_unknown_config_key_is_named(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "scoring.treshold: unknown key" in result.output
 
 
+@pytest.mark.parametrize(("environ", "expected"), [
+    ({"HOME": "/home/ada"}, "/home/ada/.cache/nurture"),
+    ({"HOME": "/home/ada", "XDG_CACHE_HOME": "/var/cache/ada"}, "/var/cache/ada/nurture"),
+    ({"HOME": "/home/ada", "NURTURE_CACHE_DIR": "/srv/nurture-cache"}, "/srv/nurture-cache"),
+    ({}, None),
+])
+def test_compiled_templates_are_kept_in_the_users_cache(tmp_path: Path, environ: dict[str, str],
+                                                        expected: str | None) -> None:
+    settings = load_settings({"NURTURE_SECRET_KEY": SECRET, **environ}, tmp_path / "nurture.yaml")
+    assert settings.cache_dir == (None if expected is None else Path(expected))
+
+
 def test_send_due_reports_a_pause_when_the_server_is_down(run) -> None:  # type: ignore[no-untyped-def]
     for n in range(25):
         run("leads", "add", f"lead{n}@example.com")

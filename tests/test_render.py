@@ -17,6 +17,7 @@ from nurture.inline import inline_blocks, inline_document, stylesheet
 from nurture.models import FeedItem
 from nurture.render import Renderer, TrackedLink
 from nurture.settings import Settings
+from nurture.templatecache import TemplateCache
 from nurture.textpart import html_to_text
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -490,9 +491,10 @@ def test_premailer_runs_once_per_template_not_per_email(tmp_path, monkeypatch):
     assert 0 < len(calls) <= 4  # layout, content block, footer
 
 
-def test_an_edited_template_is_compiled_again(tmp_path):
+@pytest.mark.parametrize("kept", [False, True], ids=["no cache", "cache"])
+def test_an_edited_template_is_compiled_again(tmp_path, kept):
     folder = template_dir(tmp_path, {"plain.html": PLAIN})
-    renderer = Renderer(folder, recheck_seconds=0)
+    renderer = Renderer(folder, recheck_seconds=0, cache=TemplateCache.under(tmp_path / "cache" if kept else None))
     assert "<p><a" in renderer.render("plain", "en", make_context()).html
     path = folder / "en" / "plain.html"
     path.write_text(PLAIN.replace("<p>", '<p class="edited">'), encoding="utf-8")
@@ -592,3 +594,39 @@ def test_a_locale_with_some_files_borrows_the_rest_from_the_default(tmp_path):
     assert confirmation.subject == "Welcome to Acme Software, Sam"  # no German file: the English one
     assert "Abmelden" in confirmation.html  # ... inside the German footer
     assert renderer.render("digest", "fr", make_context()).subject == EVIL_TITLE  # no folder at all: English
+
+
+# compiled templates kept between processes (nurture.templatecache)
+
+
+def test_a_second_process_renders_from_the_kept_templates_without_inlining(tmp_path, monkeypatch):
+    first = Renderer(TEMPLATES, cache=TemplateCache.under(tmp_path))
+    made = first.render("digest", "en", make_context(), url_for=url_for, pixel_url=PIXEL)
+    kept = list(tmp_path.glob("templates-*/*.source"))
+    assert len(kept) == 1 + len(LAYOUT_PARTS) + 1  # the layout, what it includes, the digest
+
+    def no_premailer(*args):
+        raise AssertionError("inlined again")
+
+    monkeypatch.setattr(inline, "premailer", no_premailer)
+    again = Renderer(TEMPLATES, cache=TemplateCache.under(tmp_path)).render("digest", "en", make_context(),
+                                                                            url_for=url_for, pixel_url=PIXEL)
+    assert again == made
+    with pytest.raises(AssertionError, match="inlined again"):  # without the cache it would be
+        Renderer(TEMPLATES).render("digest", "en", make_context(), url_for=url_for, pixel_url=PIXEL)
+
+
+def test_templates_render_where_the_cache_cannot_be_made(tmp_path, caplog):
+    (tmp_path / "taken").write_text("a file where the folder would go", encoding="utf-8")
+    renderer = Renderer(TEMPLATES, cache=TemplateCache.under(tmp_path / "taken"))
+    assert renderer.cache.folder is None
+    assert "compiled templates are not kept" in caplog.text
+    assert renderer.render("confirmation", "en", make_context()).subject
+
+
+def test_an_entry_is_made_once_and_written_whole(tmp_path):
+    """Written under another name, then renamed: a reader in another process never sees half of one."""
+    cache = TemplateCache.under(tmp_path)
+    assert cache.source(("part",), lambda: "made") == "made"
+    assert cache.folder is not None and [path.suffix for path in cache.folder.iterdir()] == [".source"]
+    assert cache.source(("part",), lambda: "made again") == "made"
