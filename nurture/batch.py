@@ -132,12 +132,14 @@ class Backlog:
     """The built sends no lane has taken yet, refilled a batch at a time while the next ones are built.
 
     While `enqueuing` is not done, more sends are on their way to the outbox: an empty batch ends the
-    backlog only if it was asked for after they were all enqueued.
+    backlog only if it was asked for after they were all enqueued, or once the lanes stop `going`.
     """
 
-    def __init__(self, workshop: Workshop, enqueuing: asyncio.Future[None] | None = None):
+    def __init__(self, workshop: Workshop, enqueuing: asyncio.Future[None] | None = None,
+                 going: Callable[[], bool] = lambda: True):
         self.workshop = workshop
         self.enqueuing = enqueuing
+        self.going = going
         self.items: deque[Prepared] = deque()
         self.size = min(FIRST_BATCH, workshop.preparer.policy.batch_size)  # of the next batch to ask for
         self.upcoming: deque[Asked] = deque(self._ask() for _ in range(workshop.ahead))
@@ -164,7 +166,7 @@ class Backlog:
         except BaseException as error:  # this lane tells it; the others find the backlog exhausted
             self.failure, self.exhausted = error, True
             raise
-        if not batch and last:
+        if not batch and (last or not self.going()):
             self.exhausted = True
             return
         if batch:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,7 @@ PROCESS_AFTER_BATCHES = 2  # a run of more batches than this builds its messages
 STORE_SECONDS = 1.0  # a run's log reaches the outbox at least this often, however slowly the run goes
 Stored = asyncio.Future[None]  # a result handed to the run's results: done once it is recorded
 Progress = Callable[[int, int, bool], None]  # (messages done in this run, messages to do, a batch just ended)
+Enqueuer = Callable[[threading.Event, Callable[[int], None]], None]  # (stop, enqueued(count)): on a thread
 
 
 class Dispatch:
@@ -61,9 +63,9 @@ class Dispatch:
             if self.workshop is not None:
                 self.workshop.close()
 
-    async def run(self, enqueuing: asyncio.Future[None] | None = None, coming: int = 0) -> None:
-        """Work the outbox until it is empty or the breaker trips; while `enqueuing` (`coming` more sends)
-        is not done, an empty outbox waits for them.
+    async def run(self, enqueue: Enqueuer | None = None) -> None:
+        """Work the outbox until it is empty or the breaker trips; with `enqueue`, while it enqueues more
+        sends on a thread (an empty outbox then waits for them).
 
         `smtp.concurrency` lanes take sends from one backlog; the next batches are claimed and built (see
         nurture.batch and nurture.workshop) while the lanes deliver. What was built (Message-ID, subject,
@@ -73,26 +75,33 @@ class Dispatch:
         rules = self.engine.settings.scoring
         await self.engine.off_loop(self.outbox.reclaim_orphans, rules)
         counts = await self.engine.off_loop(self.outbox.counts)
-        self.total = coming + sum(counts.get(state, 0)
-                                  for state in (SendState.QUEUED, SendState.DEFERRED, SendState.SENDING))
+        self.total = sum(counts.get(state, 0) for state in (SendState.QUEUED, SendState.DEFERRED, SendState.SENDING))
         self.done = 0
         workshop = self.workshop or Workshop(self.preparer,  # one `builder` started is closed by it
                                              in_process=self.total > PROCESS_AFTER_BATCHES * self.policy.batch_size)
+        try:
+            async with self._enqueuing(enqueue) as enqueuing:  # its thread starts after the fork
+                await self._work(workshop, enqueuing)
+        finally:
+            if workshop is not self.workshop:
+                workshop.close()
+
+    async def _work(self, workshop: Workshop, enqueuing: asyncio.Future[None] | None) -> None:
+        """Deliver with the lanes, store every result, and give back what was claimed but not sent."""
+        rules = self.engine.settings.scoring
         renewing = asyncio.create_task(self._renew_leases())  # until every result is stored
         try:
             with self._results() as self.results:  # opened after the fork: the builder holds no copy of a log's lock
                 over = asyncio.Event()
                 storing = asyncio.create_task(self._store_logged(rules, over))
                 try:
-                    failures, backlog = await self._deliver_all(Backlog(workshop, enqueuing))
+                    failures, backlog = await self._deliver_all(Backlog(workshop, enqueuing, self._going))
                 finally:
                     over.set()
                     await storing
                 stored = await self._conclude(rules, failures)  # while this run holds its log: no other takes it
         finally:
             renewing.cancel()
-            if workshop is not self.workshop:
-                workshop.close()
         if not stored:
             raise failures[0]  # the claims stay with the log: the next run stores it, then gives them back
         if failures or backlog.failure:  # what a failed lane or batch left claimed goes back to the outbox
@@ -103,6 +112,40 @@ class Dispatch:
             self.progress(self.done, max(self.total, self.done), True)
         if self.breaker.tripped:
             self.report.paused = f"paused after {self.breaker.failures} failed deliveries in a row"
+
+    @asynccontextmanager
+    async def _enqueuing(self, enqueue: Enqueuer | None) -> AsyncIterator[asyncio.Future[None] | None]:
+        """Run `enqueue` on a thread while the block delivers; what it enqueues is added to the total.
+        Once the block is done it enqueues no more (a paused run leaves the rest to the next plan); its
+        failure is raised then, or logged when the block failed."""
+        if enqueue is None:
+            yield None
+            return
+        stop = threading.Event()
+        loop = asyncio.get_running_loop()
+
+        def enqueued(count: int) -> None:
+            loop.call_soon_threadsafe(self._expect, count)
+
+        enqueuing = asyncio.ensure_future(asyncio.to_thread(enqueue, stop, enqueued))
+        try:
+            yield enqueuing
+        except BaseException:
+            stop.set()
+            try:
+                await enqueuing
+            except Exception:
+                log.exception("enqueueing stopped with the run")
+            raise
+        stop.set()
+        await enqueuing
+
+    def _expect(self, count: int) -> None:
+        self.total += count
+
+    def _going(self) -> bool:
+        """Whether the lanes go on taking sends."""
+        return not (self.breaker.tripped or self.stopping)
 
     async def _deliver_all(self, backlog: Backlog) -> tuple[list[BaseException], Backlog]:
         """Run the lanes until the outbox is empty or they stop; give back what they never took."""

@@ -7,7 +7,6 @@ by the caller and handed in as `now`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from nurture import content, handoff, program, scoring
-from nurture.dispatch import Dispatch, Progress
+from nurture.dispatch import Dispatch, Enqueuer, Progress
 from nurture.feeds import Catalog, load_catalog
 from nurture.mailer import Mailer
 from nurture.message import Envelope, build, domain_of, message_id
@@ -75,9 +74,9 @@ class Engine:
     def plan(self, now: datetime) -> list[program.Due]:
         return program.due_all(self.store.histories(), now, self.settings.program)
 
-    def enqueue_due(self, now: datetime, report: Report, steps: list[program.Due] | None = None) -> None:
+    def enqueue_due(self, now: datetime, report: Report, steps: list[program.Due] | None = None) -> int:
         """Record a queued send for every lead that is due (`steps`, when planned already) and has
-        content; note the skips."""
+        content; note the skips. Return how many were recorded."""
         steps = self.plan(now) if steps is None else steps
         emails = self.store.emails_by_id([step.lead_id for step in steps])
         readers = self.store.profiles_by_id([step.lead_id for step in steps if step.template == program.DIGEST])
@@ -94,10 +93,10 @@ class Engine:
                 continue
             chosen.append((step, item_ids))
         self.store.note_skips(skipped, "no new matching items", now)
-        for (step, _), recorded in zip(chosen, self.outbox.enqueue_many(chosen, now), strict=True):
-            if recorded:
-                where = f"cycle {step.cycle}, step {step.step}"
-                report.enqueued.append(f"{emails[step.lead_id]}: {step.template} ({where})")
+        recorded = [step for (step, _), new in zip(chosen, self.outbox.enqueue_many(chosen, now), strict=True) if new]
+        report.enqueued += [f"{emails[step.lead_id]}: {step.template} (cycle {step.cycle}, step {step.step})"
+                            for step in recorded]
+        return len(recorded)
 
     def apply_rules(self, now: datetime) -> None:
         """The rules that depend on time passing: inactivity penalties and points that expire."""
@@ -163,36 +162,22 @@ class Engine:
         first = self.settings.delivery.batch_size
         with dispatch.builder(len(steps)):  # a long run's builder gets ready while the first batch is enqueued
             await self.off_loop(self.enqueue_due, now, report, steps[:first])
-            await self._deliver_enqueuing(dispatch, now, report, steps[first:])
+            await dispatch.run(self._enqueuer(now, report, steps[first:]) if steps[first:] else None)
         await self.deliver_handoffs(now, report)
         return report
 
-    async def _deliver_enqueuing(self, dispatch: Dispatch, now: datetime, report: Report,
-                                 steps: list[program.Due]) -> None:
-        """Run `dispatch` while `steps` are enqueued on a thread, a batch a transaction (short, as the
-        builder's claims wait for it): delivery starts once the first batch is enqueued, not all of them.
-        A crash before a step is enqueued leaves it to the next plan, as before a run."""
-        if not steps:
-            await dispatch.run()
-            return
-        stop = threading.Event()  # the run failed: enqueue no more
+    def _enqueuer(self, now: datetime, report: Report, steps: list[program.Due]) -> Enqueuer:
+        """What enqueues `steps` while a run delivers (see Dispatch.run): a batch a transaction, short, as
+        the builder's claims wait for it. A crash before a step is enqueued leaves it to the next plan."""
         size = self.settings.delivery.batch_size
 
-        def enqueue() -> None:
+        def enqueue(stop: threading.Event, enqueued: Callable[[int], None]) -> None:
             for start in range(0, len(steps), size):
                 if stop.is_set():
                     return
-                self.enqueue_due(now, report, steps[start : start + size])
+                enqueued(self.enqueue_due(now, report, steps[start : start + size]))
 
-        enqueuing = asyncio.ensure_future(asyncio.to_thread(enqueue))
-        try:
-            await dispatch.run(enqueuing, len(steps))
-        except BaseException:
-            stop.set()
-            with contextlib.suppress(Exception):  # the run's failure is the one to tell
-                await enqueuing
-            raise
-        await enqueuing  # its failure, once what it enqueued was delivered
+        return enqueue
 
     # hand-offs
 

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +235,45 @@ def test_sends_that_could_not_be_enqueued_are_planned_again(settings: Settings, 
     monkeypatch.setattr(Outbox, "enqueue_many", enqueue)
     report = asyncio.run(engine.send_due(T0))
     assert len(report.sent) == LEADS - BATCH and len({envelope.recipient for envelope in mailer.sent}) == LEADS
+
+
+@pytest.mark.parametrize("week", [0, 1], ids=["confirmations", "digests without items"])
+def test_the_progress_counts_the_sends_enqueued_and_nothing_else(settings: Settings, store: Store, week: int) -> None:
+    """The total grows as the rest is enqueued; a digest skipped for want of items is never in it."""
+    seen: list[tuple[int, int, bool]] = []
+    engine = small_batches(settings, store, MemoryMailer())
+    many(store)
+    if week:
+        asyncio.run(engine.send_due(T0))  # the confirmations; the feeds were never read: no items
+    report = asyncio.run(engine.send_due(T0 + timedelta(days=7 * week),
+                                         progress=lambda *args: seen.append(args)))
+    expected = 0 if week else LEADS
+    assert len(report.skipped) == LEADS - expected
+    assert seen[-1] == (expected, expected, True)
+    assert all(done <= total <= expected for done, total, _ in seen)
+
+
+def test_a_run_that_pauses_while_it_enqueues_leaves_the_rest_to_the_next(settings: Settings, store: Store,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server is down: the run pauses without enqueueing every batch first, and the next run, the
+    server back, sends every mail once."""
+    enqueue = Outbox.enqueue_many
+
+    def slowly(self: Outbox, *args: Any) -> Any:
+        time.sleep(0.05)
+        return enqueue(self, *args)
+
+    monkeypatch.setattr(Outbox, "enqueue_many", slowly)
+    down = MemoryMailer(fail={f"lead{n:02}@example.com": DeliveryError("421 busy") for n in range(LEADS)})
+    engine = small_batches(settings, store, down)
+    engine = Engine(engine.settings.model_copy(update={"delivery": engine.settings.delivery.model_copy(
+        update={"pause_after_failures": 2, "retries": 0})}), store, down)
+    many(store)
+    report = asyncio.run(engine.send_due(T0))
+    assert report.paused is not None and BATCH <= len(report.enqueued) < LEADS
+    up = MemoryMailer()
+    report = asyncio.run(small_batches(settings, store, up).send_due(T0 + timedelta(days=1)))  # the deferred due
+    assert sorted(envelope.recipient for envelope in up.sent) == [f"lead{n:02}@example.com" for n in range(LEADS)]
 
 
 class ScriptedWorkshop:
