@@ -40,6 +40,12 @@ def _plain(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def template_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The commands the tests start keep their compiled templates in the session's folder, not the user's."""
+    os.environ["NURTURE_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
 @pytest.fixture(scope="session")
 def postgres_skip_reason() -> str | None:
     return postgres_problem()

@@ -625,8 +625,51 @@ def test_templates_render_where_the_cache_cannot_be_made(tmp_path, caplog):
 
 
 def test_an_entry_is_made_once_and_written_whole(tmp_path):
-    """Written under another name, then renamed: a reader in another process never sees half of one."""
+    """Written beside it, then renamed: a reader in another process never sees half of one."""
     cache = TemplateCache.under(tmp_path)
     assert cache.source(("part",), lambda: "made") == "made"
     assert cache.folder is not None and [path.suffix for path in cache.folder.iterdir()] == [".source"]
     assert cache.source(("part",), lambda: "made again") == "made"
+
+
+def test_an_entry_cut_short_is_made_again(tmp_path):
+    """A crash or a full disk left it short: its checksum no longer matches, and it is never served."""
+    cache = TemplateCache.under(tmp_path)
+    cache.source(("part",), lambda: "<p>the whole template</p>")
+    assert cache.folder is not None
+    [entry] = cache.folder.iterdir()
+    entry.write_bytes(entry.read_bytes()[:-12])
+    assert cache.source(("part",), lambda: "<p>made again</p>") == "<p>made again</p>"
+    assert TemplateCache.under(tmp_path).source(("part",), lambda: "never") == "<p>made again</p>"
+
+
+@pytest.mark.parametrize("case", ["open to others", "a link"])
+def test_a_folder_others_could_write_to_is_not_used(tmp_path, case, caplog):
+    """What is kept runs as template code: a folder another user could fill is left alone."""
+    version = TemplateCache.under(tmp_path / "probe").folder.name  # the name the folder would have
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    planted.chmod(0o777)
+    (tmp_path / "root").mkdir()
+    if case == "a link":
+        (tmp_path / "root" / version).symlink_to(planted)
+    else:
+        (tmp_path / "root" / version).mkdir(mode=0o700)
+        (tmp_path / "root" / version).chmod(0o777)
+    assert TemplateCache.under(tmp_path / "root").folder is None
+    assert "not a folder of this user's alone" in caplog.text
+
+
+def test_a_cache_that_cannot_be_written_costs_no_message(tmp_path, monkeypatch, caplog):
+    """The disk is full (or the folder read-only): templates compile and render as without a cache."""
+    import tempfile
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    cache = TemplateCache.under(tmp_path)
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", full)  # what nurture and Jinja write through
+    rendered = Renderer(TEMPLATES, cache=cache).render("digest", "en", make_context(), url_for=url_for,
+                                                        pixel_url=PIXEL)
+    assert rendered.subject and "not kept" in caplog.text
+    assert cache.folder is not None and list(cache.folder.iterdir()) == []
