@@ -44,6 +44,13 @@ def small_batches(settings: Settings, store: Store, mailer: MemoryMailer) -> Eng
                   store, mailer)
 
 
+def server_down(settings: Settings, store: Store) -> Engine:
+    """Small batches over a server that answers 421 to everyone: the run pauses after two failures."""
+    mailer = MemoryMailer(fail={f"lead{n:02}@example.com": DeliveryError("421 busy") for n in range(LEADS)})
+    policy = settings.delivery.model_copy(update={"batch_size": BATCH, "pause_after_failures": 2, "retries": 0})
+    return Engine(settings.model_copy(update={"delivery": policy}), store, mailer)
+
+
 @pytest.fixture
 def workshops(monkeypatch: pytest.MonkeyPatch) -> list[workshop_.Workshop]:
     """Every Workshop a run opens, to see where its batches were built."""
@@ -258,16 +265,16 @@ def test_a_run_that_pauses_while_it_enqueues_leaves_the_rest_to_the_next(setting
     """The server is down: the run pauses without enqueueing every batch first, and the next run, the
     server back, sends every mail once."""
     enqueue = Outbox.enqueue_many
+    batches: list[int] = []
 
     def slowly(self: Outbox, *args: Any) -> Any:
-        time.sleep(0.05)
+        batches.append(len(batches))
+        if len(batches) > 1:  # each after the first batch takes longer than the run needs to pause
+            time.sleep(0.5)
         return enqueue(self, *args)
 
     monkeypatch.setattr(Outbox, "enqueue_many", slowly)
-    down = MemoryMailer(fail={f"lead{n:02}@example.com": DeliveryError("421 busy") for n in range(LEADS)})
-    engine = small_batches(settings, store, down)
-    engine = Engine(engine.settings.model_copy(update={"delivery": engine.settings.delivery.model_copy(
-        update={"pause_after_failures": 2, "retries": 0})}), store, down)
+    engine = server_down(settings, store)
     many(store)
     report = asyncio.run(engine.send_due(T0))
     assert report.paused is not None and BATCH <= len(report.enqueued) < LEADS
@@ -402,10 +409,7 @@ def test_a_sender_that_waits_hurries_the_builder(settings: Settings, store: Stor
 def test_a_run_stopped_early_gives_back_every_batch_built_ahead(settings: Settings, store: Store, ahead: int,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(workshop_, "BATCHES_AHEAD", ahead)
-    mailer = MemoryMailer(fail={f"lead{n:02}@example.com": DeliveryError("421 busy") for n in range(LEADS)})
-    engine = small_batches(settings, store, mailer)
-    engine = Engine(engine.settings.model_copy(update={"delivery": engine.settings.delivery.model_copy(
-        update={"pause_after_failures": 2, "retries": 0})}), store, mailer)
+    engine = server_down(settings, store)
     many(store)
     report = asyncio.run(engine.send_due(T0))
     assert report.paused is not None
