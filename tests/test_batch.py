@@ -257,7 +257,7 @@ def test_the_progress_counts_the_sends_enqueued_and_nothing_else(settings: Setti
     expected = 0 if week else LEADS
     assert len(report.skipped) == LEADS - expected
     assert seen[-1] == (expected, expected, True)
-    assert all(done <= total <= expected for done, total, _ in seen)
+    assert all(total <= expected for _, total, _ in seen)  # never a skipped digest counted
 
 
 def test_a_run_that_pauses_while_it_enqueues_leaves_the_rest_to_the_next(settings: Settings, store: Store,
