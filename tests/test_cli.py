@@ -58,6 +58,14 @@ def test_an_unknown_config_key_is_named(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "scoring.treshold: unknown key" in result.output
 
 
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_database_is_refused_by_name(url: str) -> None:
+    """Each of nurture's processes and threads would see an empty database of its own."""
+    result = CliRunner().invoke(main, ["--config", str(ROOT / "nurture.yaml"), "send-due", "--no-refresh"],
+                                env={"NURTURE_SECRET_KEY": SECRET, "NURTURE_DATABASE_URL": url})
+    assert result.exit_code == 2 and f"database_url '{url}': an in-memory SQLite database" in result.output
+
+
 @pytest.mark.parametrize(("environ", "expected"), [
     ({"HOME": "/home/ada"}, "/home/ada/.cache/nurture"),
     ({"HOME": "/home/ada", "XDG_CACHE_HOME": "/var/cache/ada"}, "/var/cache/ada/nurture"),

@@ -13,6 +13,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, SQLModel, create_engine
 
+from nurture.errors import ConfigError
 from nurture.models import (
     JOURNAL,
     Event,
@@ -104,10 +105,20 @@ def _sqlite_file(url: str) -> bool:
     return parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
 
 
+def _sqlite_memory(url: str) -> bool:
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and (parsed.database in (None, "", ":memory:")
+                                                      or parsed.query.get("mode") == "memory")
+
+
 class Base:
     """The connection to the database: sessions and the schema."""
 
     def __init__(self, url: str):
+        if _sqlite_memory(url):
+            raise ConfigError(f"database_url {url!r}: an in-memory SQLite database is not supported, as each "
+                              "of nurture's processes and threads would open an empty one of its own; name a "
+                              "file, such as sqlite:///nurture.db")
         self.url = url
         self.engine = make_engine(url)
         journal = journal_url(url)
