@@ -58,8 +58,12 @@ def sink_process(port: int, ready: multiprocessing.synchronize.Event, spool: boo
 
     class Sink:
         async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
-            if spool:
-                (folder / f"{next(received)}.eml").write_bytes(envelope.content)  # type: ignore[attr-defined]
+            if spool:  # 10,000 files a folder: what comes later is not written into a larger folder
+                number = next(received)
+                shelf = folder / str(number // 10_000)
+                if number % 10_000 == 0:
+                    shelf.mkdir()
+                (shelf / f"{number}.eml").write_bytes(envelope.content)  # type: ignore[attr-defined]
             return "250 OK"
 
     controller = Controller(Sink(), hostname="127.0.0.1", port=port)
