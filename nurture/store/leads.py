@@ -156,10 +156,14 @@ class Leads(Base):
                         newest[feed] = list(session.exec(NEWEST.where(FeedItem.feed == feed).limit(depth[feed])))
                 found: dict[int, dict[str, list[FeedItem]]] = {}
                 short: set[str] = set()
+                keyed = {feed: [(item.id, item.link, item) for item in items] for feed, items in newest.items()}
                 for lead_id, names in wanted.items():
                     ids, links = sent_ids.get(lead_id, set()), sent_links.get(lead_id, set())
-                    found[lead_id] = {feed: [item for item in newest[feed] if item.id not in ids
-                                             and item.link not in links][:limit] for feed in names}
+                    if not ids:  # sent nothing yet (a first digest): the newest, a feed read at least `limit` deep
+                        found[lead_id] = {feed: newest[feed][:limit] for feed in names}
+                        continue
+                    found[lead_id] = {feed: [item for item_id, link, item in keyed[feed] if item_id not in ids
+                                             and link not in links][:limit] for feed in names}
                     short.update(feed for feed, items in found[lead_id].items()  # passed over more than read
                                  if len(items) < limit and len(newest[feed]) == depth[feed])
                 if not short:
