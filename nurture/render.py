@@ -149,12 +149,12 @@ class TemplateLoader(jinja2.FileSystemLoader):
         if not self.inline_css:
             return track_links(source), filename, uptodate
         if template == LAYOUT:
-            return self.cache.source(("document", source), lambda: inline_document(track_links(source))), \
-                filename, uptodate
+            compiled = self.cache.source(("document", source), lambda: inline_document(track_links(source)))
+            return compiled, filename, uptodate
         css = stylesheet(super().get_source(environment, LAYOUT)[0])
         inline = inline_blocks if EXTENDS.search(source) else inline_fragment
-        return self.cache.source((inline.__name__, source, css), lambda: inline(track_links(source), css)), \
-            filename, uptodate
+        compiled = self.cache.source((inline.__name__, source, css), lambda: inline(track_links(source), css))
+        return compiled, filename, uptodate
 
 
 class Environment(jinja2.Environment):
