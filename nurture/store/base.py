@@ -101,8 +101,7 @@ def journal_url(url: str) -> str:
 
 
 def _sqlite_file(url: str) -> bool:
-    parsed = make_url(url)
-    return parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+    return make_url(url).get_backend_name() == "sqlite" and not _sqlite_memory(url)
 
 
 def _sqlite_memory(url: str) -> bool:
