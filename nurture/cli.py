@@ -19,9 +19,9 @@ from nurture.engine import Engine
 from nurture.errors import NurtureError
 from nurture.feeds import load_catalog
 from nurture.intake import new_lead, read_csv
-from nurture.mailer import Mailer
 from nurture.refresh import refresh
 from nurture.runtime import development_sink, open_store, run_async, smtp_mailer
+from nurture.send.mailer import Mailer
 from nurture.settings import Settings, load_settings
 
 log = logging.getLogger("nurture")

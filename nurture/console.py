@@ -10,10 +10,10 @@ from contextlib import contextmanager
 import click
 import rich.progress
 
-from nurture.dispatch import Progress
 from nurture.engine import Report
 from nurture.models import Event, Handoff, Lead, Send, SinkMessage
 from nurture.rescore import Change
+from nurture.send.run import Progress
 from nurture.settings import Settings
 
 

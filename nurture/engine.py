@@ -15,14 +15,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from nurture import content, handoff, program, scoring
-from nurture.dispatch import Dispatch, Enqueuer, Progress
 from nurture.feeds import Catalog, load_catalog
-from nurture.mailer import Mailer
 from nurture.message import Envelope, build, domain_of, message_id
 from nurture.models import EventKind, FeedItem, Lead, Send, Stage
-from nurture.outbox import ClaimedSend, Outbox
 from nurture.refresh import FeedResult, refresh
 from nurture.render import Renderer
+from nurture.send.mailer import Mailer
+from nurture.send.outbox import ClaimedSend, Outbox
+from nurture.send.run import Dispatch, Enqueuer, Progress
 from nurture.settings import Settings
 from nurture.store import Hit, Store
 from nurture.templatecache import TemplateCache
@@ -64,7 +64,7 @@ class Engine:
     async def off_loop(self, work: Callable[..., T], *args: Any) -> T:
         """Do blocking store work (thousands of leads: up to a second) in a thread where the event loop
         serves the tracking server too, so that a tick never holds up its answers; at once in a run of
-        its own, which may fork its builder only while it has a single thread (nurture.workshop)."""
+        its own, which may fork its builder only while it has a single thread (nurture.send.builder)."""
         if self.serving:
             return await asyncio.to_thread(work, *args)
         return work(*args)

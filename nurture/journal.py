@@ -19,10 +19,10 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, select
 
-from nurture.groupcommit import GroupCommit
 from nurture.models import Send, SendState
 from nurture.store import Store, make_engine
 from nurture.store.base import journal_url
+from nurture.store.groupcommit import GroupCommit
 
 SENDS = Send.__table__  # type: ignore[attr-defined]
 LINKS = select(SENDS.c.id, SENDS.c.links, SENDS.c.state).where(SENDS.c.id.in_(bindparam("ids", expanding=True)))
@@ -49,7 +49,7 @@ class Journal(GroupCommit[Arrival, str | None]):
     One group is written at a time; the hits that arrive meanwhile form the next. On SQLite the journal
     is a database file of its own (store.base.journal_url), so a judge's long transactions on the main
     database never hold it up, and the write is made on the event loop; while a judge deletes judged
-    hits, the loop serves requests (see nurture.groupcommit). A write that fails otherwise is tried
+    hits, the loop serves requests (see nurture.store.groupcommit). A write that fails otherwise is tried
     twice more.
     """
 

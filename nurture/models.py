@@ -113,7 +113,7 @@ class Send(SQLModel, table=True):
 
 
 class ResultLogMark(SQLModel, table=True):
-    """How much of a run's result log (nurture.resultlog) has reached the outbox: stored in the
+    """How much of a run's result log (nurture.send.resultlog) has reached the outbox: stored in the
     transaction that applied it, so that no result is applied twice."""
 
     log: str = Field(primary_key=True)  # the log file's name: one a run

@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 
 from nurture import content, program
 from nurture.feeds import load_catalog
-from nurture.mailer import Mailer
 from nurture.message import Envelope, build, domain_of, message_id
 from nurture.models import Lead
 from nurture.render import Rendered, Renderer
+from nurture.send.mailer import Mailer
 from nurture.settings import Settings
 from nurture.store import Store
 from nurture.templatecache import TemplateCache

@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 
 from aiosmtpd.controller import Controller
 
-from nurture.mailer import SmtpMailer
+from nurture.send.mailer import SmtpMailer
+from nurture.send.sink import listening, start_sink
 from nurture.settings import Settings
-from nurture.sink import listening, start_sink
 from nurture.store import Store
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
 from nurture.engine import Engine
+from nurture.send.builder import start_fork_server
 from nurture.server import create_app
 from nurture.store import Store
-from nurture.workshop import start_fork_server
 
 log = logging.getLogger(__name__)
 LEADER_LOCK = 0x6E757274  # "nurt": the advisory lock of the node that runs the scheduled jobs
@@ -92,7 +92,7 @@ async def run(engine: Engine, host: str, port: int) -> None:
                       next_run_time=first, max_instances=1, coalesce=True, id="send-due")
     server = uvicorn.Server(uvicorn.Config(create_app(engine), host=host, port=port, log_level="warning",
                                            forwarded_allow_ips=engine.settings.server.trusted_proxies))
-    await asyncio.to_thread(start_fork_server)  # where long runs build their messages (see nurture.workshop)
+    await asyncio.to_thread(start_fork_server)  # where long runs build their messages (see nurture.send.builder)
     scheduler.start()
     try:
         await server.serve()

@@ -37,11 +37,11 @@ sys.path.insert(0, str(ROOT))
 
 from nurture import content  # noqa: E402
 from nurture.engine import Engine  # noqa: E402
-from nurture.mailer import Ready, SmtpMailer  # noqa: E402
 from nurture.message import Envelope  # noqa: E402
 from nurture.models import Lead  # noqa: E402
 from nurture.render import Renderer  # noqa: E402
 from nurture.runtime import run_async  # noqa: E402
+from nurture.send.mailer import Ready, SmtpMailer  # noqa: E402
 from nurture.settings import Settings, load_settings  # noqa: E402
 from nurture.store import Store  # noqa: E402
 

@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from nurture.models import Lead, SendState  # noqa: E402
-from nurture.outbox import Outbox, Result  # noqa: E402
 from nurture.program import Due  # noqa: E402
+from nurture.send.outbox import Outbox, Result  # noqa: E402
 from nurture.settings import load_settings  # noqa: E402
 from nurture.store import Store  # noqa: E402
 from nurture.tokens import Purpose, Signer  # noqa: E402
@@ -54,7 +54,7 @@ NURTURE_APP = textwrap.dedent('''
     import os
     from pathlib import Path
     from nurture.engine import Engine
-    from nurture.mailer import MemoryMailer
+    from nurture.send.mailer import MemoryMailer
     from nurture.server import create_app
     from nurture.settings import load_settings
     from nurture.store import Store

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from nurture.engine import Engine
-from nurture.mailer import MemoryMailer
 from nurture.models import Lead
+from nurture.send.mailer import MemoryMailer
 from nurture.settings import Settings, load_settings
 from nurture.store import Store
 

@@ -9,8 +9,8 @@ from starlette.testclient import TestClient
 
 from nurture import scoring
 from nurture.engine import Engine
-from nurture.mailer import MemoryMailer
 from nurture.models import EventKind, Stage
+from nurture.send.mailer import MemoryMailer
 from nurture.server import create_app
 from nurture.server.api import SUBSCRIBE_LIMIT, RateLimit
 from nurture.store import Hit

@@ -1,4 +1,5 @@
-"""Batches built ahead of the sender (nurture.batch), in a process of its own for a long run (nurture.workshop)."""
+"""Batches built ahead of the sender (nurture.send.batch), in a process of its own for a long run
+(nurture.send.builder)."""
 
 from __future__ import annotations
 
@@ -18,14 +19,14 @@ from typing import Any
 
 import pytest
 
-from nurture import batch
-from nurture import workshop as workshop_
 from nurture.engine import Engine, Report
 from nurture.errors import DeliveryError
-from nurture.mailer import MemoryMailer, Ready
 from nurture.message import Envelope
 from nurture.models import Lead, SendState, Suppression
-from nurture.outbox import Finished, Outbox
+from nurture.send import batch
+from nurture.send import builder as workshop_
+from nurture.send.mailer import MemoryMailer, Ready
+from nurture.send.outbox import Finished, Outbox
 from nurture.settings import Settings
 from nurture.store import Store
 from tests.conftest import T0, make_lead
@@ -442,11 +443,11 @@ def test_the_first_batches_are_small_so_that_delivery_starts_at_once(settings: S
 SENDER = """
 import asyncio, sys, threading
 from pathlib import Path
-from nurture.batch import Preparer
-from nurture.workshop import Workshop
+from nurture.send.batch import Preparer
+from nurture.send.builder import Workshop
 from nurture.engine import Engine, Report
-from nurture.mailer import MemoryMailer
-from nurture.outbox import Finished, Outbox
+from nurture.send.mailer import MemoryMailer
+from nurture.send.outbox import Finished, Outbox
 from nurture.settings import load_settings
 from nurture.store import Store
 from tests.conftest import T0, make_lead

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from nurture.engine import Engine
-from nurture.mailer import MemoryMailer
 from nurture.models import Stage
+from nurture.send.mailer import MemoryMailer
 from nurture.server import create_app
 from nurture.tokens import Signer
 from nurture.urls import Urls

@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from nurture.engine import Engine
-from nurture.mailer import MemoryMailer
 from nurture.models import EventKind, Stage
+from nurture.send.mailer import MemoryMailer
+from nurture.send.sink import start_sink
 from nurture.server import create_app
-from nurture.sink import start_sink
 from nurture.store import Store
 from nurture.tokens import Purpose, Signer
 from tests.conftest import SECRET, free_port, make_lead

@@ -11,9 +11,9 @@ import pytest
 
 from nurture.engine import Engine
 from nurture.models import Event, EventKind, HandoffState, Stage
-from nurture.outbox import Outbox
 from nurture.program import DIGEST, Due
 from nurture.scoring import Credit
+from nurture.send.outbox import Outbox
 from nurture.settings import Settings
 from nurture.store import Hit, Store
 from tests.conftest import T0, make_lead

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from nurture import resultlog
 from nurture.engine import Engine
-from nurture.mailer import MemoryMailer, Ready
 from nurture.message import Envelope
 from nurture.models import Lead, SendState
-from nurture.outbox import Outbox
+from nurture.send import resultlog
+from nurture.send.mailer import MemoryMailer, Ready
+from nurture.send.outbox import Outbox
 from nurture.settings import load_settings
 from nurture.store import Store
 from tests.conftest import ROOT, T0, environ, free_port, make_lead
@@ -106,7 +106,7 @@ def sent_ids(store: Store, leads: int = LEADS) -> dict[str, str]:
 
 
 def logged_sent(store: Store) -> set[str]:
-    """Who a run's result log, not yet applied, says was sent (nurture.resultlog): what a restart stores first."""
+    """Who a run's result log, not yet applied, says was sent (nurture.send.resultlog): what a restart stores first."""
     folder = resultlog.folder_for(store.url)
     lead_ids = {int(record["lead_id"]) for path in (resultlog.logs(folder) if folder else [])
                 for _, record in resultlog.read(path).records if record["state"] == SendState.SENT}

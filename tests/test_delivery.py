@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from nurture.delivery import Breaker, Pacer, attempt, backoff
 from nurture.errors import DeliveryError
 from nurture.message import Envelope
 from nurture.models import SendState
+from nurture.send.policy import Breaker, Pacer, attempt, backoff
 from nurture.settings import Delivery
 
 ENVELOPE = Envelope("marketing@example.com", "ada@example.com", b"Subject: hi\r\n\r\nhello\r\n", "<m.1@example.com>")

@@ -23,9 +23,9 @@ import pytest
 from nurture.engine import Engine
 from nurture.models import Stage
 from nurture.runtime import smtp_mailer
+from nurture.send.sink import start_sink
 from nurture.server import create_app
 from nurture.settings import load_settings
-from nurture.sink import start_sink
 from nurture.store import Store
 from tests.conftest import ROOT, environ, free_port
 from tests.servers import serving

@@ -11,9 +11,9 @@ import pytest
 
 from nurture.engine import Engine, Report
 from nurture.errors import DeliveryError
-from nurture.mailer import MemoryMailer
 from nurture.models import EventKind, HandoffState, Outcome, SendState, Stage, Suppression
 from nurture.scoring import Credit
+from nurture.send.mailer import MemoryMailer
 from nurture.server import create_app
 from nurture.store import Hit, base
 from tests.conftest import T0, make_lead

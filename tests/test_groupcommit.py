@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import OperationalError
 
-from nurture.groupcommit import GroupCommit
 from nurture.store import Store
+from nurture.store.groupcommit import GroupCommit
 
 T = TypeVar("T")
 

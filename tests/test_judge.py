@@ -14,8 +14,8 @@ from nurture import machines
 from nurture.engine import Engine
 from nurture.journal import Arrival, Journal
 from nurture.judge import Judge
-from nurture.mailer import MemoryMailer
 from nurture.models import EventKind, Send, SendState
+from nurture.send.mailer import MemoryMailer
 from tests.conftest import make_lead
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"

@@ -9,8 +9,8 @@ import pytest
 from nurture import content
 from nurture.feeds import Catalog, FeedConfig
 from nurture.models import FeedItem, FeedState
-from nurture.outbox import Outbox
 from nurture.program import DIGEST, Due
+from nurture.send.outbox import Outbox
 from nurture.store import Store, base
 from tests.conftest import T0, make_lead
 

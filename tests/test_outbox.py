@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col
 
-from nurture.dispatch import Dispatch
 from nurture.engine import Engine, Report
 from nurture.models import Send, SendState
-from nurture.outbox import Outbox
 from nurture.program import CONFIRMATION, Due
+from nurture.send.outbox import Outbox
+from nurture.send.run import Dispatch
 from nurture.store import Store
 from tests.conftest import T0, make_lead
 

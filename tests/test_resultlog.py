@@ -1,4 +1,4 @@
-"""A run's result log on SQLite (nurture.resultlog): written by the sender, stored by the builder and
+"""A run's result log on SQLite (nurture.send.resultlog): written by the sender, stored by the builder and
 the end of the run, taken over by the next run when its writer is gone."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from nurture import resultlog
 from nurture.engine import Engine
-from nurture.mailer import MemoryMailer
 from nurture.models import ResultLogMark, SendState
-from nurture.outbox import ClaimedSend, Outbox, Result
 from nurture.program import CONFIRMATION, Due
-from nurture.resultlog import BrokenLog, ResultLog
+from nurture.send import resultlog
+from nurture.send.mailer import MemoryMailer
+from nurture.send.outbox import ClaimedSend, Outbox, Result
+from nurture.send.resultlog import BrokenLog, ResultLog
 from nurture.settings import Settings
 from nurture.store import Store
 from tests.conftest import T0, make_lead

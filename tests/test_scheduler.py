@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from nurture.engine import Engine
-from nurture.mailer import MemoryMailer
 from nurture.scheduler import Leadership, send_job
+from nurture.send.mailer import MemoryMailer
 from nurture.settings import Settings
 from nurture.store import Store
 from tests.conftest import make_lead

@@ -14,8 +14,8 @@ from nurture.cli import main
 from nurture.engine import Engine
 from nurture.models import Lead
 from nurture.preview import preview
+from nurture.send.sink import start_sink
 from nurture.settings import Settings
-from nurture.sink import start_sink
 from nurture.store import Store
 from tests.conftest import ROOT, SECRET, T0, free_port, make_lead
 

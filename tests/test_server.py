@@ -13,9 +13,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from nurture.engine import Engine
-from nurture.mailer import MemoryMailer
 from nurture.models import EventKind, Stage, Suppression
 from nurture.scoring import Credit
+from nurture.send.mailer import MemoryMailer
 from nurture.server import create_app
 from nurture.store import Hit
 from nurture.tokens import Purpose, Signer

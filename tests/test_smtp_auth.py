@@ -14,8 +14,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from nurture.engine import Engine
-from nurture.mailer import SmtpMailer
 from nurture.models import SendState
+from nurture.send.mailer import SmtpMailer
 from nurture.settings import Settings
 from nurture.store import Store
 from tests.conftest import T0, free_port, make_lead

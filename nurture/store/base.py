@@ -157,7 +157,7 @@ class Base:
     @contextmanager
     def connection(self, on_loop: bool = False) -> Iterator[Connection]:
         """A connection to hold for many transactions. `on_loop`, for a writer on an event loop (see
-        nurture.groupcommit): on SQLite a transaction fails at once with "database is locked" while
+        nurture.store.groupcommit): on SQLite a transaction fails at once with "database is locked" while
         another connection writes, instead of sleeping until it is done, and a commit never copies the
         write-ahead log back into the database (other connections do), which takes milliseconds."""
         engine = self.engine

@@ -2,7 +2,7 @@
 
 Building a message (render, CSS-inlined HTML, MIME) costs about as much CPU as sending it, and the event
 loop that talks SMTP is a single thread: a long run has its batches built in a process of its own (see
-nurture.workshop), two batches ahead of the loop. Building is deterministic, so what a process builds is
+nurture.send.builder), two batches ahead of the loop. Building is deterministic, so what a process builds is
 what a retry after a crash builds again.
 """
 
@@ -22,14 +22,14 @@ from nurture import program
 from nurture.errors import NurtureError
 from nurture.message import Envelope
 from nurture.models import FeedItem, SendState
-from nurture.outbox import ClaimedSend, Outbox, Result
 from nurture.runtime import smtp_mailer
+from nurture.send.outbox import ClaimedSend, Outbox, Result
 from nurture.settings import Settings
 from nurture.store import Store
 
 if TYPE_CHECKING:
     from nurture.engine import Engine
-    from nurture.workshop import Workshop
+    from nurture.send.builder import Workshop
 
 log = logging.getLogger(__name__)
 FIRST_BATCH = 20  # sends: the run's first batch is small, so that delivery starts at once
@@ -66,7 +66,7 @@ class Preparer:
     """Claims the next batch for one worker and builds its messages; sends to suppressed leads fail at once.
     What the messages carry is stored before the batch is handed on (Outbox.describe).
 
-    Before each claim it stores what the sender's result log (nurture.resultlog) holds by then: in
+    Before each claim it stores what the sender's result log (nurture.send.resultlog) holds by then: in
     groups of a batch, a transaction the sender need not wait for.
     """
 

@@ -11,14 +11,14 @@ from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from nurture import resultlog
-from nurture.batch import Backlog, Prepared, Preparer
-from nurture.delivery import Breaker, Pacer, attempt
-from nurture.groupcommit import GroupCommit
 from nurture.models import SendState
-from nurture.outbox import Outbox, Result, final_state
-from nurture.resultlog import ResultLog
-from nurture.workshop import Workshop
+from nurture.send import resultlog
+from nurture.send.batch import Backlog, Prepared, Preparer
+from nurture.send.builder import Workshop
+from nurture.send.outbox import Outbox, Result, final_state
+from nurture.send.policy import Breaker, Pacer, attempt
+from nurture.send.resultlog import ResultLog
+from nurture.store.groupcommit import GroupCommit
 
 if TYPE_CHECKING:
     from nurture.engine import Engine, Report
@@ -68,7 +68,7 @@ class Dispatch:
         sends on a thread (an empty outbox then waits for them).
 
         `smtp.concurrency` lanes take sends from one backlog; the next batches are claimed and built (see
-        nurture.batch and nurture.workshop) while the lanes deliver. What was built (Message-ID, subject,
+        nurture.send.batch and nurture.send.builder) while the lanes deliver. What was built (Message-ID, subject,
         links) is stored before the message goes out, and building is deterministic, so a send retried
         after a crash carries the same message.
         """
@@ -172,7 +172,7 @@ class Dispatch:
 
     @contextmanager
     def _results(self) -> Iterator[GroupCommit[Result, None] | ResultLog[Result]]:
-        """Where the lanes' results go: on a SQLite file, the run's log (nurture.resultlog); elsewhere to
+        """Where the lanes' results go: on a SQLite file, the run's log (nurture.send.resultlog); elsewhere to
         the database in group commits. There a group is one transaction that writes only the sends this
         worker still holds (HELD), and a credit is booked once: trying a failed group again (a deadlock
         broken by PostgreSQL, say) is safe."""

@@ -10,7 +10,7 @@ worker stores what each carries (`describe`: Message-ID, subject, links) before 
 a click on a link finds it at once. A worker that dies leaves them so:
 on the same host a dead process's claims are taken back at once, elsewhere when the lease runs out.
 Claims use `FOR UPDATE SKIP LOCKED` on PostgreSQL, so many workers share one outbox. Results are
-stored in group commits on PostgreSQL; on SQLite a run logs them first (nurture.resultlog), and they
+stored in group commits on PostgreSQL; on SQLite a run logs them first (nurture.send.resultlog), and they
 reach the table a batch at a time (`apply_log`).
 """
 
@@ -30,9 +30,10 @@ from sqlalchemy import Connection, bindparam, delete, func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from nurture import resultlog, scoring
+from nurture import scoring
 from nurture.models import EventKind, FeedItem, ResultLogMark, Send, SendItem, SendState, Suppression
 from nurture.program import Due
+from nurture.send import resultlog
 from nurture.settings import Delivery, Scoring
 from nurture.store import Hit, Store
 
@@ -241,7 +242,7 @@ class Outbox:
         self._consequences(connection, [finished for finished in sends if finished.follows], now, rules)
 
     def log_record(self, result: Result, now: datetime, policy: Delivery) -> resultlog.Record:
-        """A result as a run's log holds it (nurture.resultlog): the row without the claim it ends."""
+        """A result as a run's log holds it (nurture.send.resultlog): the row without the claim it ends."""
         finished = self.finished(result, now, policy)
         row = {key: value for key, value in finished.row.items() if key not in _CLAIM}
         return {"lead_id": finished.lead_id, "step": finished.step, **row}

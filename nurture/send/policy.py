@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from nurture.errors import DeliveryError
-from nurture.mailer import Mailer, Ready
 from nurture.message import Envelope
 from nurture.models import SendState
+from nurture.send.mailer import Mailer, Ready
 from nurture.settings import Delivery
 
 Sleep = Callable[[float], Awaitable[None]]

@@ -22,7 +22,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
 
-from nurture.batch import Prepared, Preparer, Recipe
+from nurture.send.batch import Prepared, Preparer, Recipe
 
 ORPHAN_CHECK_SECONDS = 0.5
 BATCHES_AHEAD = 2  # built ahead of the sender, in a process
