@@ -15,11 +15,11 @@ from typing import Any
 import click
 
 from nurture import console
+from nurture.content.catalog import load_catalog
+from nurture.content.refresh import refresh
 from nurture.engine import Engine
 from nurture.errors import NurtureError
-from nurture.feeds import load_catalog
 from nurture.intake import new_lead, read_csv
-from nurture.refresh import refresh
 from nurture.runtime import development_sink, open_store, run_async, smtp_mailer
 from nurture.send.mailer import Mailer
 from nurture.settings import Settings, load_settings
@@ -158,7 +158,7 @@ async def _send_due(engine: Engine, now: datetime, dry_run: bool) -> Any:
 @friendly
 def rescore(ctx: click.Context, dry_run: bool) -> None:
     """Recompute every score from the event log under the rules of --config; report stage changes."""
-    from nurture.rescore import rescore as replay
+    from nurture.score.rescore import rescore as replay
 
     settings = settings_of(ctx)
     changes = replay(open_store(settings), settings.scoring, datetime.now(UTC), dry_run)

@@ -12,7 +12,7 @@ import rich.progress
 
 from nurture.engine import Report
 from nurture.models import Event, Handoff, Lead, Send, SinkMessage
-from nurture.rescore import Change
+from nurture.score.rescore import Change
 from nurture.send.run import Progress
 from nurture.settings import Settings
 

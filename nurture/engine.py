@@ -14,20 +14,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from nurture import content, handoff, program, scoring
-from nurture.feeds import Catalog, load_catalog
-from nurture.message import Envelope, build, domain_of, message_id
+from nurture import program
+from nurture.content import digest as content
+from nurture.content.catalog import Catalog, load_catalog
+from nurture.content.refresh import FeedResult, refresh
+from nurture.handoff import summary as handoff
 from nurture.models import EventKind, FeedItem, Lead, Send, Stage
-from nurture.refresh import FeedResult, refresh
-from nurture.render import Renderer
+from nurture.render.cache import TemplateCache
+from nurture.render.message import Envelope, build, domain_of, message_id
+from nurture.render.templates import Renderer
+from nurture.render.variables import email_variables
+from nurture.score import rules as scoring
 from nurture.send.mailer import Mailer
 from nurture.send.outbox import ClaimedSend, Outbox
 from nurture.send.run import Dispatch, Enqueuer, Progress
 from nurture.settings import Settings
 from nurture.store import Hit, Store
-from nurture.templatecache import TemplateCache
-from nurture.tokens import Signer
-from nurture.urls import Urls
+from nurture.track.tokens import Signer
+from nurture.track.urls import Urls
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -131,7 +135,7 @@ class Engine:
         assert send.id is not None and lead.id is not None
         send_id = send.id
         unsubscribe = self.urls.unsubscribe(lead.id)
-        variables = content.context(self.settings, lead, items, unsubscribe_url=unsubscribe,
+        variables = email_variables(self.settings, lead, items, unsubscribe_url=unsubscribe,
                                     preferences_url=self.urls.preferences(lead.id))
         rendered = self.renderer.render(send.template, lead.locale, variables,
                                         url_for=lambda link: self.urls.click(send_id, link),

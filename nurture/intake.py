@@ -9,8 +9,8 @@ from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 
+from nurture.content.catalog import Catalog
 from nurture.errors import InputError
-from nurture.feeds import Catalog
 from nurture.models import Lead
 
 CSV_COLUMNS = {"email", "first_name", "last_name", "company", "industry", "interests", "locale", "customer"}

@@ -22,13 +22,16 @@ import jinja2
 import yaml
 from jinja2 import meta, nodes
 
-from nurture import content, handoff, program
+from nurture import program
+from nurture.content import digest as content
+from nurture.content.catalog import load_catalog, parse
 from nurture.errors import ConfigError, TemplateProblem
-from nurture.feeds import load_catalog, parse
+from nurture.handoff import summary as handoff
 from nurture.models import Handoff
-from nurture.render import LAYOUT, Renderer
+from nurture.render.cache import TemplateCache
+from nurture.render.templates import LAYOUT, Renderer
+from nurture.render.variables import email_variables, sample_lead
 from nurture.settings import Settings
-from nurture.templatecache import TemplateCache
 
 HANDOFF = "handoff"
 REQUIRED = (program.CONFIRMATION, program.DIGEST, HANDOFF)  # what the engine renders
@@ -184,8 +187,8 @@ def _kind(name: str, included: set[str]) -> str:
 
 def _names(settings: Settings) -> dict[str, set[str]]:
     """The variables each kind of email is given, asked of the code that builds them."""
-    lead = set(content.context(settings, content.sample_lead(), [], unsubscribe_url="", preferences_url=""))
-    sales = set(handoff.context(settings, content.sample_lead(), _sample_handoff(), [], [], ""))
+    lead = set(email_variables(settings, sample_lead(), [], unsubscribe_url="", preferences_url=""))
+    sales = set(handoff.context(settings, sample_lead(), _sample_handoff(), [], [], ""))
     return {"lead": lead | RENDERER_NAMES, "handoff": sales | RENDERER_NAMES,
             "shared": lead | sales | RENDERER_NAMES}
 
@@ -280,11 +283,11 @@ def _rendered(renderer: Renderer, settings: Settings, name: str, locale: str) ->
 
 
 def _context(settings: Settings, name: str, locale: str, items: list[Any]) -> dict[str, Any]:
-    lead = content.sample_lead()
+    lead = sample_lead()
     lead.locale = locale
     if name == HANDOFF:
         return handoff.context(settings, lead, _sample_handoff(), [], [], "https://lint.invalid/sales/profile")
-    return content.context(settings, lead, items, unsubscribe_url=UNSUBSCRIBE,
+    return email_variables(settings, lead, items, unsubscribe_url=UNSUBSCRIBE,
                            preferences_url="https://lint.invalid/p/preferences")
 
 

@@ -161,7 +161,7 @@ class Event(SQLModel, table=True):
 JOURNAL = MetaData()  # the tracking server's journal: on SQLite a database file of its own (store.base)
 PENDING_HITS = Table(
     "pendinghit", JOURNAL,
-    # an open or click stored as it arrived and was answered, waiting to be judged into an Event (nurture.judge)
+    # an open or click stored as it arrived and was answered, waiting to be judged into an Event (nurture.score.judge)
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),  # SQLite: the rowid
     Column("key", BigInteger, nullable=False),  # random: the judged Event carries it, so no hit is judged twice
     Column("kind", String, nullable=False),  # "open" or "click"

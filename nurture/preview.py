@@ -12,15 +12,17 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from nurture import content, program
-from nurture.feeds import load_catalog
-from nurture.message import Envelope, build, domain_of, message_id
+from nurture import program
+from nurture.content import digest as content
+from nurture.content.catalog import load_catalog
 from nurture.models import Lead
-from nurture.render import Rendered, Renderer
+from nurture.render.cache import TemplateCache
+from nurture.render.message import Envelope, build, domain_of, message_id
+from nurture.render.templates import Rendered, Renderer
+from nurture.render.variables import email_variables
 from nurture.send.mailer import Mailer
 from nurture.settings import Settings
 from nurture.store import Store
-from nurture.templatecache import TemplateCache
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ def preview(settings: Settings, store: Store, template: str, email: str, rendere
     catalog = load_catalog(settings.feeds_file)
     items = content.digest_items(store, catalog, lead, settings.program.items_per_digest)
     base = settings.base_url
-    variables = content.context(settings, lead, items, unsubscribe_url=f"{base}/u/preview",
+    variables = email_variables(settings, lead, items, unsubscribe_url=f"{base}/u/preview",
                                 preferences_url=f"{base}/p/preview")
     renderer = renderer or Renderer(settings.templates_dir, settings.program.default_locale,
                                     cache=TemplateCache.under(settings.cache_dir))

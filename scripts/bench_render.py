@@ -2,13 +2,13 @@
 """What one digest costs to render and build, against one bare Jinja render of the same template.
 
 Builds N leads in memory (default 1,000) with varied interests, industries, names and locales, gives
-each the items of the bundled sample feeds that it would get (nurture.feeds.mix), and times per email:
+each the items of the bundled sample feeds that it would get (nurture.content.catalog.mix), and times per email:
 
   bare    one Jinja render of the marketer's digest template: a plain environment over the template
           files, no CSS inlining, the same context and the same signed `track()` links (also shown,
           for orientation, with `track()` leaving links as they are)
   render  Renderer.render: the compiled template (CSS inlined once), subject, preheader, text part
-  full    render + nurture.message.build(...).data: the MIME bytes that go to the SMTP server
+  full    render + nurture.render.message.build(...).data: the MIME bytes that go to the SMTP server
 
 and, on a sample, the naive path: premailer run on every rendered email. Nothing touches a database.
 Prints microseconds per email for each run and the medians over --runs; the target is full <= 4x bare.
@@ -35,15 +35,15 @@ import jinja2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nurture import content  # noqa: E402
-from nurture.feeds import Catalog, load_catalog, mix, parse  # noqa: E402
-from nurture.inline import premailer  # noqa: E402
-from nurture.message import build, message_id  # noqa: E402
+from nurture.content.catalog import Catalog, load_catalog, mix, parse  # noqa: E402
 from nurture.models import FeedItem, Lead  # noqa: E402
-from nurture.render import LinkTracker, Renderer  # noqa: E402
+from nurture.render.inline import premailer  # noqa: E402
+from nurture.render.message import build, message_id  # noqa: E402
+from nurture.render.templates import LinkTracker, Renderer  # noqa: E402
+from nurture.render.variables import email_variables  # noqa: E402
 from nurture.settings import Settings, load_settings  # noqa: E402
-from nurture.tokens import Signer  # noqa: E402
-from nurture.urls import Urls  # noqa: E402
+from nurture.track.tokens import Signer  # noqa: E402
+from nurture.track.urls import Urls  # noqa: E402
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 FIRST_NAMES = ["Ada", "Grace", "", "Zoë", "Joost", "Mary-Jane", "李", "O'Brien", "Ángel", "Sam"]
@@ -90,7 +90,7 @@ def emails(settings: Settings, catalog: Catalog, leads: list[Lead]) -> list[Emai
         assert lead.id is not None
         feeds = catalog.feeds_for(lead.interests, lead.industry)
         chosen = mix([item for item in items if item.feed in feeds], feeds, settings.program.items_per_digest)
-        variables = content.context(settings, lead, chosen, unsubscribe_url=urls.unsubscribe(lead.id),
+        variables = email_variables(settings, lead, chosen, unsubscribe_url=urls.unsubscribe(lead.id),
                                     preferences_url=urls.preferences(lead.id))
         found.append(Email(lead, send_id, variables, lambda link, send=send_id: urls.click(send, link),
                            urls.pixel(send_id)))

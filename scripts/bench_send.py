@@ -35,11 +35,12 @@ import aiosmtplib
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nurture import content  # noqa: E402
+from nurture.content import digest as content  # noqa: E402
 from nurture.engine import Engine  # noqa: E402
-from nurture.message import Envelope  # noqa: E402
 from nurture.models import Lead  # noqa: E402
-from nurture.render import Renderer  # noqa: E402
+from nurture.render.message import Envelope  # noqa: E402
+from nurture.render.templates import Renderer  # noqa: E402
+from nurture.render.variables import email_variables, sample_lead  # noqa: E402
 from nurture.runtime import run_async  # noqa: E402
 from nurture.send.mailer import Ready, SmtpMailer  # noqa: E402
 from nurture.settings import Settings, load_settings  # noqa: E402
@@ -161,9 +162,9 @@ def naive(port: int, count: int, mail: str) -> float:
     renderer = Renderer(settings.templates_dir, inline_css=False)
     started = time.perf_counter()
     for n in range(count):
-        lead = content.sample_lead(f"naive{n}@example.com")
+        lead = sample_lead(f"naive{n}@example.com")
         items = content.sample_items(NOW, settings.program.items_per_digest) if mail == "digest" else []
-        variables = content.context(settings, lead, items, unsubscribe_url="https://t.example/u",
+        variables = email_variables(settings, lead, items, unsubscribe_url="https://t.example/u",
                                     preferences_url="https://t.example/p")
         rendered = renderer.render(mail, "en", variables, url_for=lambda i: f"https://t.example/c/{i}",
                                    pixel_url="https://t.example/o.gif")

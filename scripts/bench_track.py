@@ -36,7 +36,7 @@ from nurture.program import Due  # noqa: E402
 from nurture.send.outbox import Outbox, Result  # noqa: E402
 from nurture.settings import load_settings  # noqa: E402
 from nurture.store import Store  # noqa: E402
-from nurture.tokens import Purpose, Signer  # noqa: E402
+from nurture.track.tokens import Purpose, Signer  # noqa: E402
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 SECRET = "bench-secret"

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 from starlette.testclient import TestClient
 
-from nurture import scoring
 from nurture.engine import Engine
 from nurture.models import EventKind, Stage
+from nurture.score import rules as scoring
 from nurture.send.mailer import MemoryMailer
 from nurture.server import create_app
 from nurture.server.api import SUBSCRIBE_LIMIT, RateLimit

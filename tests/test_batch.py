@@ -21,8 +21,8 @@ import pytest
 
 from nurture.engine import Engine, Report
 from nurture.errors import DeliveryError
-from nurture.message import Envelope
 from nurture.models import Lead, SendState, Suppression
+from nurture.render.message import Envelope
 from nurture.send import batch
 from nurture.send import builder as workshop_
 from nurture.send.mailer import MemoryMailer, Ready

@@ -16,8 +16,8 @@ from nurture.engine import Engine
 from nurture.models import Stage
 from nurture.send.mailer import MemoryMailer
 from nurture.server import create_app
-from nurture.tokens import Signer
-from nurture.urls import Urls
+from nurture.track.tokens import Signer
+from nurture.track.urls import Urls
 from tests.conftest import free_port, make_lead
 from tests.servers import serving
 

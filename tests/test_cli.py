@@ -95,7 +95,7 @@ def test_rescore_dry_run_reports_without_changing(run, tmp_path: Path) -> None: 
 
 
 def test_leads_show_says_how_many_hits_wait_to_be_judged(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from nurture.journal import Arrival, Journal
+    from nurture.track.journal import Arrival, Journal
 
     assert run("leads", "add", "ada@example.com", "--interest", "cloud")[0] == 0
     assert "not yet judged" not in run("leads", "show", "ada@example.com")[1]

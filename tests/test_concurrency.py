@@ -18,7 +18,7 @@ from nurture.send.mailer import MemoryMailer
 from nurture.send.sink import start_sink
 from nurture.server import create_app
 from nurture.store import Store
-from nurture.tokens import Purpose, Signer
+from nurture.track.tokens import Purpose, Signer
 from tests.conftest import SECRET, free_port, make_lead
 from tests.servers import serving
 

@@ -12,7 +12,7 @@ import pytest
 from nurture.engine import Engine
 from nurture.models import Event, EventKind, HandoffState, Stage
 from nurture.program import DIGEST, Due
-from nurture.scoring import Credit
+from nurture.score.rules import Credit
 from nurture.send.outbox import Outbox
 from nurture.settings import Settings
 from nurture.store import Hit, Store

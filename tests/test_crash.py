@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from nurture.engine import Engine
-from nurture.message import Envelope
 from nurture.models import Lead, SendState
+from nurture.render.message import Envelope
 from nurture.send import resultlog
 from nurture.send.mailer import MemoryMailer, Ready
 from nurture.send.outbox import Outbox

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from nurture.errors import DeliveryError
-from nurture.message import Envelope
 from nurture.models import SendState
+from nurture.render.message import Envelope
 from nurture.send.policy import Breaker, Pacer, attempt, backoff
 from nurture.settings import Delivery
 

@@ -12,7 +12,7 @@ import pytest
 from nurture.engine import Engine, Report
 from nurture.errors import DeliveryError
 from nurture.models import EventKind, HandoffState, Outcome, SendState, Stage, Suppression
-from nurture.scoring import Credit
+from nurture.score.rules import Credit
 from nurture.send.mailer import MemoryMailer
 from nurture.server import create_app
 from nurture.store import Hit, base

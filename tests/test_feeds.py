@@ -10,8 +10,18 @@ from pathlib import Path
 import pytest
 
 import nurture
+from nurture.content.catalog import (
+    TITLE_LIMIT,
+    Catalog,
+    FeedConfig,
+    FetchConfig,
+    Parsed,
+    load_catalog,
+    mix,
+    parse,
+    sanitize,
+)
 from nurture.errors import ConfigError
-from nurture.feeds import TITLE_LIMIT, Catalog, FeedConfig, FetchConfig, Parsed, load_catalog, mix, parse, sanitize
 
 SAMPLES = Path(nurture.__file__).parent / "samples" / "feeds"
 NOW = datetime(2026, 12, 1, tzinfo=UTC)

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 import nurture
-from nurture.feeds import Catalog, FeedConfig, FetchConfig
-from nurture.refresh import FeedResult, refresh
+from nurture.content.catalog import Catalog, FeedConfig, FetchConfig
+from nurture.content.refresh import FeedResult, refresh
 from nurture.store import Store
 from tests.conftest import free_port
 

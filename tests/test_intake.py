@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from nurture.content.catalog import Catalog, FeedConfig
 from nurture.errors import InputError
-from nurture.feeds import Catalog, FeedConfig
 from nurture.intake import new_lead, normalize_email, read_csv
 from nurture.models import Stage
 

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from nurture.engine import Engine
-from nurture.journal import Arrival, Journal
 from nurture.store import Store
+from nurture.track.journal import Arrival, Journal
 from tests.conftest import make_lead
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"

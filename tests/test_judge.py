@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col
 
-from nurture import machines
 from nurture.engine import Engine
-from nurture.journal import Arrival, Journal
-from nurture.judge import Judge
 from nurture.models import EventKind, Send, SendState
+from nurture.score import machines
+from nurture.score.judge import Judge
 from nurture.send.mailer import MemoryMailer
+from nurture.track.journal import Arrival, Journal
 from tests.conftest import make_lead
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"

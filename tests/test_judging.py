@@ -16,15 +16,15 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from nurture.engine import Engine
-from nurture.journal import Arrival, Journal
-from nurture.judge import Judged
-from nurture.judging import Judging, Supervisor
+from nurture.score.judge import Judged
+from nurture.server.judge_loop import Judging, Supervisor
+from nurture.track.journal import Arrival, Journal
 from tests.conftest import ROOT, SECRET, make_lead
 
 PARENT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from nurture.judging import start_process
+    from nurture.server.judge_loop import start_process
     from nurture.runtime import open_store
     from nurture.settings import load_settings
     settings = load_settings({"NURTURE_DATABASE_URL": sys.argv[1], "NURTURE_SECRET_KEY": sys.argv[2]},
@@ -82,7 +82,7 @@ def test_the_judge_outlasts_a_database_that_is_away(engine: Engine, monkeypatch:
         return judge(limit)
 
     monkeypatch.setattr(judging.judge, "_judge", away)
-    monkeypatch.setattr("nurture.judging.RETRY_SECONDS", 0.01)
+    monkeypatch.setattr("nurture.server.judge_loop.RETRY_SECONDS", 0.01)
     with pytest.raises(OperationalError):
         judging.judge.next_batch()
     assert engine.store.pending_hits() == 1, "nothing dropped while the database is away"
@@ -103,7 +103,7 @@ def test_the_judge_outlasts_a_database_that_is_away(engine: Engine, monkeypatch:
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_server_starts_a_new_judge_when_its_judge_dies_and_stops_it_gently(
         engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("nurture.judging.WATCH_SECONDS", 0.05)
+    monkeypatch.setattr("nurture.server.judge_loop.WATCH_SECONDS", 0.05)
 
     async def scene() -> tuple[int, int, int | None]:
         supervisor = Supervisor(engine.settings)

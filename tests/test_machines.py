@@ -6,8 +6,8 @@ from ipaddress import ip_network
 
 import pytest
 
-from nurture import machines
-from nurture.machines import Hit, Prior, Proxy, Signals, Verdict, classify, find_burst
+from nurture.score import machines
+from nurture.score.machines import Hit, Prior, Proxy, Signals, Verdict, classify, find_burst
 
 DELIVERED = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)
 CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from nurture.errors import InputError
-from nurture.message import build, domain_of, message_id
+from nurture.render.message import build, domain_of, message_id
 
 DATE = datetime(2026, 6, 1, 12, 30, 15, 123456, tzinfo=UTC)
 MID = message_id("secret", "send", 7, "example.com")

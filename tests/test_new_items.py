@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from nurture import content
-from nurture.feeds import Catalog, FeedConfig
+from nurture.content import digest as content
+from nurture.content.catalog import Catalog, FeedConfig
 from nurture.models import FeedItem, FeedState
 from nurture.program import DIGEST, Due
 from nurture.send.outbox import Outbox

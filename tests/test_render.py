@@ -11,14 +11,15 @@ from pathlib import Path
 import lxml.html
 import pytest
 
-from nurture import content, inline
 from nurture.errors import TemplateProblem
-from nurture.inline import inline_blocks, inline_document, stylesheet
 from nurture.models import FeedItem
-from nurture.render import Renderer, TrackedLink
+from nurture.render import inline
+from nurture.render.cache import TemplateCache
+from nurture.render.inline import inline_blocks, inline_document, stylesheet
+from nurture.render.templates import Renderer, TrackedLink
+from nurture.render.textpart import html_to_text
+from nurture.render.variables import email_variables, sample_lead
 from nurture.settings import Settings
-from nurture.templatecache import TemplateCache
-from nurture.textpart import html_to_text
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 LAYOUT = TEMPLATES / "en" / "layout.html"
@@ -51,7 +52,7 @@ def feed_items() -> list[FeedItem]:
 
 
 def make_context(items=None, lead=None):
-    return content.context(Settings(), lead or content.sample_lead(), feed_items() if items is None else items,
+    return email_variables(Settings(), lead or sample_lead(), feed_items() if items is None else items,
                            unsubscribe_url=UNSUBSCRIBE, preferences_url=PREFERENCES)
 
 
@@ -156,7 +157,7 @@ def test_non_ascii_survives(digest):
 
 
 def test_lead_fields_are_escaped(renderer):
-    lead = content.sample_lead()
+    lead = sample_lead()
     lead.first_name = '<b onmouseover="x()">Sam</b>'
     rendered = renderer.render("confirmation", "en", make_context(lead=lead), url_for=url_for, pixel_url=PIXEL)
     assert "<b onmouseover" not in rendered.html
@@ -470,7 +471,7 @@ def test_links_inside_feed_summaries_are_tracked_in_html_and_text(digest):
 
 
 def test_handoff_profile_link_is_never_tracked(renderer):
-    variables = {"lead": content.sample_lead(), "score": 12, "clicks": [], "profile_url": "https://t.example/sales/P",
+    variables = {"lead": sample_lead(), "score": 12, "clicks": [], "profile_url": "https://t.example/sales/P",
                  "company": "Acme", "sales": Settings().sales, "handoff": None, "events": []}
     rendered = renderer.render("handoff", "en", variables, url_for=url_for)
     assert rendered.links == ()
@@ -486,7 +487,7 @@ def test_premailer_runs_once_per_template_not_per_email(tmp_path, monkeypatch):
     monkeypatch.setattr(inline, "premailer", lambda *args: calls.append(1) or real(*args))
     renderer = Renderer(TEMPLATES)
     for number in range(20):
-        renderer.render("digest", "en", make_context(lead=content.sample_lead(f"l{number}@example.com")),
+        renderer.render("digest", "en", make_context(lead=sample_lead(f"l{number}@example.com")),
                         url_for=url_for, pixel_url=PIXEL)
     assert 0 < len(calls) <= 4  # layout, content block, footer
 
@@ -537,13 +538,13 @@ def _style(value: str) -> str:
 
 
 def leads() -> list:
-    plain = content.sample_lead("plain@example.com")
+    plain = sample_lead("plain@example.com")
     plain.first_name, plain.interests = "", []
-    dutch = content.sample_lead("nl@example.com")
+    dutch = sample_lead("nl@example.com")
     dutch.first_name, dutch.locale, dutch.interests = "Joost", "nl", ["security"]
-    odd = content.sample_lead("odd@example.com")
+    odd = sample_lead("odd@example.com")
     odd.first_name, odd.company = '<i>"Zoë" & Co</i>', "Ünïcode GmbH"
-    return [content.sample_lead(), plain, dutch, odd]
+    return [sample_lead(), plain, dutch, odd]
 
 
 @pytest.mark.parametrize("name", ["digest", "confirmation"])
@@ -596,7 +597,7 @@ def test_a_locale_with_some_files_borrows_the_rest_from_the_default(tmp_path):
     assert renderer.render("digest", "fr", make_context()).subject == EVIL_TITLE  # no folder at all: English
 
 
-# compiled templates kept between processes (nurture.templatecache)
+# compiled templates kept between processes (nurture.render.cache)
 
 
 def test_a_second_process_renders_from_the_kept_templates_without_inlining(tmp_path, monkeypatch):

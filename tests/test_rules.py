@@ -6,11 +6,11 @@ from datetime import timedelta
 
 import pytest
 
-from nurture import scoring
 from nurture.engine import Engine
 from nurture.errors import InputError
 from nurture.models import EventKind, Stage
-from nurture.rescore import rescore
+from nurture.score import rules as scoring
+from nurture.score.rescore import rescore
 from nurture.settings import Inactivity, Scoring, Settings
 from nurture.store import Hit, Store
 from tests.conftest import T0, make_lead

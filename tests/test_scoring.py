@@ -2,10 +2,10 @@
 
 import pytest
 
-from nurture import scoring
 from nurture.errors import InputError
 from nurture.models import EventKind, Stage
-from nurture.scoring import Credit
+from nurture.score import rules as scoring
+from nurture.score.rules import Credit
 from nurture.settings import Points, Scoring
 
 DEFAULTS = Scoring()

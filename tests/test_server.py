@@ -14,11 +14,11 @@ from starlette.testclient import TestClient
 
 from nurture.engine import Engine
 from nurture.models import EventKind, Stage, Suppression
-from nurture.scoring import Credit
+from nurture.score.rules import Credit
 from nurture.send.mailer import MemoryMailer
 from nurture.server import create_app
 from nurture.store import Hit
-from nurture.tokens import Purpose, Signer
+from nurture.track.tokens import Purpose, Signer
 from tests.conftest import SECRET, T0, make_lead
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Safari/605.1.15"}

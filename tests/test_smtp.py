@@ -21,8 +21,8 @@ from aiosmtpd.controller import Controller
 from aiosmtplib.protocol import normalize_message_line_endings
 
 from nurture.engine import Engine, Report
-from nurture.message import Envelope, wire_size
 from nurture.models import EventKind, Lead, SendState, Suppression
+from nurture.render.message import Envelope, wire_size
 from nurture.runtime import smtp_mailer
 from nurture.settings import Settings
 from nurture.store import Store

@@ -7,7 +7,7 @@ import string
 import pytest
 
 from nurture.errors import TokenError
-from nurture.tokens import Claim, Purpose, Signer
+from nurture.track.tokens import Claim, Purpose, Signer
 
 SECRET = "test-secret-key"
 ALPHABET = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from nurture import program
 from nurture.errors import NurtureError
-from nurture.message import Envelope
 from nurture.models import FeedItem, SendState
+from nurture.render.message import Envelope
 from nurture.runtime import smtp_mailer
 from nurture.send.outbox import ClaimedSend, Outbox, Result
 from nurture.settings import Settings

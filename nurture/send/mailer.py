@@ -11,7 +11,7 @@ from typing import Protocol
 import aiosmtplib
 
 from nurture.errors import DeliveryError
-from nurture.message import Envelope
+from nurture.render.message import Envelope
 
 Ready = Callable[[], Awaitable[None]]  # awaited before the server may take the message
 

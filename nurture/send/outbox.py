@@ -30,9 +30,9 @@ from sqlalchemy import Connection, bindparam, delete, func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from nurture import scoring
 from nurture.models import EventKind, FeedItem, ResultLogMark, Send, SendItem, SendState, Suppression
 from nurture.program import Due
+from nurture.score import rules as scoring
 from nurture.send import resultlog
 from nurture.settings import Delivery, Scoring
 from nurture.store import Hit, Store

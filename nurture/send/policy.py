@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from nurture.errors import DeliveryError
-from nurture.message import Envelope
 from nurture.models import SendState
+from nurture.render.message import Envelope
 from nurture.send.mailer import Mailer, Ready
 from nurture.settings import Delivery
 

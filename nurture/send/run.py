@@ -201,7 +201,7 @@ class Dispatch:
     async def _store_logged(self, rules: Scoring, over: asyncio.Event) -> None:
         """Until the lanes are done, store what the run's log holds every STORE_SECONDS. The builder stores
         it before each claim, which a slow run (a low rate limit) seldom makes; the judge counts no hit
-        of a message whose result is not stored yet (nurture.machines: "during delivery")."""
+        of a message whose result is not stored yet (nurture.score.machines: "during delivery")."""
         if self.log_path is None:
             return
         while not over.is_set():

@@ -13,7 +13,7 @@ from starlette.routing import Route
 from nurture.errors import TokenError
 from nurture.server.http import check_admin, handoff_task, now
 from nurture.server.pages import _threshold, page
-from nurture.tracking import Tracking
+from nurture.track.actions import Tracking
 
 SANDBOX = {"Content-Security-Policy": "sandbox; default-src 'none'; img-src * data:; style-src 'unsafe-inline'"}
 

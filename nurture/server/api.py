@@ -17,11 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from nurture import scoring
 from nurture.engine import Engine
 from nurture.errors import InputError, NurtureError
 from nurture.intake import new_lead
 from nurture.models import EventKind, Lead
+from nurture.score import rules as scoring
 from nurture.server.http import now
 from nurture.server.pages import page
 from nurture.store import Hit

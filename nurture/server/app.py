@@ -19,10 +19,10 @@ from starlette.templating import Jinja2Templates
 
 from nurture.engine import Engine
 from nurture.errors import InputError, TokenError, UnknownLead
-from nurture.judging import Judging, Supervisor
 from nurture.server import admin, api, pages, preview
 from nurture.server.hot import HotPath
-from nurture.tracking import Tracking
+from nurture.server.judge_loop import Judging, Supervisor
+from nurture.track.actions import Tracking
 
 log = logging.getLogger(__name__)
 

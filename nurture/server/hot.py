@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
 from nurture.errors import TokenError
-from nurture.tracking import Request, Tracking
+from nurture.track.actions import Request, Tracking
 
 log = logging.getLogger(__name__)
 

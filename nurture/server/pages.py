@@ -8,8 +8,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from nurture.server.http import now
-from nurture.tokens import Purpose
-from nurture.tracking import Tracking
+from nurture.track.actions import Tracking
+from nurture.track.tokens import Purpose
 
 
 def page(request: Request, name: str, status_code: int = 200, background: BackgroundTask | None = None,

@@ -1,6 +1,6 @@
 """The queries about leads, events, hand-offs, feeds and the sink. Two hot paths keep their own SQL
 beside them: the outbox (nurture.send.outbox) and the tracking server's journal and judge
-(nurture.journal, nurture.judge).
+(nurture.track.journal, nurture.score.judge).
 
 Write transactions that decide something (a credit, a stage change, a hand-off) lock the lead first:
 `SELECT ... FOR UPDATE` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite. That is what makes concurrent

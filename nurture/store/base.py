@@ -20,7 +20,7 @@ from nurture.models import (
     EventKind,
     Suppression,
 )
-from nurture.scoring import Credit
+from nurture.score.rules import Credit
 
 SUPPRESSION_EVENTS = {Suppression.UNSUBSCRIBED: EventKind.UNSUBSCRIBE, Suppression.BOUNCED: EventKind.BOUNCE,
                       Suppression.COMPLAINED: EventKind.COMPLAINT}

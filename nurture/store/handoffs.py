@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from nurture import scoring
 from nurture.errors import InputError
 from nurture.models import (
     Handoff,
@@ -17,6 +16,7 @@ from nurture.models import (
     Outcome,
     Stage,
 )
+from nurture.score import rules as scoring
 from nurture.settings import Scoring
 from nurture.store.ledger import Ledger
 

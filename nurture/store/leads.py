@@ -31,7 +31,7 @@ NEWEST = select(FeedItem).order_by(col(FeedItem.published).desc(), col(FeedItem.
 
 
 class Profile(NamedTuple):
-    """What choosing a lead's digest needs of it (nurture.content.digests)."""
+    """What choosing a lead's digest needs of it (nurture.content.digest.digests)."""
 
     id: int
     interests: list[str]

@@ -12,7 +12,6 @@ from sqlalchemy import Connection, bindparam, func, insert, update
 from sqlalchemy import select as core_select  # for table columns; sqlmodel's select is for models
 from sqlmodel import Session, col, select
 
-from nurture import scoring
 from nurture.errors import InputError, UnknownLead
 from nurture.models import (
     PENDING_HITS,
@@ -23,6 +22,7 @@ from nurture.models import (
     Stage,
     Suppression,
 )
+from nurture.score import rules as scoring
 from nurture.settings import Scoring
 from nurture.store.base import MQL_ONLY, SUPPRESSION_EVENTS, Base, Hit, Recorded, chunked
 

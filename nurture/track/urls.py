@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nurture.tokens import Purpose, Signer
+from nurture.track.tokens import Purpose, Signer
 
 
 class Urls:

@@ -3,7 +3,7 @@
 A hit is answered only once it is committed, so none is lost; but concurrent hits share one
 transaction (a group commit), written with the driver's own executemany and nothing else, so that the
 pixel answers at nearly the speed of a bare endpoint. Judging the stored hits (machine or person,
-points, hand-offs) is nurture.judge's work, after the answer.
+points, hand-offs) is nurture.score.judge's work, after the answer.
 
 A click must redirect to the link's URL, which comes from the stored message, never from the request;
 messages that went out never change, so their links are kept in memory.

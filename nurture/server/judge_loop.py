@@ -15,7 +15,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from nurture.engine import Engine
-from nurture.judge import Judge, Judged
+from nurture.score.judge import Judge, Judged
 from nurture.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,34 +1,14 @@
-"""What a template sees: the lead, its items, the calls to action and the URLs of the email."""
+"""Choosing a lead's digest: the newest items of its feeds it was never sent, each feed taking turns."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
-from nurture.feeds import Catalog, mix
+from nurture.content.catalog import Catalog, mix
 from nurture.models import FeedItem, Lead
-from nurture.render import TrackedHtml, TrackedText
-from nurture.settings import Settings
 from nurture.store import Store
 from nurture.store.leads import Profile
-from nurture.textpart import text_and_links
-
-
-@dataclass(frozen=True)
-class ItemView:
-    title: str
-    link: str
-    summary: TrackedHtml  # sanitized when the feed was read; its links are tracked when printed
-    summary_text: TrackedText
-    published: datetime
-    feed: str
-
-
-def item_view(item: FeedItem) -> ItemView:
-    return ItemView(item.title, item.link, TrackedHtml.of(item.summary),
-                    TrackedText.of(*text_and_links(item.summary)), item.published, item.feed)
 
 
 def digest_items(store: Store, catalog: Catalog, lead: Lead, limit: int) -> list[FeedItem]:
@@ -52,26 +32,6 @@ def digests(store: Store, catalog: Catalog, leads: Sequence[Lead | Profile], lim
     return found
 
 
-def context(settings: Settings, lead: Lead, items: list[FeedItem], **urls: str) -> dict[str, Any]:
-    """The variables of a nurture email for one lead."""
-    return {
-        "lead": lead,
-        "items": [item_view(item) for item in items],
-        "company": settings.mail.company,
-        "website": settings.mail.website,
-        "postal_address": settings.mail.postal_address,
-        "cta": settings.mail.calls_to_action,
-        **urls,
-    }
-
-
-def sample_lead(email: str = "sample@example.com") -> Lead:
-    """A lead for previews and lint when no real one is named."""
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    return Lead(id=0, email=email, first_name="Sam", last_name="Sample", company="Example Corp",
-                industry="finance", interests=["cloud", "security"], cycle_started_at=now, created_at=now)
-
-
 def sample_items(now: datetime, count: int = 3) -> list[FeedItem]:
     """Items for lint and the bench when no feed is at hand: a link in each summary, as feeds have."""
     return [FeedItem(id=-number, feed="sample", guid=f"sample-{number}", title=f"Sample article {number}",
@@ -80,3 +40,4 @@ def sample_items(now: datetime, count: int = 3) -> list[FeedItem]:
                              'rel="noopener noreferrer">a link</a>.</p>',
                      published=now - timedelta(days=number), fetched_at=now)
             for number in range(1, count + 1)]
+

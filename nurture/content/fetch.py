@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from nurture.feeds import Catalog, FetchConfig
+from nurture.content.catalog import Catalog, FetchConfig
 
 USER_AGENT = "nurture-feeds/0.1 (+https://github.com/nurture)"
 ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"

@@ -1,8 +1,8 @@
 """Judging stored hits: which are a person's, what they earn, and which leads reach sales.
 
-The tracking server stores each open and click as it comes (nurture.journal), answering once it is
+The tracking server stores each open and click as it comes (nurture.track.journal), answering once it is
 stored. The judge takes the stored hits in the order they arrived, a batch per transaction, and turns each into an
-Event: classified by nurture.machines, credited by nurture.scoring; the leads' scores move by what was
+Event: classified by nurture.score.machines, credited by nurture.score.rules; the leads' scores move by what was
 counted, and a lead that reaches its threshold is qualified exactly once. The batch leaves the journal
 once its events are written, and an event carries its hit's key, so no hit is judged twice.
 
@@ -23,8 +23,9 @@ from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from nurture import machines, scoring
 from nurture.models import PENDING_HITS, Event, EventKind, Lead, Send, SendState, Stage
+from nurture.score import machines
+from nurture.score import rules as scoring
 from nurture.settings import Scoring
 from nurture.store import Store
 from nurture.store.ledger import ADD_POINTS, HELD_CREDITS

@@ -8,8 +8,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
-from nurture.feeds import Catalog, Parsed, parse
-from nurture.fetch import Fetched, Validators, fetch_all
+from nurture.content.catalog import Catalog, Parsed, parse
+from nurture.content.fetch import Fetched, Validators, fetch_all
 from nurture.models import FeedItem, FeedState
 from nurture.store import Store
 

@@ -117,9 +117,7 @@ def _checksum(text: str) -> str:
 
 @cache
 def _code_version() -> str:
-    from nurture import inline, render
-
-    parts = [Path(module.__file__ or "").read_bytes() for module in (inline, render)]
+    parts = [path.read_bytes() for path in sorted(Path(__file__).parent.glob("*.py"))]  # the code that compiles
     parts += [f"{name} {metadata.version(name)}".encode() for name in CODE]
     parts.append(sys.version.encode())
     return hashlib.sha256(b"".join(hashlib.sha256(part).digest() for part in parts)).hexdigest()[:16]

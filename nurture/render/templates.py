@@ -22,9 +22,9 @@ from jinja2 import meta
 from markupsafe import Markup, escape
 
 from nurture.errors import TemplateProblem
-from nurture.inline import inline_blocks, inline_document, inline_fragment, stylesheet, track_links
-from nurture.templatecache import TemplateCache
-from nurture.textpart import html_to_text
+from nurture.render.cache import TemplateCache
+from nurture.render.inline import inline_blocks, inline_document, inline_fragment, stylesheet, track_links
+from nurture.render.textpart import html_to_text
 
 LAYOUT = "layout.html"
 EXTENDS = re.compile(r"\{%-?\s*extends\s")
@@ -134,7 +134,7 @@ def _track_href(context: jinja2.runtime.Context, value: str) -> Markup:
 
 
 class TemplateLoader(jinja2.FileSystemLoader):
-    """Loads templates compiled for sending: links tracked, and the layout's CSS inlined (see nurture.inline),
+    """Loads templates compiled for sending: links tracked, and the layout's CSS inlined (see nurture.render.inline),
     which `cache` keeps from one process to the next."""
 
     def __init__(self, searchpath: list[str], inline_css: bool, cache: TemplateCache):

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from nurture import scoring
 from nurture.models import Event, Lead, Send, Stage
+from nurture.score import rules as scoring
 from nurture.settings import Scoring
 from nurture.store import Store
 

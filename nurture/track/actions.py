@@ -1,8 +1,8 @@
 """Opens, clicks, unsubscribes and preference changes, from a verified token to a recorded event.
 
 The server's handlers parse the request and call these. Opens and clicks are stored in group commits
-by nurture.journal and judged afterwards by nurture.judge, whose decisions (is it a machine, what is the
-credit) are made by the pure functions of nurture.machines and nurture.scoring.
+by nurture.track.journal and judged afterwards by nurture.score.judge, whose decisions (is it a machine, what is the
+credit) are made by the pure functions of nurture.score.machines and nurture.score.rules.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from typing import NamedTuple
 
 from starlette.concurrency import run_in_threadpool
 
+from nurture.content.catalog import Catalog
 from nurture.errors import InputError, TokenError
-from nurture.feeds import Catalog
-from nurture.journal import Arrival, Journal
 from nurture.models import Event, Handoff, Lead, Outcome, Send, Suppression
 from nurture.settings import Settings
 from nurture.store import Store
-from nurture.tokens import Purpose, Signer
+from nurture.track.journal import Arrival, Journal
+from nurture.track.tokens import Purpose, Signer
 
 log = logging.getLogger(__name__)
 
