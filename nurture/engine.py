@@ -1,77 +1,54 @@
 """One tick of nurture: enqueue what is due, deliver the outbox, hand qualified leads to sales.
 
-The engine ties the stages together over its ports (store, mailer, renderer); the clock is read once
-by the caller and handed in as `now`.
+The engine ties the stages together over its ports (store, mailer, composer); the clock is read once
+by the caller and handed in as `now`. Each stage is given the small things it needs, never the engine.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from nurture import program
-from nurture.content import digest as content
+from nurture.content import digest
 from nurture.content.catalog import Catalog, load_catalog
 from nurture.content.refresh import FeedResult, refresh
-from nurture.handoff import summary as handoff
-from nurture.models import EventKind, FeedItem, Lead, Send, Stage
-from nurture.render.cache import TemplateCache
-from nurture.render.message import Envelope, build, domain_of, message_id
+from nurture.handoff.mail import HandoffMail
+from nurture.models import EventKind, Stage
+from nurture.render.composer import Composer
 from nurture.render.templates import Renderer
-from nurture.render.variables import email_variables
 from nurture.score import rules as scoring
 from nurture.send.mailer import Mailer
-from nurture.send.outbox import ClaimedSend, Outbox
-from nurture.send.run import Dispatch, Enqueuer, Progress
+from nurture.send.outbox import Outbox
+from nurture.send.run import Dispatch, Enqueuer, Progress, Report, off_loop
 from nurture.settings import Settings
 from nurture.store import Hit, Store
-from nurture.track.tokens import Signer
-from nurture.track.urls import Urls
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
-STALE_HANDOFF = timedelta(minutes=10)
-
-
-@dataclass
-class Report:
-    """What one pass did, for the command line and the logs."""
-
-    enqueued: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    sent: list[str] = field(default_factory=list)
-    deferred: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    handoffs: list[str] = field(default_factory=list)
-    paused: str | None = None  # why delivery stopped early
+__all__ = ["Engine", "Report"]
 
 
 class Engine:
-    def __init__(self, settings: Settings, store: Store, mailer: Mailer, renderer: Renderer | None = None,
+    def __init__(self, settings: Settings, store: Store, mailer: Mailer, composer: Composer | None = None,
                  catalog: Catalog | None = None):
         self.settings = settings
         self.store = store
         self.mailer = mailer
-        self.renderer = renderer or Renderer(settings.templates_dir, settings.program.default_locale,
-                                             cache=TemplateCache.under(settings.cache_dir))
+        self.composer = composer or Composer.from_settings(settings)
         self.catalog = catalog or load_catalog(settings.feeds_file)
-        self.urls = Urls(settings.base_url, Signer(settings.secret_key))
-        self.domain = domain_of(settings.mail.from_email)
         self.outbox = Outbox(store)
+        self.handoffs = HandoffMail(settings, store, mailer, self.composer)
         self.serving = False  # its event loop serves the tracking server too (create_app): see off_loop
 
+    @property
+    def renderer(self) -> Renderer:
+        return self.composer.renderer
+
     async def off_loop(self, work: Callable[..., T], *args: Any) -> T:
-        """Do blocking store work (thousands of leads: up to a second) in a thread where the event loop
-        serves the tracking server too, so that a tick never holds up its answers; at once in a run of
-        its own, which may fork its builder only while it has a single thread (nurture.send.builder)."""
-        if self.serving:
-            return await asyncio.to_thread(work, *args)
-        return work(*args)
+        """Blocking store work, in a thread while this engine's loop serves the tracking server too."""
+        return await off_loop(self.serving, work, *args)
 
     # the program
 
@@ -85,13 +62,13 @@ class Engine:
         emails = self.store.emails_by_id([step.lead_id for step in steps])
         readers = self.store.profiles_by_id([step.lead_id for step in steps if step.template == program.DIGEST])
         size, at_least = self.settings.program.items_per_digest, self.settings.program.min_new_items
-        items = content.digests(self.store, self.catalog, list(readers.values()), size)
+        items = digest.digests(self.store, self.catalog, list(readers.values()), size)
         chosen: list[tuple[program.Due, list[int]]] = []
         skipped: list[int] = []
         for step in steps:
-            digest = step.template == program.DIGEST
-            item_ids = [item.id for item in items[step.lead_id] if item.id is not None] if digest else []
-            if digest and len(item_ids) < at_least:
+            is_digest = step.template == program.DIGEST
+            item_ids = [item.id for item in items[step.lead_id] if item.id is not None] if is_digest else []
+            if is_digest and len(item_ids) < at_least:
                 skipped.append(step.lead_id)
                 report.skipped.append(f"{emails[step.lead_id]}: digest {step.step} skipped, no new matching items")
                 continue
@@ -128,28 +105,10 @@ class Engine:
 
     async def deliver(self, now: datetime, report: Report, progress: Progress | None = None) -> None:
         """Deliver everything the outbox holds for `now`, `smtp.concurrency` messages at a time."""
-        await Dispatch(self, now, report, progress).run()
+        await self._dispatch(now, report, progress).run()
 
-    def compose(self, send: Send | ClaimedSend, lead: Lead, items: list[FeedItem]) -> tuple[Envelope, dict[str, Any]]:
-        """Render and build one send's message (no I/O); also return what the outbox keeps about it."""
-        assert send.id is not None and lead.id is not None
-        send_id = send.id
-        unsubscribe = self.urls.unsubscribe(lead.id)
-        variables = email_variables(self.settings, lead, items, unsubscribe_url=unsubscribe,
-                                    preferences_url=self.urls.preferences(lead.id))
-        rendered = self.renderer.render(send.template, lead.locale, variables,
-                                        url_for=lambda link: self.urls.click(send_id, link),
-                                        pixel_url=self.urls.pixel(send_id))
-        mid = message_id(self.settings.secret_key, "send", send_id, self.domain)
-        envelope = build(
-            sender=self.settings.mail.from_email, to=lead.email, subject=rendered.subject,
-            html=rendered.html, text=rendered.text, message_id=mid, date=send.created_at,
-            headers={"List-Unsubscribe": f"<{unsubscribe}>",
-                     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
-        )
-        description = {"message_id": mid, "subject": rendered.subject,
-                       "links": [link.as_dict() for link in rendered.links]}
-        return envelope, description
+    def _dispatch(self, now: datetime, report: Report, progress: Progress | None) -> Dispatch:
+        return Dispatch(self.settings, self.composer, self.store, self.mailer, now, report, progress, self.serving)
 
     async def send_due(self, now: datetime, dry_run: bool = False, progress: Progress | None = None) -> Report:
         """One pass of the program: enqueue what is due, deliver the outbox, deliver hand-offs."""
@@ -162,7 +121,7 @@ class Engine:
             return report
         await self.off_loop(self.apply_rules, now)
         steps = await self.off_loop(self.plan, now)
-        dispatch = Dispatch(self, now, report, progress)
+        dispatch = self._dispatch(now, report, progress)
         first = self.settings.delivery.batch_size
         with dispatch.builder(len(steps)):  # a long run's builder gets ready while the first batch is enqueued
             await self.off_loop(self.enqueue_due, now, report, steps[:first])
@@ -186,35 +145,10 @@ class Engine:
     # hand-offs
 
     async def deliver_handoffs(self, now: datetime, report: Report | None = None) -> None:
-        self.store.release_stale_handoffs(datetime.now(UTC) - STALE_HANDOFF)  # a worker died while sending
-        for pending in self.store.pending_handoffs():
-            assert pending.id is not None
-            await self.deliver_handoff(pending.id, now, report)
+        await self.handoffs.deliver_all(now, report)
 
     async def deliver_handoff(self, handoff_id: int, now: datetime, report: Report | None = None) -> bool:
-        """Send the hand-off mail once; a failed attempt leaves it pending for the next tick."""
-        mid = message_id(self.settings.secret_key, "handoff", handoff_id, self.domain)
-        if not self.store.claim_handoff(handoff_id, mid):
-            return False
-        record = self.store.handoff(handoff_id)
-        assert record is not None
-        lead = self.store.lead(record.lead_id)
-        try:
-            variables = handoff.context(self.settings, lead, record, self.store.events_of(record.lead_id),
-                                        self.store.sends_of(record.lead_id), self.urls.profile(handoff_id))
-            rendered = self.renderer.render("handoff", self.settings.program.default_locale, variables)
-            envelope = build(sender=self.settings.mail.from_email, to=self.settings.sales.email,
-                             subject=rendered.subject, html=rendered.html, text=rendered.text,
-                             message_id=mid, date=now, headers={"Reply-To": lead.email})
-            await self.mailer.send(envelope)
-        except Exception as error:  # noqa: BLE001 - whatever went wrong, the hand-off must stay pending
-            log.warning("hand-off %s for %s not delivered: %s: %s", handoff_id, lead.email, type(error).__name__, error)
-            self.store.finish_handoff(handoff_id, delivered=False, now=now)
-            return False
-        self.store.finish_handoff(handoff_id, delivered=True, now=now)
-        if report is not None:
-            report.handoffs.append(f"{lead.email}: hand-off to {self.settings.sales.email} (score {record.score})")
-        return True
+        return await self.handoffs.deliver(handoff_id, now, report)
 
     # feeds
 

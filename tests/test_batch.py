@@ -22,6 +22,7 @@ import pytest
 from nurture.engine import Engine, Report
 from nurture.errors import DeliveryError
 from nurture.models import Lead, SendState, Suppression
+from nurture.render.composer import Composer
 from nurture.render.message import Envelope
 from nurture.send import batch
 from nurture.send import builder as workshop_
@@ -99,7 +100,7 @@ def test_messages_built_in_a_process_are_the_messages_built_here(settings: Setti
         assert lead.id is not None
         [send] = store.sends_of(lead.id)
         assert send.state is SendState.SENT and send.message_id == envelope.message_id
-        rebuilt, described = engine.compose(send, lead, [])
+        rebuilt, described = engine.composer.compose(send, lead, [])
         assert rebuilt == envelope and send.subject == described["subject"] and send.links == described["links"]
     [refused] = store.sends_of(min(leads))
     assert refused.state is SendState.FAILED and refused.error == "lead is unsubscribed"
@@ -303,7 +304,7 @@ def test_an_empty_batch_claimed_before_the_last_sends_were_enqueued_does_not_end
         settings: Settings, store: Store) -> None:
     async def take_all() -> list[Any]:
         enqueuing = asyncio.get_running_loop().create_future()
-        preparer = batch.Preparer(Engine(settings, store, MemoryMailer()), Outbox(store), T0)
+        preparer = batch.Preparer(settings, Composer.from_settings(settings), store, Outbox(store), T0)
         backlog = batch.Backlog(ScriptedWorkshop(preparer, [[], ["a", "b"]]), enqueuing)  # type: ignore[arg-type]
         enqueuing.set_result(None)  # done after the first (empty) batch was asked for, before it is looked at
         taken = []
@@ -361,7 +362,8 @@ def test_the_builder_builds_at_idle_priority_and_claims_at_normal_priority(setti
     engine.enqueue_due(T0, Report())
 
     async def main() -> tuple[set[str | None], int]:
-        workshop = workshop_.Workshop(batch.Preparer(engine, Outbox(store), T0), in_process=True)
+        preparer = batch.Preparer(engine.settings, engine.composer, store, Outbox(store), T0)
+        workshop = workshop_.Workshop(preparer, in_process=True)
         try:
             built = await workshop.submit()
             assert workshop.builder_pid is not None
@@ -389,7 +391,8 @@ def test_a_sender_that_waits_hurries_the_builder(settings: Settings, store: Stor
     engine.enqueue_due(T0, Report())
 
     async def main() -> list[int]:
-        workshop = workshop_.Workshop(batch.Preparer(engine, Outbox(store), T0), in_process=True)
+        preparer = batch.Preparer(engine.settings, engine.composer, store, Outbox(store), T0)
+        workshop = workshop_.Workshop(preparer, in_process=True)
         try:
             assert workshop.builder_pid is not None
             pid = await asyncio.wrap_future(workshop.builder_pid)
@@ -462,7 +465,7 @@ engine.enqueue_due(T0, Report())
 threading.Thread(target=threading.Event().wait, daemon=True).start()  # as `nurture run` has
 
 async def main():
-    workshop = Workshop(Preparer(engine, Outbox(store), T0), in_process=True)
+    workshop = Workshop(Preparer(engine.settings, engine.composer, store, Outbox(store), T0), in_process=True)
     print(await asyncio.wrap_future(workshop.builder_pid), flush=True)
     await asyncio.sleep(60)
 

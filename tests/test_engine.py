@@ -90,7 +90,7 @@ def test_the_message_id_is_the_same_when_a_send_is_built_again(engine: Engine) -
     assert engine.outbox.enqueue(step, T0) is True
     send = engine.store.sends_of(1)[0]
     lead = engine.store.lead(1)
-    (first, _), (second, _) = engine.compose(send, lead, []), engine.compose(send, lead, [])
+    (first, _), (second, _) = engine.composer.compose(send, lead, []), engine.composer.compose(send, lead, [])
     assert first.message_id == second.message_id and first.data == second.data
     assert engine.outbox.enqueue(step, T0) is False  # the step exists once
 
@@ -152,7 +152,7 @@ def test_a_hand_off_whose_mail_cannot_be_built_stays_pending(engine: Engine, mai
     def broken(*args: object, **kwargs: object) -> None:
         raise UnicodeEncodeError("ascii", "ü", 0, 1, "not ascii")
 
-    monkeypatch.setattr("nurture.engine.build", broken)
+    monkeypatch.setattr("nurture.handoff.mail.build", broken)
     assert asyncio.run(engine.deliver_handoff(handoff_id, T0)) is False
     assert engine.store.handoff(handoff_id).state is HandoffState.PENDING  # type: ignore[union-attr]
     monkeypatch.undo()
@@ -175,14 +175,14 @@ def test_an_unexpected_error_building_one_message_fails_that_send_alone(engine: 
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     for n in range(3):
         make_lead(engine.store, email=f"lead{n}@example.com")
-    compose = engine.compose
+    compose = engine.composer.compose
 
     def flaky(send, lead, items):  # type: ignore[no-untyped-def]
         if lead.email == "lead1@example.com":
             raise RuntimeError("boom")
         return compose(send, lead, items)
 
-    monkeypatch.setattr(engine, "compose", flaky)
+    monkeypatch.setattr(engine.composer, "compose", flaky)
     report = tick(engine)
     assert len(report.sent) == 2 and len(report.failed) == 1
     states = {engine.store.lead(send.lead_id).email: send.state for n in (1, 2, 3) for send in engine.store.sends_of(n)}

@@ -43,7 +43,7 @@ def test_a_renewal_extends_the_leases_of_its_worker_only(store: Store) -> None:
 
 
 def test_a_failed_renewal_does_not_end_the_renewals(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    dispatch = Dispatch(engine, T0, Report())
+    dispatch = Dispatch(engine.settings, engine.composer, engine.store, engine.mailer, T0, Report())
     dispatch.policy = dispatch.policy.model_copy(update={"lease_seconds": 0.03})
     calls: list[int] = []
 

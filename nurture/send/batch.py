@@ -18,17 +18,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nurture import program
 from nurture.errors import NurtureError
 from nurture.models import FeedItem, SendState
+from nurture.render.composer import Composer
 from nurture.render.message import Envelope
-from nurture.runtime import smtp_mailer
 from nurture.send.outbox import ClaimedSend, Outbox, Result
 from nurture.settings import Settings
 from nurture.store import Store
 
 if TYPE_CHECKING:
-    from nurture.engine import Engine
     from nurture.send.builder import Workshop
 
 log = logging.getLogger(__name__)
@@ -70,42 +68,43 @@ class Preparer:
     groups of a batch, a transaction the sender need not wait for.
     """
 
-    def __init__(self, engine: Engine, outbox: Outbox, now: datetime, log: Path | None = None):
-        self.engine = engine
+    def __init__(self, settings: Settings, composer: Composer, store: Store, outbox: Outbox, now: datetime,
+                 log: Path | None = None):
+        self.composer = composer
+        self.settings = settings
+        self.store = store
         self.outbox = outbox
         self.now = now
         self.log = log
-        self.policy = engine.settings.delivery
+        self.policy = self.settings.delivery
         self.quietly: Callable[[], AbstractContextManager[object]] = nullcontext  # how to build (see _idle_priority)
         self.items: dict[int, FeedItem] = {}  # the feed items of this run's sends read so far, by id
 
     def recipe(self) -> Recipe:
         """What a process started afresh needs to build as this preparer does."""
-        return Recipe(self.engine.settings, self.engine.store.url, self.outbox.worker, self.now, self.log)
+        return Recipe(self.settings, self.store.url, self.outbox.worker, self.now, self.log)
 
     @classmethod
     def from_recipe(cls, recipe: Recipe) -> Preparer:
-        """A preparer made from a recipe, in another process: its own store and renderer, the same worker."""
-        from nurture.engine import Engine  # the engine runs its batches through this module
-
+        """A preparer made from a recipe, in another process: its own store and templates, the same worker."""
         store = Store(recipe.database_url)
-        engine = Engine(recipe.settings, store, smtp_mailer(recipe.settings))  # the mailer is never used here
-        return cls(engine, Outbox(store, recipe.worker), recipe.now, recipe.log)
+        return cls(recipe.settings, Composer.from_settings(recipe.settings), store, Outbox(store, recipe.worker),
+                   recipe.now, recipe.log)
 
     def warm(self) -> None:
         """Compile the program's templates in the default locale before the first claim needs them."""
-        self.engine.renderer.warm((program.CONFIRMATION, program.DIGEST), self.engine.settings.program.default_locale)
+        self.composer.warm()
 
     def next(self, size: int | None = None) -> list[Prepared]:
         """The next batch (of `size`, or the policy's batch size), built; empty when nothing is left to claim."""
         while True:
             if self.log is not None and self.log.exists():
-                self.outbox.apply_log(self.log, self.engine.settings.scoring)
+                self.outbox.apply_log(self.log, self.settings.scoring)
             sends = self.outbox.claim(size or self.policy.batch_size, self.now, self.policy.lease_seconds)
             if not sends:
                 return []
             with self.quietly():  # reads take no lock
-                leads = self.engine.store.leads_by_id([send.lead_id for send in sends])
+                leads = self.store.leads_by_id([send.lead_id for send in sends])
                 items = self.outbox.items([send.id for send in sends], self.items)
                 built = [self._build(send, leads[send.lead_id], items.get(send.id, [])) for send in sends
                          if leads[send.lead_id].suppressed is None]
@@ -113,14 +112,14 @@ class Preparer:
             suppressed = [Result(send, SendState.FAILED, f"lead is {reason.value}") for send in sends
                           if (reason := leads[send.lead_id].suppressed) is not None]
             if suppressed:
-                self.outbox.finish(suppressed, self.now, self.engine.settings.scoring, self.policy)
+                self.outbox.finish(suppressed, self.now, self.settings.scoring, self.policy)
             if built:
                 return [prepared for prepared, _ in built]
 
     def _build(self, send: ClaimedSend, lead: Any, items: list[Any]) -> tuple[Prepared, dict[str, Any] | None]:
         """The send with its message, and what the message carries (None when it could not be built)."""
         try:
-            envelope, described = self.engine.compose(send, lead, items)
+            envelope, described = self.composer.compose(send, lead, items)
         except Exception as broken:  # noqa: BLE001 - one message that cannot be built never stops the run
             if not isinstance(broken, NurtureError):
                 log.exception("send %s failed", send.id)

@@ -34,7 +34,7 @@ class Workshop:
     The process is forked from this one while it runs a single thread (`nurture send-due`): it starts at
     once and shares what is loaded. With other threads about (`nurture run`'s scheduler and server), a
     lock one of them held at the fork would stay locked forever in the child; the process is then
-    forked from multiprocessing's fork server instead, and builds its own engine from the settings.
+    forked from multiprocessing's fork server instead, and makes its own store and composer from the settings.
     """
 
     def __init__(self, preparer: Preparer, in_process: bool):
@@ -102,19 +102,19 @@ def start_fork_server() -> None:
 
 def _fork_server() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__, "nurture.engine"])  # each builder starts with nurture loaded
+    context.set_forkserver_preload([__name__, "nurture.render.composer"])  # each builder starts with nurture loaded
     return context
 
 
 def _adopt(preparer: Preparer, sender: int) -> None:
     """Start of a forked builder: its own database connections, never the sender's. It is orphaned once
     its parent, the sender, is gone."""
-    preparer.engine.store.after_fork()
+    preparer.store.after_fork()
     _start_building(preparer, lambda: os.getppid() != sender)
 
 
 def _adopt_recipe(recipe: Recipe, lifeline: Connection) -> None:
-    """Start of a builder forked from the fork server: an engine of its own, from the settings. Its parent
+    """Start of a builder forked from the fork server: a store and composer of its own, from the settings. Its parent
     is the fork server, which outlives the sender as long as any of its children runs: the builder is
     orphaned once the sender's end of `lifeline` closes."""
     _start_building(Preparer.from_recipe(recipe), lifeline.poll)

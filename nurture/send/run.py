@@ -8,8 +8,9 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nurture.models import SendState
 from nurture.send import resultlog
@@ -21,8 +22,10 @@ from nurture.send.resultlog import ResultLog
 from nurture.store.groupcommit import GroupCommit
 
 if TYPE_CHECKING:
-    from nurture.engine import Engine, Report
-    from nurture.settings import Scoring
+    from nurture.render.composer import Composer
+    from nurture.send.mailer import Mailer
+    from nurture.settings import Scoring, Settings
+    from nurture.store import Store
 
 log = logging.getLogger(__name__)
 PROCESS_AFTER_BATCHES = 2  # a run of more batches than this builds its messages in a process of its own
@@ -30,24 +33,54 @@ STORE_SECONDS = 1.0  # a run's log reaches the outbox at least this often, howev
 Stored = asyncio.Future[None]  # a result handed to the run's results: done once it is recorded
 Progress = Callable[[int, int, bool], None]  # (messages done in this run, messages to do, a batch just ended)
 Enqueuer = Callable[[threading.Event, Callable[[int], None]], None]  # (stop, enqueued(count)): on a thread
+T = TypeVar("T")
+
+
+@dataclass
+class Report:
+    """What one pass did, for the command line and the logs."""
+
+    enqueued: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    sent: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    handoffs: list[str] = field(default_factory=list)
+    paused: str | None = None  # why delivery stopped early
+
+
+async def off_loop(threaded: bool, work: Callable[..., T], *args: Any) -> T:
+    """Do blocking store work (thousands of leads: up to a second) in a thread where the event loop
+    serves the tracking server too (`threaded`), so that a run never holds up its answers; at once in a
+    run of its own, which may fork its builder only while it has a single thread (nurture.send.builder)."""
+    if threaded:
+        return await asyncio.to_thread(work, *args)
+    return work(*args)
 
 
 class Dispatch:
-    def __init__(self, engine: Engine, now: datetime, report: Report, progress: Progress | None = None):
-        self.engine = engine
-        self.policy = engine.settings.delivery
-        self.outbox = Outbox(engine.store)
+    """A delivery run. It is given what it needs: the settings, the composer that builds messages, the
+    store, the mailer, and whether its event loop serves the tracking server too (`threaded`)."""
+
+    def __init__(self, settings: Settings, composer: Composer, store: Store, mailer: Mailer, now: datetime,
+                 report: Report, progress: Progress | None = None, threaded: bool = False):
+        self.settings = settings
+        self.store = store
+        self.mailer = mailer
+        self.threaded = threaded
+        self.policy = self.settings.delivery
+        self.outbox = Outbox(store)
         self.now = now
         self.report = report
         self.progress = progress
         self.breaker = Breaker(self.policy.pause_after_failures)
         self.pacer = Pacer(self.policy.rate_per_second, self.policy.rate_per_hour)
-        self.sqlite = engine.store.engine.dialect.name == "sqlite"  # a SQLite write is shorter than a hop to a thread
-        folder = resultlog.folder_for(engine.store.url)
+        self.sqlite = store.is_sqlite  # a SQLite write is shorter than a hop to a thread
+        folder = resultlog.folder_for(store.url)
         self.log_path = None if folder is None else resultlog.path_for(folder, self.outbox.worker)  # see _results
         self.results: GroupCommit[Result, None] | ResultLog[Result]  # where the lanes record what they did
         self.stopping = False  # a lane failed: the others finish the send they hold and stop
-        self.preparer = Preparer(engine, self.outbox, now, self.log_path)
+        self.preparer = Preparer(settings, composer, store, self.outbox, now, self.log_path)
         self.workshop: Workshop | None = None  # started before the run by `builder`
 
     @contextmanager
@@ -72,9 +105,9 @@ class Dispatch:
         links) is stored before the message goes out, and building is deterministic, so a send retried
         after a crash carries the same message.
         """
-        rules = self.engine.settings.scoring
-        await self.engine.off_loop(self.outbox.reclaim_orphans, rules)
-        counts = await self.engine.off_loop(self.outbox.counts)
+        rules = self.settings.scoring
+        await off_loop(self.threaded, self.outbox.reclaim_orphans, rules)
+        counts = await off_loop(self.threaded, self.outbox.counts)
         self.total = sum(counts.get(state, 0) for state in (SendState.QUEUED, SendState.DEFERRED, SendState.SENDING))
         self.done = 0
         workshop = self.workshop or Workshop(self.preparer,  # one `builder` started is closed by it
@@ -88,7 +121,7 @@ class Dispatch:
 
     async def _work(self, workshop: Workshop, enqueuing: asyncio.Future[None] | None) -> None:
         """Deliver with the lanes, store every result, and give back what was claimed but not sent."""
-        rules = self.engine.settings.scoring
+        rules = self.settings.scoring
         renewing = asyncio.create_task(self._renew_leases())  # until every result is stored
         try:
             with self._results() as self.results:  # opened after the fork: the builder holds no copy of a log's lock
@@ -105,7 +138,7 @@ class Dispatch:
         if not stored:
             raise failures[0]  # the claims stay with the log: the next run stores it, then gives them back
         if failures or backlog.failure:  # what a failed lane or batch left claimed goes back to the outbox
-            self.done += await self.engine.off_loop(self.outbox.release)
+            self.done += await off_loop(self.threaded, self.outbox.release)
         if failures:
             raise failures[0]
         if self.progress:
@@ -150,7 +183,7 @@ class Dispatch:
     async def _deliver_all(self, backlog: Backlog) -> tuple[list[BaseException], Backlog]:
         """Run the lanes until the outbox is empty or they stop; give back what they never took."""
         try:
-            lanes = (self._lane(backlog) for _ in range(self.engine.settings.smtp.concurrency))
+            lanes = (self._lane(backlog) for _ in range(self.settings.smtp.concurrency))
             outcomes = await asyncio.gather(*lanes, return_exceptions=True)
         finally:
             await self._give_back(await backlog.untaken())
@@ -162,7 +195,7 @@ class Dispatch:
         if self.log_path is None:
             return True
         try:
-            await self.engine.off_loop(self.outbox.conclude_log, self.log_path, rules)
+            await off_loop(self.threaded, self.outbox.conclude_log, self.log_path, rules)
         except Exception:
             if not failures:
                 raise
@@ -184,7 +217,7 @@ class Dispatch:
             finally:
                 logged.close()
             return
-        with self.engine.store.connection(on_loop=self.sqlite) as self.connection:
+        with self.store.connection(on_loop=self.sqlite) as self.connection:
             yield GroupCommit(self._record, on_loop=self.sqlite, attempts=3)
 
     async def _give_back(self, untried: list[Prepared]) -> None:
@@ -259,7 +292,7 @@ class Dispatch:
             return self.results.add(Result(item.send, SendState.QUEUED))  # it tripped while this lane waited
         try:
             await self.pacer.wait()
-            state, error = await attempt(self.engine.mailer, item.envelope, self.policy, ready=ready)
+            state, error = await attempt(self.mailer, item.envelope, self.policy, ready=ready)
         except Exception as broken:  # noqa: BLE001 - one message that cannot go never stops the run
             await ready()  # ...but a result that cannot be stored does
             log.exception("send %s failed", item.send.id)
@@ -285,4 +318,4 @@ class Dispatch:
 
     def _record(self, results: Sequence[Result]) -> None:
         """Write delivery results on the run's own connection: a pool checkout costs as much as the update."""
-        self.outbox.finish(results, self.now, self.engine.settings.scoring, self.policy, self.connection)
+        self.outbox.finish(results, self.now, self.settings.scoring, self.policy, self.connection)

@@ -126,6 +126,10 @@ class Base:
         self.reader = make_engine(url, reads_only=True) if _sqlite_file(url) else self.engine
         self._loop_engine: Engine | None = None  # see connection()
 
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
     def create(self) -> None:
         SQLModel.metadata.create_all(self.engine)
         JOURNAL.create_all(self.journal_engine)

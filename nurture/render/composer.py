@@ -1,0 +1,76 @@
+"""Composing one send's message: the lead's variables rendered into MIME with its tracked links.
+
+A composer is what the delivery run and its builder are given to build messages: it holds the compiled
+templates, the URL signer and the sender's settings, and does no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from nurture import program
+from nurture.models import FeedItem, Lead
+from nurture.render.cache import TemplateCache
+from nurture.render.message import Envelope, build, domain_of, message_id
+from nurture.render.templates import Renderer
+from nurture.render.variables import email_variables
+from nurture.settings import Settings
+from nurture.track.tokens import Signer
+from nurture.track.urls import Urls
+
+
+class Addressed(Protocol):
+    """What composing needs of a send: a queued one, or one claimed for delivery."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def template(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+@dataclass
+class Composer:
+    settings: Settings
+    renderer: Renderer
+    urls: Urls
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Composer:
+        """The templates of `settings` (compiled on first use, kept in its cache_dir) and its signing key."""
+        renderer = Renderer(settings.templates_dir, settings.program.default_locale,
+                            cache=TemplateCache.under(settings.cache_dir))
+        return cls(settings, renderer, Urls(settings.base_url, Signer(settings.secret_key)))
+
+    @property
+    def domain(self) -> str:
+        return domain_of(self.settings.mail.from_email)
+
+    def warm(self) -> None:
+        """Compile the program's templates in the default locale before the first message needs them."""
+        self.renderer.warm((program.CONFIRMATION, program.DIGEST), self.settings.program.default_locale)
+
+    def compose(self, send: Addressed, lead: Lead, items: list[FeedItem]) -> tuple[Envelope, dict[str, Any]]:
+        """Render and build one send's message; also return what the outbox keeps about it (its
+        Message-ID, subject and links). Deterministic: a send built again carries the same message."""
+        assert send.id is not None and lead.id is not None
+        send_id = send.id
+        unsubscribe = self.urls.unsubscribe(lead.id)
+        variables = email_variables(self.settings, lead, items, unsubscribe_url=unsubscribe,
+                                    preferences_url=self.urls.preferences(lead.id))
+        rendered = self.renderer.render(send.template, lead.locale, variables,
+                                        url_for=lambda link: self.urls.click(send_id, link),
+                                        pixel_url=self.urls.pixel(send_id))
+        mid = message_id(self.settings.secret_key, "send", send_id, self.domain)
+        envelope = build(
+            sender=self.settings.mail.from_email, to=lead.email, subject=rendered.subject,
+            html=rendered.html, text=rendered.text, message_id=mid, date=send.created_at,
+            headers={"List-Unsubscribe": f"<{unsubscribe}>",
+                     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+        )
+        description = {"message_id": mid, "subject": rendered.subject,
+                       "links": [link.as_dict() for link in rendered.links]}
+        return envelope, description
