@@ -24,6 +24,7 @@ from nurture.errors import DeliveryError
 from nurture.models import Lead, SendState, Suppression
 from nurture.render.composer import Composer
 from nurture.render.message import Envelope
+from nurture.send import backlog as backlog_
 from nurture.send import batch
 from nurture.send import builder as workshop_
 from nurture.send.mailer import MemoryMailer, Ready
@@ -305,7 +306,7 @@ def test_an_empty_batch_claimed_before_the_last_sends_were_enqueued_does_not_end
     async def take_all() -> list[Any]:
         enqueuing = asyncio.get_running_loop().create_future()
         preparer = batch.Preparer(settings, Composer.from_settings(settings), store, Outbox(store), T0)
-        backlog = batch.Backlog(ScriptedWorkshop(preparer, [[], ["a", "b"]]), enqueuing)  # type: ignore[arg-type]
+        backlog = backlog_.Backlog(ScriptedWorkshop(preparer, [[], ["a", "b"]]), enqueuing)  # type: ignore[arg-type]
         enqueuing.set_result(None)  # done after the first (empty) batch was asked for, before it is looked at
         taken = []
         while (item := await backlog.take()) is not None:
@@ -425,14 +426,14 @@ def test_a_run_stopped_early_gives_back_every_batch_built_ahead(settings: Settin
 def test_the_first_batches_are_small_so_that_delivery_starts_at_once(settings: Settings, store: Store,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     sizes: list[int] = []  # of the batches the lanes took, as they took them
-    original = batch.Backlog._refill
+    original = backlog_.Backlog._refill
 
-    async def refill(self: batch.Backlog) -> None:
+    async def refill(self: backlog_.Backlog) -> None:
         await original(self)
         sizes.append(len(self.items))
 
-    monkeypatch.setattr(batch.Backlog, "_refill", refill)
-    monkeypatch.setattr(batch, "FIRST_BATCH", 1)
+    monkeypatch.setattr(backlog_.Backlog, "_refill", refill)
+    monkeypatch.setattr(backlog_, "FIRST_BATCH", 1)
     engine = small_batches(settings, store, MemoryMailer())
     many(store)
     report = Report()

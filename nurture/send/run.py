@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from nurture.models import SendState
 from nurture.send import resultlog
-from nurture.send.batch import Backlog, Prepared, Preparer
+from nurture.send.backlog import Backlog
+from nurture.send.batch import Prepared, Preparer
 from nurture.send.builder import Workshop
 from nurture.send.outbox import Outbox, Result, final_state
 from nurture.send.policy import Breaker, Pacer, attempt

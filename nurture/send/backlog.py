@@ -1,0 +1,91 @@
+"""The built sends no lane has taken yet: refilled a batch at a time from the builder while the lanes deliver."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+
+from nurture.send.batch import Prepared
+from nurture.send.builder import Workshop
+
+log = logging.getLogger(__name__)
+FIRST_BATCH = 20  # sends: the run's first batch is small, so that delivery starts at once
+RAMP = 3  # each batch after it as much larger, up to the policy's size: each is built while the one before goes
+HURRY_AGAIN_SECONDS = 0.02
+ENQUEUED_AGAIN_SECONDS = 0.02  # an empty claim while sends are being enqueued: claim again after this, or once they are
+
+
+Asked = tuple[asyncio.Future[list[Prepared]], bool]  # a batch to come, and whether it is the last if empty
+
+
+class Backlog:
+    """The built sends no lane has taken yet, refilled a batch at a time while the next ones are built.
+
+    While `enqueuing` is not done, more sends are on their way to the outbox: an empty batch ends the
+    backlog only if it was asked for after they were all enqueued, or once the lanes stop `going`.
+    """
+
+    def __init__(self, workshop: Workshop, enqueuing: asyncio.Future[None] | None = None,
+                 going: Callable[[], bool] = lambda: True):
+        self.workshop = workshop
+        self.enqueuing = enqueuing
+        self.going = going
+        self.items: deque[Prepared] = deque()
+        self.size = min(FIRST_BATCH, workshop.preparer.policy.batch_size)  # of the next batch to ask for
+        self.upcoming: deque[Asked] = deque(self._ask() for _ in range(workshop.ahead))
+        self.refilling = asyncio.Lock()
+        self.exhausted = False
+        self.batches = 0  # batches taken so far
+        self.failure: BaseException | None = None  # a batch that could not be built (its builder died, say)
+
+    async def take(self) -> Prepared | None:
+        """The next send to deliver; None once the outbox has nothing more for this run."""
+        while not self.items and not self.exhausted:
+            async with self.refilling:
+                if not self.items and not self.exhausted:  # another lane may have refilled while this one waited
+                    await self._refill()
+        return self.items.popleft() if self.items else None
+
+    async def _refill(self) -> None:
+        upcoming, last = self.upcoming.popleft()
+        while not upcoming.done():  # hurried again and again: the builder lowers itself for each batch
+            await self.workshop.hurry()
+            await asyncio.wait([upcoming], timeout=HURRY_AGAIN_SECONDS)
+        try:
+            batch = upcoming.result()
+        except BaseException as error:  # this lane tells it; the others find the backlog exhausted
+            self.failure, self.exhausted = error, True
+            raise
+        if not batch and (last or not self.going()):
+            self.exhausted = True
+            return
+        if batch:
+            self.items.extend(batch)
+            self.batches += 1
+        elif self.enqueuing is not None:  # claimed before the sends on their way were enqueued
+            await asyncio.wait([self.enqueuing], timeout=ENQUEUED_AGAIN_SECONDS)
+        self.upcoming.append(self._ask())
+
+    def _ask(self) -> Asked:
+        """Ask for the next batch; say whether nothing more is on its way to the outbox then."""
+        last = self.enqueuing is None or self.enqueuing.done()
+        upcoming = self.workshop.submit(self.size)
+        self.size = min(self.size * RAMP, self.workshop.preparer.policy.batch_size)
+        return upcoming, last
+
+    async def untaken(self) -> list[Prepared]:
+        """What was claimed but never taken: the rest of the backlog and the batches built ahead (once
+        they are built: nothing is claimed after this returns)."""
+        rest = list(self.items)
+        self.items.clear()
+        built = await asyncio.gather(*(upcoming for upcoming, _ in self.upcoming), return_exceptions=True)
+        self.upcoming.clear()
+        for batch in built:
+            if isinstance(batch, BaseException):
+                log.error("a batch could not be built: %s: %s", type(batch).__name__, batch)
+                self.failure = batch
+            else:
+                rest += batch
+        return rest
