@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "nurture"
 
 # Bottom to top: a module may import from its own layer (without a cycle) and from the layers below.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("vocabulary", ("nurture", "nurture.errors", "nurture.settings", "nurture.models")),
+    ("vocabulary", ("nurture", "nurture.clock", "nurture.errors", "nurture.settings", "nurture.models")),
     ("pure rules", ("nurture.program", "nurture.score.rules", "nurture.score.machines", "nurture.track.tokens",
                     "nurture.track.urls")),
     ("store", ("nurture.store",)),

@@ -66,3 +66,19 @@ def test_a_failed_renewal_does_not_end_the_renewals(engine: Engine, monkeypatch:
 
 def _utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def test_claims_and_leases_read_the_clock_they_are_given(database_url: str) -> None:
+    wall = [datetime(2031, 5, 1, 12, 0, tzinfo=UTC)]
+    store = Store(database_url, clock=lambda: wall[0])
+    store.create()
+    try:
+        outbox, other = Outbox(store, "here:1:aaaaaa"), Outbox(store, "there:2:bbbbbb")
+        queue(store, outbox, 0, 2)
+        held = outbox.claim(2, T0, 600)
+        assert {_utc(send.claimed_at) for send in store.sends_of(1) + store.sends_of(2)} == {wall[0]}
+        assert other.claim(2, T0, 600) == []  # leased for 600 s of that clock
+        wall[0] += timedelta(seconds=601)
+        assert sorted(send.id for send in other.claim(2, T0, 600)) == sorted(send.id for send in held)
+    finally:
+        store.close()

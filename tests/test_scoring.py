@@ -171,11 +171,6 @@ def test_only_mqls_qualify(stage):
     assert scoring.qualifies(stage, 100, DEFAULTS, True) is False
 
 
-def test_total_sums_points():
-    assert scoring.total([1, 8, 12, -1]) == 20
-    assert scoring.total([]) == 0
-
-
 # stage moves
 
 

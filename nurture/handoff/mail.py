@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from nurture.handoff import summary
 from nurture.render.composer import Composer
@@ -18,24 +17,18 @@ log = logging.getLogger(__name__)
 STALE_HANDOFF = timedelta(minutes=10)  # a claim this old was left by a worker that died while sending
 
 
-def wall_clock() -> datetime:
-    return datetime.now(UTC)
-
-
 class HandoffMail:
     """Delivers pending hand-offs. A hand-off is claimed (with its Message-ID) before its mail goes out,
     so two workers never send the same one; a failed attempt leaves it pending for the next tick."""
 
-    def __init__(self, settings: Settings, store: Store, mailer: Mailer, composer: Composer,
-                 clock: Callable[[], datetime] = wall_clock):
+    def __init__(self, settings: Settings, store: Store, mailer: Mailer, composer: Composer):
         self.settings = settings
         self.store = store
         self.mailer = mailer
         self.composer = composer
-        self.clock = clock  # the real time, where `now` may be a simulated one (send-due --at)
 
     async def deliver_all(self, now: datetime, report: Report | None = None) -> None:
-        self.store.release_stale_handoffs(self.clock() - STALE_HANDOFF)
+        self.store.release_stale_handoffs(self.store.clock() - STALE_HANDOFF)
         for pending in self.store.pending_handoffs():
             assert pending.id is not None
             await self.deliver(pending.id, now, report)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,10 +47,6 @@ def qualifies(stage: Stage, score: int, rules: Scoring, customer: bool, industry
 def expiry_cutoff(rules: Scoring, now: datetime) -> datetime | None:
     """Events before this moment no longer count (None: points never expire)."""
     return now - timedelta(days=rules.expiry_days) if rules.expiry_days else None
-
-
-def total(points: Iterable[int]) -> int:
-    return sum(points)
 
 
 def click_points(link: Mapping[str, Any], rules: Scoring) -> int:

@@ -37,7 +37,6 @@ class Backlog:
         self.upcoming: deque[Asked] = deque(self._ask() for _ in range(workshop.ahead))
         self.refilling = asyncio.Lock()
         self.exhausted = False
-        self.batches = 0  # batches taken so far
         self.failure: BaseException | None = None  # a batch that could not be built (its builder died, say)
 
     async def take(self) -> Prepared | None:
@@ -63,7 +62,6 @@ class Backlog:
             return
         if batch:
             self.items.extend(batch)
-            self.batches += 1
         elif self.enqueuing is not None:  # claimed before the sends on their way were enqueued
             await asyncio.wait([self.enqueuing], timeout=ENQUEUED_AGAIN_SECONDS)
         self.upcoming.append(self._ask())

@@ -41,7 +41,7 @@ class Workshop:
         self.preparer = preparer
         self.pool: Executor | None = None
         self.builder_pid: Future[int] | None = None
-        self.forked = False
+        self.forked = False  # forked from this process, rather than from the fork server
         self.thaw = False  # whether close() gives what the fork froze back to the collector
         self.lifeline: Connection | None = None
         if not in_process or "fork" not in multiprocessing.get_all_start_methods():

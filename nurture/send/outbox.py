@@ -22,7 +22,7 @@ import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,7 @@ class Outbox:
     def __init__(self, store: Store, worker: str | None = None):
         self.store = store
         self.worker = worker or worker_name()
+        self.clock = store.clock
 
     def enqueue(self, due: Due, now: datetime, item_ids: Sequence[int] = ()) -> bool:
         """Record one queued send with its items; False when this step, or an item, reached the lead before."""
@@ -145,7 +146,7 @@ class Outbox:
     def claim(self, limit: int, now: datetime, lease_seconds: float) -> list[ClaimedSend]:
         """Take up to `limit` sends that are due for delivery (at program time `now`): queued, deferred and due,
         or abandoned (leases run on the wall clock, whatever time the program runs at)."""
-        wall = datetime.now(UTC)
+        wall = self.clock()
         expired = wall - timedelta(seconds=lease_seconds)
         claimable = or_(
             col(Send.state) == SendState.QUEUED,
@@ -183,7 +184,7 @@ class Outbox:
     def renew(self) -> None:
         """Extend the lease of everything this worker holds."""
         with self.store.engine.begin() as connection:
-            connection.execute(update(_SENDS).where(_SENDS.c.id.in_(self._held())).values(claimed_at=datetime.now(UTC)))
+            connection.execute(update(_SENDS).where(_SENDS.c.id.in_(self._held())).values(claimed_at=self.clock()))
 
     def _held(self) -> Any:
         """The ids of the sends this worker holds, their rows locked in the order of their ids (see _by_send)."""

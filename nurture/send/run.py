@@ -9,7 +9,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nurture.models import SendState
@@ -301,7 +301,7 @@ class Dispatch:
         await ready()  # when the server refused early, before asking
         self.breaker.record(state)
         self._note(item, item.envelope.message_id, state, error)
-        return self.results.add(Result(item.send, state, error, datetime.now(UTC)))
+        return self.results.add(Result(item.send, state, error, self.outbox.clock()))
 
     def _fail(self, item: Prepared, problem: str) -> Stored:
         self.report.failed.append(f"{item.email}: {problem}")

@@ -54,7 +54,3 @@ class Archive(Base):
     def sink_message(self, message_id: int) -> SinkMessage | None:
         with self.session() as session:
             return session.get(SinkMessage, message_id)
-
-    def clear_sink(self) -> None:
-        with self.session() as session:
-            session.exec(SinkMessage.__table__.delete())  # type: ignore[attr-defined]

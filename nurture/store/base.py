@@ -13,6 +13,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, SQLModel, create_engine
 
+from nurture.clock import Clock, wall_clock
 from nurture.errors import ConfigError
 from nurture.models import (
     JOURNAL,
@@ -113,12 +114,13 @@ def _sqlite_memory(url: str) -> bool:
 class Base:
     """The connection to the database: sessions and the schema."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, clock: Clock = wall_clock):
         if _sqlite_memory(url):
             raise ConfigError(f"database_url {url!r}: an in-memory SQLite database is not supported, as each "
                               "of nurture's processes and threads would open an empty one of its own; name a "
                               "file, such as sqlite:///nurture.db")
         self.url = url
+        self.clock = clock  # the wall clock, where claims and leases read it
         self.engine = make_engine(url)
         journal = journal_url(url)
         self.journal_engine = self.engine if journal == url else make_engine(journal)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import update
 from sqlmodel import col, select
@@ -43,7 +43,7 @@ class Handoffs(Ledger):
         with self.session() as session:
             result = session.exec(update(Handoff).where(
                 col(Handoff.id) == handoff_id, col(Handoff.state) == HandoffState.PENDING,
-            ).values(state=HandoffState.SENDING, message_id=message_id, claimed_at=datetime.now(UTC)))
+            ).values(state=HandoffState.SENDING, message_id=message_id, claimed_at=self.clock()))
             return result.rowcount == 1  # type: ignore[attr-defined]
 
     def release_stale_handoffs(self, before: datetime) -> int:
