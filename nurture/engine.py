@@ -22,7 +22,7 @@ from nurture.render.templates import Renderer
 from nurture.score import rules as scoring
 from nurture.send.mailer import Mailer
 from nurture.send.outbox import Outbox
-from nurture.send.run import Dispatch, Enqueuer, Progress, Report, off_loop
+from nurture.send.run import DeliveryRun, Enqueuer, Progress, Report, off_loop
 from nurture.settings import Settings
 from nurture.store import Hit, Store
 
@@ -107,8 +107,8 @@ class Engine:
         """Deliver everything the outbox holds for `now`, `smtp.concurrency` messages at a time."""
         await self._dispatch(now, report, progress).run()
 
-    def _dispatch(self, now: datetime, report: Report, progress: Progress | None) -> Dispatch:
-        return Dispatch(self.settings, self.composer, self.store, self.mailer, now, report, progress, self.serving)
+    def _dispatch(self, now: datetime, report: Report, progress: Progress | None) -> DeliveryRun:
+        return DeliveryRun(self.settings, self.composer, self.store, self.mailer, now, report, progress, self.serving)
 
     async def send_due(self, now: datetime, dry_run: bool = False, progress: Progress | None = None) -> Report:
         """One pass of the program: enqueue what is due, deliver the outbox, deliver hand-offs."""
@@ -130,7 +130,7 @@ class Engine:
         return report
 
     def _enqueuer(self, now: datetime, report: Report, steps: list[program.Due]) -> Enqueuer:
-        """What enqueues `steps` while a run delivers (see Dispatch.run): a batch a transaction, short, as
+        """What enqueues `steps` while a run delivers (see DeliveryRun.run): a batch a transaction, short, as
         the builder's claims wait for it. A crash before a step is enqueued leaves it to the next plan."""
         size = self.settings.delivery.batch_size
 

@@ -55,16 +55,16 @@ def server_down(settings: Settings, store: Store) -> Engine:
 
 
 @pytest.fixture
-def workshops(monkeypatch: pytest.MonkeyPatch) -> list[workshop_.Workshop]:
-    """Every Workshop a run opens, to see where its batches were built."""
-    opened: list[workshop_.Workshop] = []
-    original = workshop_.Workshop.__init__
+def workshops(monkeypatch: pytest.MonkeyPatch) -> list[workshop_.Builder]:
+    """Every Builder a run opens, to see where its batches were built."""
+    opened: list[workshop_.Builder] = []
+    original = workshop_.Builder.__init__
 
-    def spy(self: workshop_.Workshop, *args: object, **kwargs: object) -> None:
+    def spy(self: workshop_.Builder, *args: object, **kwargs: object) -> None:
         original(self, *args, **kwargs)  # type: ignore[arg-type]
         opened.append(self)
 
-    monkeypatch.setattr(workshop_.Workshop, "__init__", spy)
+    monkeypatch.setattr(workshop_.Builder, "__init__", spy)
     return opened
 
 
@@ -83,7 +83,7 @@ def another_thread() -> Iterator[None]:
 
 @pytest.mark.parametrize("threads", [False, True], ids=["forked", "from the fork server"])
 def test_messages_built_in_a_process_are_the_messages_built_here(settings: Settings, store: Store, threads: bool,
-                                                                 workshops: list[workshop_.Workshop]) -> None:
+                                                                 workshops: list[workshop_.Builder]) -> None:
     if not threads and threading.active_count() > 1:
         pytest.skip("another thread runs: a builder cannot be forked from this process")
     mailer = MemoryMailer()
@@ -176,7 +176,7 @@ def test_a_run_stores_its_results_every_second_however_slowly_it_goes(settings: 
 
 
 def test_a_long_run_starts_its_builder_before_it_records_the_sends(settings: Settings, store: Store,
-                                                                   workshops: list[workshop_.Workshop],
+                                                                   workshops: list[workshop_.Builder],
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """The builder forks and compiles the templates meanwhile; the run then uses that one builder."""
     seen: list[str] = []
@@ -286,7 +286,7 @@ def test_a_run_that_pauses_while_it_enqueues_leaves_the_rest_to_the_next(setting
     assert sorted(envelope.recipient for envelope in up.sent) == [f"lead{n:02}@example.com" for n in range(LEADS)]
 
 
-class ScriptedWorkshop:
+class ScriptedBuilder:
     """Batches handed out in order, each claimed when it is asked for."""
 
     def __init__(self, preparer: Any, batches: list[list[str]]):
@@ -306,7 +306,7 @@ def test_an_empty_batch_claimed_before_the_last_sends_were_enqueued_does_not_end
     async def take_all() -> list[Any]:
         enqueuing = asyncio.get_running_loop().create_future()
         preparer = batch.Preparer(settings, Composer.from_settings(settings), store, Outbox(store), T0)
-        backlog = backlog_.Backlog(ScriptedWorkshop(preparer, [[], ["a", "b"]]), enqueuing)  # type: ignore[arg-type]
+        backlog = backlog_.Backlog(ScriptedBuilder(preparer, [[], ["a", "b"]]), enqueuing)  # type: ignore[arg-type]
         enqueuing.set_result(None)  # done after the first (empty) batch was asked for, before it is looked at
         taken = []
         while (item := await backlog.take()) is not None:
@@ -317,7 +317,7 @@ def test_an_empty_batch_claimed_before_the_last_sends_were_enqueued_does_not_end
 
 
 def test_a_short_run_builds_its_batch_in_a_thread(settings: Settings, store: Store,
-                                                  workshops: list[workshop_.Workshop]) -> None:
+                                                  workshops: list[workshop_.Builder]) -> None:
     mailer = MemoryMailer()
     engine = small_batches(settings, store, mailer)
     for n in range(2 * BATCH):  # not more than two batches
@@ -364,7 +364,7 @@ def test_the_builder_builds_at_idle_priority_and_claims_at_normal_priority(setti
 
     async def main() -> tuple[set[str | None], int]:
         preparer = batch.Preparer(engine.settings, engine.composer, store, Outbox(store), T0)
-        workshop = workshop_.Workshop(preparer, in_process=True)
+        workshop = workshop_.Builder(preparer, in_process=True)
         try:
             built = await workshop.submit()
             assert workshop.builder_pid is not None
@@ -393,7 +393,7 @@ def test_a_sender_that_waits_hurries_the_builder(settings: Settings, store: Stor
 
     async def main() -> list[int]:
         preparer = batch.Preparer(engine.settings, engine.composer, store, Outbox(store), T0)
-        workshop = workshop_.Workshop(preparer, in_process=True)
+        workshop = workshop_.Builder(preparer, in_process=True)
         try:
             assert workshop.builder_pid is not None
             pid = await asyncio.wrap_future(workshop.builder_pid)
@@ -448,7 +448,7 @@ SENDER = """
 import asyncio, sys, threading
 from pathlib import Path
 from nurture.send.batch import Preparer
-from nurture.send.builder import Workshop
+from nurture.send.builder import Builder
 from nurture.engine import Engine, Report
 from nurture.send.mailer import MemoryMailer
 from nurture.send.outbox import Finished, Outbox
@@ -466,7 +466,7 @@ engine.enqueue_due(T0, Report())
 threading.Thread(target=threading.Event().wait, daemon=True).start()  # as `nurture run` has
 
 async def main():
-    workshop = Workshop(Preparer(engine.settings, engine.composer, store, Outbox(store), T0), in_process=True)
+    workshop = Builder(Preparer(engine.settings, engine.composer, store, Outbox(store), T0), in_process=True)
     print(await asyncio.wrap_future(workshop.builder_pid), flush=True)
     await asyncio.sleep(60)
 

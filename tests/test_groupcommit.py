@@ -138,9 +138,9 @@ def test_added_items_wait_for_a_settle_and_then_go_in_one_write() -> None:
         futures = [commit.add(n) for n in range(4)]
         await asyncio.sleep(0.01)
         assert writer.calls == []  # added, not written
-        await commit.settle(futures[1])
+        await commit.committed(futures[1])
         assert all(future.done() for future in futures)
-        await commit.settle(futures[3])  # already committed: no second write
+        await commit.committed(futures[3])  # already committed: no second write
 
     asyncio.run(main())
     assert writer.calls == [[0, 1, 2, 3]]

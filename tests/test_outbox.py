@@ -13,7 +13,7 @@ from nurture.engine import Engine, Report
 from nurture.models import Send, SendState
 from nurture.program import CONFIRMATION, Due
 from nurture.send.outbox import Outbox
-from nurture.send.run import Dispatch
+from nurture.send.run import DeliveryRun
 from nurture.store import Store
 from tests.conftest import T0, make_lead
 
@@ -43,7 +43,7 @@ def test_a_renewal_extends_the_leases_of_its_worker_only(store: Store) -> None:
 
 
 def test_a_failed_renewal_does_not_end_the_renewals(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    dispatch = Dispatch(engine.settings, engine.composer, engine.store, engine.mailer, T0, Report())
+    dispatch = DeliveryRun(engine.settings, engine.composer, engine.store, engine.mailer, T0, Report())
     dispatch.policy = dispatch.policy.model_copy(update={"lease_seconds": 0.03})
     calls: list[int] = []
 

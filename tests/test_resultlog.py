@@ -47,7 +47,7 @@ def write(path: Path, outbox: Outbox, settings: Settings, results: list[Result],
     async def logged() -> ResultLog[Result]:
         log: ResultLog[Result] = ResultLog(path, outbox.worker, T0,
                                            lambda result: outbox.log_record(result, T0, settings.delivery))
-        await asyncio.gather(*(log.settle(log.add(result)) for result in results))
+        await asyncio.gather(*(log.committed(log.add(result)) for result in results))
         if close:
             log.close()
         return log
@@ -194,7 +194,7 @@ def test_a_log_is_stored_once_however_often_it_is_applied(store: Store, settings
         assert session.get(ResultLogMark, path.name).applied == path.stat().st_size  # type: ignore[union-attr]
 
     async def one_more() -> None:
-        await log.settle(log.add(sent(sends[2])))
+        await log.committed(log.add(sent(sends[2])))
 
     asyncio.run(one_more())
     log.close()
@@ -269,7 +269,7 @@ def test_a_write_that_fails_fails_every_result_of_its_group(store: Store, settin
     async def group() -> list[BaseException | None]:
         futures = [log.add(sent(send)) for send in sends]
         monkeypatch.setattr(resultlog.os, "write", full)
-        return await asyncio.gather(*(log.settle(future) for future in futures), return_exceptions=True)
+        return await asyncio.gather(*(log.committed(future) for future in futures), return_exceptions=True)
 
     outcomes = asyncio.run(group())
     assert all(isinstance(outcome, OSError) and outcome.errno == errno.ENOSPC for outcome in outcomes)
@@ -277,7 +277,7 @@ def test_a_write_that_fails_fails_every_result_of_its_group(store: Store, settin
     monkeypatch.setattr(resultlog.os, "write", os.write)
 
     async def later() -> None:  # room again, but a log with a hole in it would lie: it takes nothing more
-        await log.settle(log.add(sent(sends[0])))
+        await log.committed(log.add(sent(sends[0])))
 
     with pytest.raises(OSError, match="No space left"):
         asyncio.run(later())

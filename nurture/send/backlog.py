@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Callable
 
 from nurture.send.batch import Prepared
-from nurture.send.builder import Workshop
+from nurture.send.builder import Builder
 
 log = logging.getLogger(__name__)
 FIRST_BATCH = 20  # sends: the run's first batch is small, so that delivery starts at once
@@ -27,14 +27,14 @@ class Backlog:
     backlog only if it was asked for after they were all enqueued, or once the lanes stop `going`.
     """
 
-    def __init__(self, workshop: Workshop, enqueuing: asyncio.Future[None] | None = None,
+    def __init__(self, builder: Builder, enqueuing: asyncio.Future[None] | None = None,
                  going: Callable[[], bool] = lambda: True):
-        self.workshop = workshop
+        self.builder = builder
         self.enqueuing = enqueuing
         self.going = going
         self.items: deque[Prepared] = deque()
-        self.size = min(FIRST_BATCH, workshop.preparer.policy.batch_size)  # of the next batch to ask for
-        self.upcoming: deque[Asked] = deque(self._ask() for _ in range(workshop.ahead))
+        self.size = min(FIRST_BATCH, builder.preparer.policy.batch_size)  # of the next batch to ask for
+        self.upcoming: deque[Asked] = deque(self._ask() for _ in range(builder.ahead))
         self.refilling = asyncio.Lock()
         self.exhausted = False
         self.failure: BaseException | None = None  # a batch that could not be built (its builder died, say)
@@ -50,7 +50,7 @@ class Backlog:
     async def _refill(self) -> None:
         upcoming, last = self.upcoming.popleft()
         while not upcoming.done():  # hurried again and again: the builder lowers itself for each batch
-            await self.workshop.hurry()
+            await self.builder.hurry()
             await asyncio.wait([upcoming], timeout=HURRY_AGAIN_SECONDS)
         try:
             batch = upcoming.result()
@@ -69,8 +69,8 @@ class Backlog:
     def _ask(self) -> Asked:
         """Ask for the next batch; say whether nothing more is on its way to the outbox then."""
         last = self.enqueuing is None or self.enqueuing.done()
-        upcoming = self.workshop.submit(self.size)
-        self.size = min(self.size * RAMP, self.workshop.preparer.policy.batch_size)
+        upcoming = self.builder.submit(self.size)
+        self.size = min(self.size * RAMP, self.builder.preparer.policy.batch_size)
         return upcoming, last
 
     async def untaken(self) -> list[Prepared]:

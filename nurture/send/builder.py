@@ -28,7 +28,7 @@ ORPHAN_CHECK_SECONDS = 0.5
 BATCHES_AHEAD = 2  # built ahead of the sender, in a process
 
 
-class Workshop:
+class Builder:
     """Where batches are built: a thread for a short run, a process of its own when there is much to send.
 
     The process is forked from this one while it runs a single thread (`nurture send-due`): it starts at

@@ -61,7 +61,7 @@ def path_for(folder: Path, worker: str) -> Path:
 
 
 class ResultLog(Generic[T]):
-    """The sender's end of a log, taking results as GroupCommit does: `add` one, then `settle` to have it
+    """The sender's end of a log, taking results as GroupCommit does: `add` one, then `committed` to have it
     (and every result added before it) written. `encode` makes a result its record."""
 
     def __init__(self, path: Path, worker: str, now: datetime, encode: Callable[[T], Record]):
@@ -90,7 +90,7 @@ class ResultLog(Generic[T]):
         self.waiting.append(future)
         return future
 
-    async def settle(self, future: asyncio.Future[None]) -> None:
+    async def committed(self, future: asyncio.Future[None]) -> None:
         """Write what was added, unless `future`'s result is written already; raise if that write failed."""
         if not future.done():
             self.flush()

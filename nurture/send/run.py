@@ -16,7 +16,7 @@ from nurture.models import SendState
 from nurture.send import resultlog
 from nurture.send.backlog import Backlog
 from nurture.send.batch import Prepared, Preparer
-from nurture.send.builder import Workshop
+from nurture.send.builder import Builder
 from nurture.send.outbox import Outbox, Result, final_state
 from nurture.send.policy import Breaker, Pacer, attempt
 from nurture.send.resultlog import ResultLog
@@ -59,7 +59,7 @@ async def off_loop(threaded: bool, work: Callable[..., T], *args: Any) -> T:
     return work(*args)
 
 
-class Dispatch:
+class DeliveryRun:
     """A delivery run. It is given what it needs: the settings, the composer that builds messages, the
     store, the mailer, and whether its event loop serves the tracking server too (`threaded`)."""
 
@@ -82,7 +82,7 @@ class Dispatch:
         self.results: GroupCommit[Result, None] | ResultLog[Result]  # where the lanes record what they did
         self.stopping = False  # a lane failed: the others finish the send they hold and stop
         self.preparer = Preparer(settings, composer, store, self.outbox, now, self.log_path)
-        self.workshop: Workshop | None = None  # started before the run by `builder`
+        self.early_builder: Builder | None = None  # started before the run by `builder`
 
     @contextmanager
     def builder(self, expected: int) -> Iterator[None]:
@@ -90,12 +90,12 @@ class Dispatch:
         now: it forks and compiles the templates while the caller records the sends, and `run` uses it.
         It is closed when the block ends."""
         if expected > PROCESS_AFTER_BATCHES * self.policy.batch_size:
-            self.workshop = Workshop(self.preparer, in_process=True)
+            self.early_builder = Builder(self.preparer, in_process=True)
         try:
             yield
         finally:
-            if self.workshop is not None:
-                self.workshop.close()
+            if self.early_builder is not None:
+                self.early_builder.close()
 
     async def run(self, enqueue: Enqueuer | None = None) -> None:
         """Work the outbox until it is empty or the breaker trips; with `enqueue`, while it enqueues more
@@ -111,16 +111,16 @@ class Dispatch:
         counts = await off_loop(self.threaded, self.outbox.counts)
         self.total = sum(counts.get(state, 0) for state in (SendState.QUEUED, SendState.DEFERRED, SendState.SENDING))
         self.done = 0
-        workshop = self.workshop or Workshop(self.preparer,  # one `builder` started is closed by it
+        builder = self.early_builder or Builder(self.preparer,  # one `builder` started is closed by it
                                              in_process=self.total > PROCESS_AFTER_BATCHES * self.policy.batch_size)
         try:
             async with self._enqueuing(enqueue) as enqueuing:  # its thread starts after the fork
-                await self._work(workshop, enqueuing)
+                await self._work(builder, enqueuing)
         finally:
-            if workshop is not self.workshop:
-                workshop.close()
+            if builder is not self.early_builder:
+                builder.close()
 
-    async def _work(self, workshop: Workshop, enqueuing: asyncio.Future[None] | None) -> None:
+    async def _work(self, builder: Builder, enqueuing: asyncio.Future[None] | None) -> None:
         """Deliver with the lanes, store every result, and give back what was claimed but not sent."""
         rules = self.settings.scoring
         renewing = asyncio.create_task(self._renew_leases())  # until every result is stored
@@ -129,7 +129,7 @@ class Dispatch:
                 over = asyncio.Event()
                 storing = asyncio.create_task(self._store_logged(rules, over))
                 try:
-                    failures, backlog = await self._deliver_all(Backlog(workshop, enqueuing, self._going))
+                    failures, backlog = await self._deliver_all(Backlog(builder, enqueuing, self._going))
                 finally:
                     over.set()
                     await storing
@@ -225,7 +225,7 @@ class Dispatch:
         """Claimed, never sent (the breaker tripped, or a lane failed): queued again for the next run."""
         results = [self.results.add(Result(item.send, SendState.QUEUED)) for item in untried]
         try:
-            await asyncio.gather(*(self.results.settle(result) for result in results))
+            await asyncio.gather(*(self.results.committed(result) for result in results))
         except Exception:  # noqa: BLE001 - the claims then go back with the rest (Outbox.release)
             log.exception("%d untried sends not given back", len(untried))
             self.stopping = True
@@ -277,14 +277,14 @@ class Dispatch:
             raise
         finally:
             if stored is not None:
-                await self.results.settle(stored)
+                await self.results.committed(stored)
 
     async def _deliver(self, item: Prepared, previous: Stored | None) -> Stored:
         """Deliver one send; return its result, queued to be recorded with the next group."""
 
         async def ready() -> None:  # before the server can take this message; raises if that write failed
             if previous is not None:
-                await self.results.settle(previous)
+                await self.results.committed(previous)
 
         if self.breaker.tripped or item.envelope is None:
             await ready()

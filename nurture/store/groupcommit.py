@@ -48,16 +48,16 @@ class GroupCommit(Generic[T, R]):
         self.running: asyncio.Task[None] | None = None
 
     async def put(self, item: T) -> R | None:
-        return await self.settle(self.add(item))
+        return await self.committed(self.add(item))
 
     def add(self, item: T) -> asyncio.Future[R | None]:
         """Queue an item for the next group without starting a write; the future is done once the item
-        is committed. It goes with any write under way or to come: `settle` starts one if need be."""
+        is committed. It goes with any write under way or to come: `committed` starts one if need be."""
         future: asyncio.Future[R | None] = asyncio.get_running_loop().create_future()
         self.pending.append((item, future))
         return future
 
-    async def settle(self, future: asyncio.Future[R | None]) -> R | None:
+    async def committed(self, future: asyncio.Future[R | None]) -> R | None:
         """Wait until the item of `future` (from `add`) is committed, writing what waits if no write is under way."""
         if not future.done() and (self.running is None or self.running.done()):
             self.running = asyncio.create_task(self._drain())
