@@ -11,6 +11,9 @@ connection per message. Prints emails/s for each and the ratios; with --runs, me
 with the bundled sample feeds read: choosing each lead's items and booking each digest's cost are in it.
 
     python scripts/bench_send.py [--leads 5000] [--connections 4] [--runs 3] [--naive 300] [--mail digest]
+                                 [--without builder-process|idle-priority|result-log|enqueue-thread]...
+
+--without times nurture without one piece of its delivery machinery, to measure what that piece buys.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from nurture.content import digest as content  # noqa: E402
-from nurture.engine import Engine  # noqa: E402
+from nurture.engine import Engine, Report  # noqa: E402
 from nurture.models import Lead  # noqa: E402
 from nurture.render.message import Envelope  # noqa: E402
 from nurture.render.templates import Renderer  # noqa: E402
@@ -180,6 +183,45 @@ def naive(port: int, count: int, mail: str) -> float:
     return time.perf_counter() - started
 
 
+def _without_builder_process() -> None:
+    """Build every batch in a thread of the sender's process, however long the run."""
+    import nurture.send.run
+
+    nurture.send.run.PROCESS_AFTER_BATCHES = 1 << 62
+
+
+def _without_idle_priority() -> None:
+    """The builder process builds at normal priority."""
+    import nurture.send.builder
+
+    nurture.send.builder._can_leave_idle = lambda: False
+
+
+def _without_result_log() -> None:
+    """Results go to SQLite in group commits, as on PostgreSQL, rather than to the run's own log."""
+    import nurture.send.run
+
+    nurture.send.run.resultlog.folder_for = lambda url: None  # type: ignore[assignment]
+
+
+def _without_enqueue_thread() -> None:
+    """Every due send is enqueued before the first goes out."""
+
+    async def send_due(self: Engine, now: datetime, dry_run: bool = False, progress: object = None) -> Report:
+        report = Report()
+        await self.off_loop(self.apply_rules, now)
+        self.enqueue_due(now, report, await self.off_loop(self.plan, now))
+        await self.deliver(now, report)
+        await self.deliver_handoffs(now, report)
+        return report
+
+    Engine.send_due = send_due  # type: ignore[assignment,method-assign]
+
+
+WITHOUT = {"builder-process": _without_builder_process, "idle-priority": _without_idle_priority,
+           "result-log": _without_result_log, "enqueue-thread": _without_enqueue_thread}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--leads", type=int, default=5000)
@@ -190,7 +232,11 @@ def main() -> None:
                         help="spool: the sink writes each message to a file (default); count: it only answers")
     parser.add_argument("--mail", choices=["confirmation", "digest"], default="confirmation",
                         help="what is timed: new leads' confirmations (default), or their first digest")
+    parser.add_argument("--without", action="append", choices=sorted(WITHOUT), default=[],
+                        help="time nurture without one piece of its delivery machinery (repeatable): what it buys")
     args = parser.parse_args()
+    for piece in args.without:
+        WITHOUT[piece]()
 
     port = free_port()
     ready = multiprocessing.Event()
@@ -215,7 +261,7 @@ def main() -> None:
         sink.terminate()
     median = {key: statistics.median(values) for key, values in rates.items()}
     print(f"\nmedian of {args.runs} runs, {args.leads} leads ({args.mail}), {args.connections} connections, "
-          f"{args.sink} sink:")
+          f"{args.sink} sink" + (f", without {', '.join(args.without)}" if args.without else "") + ":")
     print(f"  nurture send-due  {median['nurture']:7.0f} emails/s")
     print(f"  raw blast         {median['raw']:7.0f} emails/s   (the sink's limit)")
     print(f"  naive baseline    {median['naive']:7.0f} emails/s")
