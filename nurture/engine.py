@@ -6,7 +6,6 @@ by the caller and handed in as `now`. Each stage is given the small things it ne
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -22,7 +21,7 @@ from nurture.render.templates import Renderer
 from nurture.score import rules as scoring
 from nurture.send.mailer import Mailer
 from nurture.send.outbox import Outbox
-from nurture.send.run import DeliveryRun, Enqueuer, Progress, Report, off_loop
+from nurture.send.run import DeliveryRun, Progress, Report, off_loop
 from nurture.settings import Settings
 from nurture.store import Hit, Store
 
@@ -60,7 +59,7 @@ class Engine:
         content; note the skips. Return how many were recorded."""
         steps = self.plan(now) if steps is None else steps
         emails = self.store.emails_by_id([step.lead_id for step in steps])
-        readers = self.store.profiles_by_id([step.lead_id for step in steps if step.template == program.DIGEST])
+        readers = self.store.readers_by_id([step.lead_id for step in steps if step.template == program.DIGEST])
         size, at_least = self.settings.program.items_per_digest, self.settings.program.min_new_items
         items = digest.digests(self.store, self.catalog, list(readers.values()), size)
         chosen: list[tuple[program.Due, list[int]]] = []
@@ -105,9 +104,9 @@ class Engine:
 
     async def deliver(self, now: datetime, report: Report, progress: Progress | None = None) -> None:
         """Deliver everything the outbox holds for `now`, `smtp.concurrency` messages at a time."""
-        await self._dispatch(now, report, progress).run()
+        await self._delivery_run(now, report, progress).run()
 
-    def _dispatch(self, now: datetime, report: Report, progress: Progress | None) -> DeliveryRun:
+    def _delivery_run(self, now: datetime, report: Report, progress: Progress | None) -> DeliveryRun:
         return DeliveryRun(self.settings, self.composer, self.store, self.mailer, now, report, progress, self.serving)
 
     async def send_due(self, now: datetime, dry_run: bool = False, progress: Progress | None = None) -> Report:
@@ -121,26 +120,12 @@ class Engine:
             return report
         await self.off_loop(self.apply_rules, now)
         steps = await self.off_loop(self.plan, now)
-        dispatch = self._dispatch(now, report, progress)
-        first = self.settings.delivery.batch_size
-        with dispatch.builder(len(steps)):  # a long run's builder gets ready while the first batch is enqueued
-            await self.off_loop(self.enqueue_due, now, report, steps[:first])
-            await dispatch.run(self._enqueuer(now, report, steps[first:]) if steps[first:] else None)
+        run = self._delivery_run(now, report, progress)
+        with run.builder(len(steps)):  # a long run's builder forks and compiles while the sends are recorded
+            await self.off_loop(self.enqueue_due, now, report, steps)
+            await run.run()
         await self.deliver_handoffs(now, report)
         return report
-
-    def _enqueuer(self, now: datetime, report: Report, steps: list[program.Due]) -> Enqueuer:
-        """What enqueues `steps` while a run delivers (see DeliveryRun.run): a batch a transaction, short, as
-        the builder's claims wait for it. A crash before a step is enqueued leaves it to the next plan."""
-        size = self.settings.delivery.batch_size
-
-        def enqueue(stop: threading.Event, enqueued: Callable[[int], None]) -> None:
-            for start in range(0, len(steps), size):
-                if stop.is_set():
-                    return
-                enqueued(self.enqueue_due(now, report, steps[start : start + size]))
-
-        return enqueue
 
     # hand-offs
 

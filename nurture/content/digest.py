@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from nurture.content.catalog import Catalog, mix
 from nurture.models import FeedItem, Lead
 from nurture.store import Store
-from nurture.store.leads import Profile
+from nurture.store.leads import Reader
 
 
 def digest_items(store: Store, catalog: Catalog, lead: Lead, limit: int) -> list[FeedItem]:
@@ -16,7 +16,7 @@ def digest_items(store: Store, catalog: Catalog, lead: Lead, limit: int) -> list
     return digests(store, catalog, [lead], limit)[lead.id or 0]
 
 
-def digests(store: Store, catalog: Catalog, leads: Sequence[Lead | Profile], limit: int) -> dict[int, list[FeedItem]]:
+def digests(store: Store, catalog: Catalog, leads: Sequence[Lead | Reader], limit: int) -> dict[int, list[FeedItem]]:
     """`digest_items` for many leads at once, by lead id: whole leads, or just what choosing needs of them."""
     feeds = {lead.id or 0: catalog.feeds_for(lead.interests, lead.industry) for lead in leads}
     unsent = store.new_items(feeds, limit)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
 
 from nurture.send.batch import Prepared
 from nurture.send.builder import Builder
@@ -14,24 +13,17 @@ log = logging.getLogger(__name__)
 FIRST_BATCH = 20  # sends: the run's first batch is small, so that delivery starts at once
 RAMP = 3  # each batch after it as much larger, up to the policy's size: each is built while the one before goes
 HURRY_AGAIN_SECONDS = 0.02
-ENQUEUED_AGAIN_SECONDS = 0.02  # an empty claim while sends are being enqueued: claim again after this, or once they are
 
 
-Asked = tuple[asyncio.Future[list[Prepared]], bool]  # a batch to come, and whether it is the last if empty
+Asked = asyncio.Future[list[Prepared]]  # a batch to come
 
 
 class Backlog:
     """The built sends no lane has taken yet, refilled a batch at a time while the next ones are built.
+    An empty batch ends it: every send of the run was enqueued before it started."""
 
-    While `enqueuing` is not done, more sends are on their way to the outbox: an empty batch ends the
-    backlog only if it was asked for after they were all enqueued, or once the lanes stop `going`.
-    """
-
-    def __init__(self, builder: Builder, enqueuing: asyncio.Future[None] | None = None,
-                 going: Callable[[], bool] = lambda: True):
+    def __init__(self, builder: Builder):
         self.builder = builder
-        self.enqueuing = enqueuing
-        self.going = going
         self.items: deque[Prepared] = deque()
         self.size = min(FIRST_BATCH, builder.preparer.policy.batch_size)  # of the next batch to ask for
         self.upcoming: deque[Asked] = deque(self._ask() for _ in range(builder.ahead))
@@ -48,7 +40,7 @@ class Backlog:
         return self.items.popleft() if self.items else None
 
     async def _refill(self) -> None:
-        upcoming, last = self.upcoming.popleft()
+        upcoming = self.upcoming.popleft()
         while not upcoming.done():  # hurried again and again: the builder lowers itself for each batch
             await self.builder.hurry()
             await asyncio.wait([upcoming], timeout=HURRY_AGAIN_SECONDS)
@@ -57,28 +49,24 @@ class Backlog:
         except BaseException as error:  # this lane tells it; the others find the backlog exhausted
             self.failure, self.exhausted = error, True
             raise
-        if not batch and (last or not self.going()):
+        if not batch:
             self.exhausted = True
             return
-        if batch:
-            self.items.extend(batch)
-        elif self.enqueuing is not None:  # claimed before the sends on their way were enqueued
-            await asyncio.wait([self.enqueuing], timeout=ENQUEUED_AGAIN_SECONDS)
+        self.items.extend(batch)
         self.upcoming.append(self._ask())
 
     def _ask(self) -> Asked:
-        """Ask for the next batch; say whether nothing more is on its way to the outbox then."""
-        last = self.enqueuing is None or self.enqueuing.done()
+        """Ask for the next batch."""
         upcoming = self.builder.submit(self.size)
         self.size = min(self.size * RAMP, self.builder.preparer.policy.batch_size)
-        return upcoming, last
+        return upcoming
 
     async def untaken(self) -> list[Prepared]:
         """What was claimed but never taken: the rest of the backlog and the batches built ahead (once
         they are built: nothing is claimed after this returns)."""
         rest = list(self.items)
         self.items.clear()
-        built = await asyncio.gather(*(upcoming for upcoming, _ in self.upcoming), return_exceptions=True)
+        built = await asyncio.gather(*self.upcoming, return_exceptions=True)
         self.upcoming.clear()
         for batch in built:
             if isinstance(batch, BaseException):

@@ -5,6 +5,11 @@ on the same machine, never wait for a core it holds. It claims and writes, which
 lock, at normal priority. When the sender waits for a batch, it hurries the builder back to normal
 priority. Where the system would not let a process leave idle priority again (no CAP_SYS_NICE, a low
 RLIMIT_NICE) the builder keeps normal priority throughout.
+
+What it buys (`python scripts/bench_send.py --without ...`, 5,000 confirmations, medians of 5 interleaved
+rounds on 2 cores, nurture against the raw blast of the same run): 0.85x with both; 0.64x with every
+batch built in a thread of the sender (`--without builder-process`); 0.75x with the process at normal
+priority (`--without idle-priority`).
 """
 
 from __future__ import annotations

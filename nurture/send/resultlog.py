@@ -16,6 +16,10 @@ run has stored it: a log nobody holds belongs to a run that ended or died. The f
 first a header (the worker, the run's time), then one line per result. A write that fails (a full
 disk) is cut back to the last whole line, and the run stops. A power cut may lose the last lines, as it
 may lose SQLite's last commits under `synchronous=NORMAL`: those messages go out again.
+
+What it buys (`python scripts/bench_send.py --without result-log`, 5,000 confirmations, medians of 5
+interleaved rounds on 2 cores): 0.85x the raw blast with the log, 0.77x with group commits to SQLite
+(1,250 against 973 emails/s).
 """
 
 from __future__ import annotations

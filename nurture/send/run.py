@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -33,7 +32,6 @@ PROCESS_AFTER_BATCHES = 2  # a run of more batches than this builds its messages
 STORE_SECONDS = 1.0  # a run's log reaches the outbox at least this often, however slowly the run goes
 Stored = asyncio.Future[None]  # a result handed to the run's results: done once it is recorded
 Progress = Callable[[int, int, bool], None]  # (messages done in this run, messages to do, a batch just ended)
-Enqueuer = Callable[[threading.Event, Callable[[int], None]], None]  # (stop, enqueued(count)): on a thread
 T = TypeVar("T")
 
 
@@ -97,9 +95,8 @@ class DeliveryRun:
             if self.early_builder is not None:
                 self.early_builder.close()
 
-    async def run(self, enqueue: Enqueuer | None = None) -> None:
-        """Work the outbox until it is empty or the breaker trips; with `enqueue`, while it enqueues more
-        sends on a thread (an empty outbox then waits for them).
+    async def run(self) -> None:
+        """Work the outbox until it is empty or the breaker trips.
 
         `smtp.concurrency` lanes take sends from one backlog; the next batches are claimed and built (see
         nurture.send.batch and nurture.send.builder) while the lanes deliver. What was built (Message-ID, subject,
@@ -114,13 +111,12 @@ class DeliveryRun:
         builder = self.early_builder or Builder(self.preparer,  # one `builder` started is closed by it
                                              in_process=self.total > PROCESS_AFTER_BATCHES * self.policy.batch_size)
         try:
-            async with self._enqueuing(enqueue) as enqueuing:  # its thread starts after the fork
-                await self._work(builder, enqueuing)
+            await self._work(builder)
         finally:
             if builder is not self.early_builder:
                 builder.close()
 
-    async def _work(self, builder: Builder, enqueuing: asyncio.Future[None] | None) -> None:
+    async def _work(self, builder: Builder) -> None:
         """Deliver with the lanes, store every result, and give back what was claimed but not sent."""
         rules = self.settings.scoring
         renewing = asyncio.create_task(self._renew_leases())  # until every result is stored
@@ -129,7 +125,7 @@ class DeliveryRun:
                 over = asyncio.Event()
                 storing = asyncio.create_task(self._store_logged(rules, over))
                 try:
-                    failures, backlog = await self._deliver_all(Backlog(builder, enqueuing, self._going))
+                    failures, backlog = await self._deliver_all(Backlog(builder))
                 finally:
                     over.set()
                     await storing
@@ -146,40 +142,6 @@ class DeliveryRun:
             self.progress(self.done, max(self.total, self.done), True)
         if self.breaker.tripped:
             self.report.paused = f"paused after {self.breaker.failures} failed deliveries in a row"
-
-    @asynccontextmanager
-    async def _enqueuing(self, enqueue: Enqueuer | None) -> AsyncIterator[asyncio.Future[None] | None]:
-        """Run `enqueue` on a thread while the block delivers; what it enqueues is added to the total.
-        Once the block is done it enqueues no more (a paused run leaves the rest to the next plan); its
-        failure is raised then, or logged when the block failed."""
-        if enqueue is None:
-            yield None
-            return
-        stop = threading.Event()
-        loop = asyncio.get_running_loop()
-
-        def enqueued(count: int) -> None:
-            loop.call_soon_threadsafe(self._expect, count)
-
-        enqueuing = asyncio.ensure_future(asyncio.to_thread(enqueue, stop, enqueued))
-        try:
-            yield enqueuing
-        except BaseException:
-            stop.set()
-            try:
-                await enqueuing
-            except Exception:
-                log.exception("enqueueing stopped with the run")
-            raise
-        stop.set()
-        await enqueuing
-
-    def _expect(self, count: int) -> None:
-        self.total += count
-
-    def _going(self) -> bool:
-        """Whether the lanes go on taking sends."""
-        return not (self.breaker.tripped or self.stopping)
 
     async def _deliver_all(self, backlog: Backlog) -> tuple[list[BaseException], Backlog]:
         """Run the lanes until the outbox is empty or they stop; give back what they never took."""

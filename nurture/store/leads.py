@@ -30,8 +30,8 @@ SENT_ITEMS = select(SendItem.lead_id, SendItem.item_id, FeedItem.link).join(
 NEWEST = select(FeedItem).order_by(col(FeedItem.published).desc(), col(FeedItem.id).desc())
 
 
-class Profile(NamedTuple):
-    """What choosing a lead's digest needs of it (nurture.content.digest.digests)."""
+class Reader(NamedTuple):
+    """A lead as a digest's reader: what choosing its items needs of it (nurture.content.digest.digests)."""
 
     id: int
     interests: list[str]
@@ -91,10 +91,10 @@ class Leads(Base):
             return {lead.id: lead for chunk in chunked(ids) if chunk
                     for lead in session.exec(select(Lead).where(col(Lead.id).in_(chunk))).all() if lead.id is not None}
 
-    def profiles_by_id(self, ids: Sequence[int]) -> dict[int, Profile]:
+    def readers_by_id(self, ids: Sequence[int]) -> dict[int, Reader]:
         """The interests and industry of each lead: a fifth of the cost of whole leads."""
         with self.reading() as session:
-            return {lead_id: Profile(lead_id, list(interests), industry) for chunk in chunked(ids) if chunk
+            return {lead_id: Reader(lead_id, list(interests), industry) for chunk in chunked(ids) if chunk
                     for lead_id, interests, industry in session.exec(
                         select(Lead.id, Lead.interests, Lead.industry).where(col(Lead.id).in_(chunk)))
                     if lead_id is not None}

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import re
 import subprocess
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 
 from nurture.engine import Engine, Report
-from nurture.errors import DeliveryError
+from nurture.errors import DeliveryError, NurtureError
 from nurture.models import Lead, SendState, Suppression
 from nurture.render.composer import Composer
 from nurture.render.message import Envelope
@@ -32,7 +31,7 @@ from nurture.send.outbox import Finished, Outbox
 from nurture.settings import Settings
 from nurture.store import Store
 from tests.conftest import T0, make_lead
-from tests.test_crash import alive, children
+from tests.system.test_crash import alive, children
 
 LEADS = 23
 BATCH = 5  # LEADS is more than two batches: built in a process
@@ -191,65 +190,35 @@ def test_a_long_run_starts_its_builder_before_it_records_the_sends(settings: Set
     engine = small_batches(settings, store, mailer)
     many(store)
     report = asyncio.run(engine.send_due(T0))
-    assert seen == ["recorded with 1 builder(s) started"] * -(-LEADS // BATCH)  # a batch a transaction
+    assert seen == ["recorded with 1 builder(s) started"]  # every send in one transaction
     assert len(workshops) == 1 and workshops[0].pool is not None
     assert len(report.sent) == LEADS == len(mailer.sent)
 
 
-def test_a_long_run_delivers_its_first_batch_while_it_enqueues_the_rest(settings: Settings, store: Store,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only the first batch is enqueued before delivery starts; the lanes wait for the rest rather than
-    end when they find the outbox empty."""
-    mailer = MemoryMailer()
-    enqueue = Outbox.enqueue_many
-    delivered_before: list[int] = []  # messages out when each enqueue began
-
-    def after_the_first_mail(self: Outbox, *args: Any) -> Any:
-        if delivered_before:  # the rest: held back until the first batch has gone out (or 10 s)
-            deadline = time.monotonic() + 10
-            while not mailer.sent and time.monotonic() < deadline:
-                time.sleep(0.01)
-            time.sleep(0.1)  # the lanes find the outbox empty meanwhile
-        delivered_before.append(len(mailer.sent))
-        return enqueue(self, *args)
-
-    monkeypatch.setattr(Outbox, "enqueue_many", after_the_first_mail)
-    engine = small_batches(settings, store, mailer)
-    many(store)
-    report = asyncio.run(engine.send_due(T0))
-    assert delivered_before[0] == 0 and delivered_before[1] > 0
-    assert len(report.enqueued) == len(report.sent) == LEADS
-    assert sorted(envelope.recipient for envelope in mailer.sent) == [f"lead{n:02}@example.com" for n in range(LEADS)]
-
-
 def test_sends_that_could_not_be_enqueued_are_planned_again(settings: Settings, store: Store,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """The database fails while the rest is enqueued: the first batch is delivered, the run tells the
-    failure, and the next run sends the rest."""
+    """The database fails while the sends are recorded: nothing is delivered, the run tells the failure,
+    and the next run sends every mail once."""
     enqueue = Outbox.enqueue_many
-    calls: list[int] = []
 
-    def failing_later(self: Outbox, steps: Any, now: Any) -> Any:
-        calls.append(len(steps))
-        if len(calls) > 1:
-            raise OSError("disk I/O error")
-        return enqueue(self, steps, now)
+    def failing(self: Outbox, steps: Any, now: Any) -> Any:
+        raise OSError("disk I/O error")
 
-    monkeypatch.setattr(Outbox, "enqueue_many", failing_later)
+    monkeypatch.setattr(Outbox, "enqueue_many", failing)
     mailer = MemoryMailer()
     engine = small_batches(settings, store, mailer)
     many(store)
     with pytest.raises(OSError, match="disk I/O error"):
         asyncio.run(engine.send_due(T0))
-    assert calls == [BATCH, BATCH] and len(mailer.sent) == BATCH  # the second batch failed
+    assert mailer.sent == []
     monkeypatch.setattr(Outbox, "enqueue_many", enqueue)
     report = asyncio.run(engine.send_due(T0))
-    assert len(report.sent) == LEADS - BATCH and len({envelope.recipient for envelope in mailer.sent}) == LEADS
+    assert len(report.sent) == LEADS == len({envelope.recipient for envelope in mailer.sent}) == len(mailer.sent)
 
 
 @pytest.mark.parametrize("week", [0, 1], ids=["confirmations", "digests without items"])
 def test_the_progress_counts_the_sends_enqueued_and_nothing_else(settings: Settings, store: Store, week: int) -> None:
-    """The total grows as the rest is enqueued; a digest skipped for want of items is never in it."""
+    """The total is what was enqueued; a digest skipped for want of items is never in it."""
     seen: list[tuple[int, int, bool]] = []
     engine = small_batches(settings, store, MemoryMailer())
     many(store)
@@ -261,59 +230,6 @@ def test_the_progress_counts_the_sends_enqueued_and_nothing_else(settings: Setti
     assert len(report.skipped) == LEADS - expected
     assert seen[-1] == (expected, expected, True)
     assert all(total <= expected for _, total, _ in seen)  # never a skipped digest counted
-
-
-def test_a_run_that_pauses_while_it_enqueues_leaves_the_rest_to_the_next(settings: Settings, store: Store,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The server is down: the run pauses without enqueueing every batch first, and the next run, the
-    server back, sends every mail once."""
-    enqueue = Outbox.enqueue_many
-    batches: list[int] = []
-
-    def slowly(self: Outbox, *args: Any) -> Any:
-        batches.append(len(batches))
-        if len(batches) > 1:  # each after the first batch takes longer than the run needs to pause
-            time.sleep(0.5)
-        return enqueue(self, *args)
-
-    monkeypatch.setattr(Outbox, "enqueue_many", slowly)
-    engine = server_down(settings, store)
-    many(store)
-    report = asyncio.run(engine.send_due(T0))
-    assert report.paused is not None and BATCH <= len(report.enqueued) < LEADS
-    up = MemoryMailer()
-    report = asyncio.run(small_batches(settings, store, up).send_due(T0 + timedelta(days=1)))  # the deferred due
-    assert sorted(envelope.recipient for envelope in up.sent) == [f"lead{n:02}@example.com" for n in range(LEADS)]
-
-
-class ScriptedBuilder:
-    """Batches handed out in order, each claimed when it is asked for."""
-
-    def __init__(self, preparer: Any, batches: list[list[str]]):
-        self.preparer, self.batches, self.ahead = preparer, batches, 1
-
-    def submit(self, size: int | None = None) -> asyncio.Future[list[Any]]:
-        future = asyncio.get_running_loop().create_future()
-        future.set_result(self.batches.pop(0) if self.batches else [])
-        return future
-
-    async def hurry(self) -> None:
-        pass
-
-
-def test_an_empty_batch_claimed_before_the_last_sends_were_enqueued_does_not_end_the_backlog(
-        settings: Settings, store: Store) -> None:
-    async def take_all() -> list[Any]:
-        enqueuing = asyncio.get_running_loop().create_future()
-        preparer = batch.Preparer(settings, Composer.from_settings(settings), store, Outbox(store), T0)
-        backlog = backlog_.Backlog(ScriptedBuilder(preparer, [[], ["a", "b"]]), enqueuing)  # type: ignore[arg-type]
-        enqueuing.set_result(None)  # done after the first (empty) batch was asked for, before it is looked at
-        taken = []
-        while (item := await backlog.take()) is not None:
-            taken.append(item)
-        return taken
-
-    assert asyncio.run(take_all()) == ["a", "b"]
 
 
 def test_a_short_run_builds_its_batch_in_a_thread(settings: Settings, store: Store,
@@ -345,25 +261,24 @@ def test_the_builder_builds_at_idle_priority_and_claims_at_normal_priority(setti
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """It never holds the database's lock at idle priority; between batches it is a normal process."""
     claimed_at: list[int] = []  # in the builder process (forked with these patches)
-    claim, build = Outbox.claim, batch.Preparer._build
+    claim = Outbox.claim
 
     def noting_claim(self: Outbox, *args: Any) -> Any:
         claimed_at.append(os.sched_getscheduler(0))
         return claim(self, *args)
 
-    def noting_build(self: batch.Preparer, *args: Any) -> tuple[batch.Prepared, Any]:
-        where = f"claimed {claimed_at[-1]}, built {os.sched_getscheduler(0)}"
-        prepared, described = build(self, *args)
-        return dataclasses.replace(prepared, problem=where), described
+    class Noting(Composer):  # tells, as the message's problem, how it was claimed and built
+        def compose(self, *args: Any) -> Any:
+            raise NurtureError(f"claimed {claimed_at[-1]}, built {os.sched_getscheduler(0)}")
 
     monkeypatch.setattr(Outbox, "claim", noting_claim)
-    monkeypatch.setattr(batch.Preparer, "_build", noting_build)
     engine = small_batches(settings, store, MemoryMailer())
     many(store)
     engine.enqueue_due(T0, Report())
 
     async def main() -> tuple[set[str | None], int]:
-        preparer = batch.Preparer(engine.settings, engine.composer, store, Outbox(store), T0)
+        noting = Noting(engine.settings, engine.renderer, engine.composer.urls)
+        preparer = batch.Preparer(engine.settings, noting, store, Outbox(store), T0)
         workshop = workshop_.Builder(preparer, in_process=True)
         try:
             built = await workshop.submit()
@@ -373,26 +288,25 @@ def test_the_builder_builds_at_idle_priority_and_claims_at_normal_priority(setti
             workshop.close()
 
     built, between = asyncio.run(main())
-    assert built == {f"claimed {os.SCHED_OTHER}, built {os.SCHED_IDLE}"}
+    assert built == {f"NurtureError: claimed {os.SCHED_OTHER}, built {os.SCHED_IDLE}"}
     assert between == os.SCHED_OTHER
 
 
 @pytest.mark.usefixtures("idle_builder")
 def test_a_sender_that_waits_hurries_the_builder(settings: Settings, store: Store,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    build = batch.Preparer._build
+    class Slow(Composer):
+        def compose(self, *args: Any) -> Any:
+            time.sleep(0.1)
+            return super().compose(*args)
 
-    def slow_build(self: batch.Preparer, *args: Any) -> tuple[batch.Prepared, Any]:
-        time.sleep(0.1)
-        return build(self, *args)
-
-    monkeypatch.setattr(batch.Preparer, "_build", slow_build)
     engine = small_batches(settings, store, MemoryMailer())
     many(store)
     engine.enqueue_due(T0, Report())
 
     async def main() -> list[int]:
-        preparer = batch.Preparer(engine.settings, engine.composer, store, Outbox(store), T0)
+        slow = Slow(engine.settings, engine.renderer, engine.composer.urls)
+        preparer = batch.Preparer(engine.settings, slow, store, Outbox(store), T0)
         workshop = workshop_.Builder(preparer, in_process=True)
         try:
             assert workshop.builder_pid is not None
@@ -425,14 +339,17 @@ def test_a_run_stopped_early_gives_back_every_batch_built_ahead(settings: Settin
 
 def test_the_first_batches_are_small_so_that_delivery_starts_at_once(settings: Settings, store: Store,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    sizes: list[int] = []  # of the batches the lanes took, as they took them
-    original = backlog_.Backlog._refill
+    sizes: list[int] = []  # of the batches built for the lanes, in the order they were asked for
+    submit = workshop_.Builder.submit
 
-    async def refill(self: backlog_.Backlog) -> None:
-        await original(self)
-        sizes.append(len(self.items))
+    def noting(self: workshop_.Builder, size: int | None = None) -> Any:
+        upcoming = submit(self, size)
+        sizes.append(-1)
+        place = len(sizes) - 1
+        upcoming.add_done_callback(lambda done: sizes.__setitem__(place, len(done.result())))
+        return upcoming
 
-    monkeypatch.setattr(backlog_.Backlog, "_refill", refill)
+    monkeypatch.setattr(workshop_.Builder, "submit", noting)
     monkeypatch.setattr(backlog_, "FIRST_BATCH", 1)
     engine = small_batches(settings, store, MemoryMailer())
     many(store)
@@ -440,8 +357,8 @@ def test_the_first_batches_are_small_so_that_delivery_starts_at_once(settings: S
     engine.enqueue_due(T0, report)  # all of them before the run (send_due delivers while it enqueues)
     asyncio.run(engine.deliver(T0, report))
     assert len(report.sent) == LEADS
-    assert sizes == [1, 3, BATCH, BATCH, BATCH, 4, 0]  # 23 leads, three times more a batch up to BATCH; the
-    # last refill finds the outbox empty
+    assert sizes == [1, 3, BATCH, BATCH, BATCH, 4, 0, 0]  # 23 leads, three times more a batch up to BATCH; the
+    # last two asked for (two ahead, in a process) find the outbox empty
 
 
 SENDER = """
@@ -476,7 +393,7 @@ asyncio.run(main())
 
 @pytest.mark.timeout(60)
 def test_a_builder_from_the_fork_server_leaves_when_its_sender_is_killed(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     arguments = [f"sqlite:///{tmp_path / 'n.db'}", str(root / "nurture.yaml")]
     sender = subprocess.Popen([sys.executable, "-c", SENDER, *arguments], cwd=root, stdout=subprocess.PIPE, text=True)
     try:

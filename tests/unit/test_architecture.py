@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "nurture"
+PACKAGE = Path(__file__).resolve().parents[2] / "nurture"
 
 # Bottom to top: a module may import from its own layer (without a cycle) and from the layers below.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [

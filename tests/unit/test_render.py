@@ -21,7 +21,7 @@ from nurture.render.textpart import html_to_text
 from nurture.render.variables import email_variables, sample_lead
 from nurture.settings import Settings
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 LAYOUT = TEMPLATES / "en" / "layout.html"
 LAYOUT_PARTS = re.findall(r'\{%-?\s*include\s+"([^"]+)"', LAYOUT.read_text(encoding="utf-8"))
 UNSUBSCRIBE = "https://t.example/u/UNSUB"
