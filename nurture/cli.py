@@ -21,6 +21,7 @@ from nurture.engine import Engine
 from nurture.errors import NurtureError
 from nurture.intake import new_lead, read_csv
 from nurture.runtime import development_sink, open_store, run_async, smtp_mailer
+from nurture.score.history import history
 from nurture.send.mailer import Mailer
 from nurture.settings import Settings, load_settings
 
@@ -225,10 +226,13 @@ def leads_list(ctx: click.Context) -> None:
 @friendly
 def leads_show(ctx: click.Context, email: str, as_json: bool) -> None:
     """A lead's stage, score and score history, event by event."""
-    store = open_store(settings_of(ctx))
+    settings = settings_of(ctx)
+    store = open_store(settings)
     lead = store.lead_by_email(email)
     assert lead.id is not None
-    console.lead(lead, store.events_of(lead.id), store.sends_of(lead.id), store.handoffs_of(lead.id), as_json)
+    sends = store.sends_of(lead.id)
+    lines = history(store.events_of(lead.id), sends, lead.cycle, settings.scoring, store.clock())
+    console.lead(lead, lines, sends, store.handoffs_of(lead.id), as_json)
     waiting = store.pending_hits()
     if waiting and not as_json:
         click.echo(f"{waiting} opens and clicks (of all leads) are stored and not yet judged")

@@ -11,7 +11,8 @@ import click
 import rich.progress
 
 from nurture.engine import Report
-from nurture.models import Event, Handoff, Lead, Send, SinkMessage
+from nurture.models import Handoff, Lead, Send, SinkMessage
+from nurture.score.history import Line
 from nurture.score.rescore import Change
 from nurture.send.run import Progress
 from nurture.settings import Settings
@@ -72,10 +73,9 @@ def leads(rows: Sequence[Lead]) -> None:
     click.echo(f"{len(rows)} leads")
 
 
-def lead(lead: Lead, events: Sequence[Event], sends: Sequence[Send], handoffs: Sequence[Handoff],
+def lead(lead: Lead, lines: Sequence[Line], sends: Sequence[Send], handoffs: Sequence[Handoff],
          as_json: bool) -> None:
-    links = {send.id: send.links for send in sends}
-    history = [_event(event, links) for event in events]
+    history = [_event(line) for line in lines]
     if as_json:
         data = lead.model_dump(mode="json")
         data.update(history=history, sends=[send.model_dump(mode="json", exclude={"links"}) for send in sends],
@@ -95,13 +95,14 @@ def lead(lead: Lead, events: Sequence[Event], sends: Sequence[Send], handoffs: S
         click.echo(f"  {row['at']}  cycle {row['cycle']}  {row['kind']:<11} {points}{target}{note}")
 
 
-def _event(event: Event, links: dict[int | None, list[dict]]) -> dict:
+def _event(line: Line) -> dict:
+    """One line of the history: `counted` says whether its points make the score now, `reason` why not."""
+    event = line.event
     row = {"at": event.occurred_at.strftime("%Y-%m-%d %H:%M:%S"), "cycle": event.cycle,
-           "kind": event.kind.value, "points": event.points, "counted": event.counted,
-           "reason": event.reason, "action": event.action}
-    send_links = links.get(event.send_id) or []
-    if event.link is not None and event.link < len(send_links):
-        row["url"] = send_links[event.link]["url"]
+           "kind": event.kind.value, "points": event.points, "counted": line.counts,
+           "reason": line.reason, "action": event.action}
+    if line.url is not None:
+        row["url"] = line.url
     return row
 
 

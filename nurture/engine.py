@@ -23,7 +23,7 @@ from nurture.send.mailer import Mailer
 from nurture.send.outbox import Outbox
 from nurture.send.run import DeliveryRun, Progress, Report, off_loop
 from nurture.settings import Settings
-from nurture.store import Hit, Store
+from nurture.store import NewEvent, Store
 
 T = TypeVar("T")
 __all__ = ["Engine", "Report"]
@@ -86,10 +86,10 @@ class Engine:
                 credit = scoring.credit_inactivity(lead_id, cycle, since, rules)
                 if credit.key and self.store.credited(credit.key):
                     continue  # this quiet stretch has been booked
-                self.store.record(Hit(lead_id, EventKind.INACTIVITY, now, credit,
-                                      detail=f"no open or click since {since:%Y-%m-%d}"), rules)
-        lowest = min(rules.threshold, rules.customer_threshold, *rules.industry_thresholds.values())
-        settling = None if rules.expiry_days is not None else lowest  # expiring points, or leads left to settle
+                self.store.record(NewEvent(lead_id, EventKind.INACTIVITY, now, credit,
+                                           detail=f"no open or click since {since:%Y-%m-%d}"), rules)
+        # with expiring points every MQL is rescored; without, only those that may have a hand-off left to settle
+        settling = None if rules.expiry_days is not None else scoring.lowest_threshold(rules)
         for lead_id in self.store.lead_ids_in(Stage.MQL, min_score=settling):
             self.store.rescore(lead_id, rules, now)
 

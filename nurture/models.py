@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -87,6 +88,13 @@ class Lead(SQLModel, table=True):
     @property
     def name(self) -> str:
         return " ".join(part for part in (self.first_name, self.last_name) if part) or self.email
+
+
+def link_at(links: Sequence[Mapping[str, Any]] | None, index: int | None) -> Mapping[str, Any] | None:
+    """A send's tracked link by its index (as a click names it), or None when the send has no such link."""
+    if links is None or index is None or not 0 <= index < len(links):
+        return None
+    return links[index]
 
 
 class Send(SQLModel, table=True):

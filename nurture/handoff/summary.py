@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nurture.models import Event, EventKind, Handoff, Lead, Send
+from nurture.models import Event, EventKind, Handoff, Lead, Send, link_at
+from nurture.score import rules as scoring
 from nurture.settings import Settings
 
 
@@ -23,11 +24,8 @@ def clicks(events: Sequence[Event], sends: Sequence[Send]) -> list[Click]:
     links = {send.id: send.links for send in sends}
     found = []
     for event in events:
-        if event.kind is not EventKind.CLICK or not event.counted or event.link is None:
-            continue
-        send_links = links.get(event.send_id) or []
-        if event.link < len(send_links):
-            link = send_links[event.link]
+        link = link_at(links.get(event.send_id), event.link)
+        if event.kind is EventKind.CLICK and event.counted and link is not None:
             found.append(Click(link["url"], link.get("action") or "content", event.points,
                                event.occurred_at.strftime("%Y-%m-%d %H:%M")))
     return found
@@ -41,6 +39,7 @@ def context(settings: Settings, lead: Lead, handoff: Handoff, events: Sequence[E
         "lead": lead,
         "handoff": handoff,
         "score": handoff.score,
+        "threshold": scoring.threshold(settings.scoring, lead.customer, lead.industry),
         "events": [event for event in cycle_events if event.points or not event.counted],
         "clicks": clicks(cycle_events, sends),
         "profile_url": profile_url,

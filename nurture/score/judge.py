@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,12 +24,12 @@ from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from nurture.models import PENDING_HITS, Event, EventKind, Lead, Send, SendState, Stage
+from nurture.models import PENDING_HITS, Event, EventKind, Lead, Send, SendState, Stage, link_at
 from nurture.score import machines
 from nurture.score import rules as scoring
 from nurture.settings import Scoring
-from nurture.store import Store
-from nurture.store.ledger import ADD_POINTS, HELD_CREDITS
+from nurture.store import NewEvent, Store
+from nurture.store.ledger import ADD_POINTS, HELD_CREDITS, event_row
 
 EVENTS = Event.__table__  # type: ignore[attr-defined]
 SENDS = Send.__table__  # type: ignore[attr-defined]
@@ -53,7 +54,7 @@ UNCOUNT = update(EVENTS).where(EVENTS.c.id == bindparam("event"), EVENTS.c.count
 
 
 @dataclass(frozen=True)
-class Hit:
+class JournalRow:
     """A stored open or click, as the journal holds it."""
 
     id: int
@@ -169,7 +170,7 @@ class Judge:
     def _journal_inside(self) -> bool:
         return self.store.journal_engine is self.store.engine
 
-    def _batch(self, connection: Any, hits: list[Hit]) -> _Batch:
+    def _batch(self, connection: Any, hits: list[JournalRow]) -> _Batch:
         facts = self._facts(connection, {hit.send_id for hit in hits})
         leads = Store.lock_leads_in(connection, [facts[h.send_id].lead_id for h in hits if h.send_id in facts])
         recent = _recent(connection, facts.keys(), min(hit.at for hit in hits))
@@ -178,7 +179,7 @@ class Judge:
             batch.add(hit)
         return batch
 
-    def _oldest(self, connection: Any, limit: int) -> list[Hit]:
+    def _oldest(self, connection: Any, limit: int) -> list[JournalRow]:
         """The oldest stored hits: read on the judge's own connection where the journal is in the database."""
         if self._journal_inside:
             return [_hit(row) for row in connection.execute(OLDEST, {"limit": limit})]
@@ -203,9 +204,9 @@ class Judge:
         return found
 
 
-def _hit(row: Any) -> Hit:
+def _hit(row: Any) -> JournalRow:
     kind = EventKind.CLICK if row.kind == "click" else EventKind.OPEN
-    return Hit(row.id, row.key, kind, row.send_id, row.link, row.method, row.user_agent or "", row.client,
+    return JournalRow(row.id, row.key, kind, row.send_id, row.link, row.method, row.user_agent or "", row.client,
                datetime.fromtimestamp(row.at, UTC))
 
 
@@ -243,7 +244,7 @@ class _Batch:
         self.uncount: list[dict[str, Any]] = []  # stored events now judged a machine's
         self.recount: set[int] = set()  # leads whose score is recomputed exactly after an uncount
 
-    def add(self, hit: Hit) -> None:
+    def add(self, hit: JournalRow) -> None:
         facts = self.facts.get(hit.send_id)
         link = _link(facts, hit) if facts else None
         lead = self.leads.get(facts.lead_id) if facts else None
@@ -254,24 +255,19 @@ class _Batch:
             credit = scoring.credit_open(hit.send_id, self.rules)
         else:
             credit = scoring.credit_click(hit.send_id, hit.link or 0, link or {}, self.rules)
-        reason = self._classify(hit, facts, link)
-        if reason is None and lead.stage is not Stage.MQL:
-            reason = f"lead is {lead.stage.value}"
-        if reason is None and credit.key in self.taken:
-            reason = "already credited"
+        reason = scoring.refusal(hit.kind, lead.stage, credit.key, self.taken, self._classify(hit, facts, link))
         if reason is None:
             self.taken.add(credit.key or "")
             self.delta[facts.lead_id] += credit.points
-        row = dict(lead_id=facts.lead_id, cycle=lead.cycle, send_id=hit.send_id, kind=hit.kind, link=hit.link,
-                   action=(link or {}).get("action"), points=credit.points, counted=reason is None, reason=reason,
-                   credit_for=credit.key, credit_key=credit.key if reason is None else None, occurred_at=hit.at,
-                   method=hit.method, user_agent=hit.user_agent[:300] or None, client=hit.client, detail=None,
-                   hit=hit.key)
+        event = NewEvent(facts.lead_id, hit.kind, hit.at, credit, send_id=hit.send_id, link=hit.link,
+                         action=(link or {}).get("action"), method=hit.method, user_agent=hit.user_agent,
+                         client=hit.client)
+        row = event_row(event, lead.cycle, reason, journalled=hit.key)
         self.rows.append(row)
         self.judged += 1
         self.recent[hit.send_id].append(Seen(_prior(row), facts.lead_id, row=len(self.rows) - 1))
 
-    def _classify(self, hit: Hit, facts: SendFacts, link: dict[str, Any] | None) -> str | None:
+    def _classify(self, hit: JournalRow, facts: SendFacts, link: Mapping[str, Any] | None) -> str | None:
         """The classifier's verdict, given the message's earlier hits; those it now sees as a machine's
         are taken back."""
         earlier = self.recent.get(hit.send_id, [])
@@ -359,9 +355,5 @@ def _prior(row: dict[str, Any]) -> machines.Prior:
                           honeypot=row["action"] == "honeypot")
 
 
-def _link(facts: SendFacts, hit: Hit) -> dict[str, Any] | None:
-    if hit.kind is not EventKind.CLICK:
-        return None
-    if hit.link is None or not 0 <= hit.link < len(facts.links):
-        return None
-    return facts.links[hit.link]
+def _link(facts: SendFacts, hit: JournalRow) -> Mapping[str, Any] | None:
+    return link_at(facts.links, hit.link) if hit.kind is EventKind.CLICK else None

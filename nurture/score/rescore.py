@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from nurture.models import Event, Lead, Send, Stage
+from nurture.models import Event, Lead, Send, Stage, link_at
 from nurture.score import rules as scoring
 from nurture.settings import Scoring
 from nurture.store import Store
@@ -29,17 +29,13 @@ def replay(lead: Lead, events: Sequence[Event], sends: Sequence[Send], rules: Sc
     points = []
     for event in events:
         send = by_send.get(event.send_id)
-        link = None
-        if send is not None and event.link is not None and event.link < len(send.links):
-            link = send.links[event.link]
+        link = link_at(send.links if send else None, event.link)
         assert event.id is not None
         points.append((event.id, scoring.points_of(event.kind, event.action, link, send.step if send else None,
                                                    rules)))
-    first_cycle = lead.cycle if rules.reset_on_recycle else 0
-    cutoff = scoring.expiry_cutoff(rules, now)
+    within = scoring.scope(rules, lead.cycle, now)
     worth = dict(points)
-    score = sum(worth[e.id or 0] for e in events if e.counted and e.cycle >= first_cycle
-                and (cutoff is None or e.occurred_at >= cutoff))
+    score = sum(worth[e.id or 0] for e in events if e.counted and within.excludes(e.cycle, e.occurred_at) is None)
     return points, score
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nurture.errors import InputError
 from nurture.models import EventKind, Stage
 from nurture.settings import Scoring
 
+MQL_ONLY = frozenset({EventKind.OPEN, EventKind.CLICK, EventKind.SENT})  # earn nothing once a lead is with sales
 TRANSITIONS: dict[Stage, frozenset[Stage]] = {
     Stage.MQL: frozenset({Stage.SQL}),
     Stage.SQL: frozenset({Stage.WON, Stage.MQL}),
@@ -40,13 +41,60 @@ def threshold(rules: Scoring, customer: bool, industry: str = "") -> int:
     return rules.industry_thresholds.get(industry, rules.threshold)
 
 
+def lowest_threshold(rules: Scoring) -> int:
+    """The lowest score at which any lead goes to sales."""
+    return min(rules.threshold, rules.customer_threshold, *rules.industry_thresholds.values())
+
+
 def qualifies(stage: Stage, score: int, rules: Scoring, customer: bool, industry: str = "") -> bool:
     return stage is Stage.MQL and score >= threshold(rules, customer, industry)
+
+
+def refusal(kind: EventKind, stage: Stage, key: str | None, held: Container[str],
+            ignored: str | None = None) -> str | None:
+    """Why a new event earns nothing, or None: it counts. `ignored` is a judgment made before (a machine's
+    hit); an open, click or send earns nothing once the lead is with sales; a once-only credit that
+    another event holds (`held`) is not given twice."""
+    if ignored is not None:
+        return ignored
+    if stage is not Stage.MQL and kind in MQL_ONLY:
+        return f"lead is {stage.value}"
+    if key and key in held:
+        return "already credited"
+    return None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which counted events make a lead's score: those of its current cycle (of every cycle without
+    `reset_on_recycle`) that have not expired. The stored score and every history apply this one rule."""
+
+    first_cycle: int
+    cutoff: datetime | None  # events before it have expired (None: points never expire)
+    expiry_days: float | None
+
+    def excludes(self, cycle: int, occurred_at: datetime) -> str | None:
+        """Why a counted event no longer makes the score, or None: it does."""
+        if cycle < self.first_cycle:
+            return "an earlier cycle"
+        if self.cutoff is not None and _utc(occurred_at) < self.cutoff:
+            return f"expired after {self.expiry_days:g} days"
+        return None
+
+
+def scope(rules: Scoring, cycle: int, now: datetime) -> Scope:
+    """The scope of the score of a lead in `cycle`, at `now`."""
+    return Scope(cycle if rules.reset_on_recycle else 0, expiry_cutoff(rules, now), rules.expiry_days)
 
 
 def expiry_cutoff(rules: Scoring, now: datetime) -> datetime | None:
     """Events before this moment no longer count (None: points never expire)."""
     return now - timedelta(days=rules.expiry_days) if rules.expiry_days else None
+
+
+def _utc(moment: datetime) -> datetime:
+    """Databases hand datetimes back without their zone; nurture stores them all in UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def click_points(link: Mapping[str, Any], rules: Scoring) -> int:

@@ -35,7 +35,7 @@ from nurture.program import Due
 from nurture.score import rules as scoring
 from nurture.send import resultlog
 from nurture.settings import Delivery, Scoring
-from nurture.store import Hit, Store
+from nurture.store import NewEvent, Store
 
 _SENDS = Send.__table__  # type: ignore[attr-defined]
 HELD = update(_SENDS).where(  # executemany, the columns set named by the rows: only while this worker holds the claim
@@ -283,14 +283,14 @@ class Outbox:
         if not followups:
             return
         locked = self.store.lock_leads_in(connection, [finished.lead_id for finished in followups])  # in order
-        costs: list[Hit] = []
-        earning: list[Hit] = []  # under rules that pay for a digest, which may qualify a lead
+        costs: list[NewEvent] = []
+        earning: list[NewEvent] = []  # under rules that pay for a digest, which may qualify a lead
         bounces: list[tuple[int, str | None]] = []
         for finished in followups:
             send_id = finished.row["send_id"]
             if finished.row["state"] is SendState.SENT:
                 credit = scoring.credit_send(finished.step - 1, send_id, rules)
-                hit = Hit(finished.lead_id, EventKind.SENT, now, credit, send_id=send_id)
+                hit = NewEvent(finished.lead_id, EventKind.SENT, now, credit, send_id=send_id)
                 (earning if credit.points > 0 else costs).append(hit)
             else:
                 bounces.append((finished.lead_id, finished.row["error"]))

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from nurture.errors import TokenError
 from nurture.server.http import check_admin, handoff_task, now
-from nurture.server.pages import _threshold, page
+from nurture.server.pages import page
 from nurture.track.actions import Tracking
 
 SANDBOX = {"Content-Security-Policy": "sandbox; default-src 'none'; img-src * data:; style-src 'unsafe-inline'"}
@@ -46,8 +46,7 @@ async def lead_profile(request: Request) -> Response:
         form = await request.form()
         await run_in_threadpool(tracking.decide, profile.handoff.id, str(form.get("outcome", "")), now())
         return RedirectResponse(request.url.path, status_code=303)
-    return page(request, "profile.html", profile=profile, action=request.url.path, admin=True,
-                threshold=_threshold(request, profile.lead.customer))
+    return page(request, "profile.html", profile=profile, action=request.url.path, admin=True)
 
 
 async def override(request: Request) -> Response:

@@ -24,7 +24,7 @@ from nurture.models import EventKind, Lead
 from nurture.score import rules as scoring
 from nurture.server.http import now
 from nurture.server.pages import page
-from nurture.store import Hit
+from nurture.store import NewEvent
 
 LEAD_FIELDS = {"email", "first_name", "last_name", "company", "industry", "interests", "locale", "customer"}
 EVENT_FIELDS = {"email", "kind", "key", "detail"}
@@ -113,7 +113,7 @@ def record_external(engine: Engine, email: str, kind: str, key: str | None, deta
     lead = engine.store.lead_by_email(email)
     assert lead.id is not None
     credit = scoring.credit_external(kind, lead.id, lead.cycle, rules, key)
-    hit = Hit(lead.id, EventKind.EXTERNAL, at, credit, action=kind, qualify=rules.external[kind].qualify,
+    hit = NewEvent(lead.id, EventKind.EXTERNAL, at, credit, action=kind, qualify=rules.external[kind].qualify,
               detail=detail)
     return engine.store.record(hit, rules)
 

@@ -55,10 +55,4 @@ async def sales_profile(request: Request) -> Response:
         await run_in_threadpool(tracking.decide, handoff.id, str(form.get("outcome", "")), now())
         return RedirectResponse(request.url.path, status_code=303)
     profile = await run_in_threadpool(tracking.profile, handoff.lead_id)
-    return page(request, "profile.html", profile=profile, action=request.url.path,
-                threshold=_threshold(request, profile.lead.customer))
-
-
-def _threshold(request: Request, customer: bool) -> int:
-    rules = request.app.state.engine.settings.scoring
-    return rules.customer_threshold if customer else rules.threshold
+    return page(request, "profile.html", profile=profile, action=request.url.path)

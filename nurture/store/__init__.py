@@ -8,7 +8,7 @@ events for one lead produce exactly one qualification and one hand-off.
 """
 
 from nurture.store.archive import Archive
-from nurture.store.base import Hit, Recorded, make_engine
+from nurture.store.base import NewEvent, Recorded, make_engine
 from nurture.store.handoffs import Handoffs
 from nurture.store.leads import Leads
 
@@ -17,4 +17,4 @@ class Store(Leads, Handoffs, Archive):
     """Every query nurture needs, by concept: leads, the ledger of events, hand-offs, feeds and the sink."""
 
 
-__all__ = ["Hit", "Recorded", "Store", "make_engine"]
+__all__ = ["NewEvent", "Recorded", "Store", "make_engine"]

@@ -26,11 +26,10 @@ from nurture.score.rules import Credit
 SUPPRESSION_EVENTS = {Suppression.UNSUBSCRIBED: EventKind.UNSUBSCRIBE, Suppression.BOUNCED: EventKind.BOUNCE,
                       Suppression.COMPLAINED: EventKind.COMPLAINT}
 T = TypeVar("T")
-MQL_ONLY = (EventKind.OPEN, EventKind.CLICK, EventKind.SENT)  # earn nothing once a lead is with sales
 
 
 @dataclass(frozen=True)
-class Hit:
+class NewEvent:
     """An event about to be recorded: what happened, and what the rules say it is worth."""
 
     lead_id: int

@@ -24,7 +24,7 @@ from nurture.models import (
 )
 from nurture.score import rules as scoring
 from nurture.settings import Scoring
-from nurture.store.base import MQL_ONLY, SUPPRESSION_EVENTS, Base, Hit, Recorded, chunked
+from nurture.store.base import SUPPRESSION_EVENTS, Base, NewEvent, Recorded, chunked
 
 EVENTS = Event.__table__  # type: ignore[attr-defined]
 LEADS = Lead.__table__  # type: ignore[attr-defined]
@@ -36,14 +36,15 @@ HELD_CREDITS = core_select(EVENTS.c.credit_key).where(EVENTS.c.credit_key.in_(bi
 ADD_POINTS = update(LEADS).where(LEADS.c.id == bindparam("lead")).values(score=LEADS.c.score + bindparam("delta"))
 
 
-def event_row(hit: Hit, cycle: int, reason: str | None) -> dict[str, Any]:
-    """The Event row of a hit: counted unless there is a reason not to."""
+def event_row(hit: NewEvent, cycle: int, reason: str | None, journalled: int | None = None) -> dict[str, Any]:
+    """The Event row of a hit: counted unless there is a reason not to (scoring.refusal). `journalled`: the
+    key of the tracking server's hit it was judged from."""
     key = hit.credit.key
     return dict(lead_id=hit.lead_id, cycle=cycle, send_id=hit.send_id, kind=hit.kind, link=hit.link,
                 action=hit.action, occurred_at=hit.occurred_at, method=hit.method,
                 user_agent=(hit.user_agent or "")[:300] or None, client=hit.client, detail=hit.detail,
                 points=hit.credit.points, counted=reason is None, reason=reason, credit_for=key,
-                credit_key=key if reason is None else None, hit=None)
+                credit_key=key if reason is None else None, hit=journalled)
 
 
 class Ledger(Base):
@@ -54,12 +55,12 @@ class Ledger(Base):
         with self.journal_reader.connect() as connection:
             return int(connection.execute(select(func.count()).select_from(PENDING_HITS)).scalar_one())
 
-    def record(self, hit: Hit, rules: Scoring) -> Recorded:
+    def record(self, hit: NewEvent, rules: Scoring) -> Recorded:
         """Store one event, credit it at most once, and qualify the lead when it reaches the threshold."""
         with self.session() as session:
             return self.record_in(session, hit, rules)
 
-    def record_in(self, session: Session, hit: Hit, rules: Scoring) -> Recorded:
+    def record_in(self, session: Session, hit: NewEvent, rules: Scoring) -> Recorded:
         """`record` inside the caller's transaction."""
         lead = self._locked(session, hit.lead_id)
         event = self._insert_event(session, lead, hit)
@@ -73,7 +74,7 @@ class Ledger(Base):
         return {row.id: row for chunk in chunked(sorted(set(lead_ids)))
                 for row in connection.execute(LOCK_LEADS, {"ids": list(chunk)})}
 
-    def record_costs_in(self, connection: Connection, hits: Sequence[Hit],
+    def record_costs_in(self, connection: Connection, hits: Sequence[NewEvent],
                         locked: Mapping[int, Any] | None = None) -> None:
         """Record many events that earn no points or cost some (a digest's cost), in the caller's
         transaction: a statement for all, not an ORM transaction each. Each credit is booked once, as by
@@ -92,7 +93,7 @@ class Ledger(Base):
             lead = leads.get(hit.lead_id)
             if lead is None:
                 raise UnknownLead(f"no lead with id {hit.lead_id}")
-            key, reason = hit.credit.key, _reason(hit, lead.stage, held)
+            key, reason = hit.credit.key, _refusal(hit, lead.stage, held)
             if reason is None and key:
                 held.add(key)
             if reason is None:
@@ -127,10 +128,10 @@ class Ledger(Base):
         session.flush()
         return score, handoff.id
 
-    def _insert_event(self, session: Session, lead: Lead, hit: Hit) -> Event:
+    def _insert_event(self, session: Session, lead: Lead, hit: NewEvent) -> Event:
         key = hit.credit.key
         held = {key} if key and self._credited(session, key) else set()
-        event = Event(**event_row(hit, lead.cycle, _reason(hit, lead.stage, held)))
+        event = Event(**event_row(hit, lead.cycle, _refusal(hit, lead.stage, held)))
         session.add(event)
         session.flush()
         return event
@@ -177,12 +178,11 @@ class Ledger(Base):
     @staticmethod
     def _score(session: Session, lead: Lead, rules: Scoring, now: datetime) -> int:
         """The sum of the counted points of the lead's current cycle (all cycles without reset), unexpired."""
-        first_cycle = lead.cycle if rules.reset_on_recycle else 0
+        within = scoring.scope(rules, lead.cycle, now)
         query = select(func.coalesce(func.sum(Event.points), 0)).where(
-            Event.lead_id == lead.id, col(Event.counted).is_(True), col(Event.cycle) >= first_cycle)
-        cutoff = scoring.expiry_cutoff(rules, now)
-        if cutoff is not None:
-            query = query.where(col(Event.occurred_at) >= cutoff)
+            Event.lead_id == lead.id, col(Event.counted).is_(True), col(Event.cycle) >= within.first_cycle)
+        if within.cutoff is not None:
+            query = query.where(col(Event.occurred_at) >= within.cutoff)
         return int(session.exec(query).one())
 
     def quiet_leads(self, days: float, now: datetime) -> list[tuple[int, int, datetime]]:
@@ -230,16 +230,9 @@ class Ledger(Base):
             return False
         credit = scoring.credit_suppression(kind, lead_id, lead.cycle, rules)
         lead.suppressed = reason
-        self.record_in(session, Hit(lead_id, kind, now, credit, detail=detail), rules)
+        self.record_in(session, NewEvent(lead_id, kind, now, credit, detail=detail), rules)
         return True
 
 
-def _reason(hit: Hit, stage: Stage, held: set[str]) -> str | None:
-    """Why a hit earns nothing, or None: it counts. `held` are credits other events hold already."""
-    if hit.ignored is not None:
-        return hit.ignored
-    if stage is not Stage.MQL and hit.kind in MQL_ONLY:
-        return f"lead is {stage.value}"
-    if hit.credit.key and hit.credit.key in held:
-        return "already credited"
-    return None
+def _refusal(hit: NewEvent, stage: Stage, held: set[str]) -> str | None:
+    return scoring.refusal(hit.kind, stage, hit.credit.key, held, hit.ignored)

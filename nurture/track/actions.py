@@ -17,7 +17,9 @@ from starlette.concurrency import run_in_threadpool
 
 from nurture.content.catalog import Catalog
 from nurture.errors import InputError, TokenError
-from nurture.models import Event, Handoff, Lead, Outcome, Send, Suppression
+from nurture.models import Handoff, Lead, Outcome, Send, Suppression, link_at
+from nurture.score import rules as scoring
+from nurture.score.history import Line, history
 from nurture.settings import Settings
 from nurture.store import Store
 from nurture.track.journal import Arrival, Journal
@@ -37,10 +39,13 @@ class Request(NamedTuple):
 
 @dataclass(frozen=True)
 class Profile:
+    """A lead's profile, as sales and the admin read it."""
+
     lead: Lead
-    handoff: Handoff | None
-    events: list[Event]
+    handoff: Handoff | None  # the open hand-off of its current cycle
+    lines: list[Line]  # its score history (nurture.score.history)
     sends: list[Send]
+    threshold: int  # the score at which this lead goes to sales (its segment's)
 
 
 class Tracking:
@@ -71,11 +76,10 @@ class Tracking:
             raise TokenError("no such email or link")
         return url
 
-    def _url(self, send_id: int, link: int) -> str | None:
+    def _url(self, send_id: int, index: int) -> str | None:
         send = self.store.send(send_id)
-        if send is None or not 0 <= link < len(send.links):
-            return None
-        return str(send.links[link]["url"])
+        link = link_at(send.links if send else None, index)
+        return None if link is None else str(link["url"])
 
     def lead_for(self, token: str, purpose: Purpose) -> Lead:
         lead_id = self.signer.verify(token, purpose).subject
@@ -112,7 +116,10 @@ class Tracking:
         lead = self.store.lead(lead_id)
         handoffs = self.store.handoffs_of(lead_id)
         open_handoff = next((h for h in reversed(handoffs) if h.outcome is None and h.cycle == lead.cycle), None)
-        return Profile(lead, open_handoff, self.store.events_of(lead_id), self.store.sends_of(lead_id))
+        sends = self.store.sends_of(lead_id)
+        rules = self.settings.scoring
+        lines = history(self.store.events_of(lead_id), sends, lead.cycle, rules, self.store.clock())
+        return Profile(lead, open_handoff, lines, sends, scoring.threshold(rules, lead.customer, lead.industry))
 
     def decide(self, handoff_id: int, outcome: str, at: datetime) -> Lead:
         try:

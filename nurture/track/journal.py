@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, select
 
-from nurture.models import Send, SendState
+from nurture.models import Send, SendState, link_at
 from nurture.store import Store, make_engine
 from nurture.store.base import journal_url
 from nurture.store.groupcommit import GroupCommit
@@ -104,7 +104,5 @@ class Journal(GroupCommit[Arrival, str | None]):
 def _url(links: dict[int, list[dict[str, Any]]], arrival: Arrival) -> str | None:
     if arrival.kind != "click":
         return None
-    of_send = links.get(arrival.send_id)
-    if of_send is None or arrival.link is None or not 0 <= arrival.link < len(of_send):
-        return None
-    return str(of_send[arrival.link]["url"])
+    link = link_at(links.get(arrival.send_id), arrival.link)
+    return None if link is None else str(link["url"])

@@ -13,7 +13,7 @@ from nurture.score import rules as scoring
 from nurture.send.mailer import MemoryMailer
 from nurture.server import create_app
 from nurture.server.api import SUBSCRIBE_LIMIT, RateLimit
-from nurture.store import Hit
+from nurture.store import NewEvent
 from tests.conftest import T0, make_lead
 
 
@@ -118,7 +118,7 @@ def test_rate_limit_forgets_old_requests() -> None:
 
 def test_an_admin_can_override_a_filtered_event(client: TestClient, engine: Engine) -> None:
     make_lead(engine.store)
-    recorded = engine.store.record(Hit(1, EventKind.CLICK, T0, scoring.Credit(12, "callback:1"),
+    recorded = engine.store.record(NewEvent(1, EventKind.CLICK, T0, scoring.Credit(12, "callback:1"),
                                        ignored="scanner user agent (mimecast)"), engine.settings.scoring)
     auth = ("admin", engine.settings.admin_key)
     page = client.get("/admin/leads/1", auth=auth)

@@ -15,7 +15,7 @@ from nurture.program import DIGEST, Due
 from nurture.score.rules import Credit
 from nurture.send.outbox import Outbox
 from nurture.settings import Settings
-from nurture.store import Hit, Store
+from nurture.store import NewEvent, Store
 from tests.conftest import T0, make_lead
 
 FIELDS = ("kind", "cycle", "points", "counted", "reason", "occurred_at", "method", "user_agent", "detail")
@@ -32,16 +32,16 @@ def sends(store: Store, lead_id: int, count: int) -> list[int]:
     return [send.id or 0 for send in store.sends_of(lead_id)]
 
 
-def cost(lead_id: int, send_id: int, points: int = -1) -> Hit:
-    return Hit(lead_id, EventKind.SENT, T0, Credit(points, f"sent:{send_id}"), send_id=send_id)
+def cost(lead_id: int, send_id: int, points: int = -1) -> NewEvent:
+    return NewEvent(lead_id, EventKind.SENT, T0, Credit(points, f"sent:{send_id}"), send_id=send_id)
 
 
 def test_costs_in_one_go_are_the_events_and_scores_of_one_at_a_time(store: Store, settings: Settings) -> None:
     together, alone = (make_lead(store, email=email).id or 0 for email in ("a@example.com", "b@example.com"))
-    store.record(Hit(together, EventKind.OPEN, T0, Credit(5, "open:1")), settings.scoring)
-    store.record(Hit(alone, EventKind.OPEN, T0, Credit(5, "open:2")), settings.scoring)
+    store.record(NewEvent(together, EventKind.OPEN, T0, Credit(5, "open:1")), settings.scoring)
+    store.record(NewEvent(alone, EventKind.OPEN, T0, Credit(5, "open:2")), settings.scoring)
     ours, theirs = sends(store, together, 2), sends(store, alone, 2)
-    def costs(lead_id: int, send_ids: list[int]) -> list[Hit]:  # the third names the credit the first takes
+    def costs(lead_id: int, send_ids: list[int]) -> list[NewEvent]:  # the third names the credit the first takes
         return [cost(lead_id, send_ids[0]), cost(lead_id, send_ids[1], 0), cost(lead_id, send_ids[0])]
 
     with store.engine.begin() as connection:
@@ -67,7 +67,7 @@ def test_a_cost_already_held_by_a_stored_event_is_not_booked_again(store: Store)
 
 def test_a_lead_with_sales_is_not_charged(store: Store, settings: Settings) -> None:
     lead_id = make_lead(store).id or 0
-    store.record(Hit(lead_id, EventKind.CLICK, T0, Credit(20, "click:1:0")), settings.scoring)  # qualifies
+    store.record(NewEvent(lead_id, EventKind.CLICK, T0, Credit(20, "click:1:0")), settings.scoring)  # qualifies
     assert store.lead(lead_id).stage is Stage.SQL
     [send_id] = sends(store, lead_id, 1)
     with store.engine.begin() as connection:

@@ -15,7 +15,7 @@ from nurture.models import EventKind, HandoffState, Outcome, SendState, Stage, S
 from nurture.score.rules import Credit
 from nurture.send.mailer import MemoryMailer
 from nurture.server import create_app
-from nurture.store import Hit, base
+from nurture.store import NewEvent, base
 from tests.conftest import T0, make_lead
 
 WEEK = timedelta(days=7)
@@ -96,7 +96,7 @@ def test_the_message_id_is_the_same_when_a_send_is_built_again(engine: Engine) -
 
 
 def qualify(engine: Engine) -> int:
-    recorded = engine.store.record(Hit(1, EventKind.EXTERNAL, T0, Credit(12, "form:1")), engine.settings.scoring)
+    recorded = engine.store.record(NewEvent(1, EventKind.EXTERNAL, T0, Credit(12, "form:1")), engine.settings.scoring)
     assert recorded.handoff_id is not None
     return recorded.handoff_id
 
@@ -126,7 +126,7 @@ def test_a_failed_hand_off_stays_pending_and_goes_out_later(engine: Engine, mail
 
 def test_customers_qualify_at_their_own_threshold(engine: Engine) -> None:
     make_lead(engine.store, customer=True)
-    recorded = engine.store.record(Hit(1, EventKind.CLICK, T0, Credit(8, "callback:1")), engine.settings.scoring)
+    recorded = engine.store.record(NewEvent(1, EventKind.CLICK, T0, Credit(8, "callback:1")), engine.settings.scoring)
     assert recorded.handoff_id is not None and engine.store.lead(1).stage is Stage.SQL
 
 
@@ -194,7 +194,7 @@ def test_no_result_without_a_score_reset_keeps_the_score_exact(engine: Engine) -
     rules = engine.settings.scoring.model_copy(update={"reset_on_recycle": False, "threshold": 30})
     engine.settings = engine.settings.model_copy(update={"scoring": rules})
     make_lead(engine.store)
-    recorded = engine.store.record(Hit(1, EventKind.EXTERNAL, T0, Credit(12, "form:1"), qualify=True), rules)
+    recorded = engine.store.record(NewEvent(1, EventKind.EXTERNAL, T0, Credit(12, "form:1"), qualify=True), rules)
     assert recorded.handoff_id is not None
     lead = engine.store.decide(recorded.handoff_id, Outcome.NO_RESULT, T0, rules)
     assert (lead.cycle, lead.score) == (1, 12)

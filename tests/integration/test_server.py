@@ -17,7 +17,7 @@ from nurture.models import EventKind, Stage, Suppression
 from nurture.score.rules import Credit
 from nurture.send.mailer import MemoryMailer
 from nurture.server import create_app
-from nurture.store import Hit
+from nurture.store import NewEvent
 from nurture.track.tokens import Purpose, Signer
 from tests.conftest import SECRET, T0, make_lead
 
@@ -174,7 +174,7 @@ def test_admin_records_the_outcome_of_an_open_hand_off(client: TestClient, engin
     client.get(links["pixel"])
     client.get(links["callback"], follow_redirects=False)
     assert engine.store.lead(1).stage is Stage.MQL  # 9 points
-    engine.store.record(Hit(1, EventKind.EXTERNAL, T0, Credit(3, "form:1")), engine.settings.scoring)
+    engine.store.record(NewEvent(1, EventKind.EXTERNAL, T0, Credit(3, "form:1")), engine.settings.scoring)
     assert engine.store.lead(1).stage is Stage.SQL
     key = engine.settings.admin_key
     done = client.post("/admin/leads/1", data={"outcome": "won"}, auth=("admin", key), follow_redirects=False)

@@ -17,8 +17,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "nurture"
 # Bottom to top: a module may import from its own layer (without a cycle) and from the layers below.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("vocabulary", ("nurture", "nurture.clock", "nurture.errors", "nurture.settings", "nurture.models")),
-    ("pure rules", ("nurture.program", "nurture.score.rules", "nurture.score.machines", "nurture.track.tokens",
-                    "nurture.track.urls")),
+    ("pure rules", ("nurture.program", "nurture.score.rules", "nurture.score.machines", "nurture.score.history",
+                    "nurture.track.tokens", "nurture.track.urls")),
     ("store", ("nurture.store",)),
     ("intake and content", ("nurture.intake", "nurture.content")),
     ("render", ("nurture.render",)),

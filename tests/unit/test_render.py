@@ -471,7 +471,7 @@ def test_links_inside_feed_summaries_are_tracked_in_html_and_text(digest):
 
 
 def test_handoff_profile_link_is_never_tracked(renderer):
-    variables = {"lead": sample_lead(), "score": 12, "clicks": [], "profile_url": "https://t.example/sales/P",
+    variables = {"lead": sample_lead(), "score": 12, "threshold": 12, "clicks": [], "profile_url": "https://t.example/sales/P",
                  "company": "Acme", "sales": Settings().sales, "handoff": None, "events": []}
     rendered = renderer.render("handoff", "en", variables, url_for=url_for)
     assert rendered.links == ()

@@ -1,10 +1,14 @@
 """Points, credit keys, thresholds and stage transitions."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from nurture.errors import InputError
-from nurture.models import EventKind, Stage
+from nurture.models import Event, EventKind, Send, Stage, link_at
 from nurture.score import rules as scoring
+from nurture.score.history import history
+from nurture.score.history import score as history_score
 from nurture.score.rules import Credit
 from nurture.settings import Points, Scoring
 
@@ -197,3 +201,47 @@ def test_illegal_moves_raise_input_error(stage, to):
         scoring.move(stage, to)
     assert stage.value in str(error.value)
     assert to.value in str(error.value)
+
+
+def test_refusal_gives_each_reason_in_its_order() -> None:
+    assert scoring.refusal(EventKind.OPEN, Stage.MQL, "open:1", set()) is None
+    assert scoring.refusal(EventKind.OPEN, Stage.MQL, "open:1", {"open:1"}) == "already credited"
+    assert scoring.refusal(EventKind.CLICK, Stage.SQL, "click:1:0", {"click:1:0"}) == "lead is sql"
+    assert scoring.refusal(EventKind.EXTERNAL, Stage.SQL, "form:1", set()) is None  # not an MQL-only kind
+    assert scoring.refusal(EventKind.OPEN, Stage.SQL, "open:1", set(), ignored="scanner") == "scanner"
+
+
+def test_the_scope_of_a_score_leaves_out_earlier_cycles_and_expired_points() -> None:
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    rules = DEFAULTS.model_copy(update={"expiry_days": 30.0, "reset_on_recycle": True})
+    within = scoring.scope(rules, 2, now)
+    assert within.excludes(2, now - timedelta(days=29)) is None
+    assert within.excludes(2, now - timedelta(days=31)) == "expired after 30 days"
+    assert within.excludes(2, (now - timedelta(days=31)).replace(tzinfo=None)) == "expired after 30 days"
+    assert within.excludes(1, now) == "an earlier cycle"
+    kept = scoring.scope(DEFAULTS.model_copy(update={"reset_on_recycle": False}), 2, now)
+    assert kept.excludes(0, now - timedelta(days=3650)) is None
+
+
+def test_a_link_is_looked_up_by_its_index_or_not_at_all() -> None:
+    links = [{"url": "https://a.example/"}, {"url": "https://b.example/"}]
+    assert link_at(links, 1) == {"url": "https://b.example/"}
+    assert [link_at(links, index) for index in (None, -1, 2)] == [None, None, None]
+    assert link_at(None, 0) is None
+
+
+def test_the_history_says_why_points_do_not_count_and_sums_to_the_score() -> None:
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    rules = DEFAULTS.model_copy(update={"expiry_days": 30.0})
+    send = Send(id=7, lead_id=1, cycle=0, step=1, template="digest", created_at=now,
+                links=[{"url": "https://a.example/"}])
+    events = [Event(id=1, lead_id=1, cycle=0, kind=EventKind.OPEN, occurred_at=now - timedelta(days=40), points=1,
+                    counted=True, send_id=7),
+              Event(id=2, lead_id=1, cycle=0, kind=EventKind.CLICK, occurred_at=now, points=12, counted=True,
+                    send_id=7, link=0),
+              Event(id=3, lead_id=1, cycle=0, kind=EventKind.OPEN, occurred_at=now, points=1, counted=False,
+                    reason="HEAD request", send_id=7)]
+    lines = history(events, [send], 0, rules, now)
+    assert [(line.counts, line.reason, line.url) for line in lines] == [
+        (False, "expired after 30 days", None), (True, None, "https://a.example/"), (False, "HEAD request", None)]
+    assert history_score(lines) == 12
