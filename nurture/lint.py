@@ -4,13 +4,15 @@ Findings, each naming a file and a line: feeds.yaml that is invalid, a feed no i
 reads, an interest or industry with no feed, a local feed file that does not parse; a template with a
 syntax error, an undefined variable, an unknown helper, filter or test, a `track()` call with an
 unknown argument, action or tag, an email without a subject block, a lead's email without an
-unsubscribe link, and any template that fails to render for a sample lead in any locale.
+unsubscribe link, a link that is not tracked and not marked `notrack`, and any template that fails to
+render for a sample lead in any locale.
 
 The checks read files and render templates; nothing is stored or sent.
 """
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from nurture.errors import ConfigError, TemplateProblem
 from nurture.handoff import summary as handoff
 from nurture.models import Handoff
 from nurture.render.cache import TemplateCache
+from nurture.render.links import anchors
 from nurture.render.templates import LAYOUT, Renderer
 from nurture.render.variables import email_variables, sample_lead
 from nurture.settings import Settings
@@ -39,6 +42,7 @@ RENDERER_NAMES = {"track", "pixel_url"}  # added by Renderer.render to every con
 TRACK_ARGUMENTS = ("url", "action", "tag", "points")
 ACTIONS = {"content", "callback", "honeypot"}  # honeypot: the hidden link only machines follow
 UNSUBSCRIBE = "https://lint.invalid/u/unsubscribe"
+LINT_URLS = "https://lint.invalid/"  # what lint renders tracked links, the pixel and nurture's own pages as
 PROBLEM = re.compile(r"^(?P<path>.+?):(?P<line>\d+): (?P<message>.*)$", re.S)
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -150,7 +154,7 @@ def lint_templates(settings: Settings) -> list[Finding]:
     findings += [Finding(default, 1, f"template '{name}.html' is missing: nurture sends it")
                  for name in REQUIRED if not (default / f"{name}.html").is_file()]
     compiled = Renderer(settings.templates_dir, settings.program.default_locale,
-                        cache=TemplateCache.under(settings.cache_dir))
+                        cache=TemplateCache.under(settings.cache_dir), keep_notrack=True)
     rendered = [finding for locale in renderer.locales() for name in emails
                 for finding in _rendered(compiled, settings, name, locale)]
     # a render that fails on a line already reported says nothing new
@@ -279,7 +283,31 @@ def _rendered(renderer: Renderer, settings: Settings, name: str, locale: str) ->
             findings.append(Finding(path, _block_line(path, "text"), "no unsubscribe URL in the text part"))
         if not rendered.subject:
             findings.append(Finding(path, _block_line(path, "subject"), "the subject is empty for a sample lead"))
+        findings += [Finding(path, _line_naming(renderer, name, locale, url),
+                             f"a link to {url} is not tracked: its clicks score nothing (write it as <a href> "
+                             "in the template, or mark it notrack if that is meant)")
+                     for url in _untracked(rendered.html)]
     return list(dict.fromkeys(findings))
+
+
+def _untracked(markup: str) -> list[str]:
+    """The web links of a rendered email that go neither through track() nor to a page of nurture's, and
+    are not marked notrack: a link a template printed from a string, say, which the compile step never saw."""
+    found = []
+    for anchor in anchors(markup):
+        href = anchor.get("href")
+        url = html.unescape(href.value or "").strip() if href is not None else ""
+        if url.lower().startswith(("http:", "https:", "//")) and not url.startswith(LINT_URLS) \
+                and anchor.get("notrack") is None:
+            found.append(url)
+    return list(dict.fromkeys(found))
+
+
+def _line_naming(renderer: Renderer, name: str, locale: str, url: str) -> int:
+    """The line of the email's template that names `url`, or 1 when it is built from pieces."""
+    path = Path(renderer.template(name, locale).filename or name)
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    return next((number for number, line in enumerate(lines, 1) if url in line), 1)
 
 
 def _context(settings: Settings, name: str, locale: str, items: list[Any]) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Tracking: every `<a href>` becomes `href="{{ track(...) }}"` unless it already calls `track()`, points
 at the unsubscribe, preference or profile URL, is a `mailto:`/`tel:`/`#` link, or carries the
 `notrack` attribute (which is removed). An href that mixes text and `{% %}` statements is wrapped in
-`{% filter track_href %}`. Lines never move, so errors still name the marketer's line.
+`{% filter track_href %}`. Links are found with an HTML tokenizer (nurture.render.links), never a regex
+over tags. Lines never move, so errors still name the marketer's line.
 
 CSS: premailer would percent-encode Jinja syntax inside attributes (`href="{{%20x%20}}"`), so every
 `{{ }}`, `{% %}` and `{# #}` is swapped for an inert placeholder first and put back afterwards. The
@@ -21,6 +22,8 @@ import re
 
 from premailer import Premailer
 
+from nurture.render.links import Anchor, anchors
+
 JINJA_SYNTAX = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 PLACEHOLDER = re.compile(r"JINJAx(\d+)x")
 STYLE = re.compile(r"<style[^>]*>(.*?)</style>", re.S | re.I)
@@ -29,34 +32,36 @@ HTML_BLOCK = re.compile(
     r"(\{%-?\s*block\s+(?!subject\b|preheader\b|text\b)(\w+)\s*-?%\})(.*?)(\{%-?\s*endblock(?:\s+\2)?\s*-?%\})",
     re.S,
 )
-LINK = re.compile(r"<a\s[^>]*>", re.I)
-HREF = re.compile(r"""(\shref\s*=\s*)("[^"]*"|'[^']*'|[^\s"'>]+)""", re.I)
-NOTRACK = re.compile(r"""\s+notrack(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'>]+))?(?=[\s/>])""", re.I)
 EXPRESSION = re.compile(r"\{\{-?(.*?)-?\}\}", re.S)
 UNTRACKED = {"unsubscribe_url", "preferences_url", "profile_url"}  # their pages must work without a click record
 NOT_WEB = ("#", "mailto:", "tel:", "sms:")
 
 
-def track_links(source: str) -> str:
-    """Route every link of a template through `track()`, except those marked or known not to be tracked."""
+def track_links(source: str, keep_notrack: bool = False) -> str:
+    """Route every link of a template through `track()`, except those marked or known not to be tracked.
+    The `notrack` mark is removed, unless `keep_notrack` (for lint, which reports unmarked untracked links)."""
     protected, saved = _protect(source)
-    return _restore(LINK.sub(lambda match: _track_link(match.group(0), saved), protected), saved)
+    pieces, last = [], 0
+    for anchor in anchors(protected):
+        pieces += [protected[last : anchor.start], _track_link(anchor, saved, keep_notrack)]
+        last = anchor.end
+    return _restore("".join(pieces) + protected[last:], saved)
 
 
-def _track_link(tag: str, saved: list[str]) -> str:
-    if NOTRACK.search(tag):
-        return NOTRACK.sub("", tag, count=1)
-    href = HREF.search(tag)
-    if href is None:
+def _track_link(anchor: Anchor, saved: list[str], keep_notrack: bool) -> str:
+    tag = anchor.text
+    notrack = anchor.get("notrack")
+    if notrack is not None:
+        return tag if keep_notrack else tag[: notrack.start] + tag[notrack.end :]
+    href = anchor.get("href")
+    if href is None or href.value is None:
         return tag
-    quoted = href.group(2)
-    value = _restore(quoted.strip("\"'"), saved)
-    tracked = _tracked(value)
+    tracked = _tracked(_restore(href.value, saved))
     if tracked is None:
         return tag
     stash = len(saved)
     saved.append(tracked)
-    return tag[: href.start(2)] + f'"JINJAx{stash}x"' + tag[href.end(2) :]
+    return tag[: href.value_start] + f'"JINJAx{stash}x"' + tag[href.value_end :]
 
 
 def _tracked(value: str) -> str | None:

@@ -24,12 +24,12 @@ from markupsafe import Markup, escape
 from nurture.errors import TemplateProblem
 from nurture.render.cache import TemplateCache
 from nurture.render.inline import inline_blocks, inline_document, inline_fragment, stylesheet, track_links
+from nurture.render.links import anchors
 from nurture.render.textpart import html_to_text
 
 LAYOUT = "layout.html"
 EXTENDS = re.compile(r"\{%-?\s*extends\s")
 HEADER_BREAKS = re.compile(r"[\r\n\t]+")
-HREF_VALUE = re.compile(r'href="([^"]*)"')
 RECHECK_SECONDS = 1.0  # how often a long run looks for edited templates
 
 
@@ -78,7 +78,7 @@ class LinkTracker:
 class TrackedHtml(Markup):
     """Sanitized HTML from outside the templates (a feed summary): printed with its links tracked."""
 
-    links: tuple[tuple[str, str], ...] = ()  # (href as written, URL)
+    links: tuple[tuple[int, int, str], ...] = ()  # (start, end) of each href's value as written, and its URL
 
     @classmethod
     def of(cls, markup: str) -> TrackedHtml:
@@ -87,10 +87,11 @@ class TrackedHtml(Markup):
         return value
 
     def tracked(self, track: Callable[[str], str]) -> Markup:
-        out = str(self)
-        for written, url in self.links:
-            out = out.replace(f'href="{written}"', f'href="{escape(track(url))}"')
-        return Markup(out)
+        out, pieces, last = str(self), [], 0
+        for start, end, url in self.links:
+            pieces += [out[last:start], f'"{escape(track(url))}"']
+            last = end
+        return Markup("".join(pieces) + out[last:])
 
 
 class TrackedText(str):
@@ -115,8 +116,9 @@ _TRACKED = (TrackedHtml, TrackedText)  # a tuple, not a union made again for eve
 
 
 @lru_cache(maxsize=4096)  # a summary reaches many leads: read its links once
-def _hrefs(markup: str) -> tuple[tuple[str, str], ...]:
-    return tuple((written, html.unescape(written)) for written in dict.fromkeys(HREF_VALUE.findall(markup)))
+def _hrefs(markup: str) -> tuple[tuple[int, int, str], ...]:
+    return tuple((anchor.start + href.value_start, anchor.start + href.value_end, html.unescape(href.value))
+                 for anchor in anchors(markup) if (href := anchor.get("href")) is not None and href.value)
 
 
 @jinja2.pass_context
@@ -137,23 +139,29 @@ class TemplateLoader(jinja2.FileSystemLoader):
     """Loads templates compiled for sending: links tracked, and the layout's CSS inlined (see nurture.render.inline),
     which `cache` keeps from one process to the next."""
 
-    def __init__(self, searchpath: list[str], inline_css: bool, cache: TemplateCache):
+    def __init__(self, searchpath: list[str], inline_css: bool, cache: TemplateCache, keep_notrack: bool = False):
         super().__init__(searchpath)
         self.inline_css = inline_css
         self.cache = cache
+        self.keep_notrack = keep_notrack  # for lint: see nurture.render.inline.track_links
 
     def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
         source, filename, uptodate = super().get_source(environment, template)
         if not template.endswith(".html"):
             return source, filename, uptodate
+
+        def tracked() -> str:
+            return track_links(source, self.keep_notrack)
+
         if not self.inline_css:
-            return track_links(source), filename, uptodate
+            return tracked(), filename, uptodate
+        marks = ("notrack kept",) if self.keep_notrack else ()
         if template == LAYOUT:
-            compiled = self.cache.source(("document", source), lambda: inline_document(track_links(source)))
+            compiled = self.cache.source(("document", source, *marks), lambda: inline_document(tracked()))
             return compiled, filename, uptodate
         css = stylesheet(super().get_source(environment, LAYOUT)[0])
         inline = inline_blocks if EXTENDS.search(source) else inline_fragment
-        compiled = self.cache.source((inline.__name__, source, css), lambda: inline(track_links(source), css))
+        compiled = self.cache.source((inline.__name__, source, css, *marks), lambda: inline(tracked(), css))
         return compiled, filename, uptodate
 
 
@@ -174,10 +182,12 @@ class Renderer:
     """
 
     def __init__(self, templates_dir: Path, default_locale: str = "en", inline_css: bool = True,
-                 recheck_seconds: float = RECHECK_SECONDS, cache: TemplateCache | None = None):
+                 recheck_seconds: float = RECHECK_SECONDS, cache: TemplateCache | None = None,
+                 keep_notrack: bool = False):
         self.templates_dir = templates_dir
         self.default_locale = default_locale
         self.inline_css = inline_css
+        self.keep_notrack = keep_notrack
         self.cache = cache or TemplateCache(None)
         self.recheck_seconds = recheck_seconds
         self._environments: dict[str, jinja2.Environment] = {}
@@ -193,7 +203,7 @@ class Renderer:
             search = [self.templates_dir / locale, self.templates_dir / self.default_locale]
             paths = [str(path) for path in dict.fromkeys(search) if path.is_dir()]
             environment = Environment(
-                loader=TemplateLoader(paths, self.inline_css, self.cache),
+                loader=TemplateLoader(paths, self.inline_css, self.cache, self.keep_notrack),
                 bytecode_cache=self.cache.bytecode,
                 autoescape=jinja2.select_autoescape(["html"]),
                 undefined=jinja2.StrictUndefined,

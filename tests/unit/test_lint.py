@@ -209,3 +209,19 @@ def test_lint_command_exits_0_when_clean(project: Path, monkeypatch: pytest.Monk
     monkeypatch.chdir(project)
     result = CliRunner().invoke(main, ["--config", str(project / "nurture.yaml"), "lint"], env=ENVIRON)
     assert (result.exit_code, result.stdout) == (0, "no problems found\n")
+
+
+def test_a_link_that_compiles_without_tracking_is_reported_at_its_line(project: Path) -> None:
+    digest = project / "templates" / "en" / "digest.html"
+    edit(digest, "see pricing</a>.</p>", "see pricing</a>.</p>\n{{ '<a href=\"https://example.com/raw\">raw</a>'|safe }}")
+    line = line_of(digest, "example.com/raw")
+    assert found(project) == [f"templates/en/digest.html:{line}: a link to https://example.com/raw is not tracked: "
+                              "its clicks score nothing (write it as <a href> in the template, or mark it notrack "
+                              "if that is meant)"]
+
+
+def test_a_link_marked_notrack_is_not_reported(project: Path) -> None:
+    digest = project / "templates" / "en" / "digest.html"
+    edit(digest, "see pricing</a>.</p>", "see pricing</a>.</p>\n<p><a notrack href=\"https://example.com/private\">"
+         "private</a> {{ '<a notrack href=\"https://example.com/raw\">raw</a>'|safe }}</p>")
+    assert found(project) == []

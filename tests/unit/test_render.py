@@ -18,7 +18,7 @@ from nurture.render.cache import TemplateCache
 from nurture.render.inline import inline_blocks, inline_document, stylesheet
 from nurture.render.templates import Renderer, TrackedLink
 from nurture.render.textpart import html_to_text
-from nurture.render.variables import email_variables, sample_lead
+from nurture.render.variables import email_variables, item_view, sample_lead
 from nurture.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -674,3 +674,26 @@ def test_a_cache_that_cannot_be_written_costs_no_message(tmp_path, monkeypatch, 
                                                         pixel_url=PIXEL)
     assert rendered.subject and "not kept" in caplog.text
     assert cache.folder is not None and list(cache.folder.iterdir()) == []
+
+
+# links found with a tokenizer
+
+
+def test_a_link_after_a_closing_bracket_inside_an_attribute_is_tracked(tmp_path):
+    folder = template_dir(tmp_path, {"faq.html": HEAD + '{% block content %}<p><a title="Q&amp;A > FAQ" '
+                                     'href="https://example.com/faq">FAQ</a></p>{% endblock %}\n'
+                                     '{% block text %}x{% endblock %}\n'})
+    rendered = Renderer(folder).render("faq", "en", make_context(), url_for=url_for, pixel_url=PIXEL)
+    index = rendered.links.index(TrackedLink("https://example.com/faq"))
+    assert f'href="{url_for(index)}">FAQ</a>' in rendered.html and "https://example.com/faq" not in rendered.html
+
+
+def test_a_feed_summary_link_after_a_closing_bracket_is_tracked_and_its_text_left_alone():
+    summary = ('<p>Say <code>href="https://example.com/raw"</code> or read '
+               '<a title="a > b" href="https://example.com/read?x=1&amp;y=2">this</a>.</p>')
+    item = FeedItem(feed="cloud", guid="gx", title="T", link="https://example.com/t", summary=summary,
+                    published=NOW, fetched_at=NOW)
+    view = item_view(item)
+    tracked = str(view.summary.tracked(lambda url: f"https://t.example/c/{url}"))
+    assert 'href="https://t.example/c/https://example.com/read?x=1&amp;y=2"' in tracked
+    assert '<code>href="https://example.com/raw"</code>' in tracked  # text, not a link
