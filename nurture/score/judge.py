@@ -338,7 +338,7 @@ class _Batch:
                 lead = session.get(Lead, lead_id)
                 assert lead is not None
                 latest = max(row["occurred_at"] for row in self.rows if row["lead_id"] == lead_id)
-                _, handoff_id = self.judge.store.settle_in(session, lead, self.rules, latest)
+                _, handoff_id = self.judge.store.qualify_in(session, lead, self.rules, latest)
                 if handoff_id is not None:
                     handoffs.append(handoff_id)
             session.flush()

@@ -69,7 +69,7 @@ class Judging:
             self._background(self._hand_off(handoff_id))
         delay = self.engine.settings.scoring.settle_seconds
         for lead_id in judged.settle:
-            asyncio.get_running_loop().call_later(delay, self._background, self._settle(lead_id))
+            asyncio.get_running_loop().call_later(delay, self._background, self._qualify_settled(lead_id))
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -80,7 +80,7 @@ class Judging:
         """The scheduler retries a hand-off whose mail fails here."""
         await self.engine.deliver_handoff(handoff_id, datetime.now(UTC))
 
-    async def _settle(self, lead_id: int) -> None:
+    async def _qualify_settled(self, lead_id: int) -> None:
         """Qualify a lead whose points survived the settle time (a burst since would have taken them back)."""
         try:
             _, handoff_id = await asyncio.to_thread(self.engine.store.rescore, lead_id,

@@ -64,7 +64,7 @@ class Ledger(Base):
         """`record` inside the caller's transaction."""
         lead = self._locked(session, hit.lead_id)
         event = self._insert_event(session, lead, hit)
-        score, handoff_id = self.settle_in(session, lead, rules, hit.occurred_at, force=hit.qualify and event.counted)
+        score, handoff_id = self.qualify_in(session, lead, rules, hit.occurred_at, force=hit.qualify and event.counted)
         return Recorded(event, score, handoff_id)
 
     @staticmethod
@@ -112,7 +112,7 @@ class Ledger(Base):
             raise UnknownLead(f"no lead with id {lead_id}")
         return lead
 
-    def settle_in(self, session: Session, lead: Lead, rules: Scoring, now: datetime,
+    def qualify_in(self, session: Session, lead: Lead, rules: Scoring, now: datetime,
                 force: bool = False) -> tuple[int, int | None]:
         """Bring the lead's score up to date; qualify it (one hand-off per cycle) once it has earned it."""
         score = self._score(session, lead, rules, now)
@@ -146,7 +146,7 @@ class Ledger(Base):
     def rescore(self, lead_id: int, rules: Scoring, now: datetime) -> tuple[int, int | None]:
         """Recompute one lead's score (expiry, new rules, an override) and qualify it if it now has earned it."""
         with self.session() as session:
-            return self.settle_in(session, self._locked(session, lead_id), rules, now)
+            return self.qualify_in(session, self._locked(session, lead_id), rules, now)
 
     def override(self, event_id: int, counted: bool, who: str, rules: Scoring, now: datetime) -> tuple[int, int | None]:
         """A person's judgment on one event: count it after all, or not. The raw event stays as it was."""
@@ -164,7 +164,7 @@ class Ledger(Base):
                 event.detail = f"counted by {who}" + (f"; {event.detail}" if event.detail else "")
             session.add(event)
             session.flush()
-            return self.settle_in(session, lead, rules, now)
+            return self.qualify_in(session, lead, rules, now)
 
     def credited(self, key: str) -> bool:
         """Whether an event already holds this once-only credit."""
