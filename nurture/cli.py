@@ -24,6 +24,7 @@ from nurture.runtime import development_sink, open_store, run_async, smtp_mailer
 from nurture.score.history import history
 from nurture.send.mailer import Mailer
 from nurture.settings import Settings, load_settings
+from nurture.store import Store, schema
 
 log = logging.getLogger("nurture")
 
@@ -87,7 +88,7 @@ def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
     """nurture: email lead nurturing with RSS digests, tracked links and a sales hand-off."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(message)s",
                         datefmt="%H:%M:%S")
-    for noisy in ("apscheduler", "mail.log", "httpx"):
+    for noisy in ("apscheduler", "mail.log", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx.obj = {"config": config}
 
@@ -172,6 +173,52 @@ def rescore(ctx: click.Context, dry_run: bool) -> None:
 def admin_key(ctx: click.Context) -> None:
     """Print the password of the admin pages (NURTURE_ADMIN_KEY, or one derived from the secret key)."""
     click.echo(settings_of(ctx).admin_key)
+
+
+@main.group()
+def db() -> None:
+    """The database's schema: upgrade it to this release, show where it stands."""
+
+
+@db.command("upgrade")
+@click.pass_context
+@friendly
+def db_upgrade(ctx: click.Context) -> None:
+    """Bring the database to this release's schema, keeping its data (a new database is created)."""
+    store = Store(settings_of(ctx).database_url)
+    try:
+        done = store.upgrade()
+    finally:
+        store.close()
+    if done.unversioned:
+        click.echo(f"the database, made before schema versions, was taken as revision {schema.BASELINE} and "
+                   f"upgraded to {done.now}")
+    elif done.was == done.now:
+        click.echo(f"the database is at revision {done.now}: nothing to do")
+    elif done.was is None:
+        click.echo(f"the database was created at revision {done.now}")
+    else:
+        click.echo(f"the database was upgraded from revision {done.was} to {done.now}")
+
+
+@db.command("current")
+@click.pass_context
+@friendly
+def db_current(ctx: click.Context) -> None:
+    """The revision the database is at, and this release's newest."""
+    store = Store(settings_of(ctx).database_url)
+    try:
+        revision, state = schema.status(store.engine)
+    finally:
+        store.close()
+    click.echo(f"database revision {revision or 'none'}, this release's newest {schema.head()}: {state}")
+
+
+@db.command("history")
+def db_history() -> None:
+    """The revisions of the schema, oldest first."""
+    for revision, doc in schema.history():
+        click.echo(f"{revision}  {doc.splitlines()[0] if doc else ''}")
 
 
 @main.group()

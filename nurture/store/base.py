@@ -11,17 +11,17 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 from nurture.clock import Clock, wall_clock
 from nurture.errors import ConfigError
 from nurture.models import (
-    JOURNAL,
     Event,
     EventKind,
     Suppression,
 )
 from nurture.score.rules import Credit
+from nurture.store import schema
 
 SUPPRESSION_EVENTS = {Suppression.UNSUBSCRIBED: EventKind.UNSUBSCRIBE, Suppression.BOUNCED: EventKind.BOUNCE,
                       Suppression.COMPLAINED: EventKind.COMPLAINT}
@@ -132,8 +132,17 @@ class Base:
         return self.engine.dialect.name == "sqlite"
 
     def create(self) -> None:
-        SQLModel.metadata.create_all(self.engine)
-        JOURNAL.create_all(self.journal_engine)
+        """Create the schema of a new database; refuse one that another release made (nurture.store.schema)."""
+        schema.prepare(self.engine, self.own_journal)
+
+    def upgrade(self) -> schema.Upgraded:
+        """Bring the database (and the journal of hits) to this release's schema."""
+        return schema.upgrade(self.engine, self.own_journal)
+
+    @property
+    def own_journal(self) -> Engine | None:
+        """The journal's database where it is a file of its own (SQLite)."""
+        return None if self.journal_engine is self.engine else self.journal_engine
 
     def after_fork(self) -> None:
         """In a forked process: open connections of its own, leaving the parent's pooled ones alone."""

@@ -213,7 +213,8 @@ def test_lint_command_exits_0_when_clean(project: Path, monkeypatch: pytest.Monk
 
 def test_a_link_that_compiles_without_tracking_is_reported_at_its_line(project: Path) -> None:
     digest = project / "templates" / "en" / "digest.html"
-    edit(digest, "see pricing</a>.</p>", "see pricing</a>.</p>\n{{ '<a href=\"https://example.com/raw\">raw</a>'|safe }}")
+    raw = "{{ '<a href=\"https://example.com/raw\">raw</a>'|safe }}"
+    edit(digest, "see pricing</a>.</p>", f"see pricing</a>.</p>\n{raw}")
     line = line_of(digest, "example.com/raw")
     assert found(project) == [f"templates/en/digest.html:{line}: a link to https://example.com/raw is not tracked: "
                               "its clicks score nothing (write it as <a href> in the template, or mark it notrack "

@@ -1,0 +1,143 @@
+"""The schema's version: a new database is made at the newest revision, a database made by an earlier
+release is refused with the command that upgrades it and then upgraded with its data, one made by a
+newer release is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from urllib.parse import unquote
+
+import psycopg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from click.testing import CliRunner
+from sqlalchemy import text
+from sqlmodel import SQLModel
+
+from nurture.cli import main
+from nurture.engine import Engine
+from nurture.models import EventKind, Outcome, Stage, Suppression
+from nurture.send.mailer import MemoryMailer
+from nurture.settings import Settings
+from nurture.store import Store, schema
+from nurture.store.base import journal_url
+from nurture.store.schema import include_object
+from tests.conftest import ROOT, SECRET, T0, _plain, make_lead
+
+RELEASE = Path(__file__).resolve().parents[1] / "fixtures" / "release-225c8d7"
+
+
+def load_release(database_url: str) -> None:
+    """Fill the empty database at `database_url` with what release 225c8d7 made (tests/fixtures)."""
+    if database_url.startswith("sqlite"):
+        for dump, url in (("sqlite.sql", database_url), ("sqlite-hits.sql", journal_url(database_url))):
+            with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
+                connection.executescript((RELEASE / dump).read_text(encoding="utf-8"))
+        return
+    name = unquote(database_url).rsplit("search_path=", 1)[1]
+    with psycopg.connect(_plain(database_url.split("?")[0]), autocommit=True) as connection:
+        connection.execute((RELEASE / "postgresql.sql").read_text(encoding="utf-8").replace("__SCHEMA__", name))
+
+
+def differences(store: Store) -> list[object]:
+    """What separates the database's schema from the models' (the journal of hits aside)."""
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"include_object": include_object,
+                                                               "compare_type": True})
+        return list(compare_metadata(context, SQLModel.metadata))
+
+
+def test_a_new_database_is_made_at_the_newest_revision(database_url: str) -> None:
+    store = Store(database_url)
+    try:
+        store.create()
+        assert schema.current(store.engine) == schema.head()
+        assert differences(store) == []
+        store.create()  # opened again: nothing to do
+    finally:
+        store.close()
+
+
+def test_the_migrations_make_the_models_schema(database_url: str) -> None:
+    store = Store(database_url)
+    try:
+        assert store.upgrade() == schema.Upgraded(None, schema.head())
+        assert differences(store) == []
+        store.create()
+    finally:
+        store.close()
+
+
+def test_a_database_of_release_225c8d7_is_refused_with_the_command_that_upgrades_it(
+        database_url: str, settings: Settings) -> None:
+    load_release(database_url)
+    store = Store(database_url)
+    try:
+        with pytest.raises(schema.SchemaBehind, match=r"run `nurture db upgrade`"):
+            store.create()
+    finally:
+        store.close()
+    result = CliRunner().invoke(main, ["--config", str(ROOT / "nurture.yaml"), "leads", "list"],
+                                env={"NURTURE_DATABASE_URL": database_url, "NURTURE_SECRET_KEY": SECRET})
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == ["error: the database was made by a release of nurture from before "
+                                                  "schema versions; run `nurture db upgrade` to bring it up to date "
+                                                  "(its data is kept)"]
+
+
+def test_a_database_of_release_225c8d7_upgrades_with_its_data(database_url: str, settings: Settings) -> None:
+    load_release(database_url)
+    result = CliRunner().invoke(main, ["--config", str(ROOT / "nurture.yaml"), "db", "upgrade"],
+                                env={"NURTURE_DATABASE_URL": database_url, "NURTURE_SECRET_KEY": SECRET})
+    assert result.exit_code == 0, result.output
+    assert result.output == (f"the database, made before schema versions, was taken as revision {schema.BASELINE} "
+                             f"and upgraded to {schema.head()}\n")
+    store = Store(database_url)
+    try:
+        store.create()
+        assert differences(store) == []
+        leads = {lead.email: (lead.stage, lead.score, lead.cycle, lead.suppressed) for lead in store.leads()}
+        assert leads == {"lead0@example.com": (Stage.MQL, 0, 1, None), "lead1@example.com": (Stage.MQL, 0, 0, None),
+                         "lead2@example.com": (Stage.MQL, -25, 0, Suppression.UNSUBSCRIBED)}
+        assert [event.kind for event in store.events_of(1)] == [EventKind.OPEN, EventKind.EXTERNAL]
+        assert [handoff.outcome for handoff in store.handoffs_of(1)] == [Outcome.NO_RESULT]
+        assert {send.state.value for lead_id in (1, 2, 3) for send in store.sends_of(lead_id)} == {"sent"}
+        make_lead(store, email="new@example.com")  # life goes on
+        report = asyncio.run(Engine(settings, store, MemoryMailer()).send_due(T0))
+        assert report.failed == [] and [line.split(":")[0] for line in report.sent] == ["new@example.com"]
+    finally:
+        store.close()
+
+
+def test_a_database_of_a_newer_release_is_refused(database_url: str) -> None:
+    store = Store(database_url)
+    try:
+        store.create()
+        with store.engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
+        with pytest.raises(schema.SchemaAhead, match=r"revision f00d, which this release of nurture does not know"):
+            store.create()
+        with pytest.raises(schema.SchemaAhead):
+            store.upgrade()
+    finally:
+        store.close()
+
+
+def test_the_journal_of_hits_carries_its_version(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'nurture.db'}"
+    load_release(url)  # its journal has no version: the schema of version 1
+    store = Store(url)
+    try:
+        store.upgrade()
+        hits = sqlite3.connect(tmp_path / "nurture.db-hits")
+        assert hits.execute("PRAGMA user_version").fetchone() == (schema.JOURNAL_VERSION,)
+        hits.execute("PRAGMA user_version = 99")
+        hits.commit()
+        hits.close()
+        with pytest.raises(schema.SchemaAhead, match="journal of hits .* has version 99"):
+            store.create()
+    finally:
+        store.close()
