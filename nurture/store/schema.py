@@ -30,7 +30,7 @@ from nurture.errors import ConfigError
 from nurture.models import JOURNAL
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)  # "Context impl ..." at every open
+logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines ("Context impl ...") come at every open
 BASELINE = "0001"  # the schema of the last release without migrations (225c8d7)
 JOURNAL_VERSION = 1  # of the SQLite journal of hits; a journal made before versions had 0 and this schema
 MIGRATION_LOCK = 0x6E757274  # PostgreSQL advisory lock: one process creates or upgrades the schema at a time
