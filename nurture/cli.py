@@ -190,15 +190,7 @@ def db_upgrade(ctx: click.Context) -> None:
         done = store.upgrade()
     finally:
         store.close()
-    if done.unversioned:
-        click.echo(f"the database, made before schema versions, was taken as revision {schema.BASELINE} and "
-                   f"upgraded to {done.now}")
-    elif done.was == done.now:
-        click.echo(f"the database is at revision {done.now}: nothing to do")
-    elif done.was is None:
-        click.echo(f"the database was created at revision {done.now}")
-    else:
-        click.echo(f"the database was upgraded from revision {done.was} to {done.now}")
+    console.upgraded(done)
 
 
 @db.command("current")

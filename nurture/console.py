@@ -16,6 +16,7 @@ from nurture.score.history import Line
 from nurture.score.rescore import Change
 from nurture.send.run import Progress
 from nurture.settings import Settings
+from nurture.store import schema
 
 
 def banner(settings: Settings, host: str, port: int) -> None:
@@ -122,3 +123,15 @@ def rescored(changes: Sequence[Change], dry_run: bool) -> None:
     verb = "would change" if dry_run else "changed"
     click.echo(f"{len(changes)} scores {verb}; {qualify} leads {'would become' if dry_run else 'became'} SQL"
                + ("" if dry_run else " (hand-offs go out at the next send)"))
+
+
+def upgraded(done: schema.Upgraded) -> None:
+    if done.unversioned:
+        click.echo(f"the database, made before schema versions, was taken as revision {schema.BASELINE} and "
+                   f"upgraded to {done.now}")
+    elif done.was == done.now:
+        click.echo(f"the database is at revision {done.now}: nothing to do")
+    elif done.was is None:
+        click.echo(f"the database was created at revision {done.now}")
+    else:
+        click.echo(f"the database was upgraded from revision {done.was} to {done.now}")
