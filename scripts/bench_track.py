@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from nurture.models import Lead, SendState  # noqa: E402
 from nurture.program import Due  # noqa: E402
-from nurture.send.outbox import Outbox, Result  # noqa: E402
+from nurture.send.outbox import Outbox  # noqa: E402
+from nurture.send.results import Result  # noqa: E402
 from nurture.settings import load_settings  # noqa: E402
 from nurture.store import Store  # noqa: E402
 from nurture.track.tokens import Purpose, Signer  # noqa: E402

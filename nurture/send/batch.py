@@ -20,7 +20,8 @@ from nurture.errors import NurtureError
 from nurture.models import FeedItem, SendState
 from nurture.render.composer import Composer
 from nurture.render.message import Envelope
-from nurture.send.outbox import ClaimedSend, Outbox, Result
+from nurture.send.outbox import Outbox
+from nurture.send.results import ClaimedSend, Result
 from nurture.settings import Settings
 from nurture.store import Store
 

@@ -16,9 +16,10 @@ from nurture.send import resultlog
 from nurture.send.backlog import Backlog
 from nurture.send.batch import Prepared, Preparer
 from nurture.send.builder import Builder
-from nurture.send.outbox import Outbox, Result, final_state
+from nurture.send.outbox import Outbox
 from nurture.send.policy import Breaker, Pacer, attempt
 from nurture.send.resultlog import ResultLog
+from nurture.send.results import Result, final_state
 from nurture.store.groupcommit import GroupCommit
 
 if TYPE_CHECKING:

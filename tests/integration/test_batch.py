@@ -27,7 +27,8 @@ from nurture.send import backlog as backlog_
 from nurture.send import batch
 from nurture.send import builder as workshop_
 from nurture.send.mailer import MemoryMailer, Ready
-from nurture.send.outbox import Finished, Outbox
+from nurture.send.outbox import Outbox
+from nurture.send.results import Finished
 from nurture.settings import Settings
 from nurture.store import Store
 from tests.conftest import T0, make_lead
@@ -368,7 +369,8 @@ from nurture.send.batch import Preparer
 from nurture.send.builder import Builder
 from nurture.engine import Engine, Report
 from nurture.send.mailer import MemoryMailer
-from nurture.send.outbox import Finished, Outbox
+from nurture.send.outbox import Outbox
+from nurture.send.results import Finished
 from nurture.settings import load_settings
 from nurture.store import Store
 from tests.conftest import T0, make_lead

@@ -17,8 +17,9 @@ from nurture.models import ResultLogMark, SendState
 from nurture.program import CONFIRMATION, Due
 from nurture.send import resultlog
 from nurture.send.mailer import MemoryMailer
-from nurture.send.outbox import ClaimedSend, Outbox, Result
+from nurture.send.outbox import Outbox
 from nurture.send.resultlog import BrokenLog, ResultLog
+from nurture.send.results import ClaimedSend, Result
 from nurture.settings import Settings
 from nurture.store import Store
 from tests.conftest import T0, make_lead

@@ -1,0 +1,158 @@
+"""How a delivery attempt ended, and what storing it leads to: the row of the send, the cost of a sent
+digest, the suppression of a bounced lead."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, update
+from sqlmodel import Session
+
+from nurture.models import EventKind, Send, SendState, Suppression
+from nurture.score import rules as scoring
+from nurture.settings import Delivery, Scoring
+from nurture.store import NewEvent, Store
+
+_SENDS = Send.__table__  # type: ignore[attr-defined]
+HELD = update(_SENDS).where(  # executemany, the columns set named by the rows: only while this worker holds the claim
+    _SENDS.c.id == bindparam("send_id"), _SENDS.c.claimed_by == bindparam("worker"))
+LIVE = timedelta(minutes=10)  # a run whose clock is this close to the wall clock is live
+
+
+@dataclass(frozen=True)
+class ClaimedSend:
+    """A claimed send as its delivery needs it: plain data, cheap to hand to another process (an ORM
+    instance pickles its whole mapper state)."""
+
+    id: int
+    lead_id: int
+    step: int
+    template: str
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Result:
+    """How one delivery attempt ended."""
+
+    send: Send | ClaimedSend
+    state: SendState  # sent, deferred, failed, bounced; queued gives the claim back untried
+    error: str | None = None
+    at: datetime | None = None  # the wall-clock time the server took it
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A result as the outbox stores it: the row HELD writes, and what its send leads to."""
+
+    row: dict[str, Any]
+    lead_id: int
+    step: int
+
+    @property
+    def follows(self) -> bool:
+        """A sent digest books its cost; a bounce suppresses its lead."""
+        state = self.row["state"]
+        return (state is SendState.SENT and self.step > 0) or state is SendState.BOUNCED
+
+
+class Results:
+    """Storing results: the outbox's part that a delivery run's lanes (or its log) write through."""
+
+    store: Store
+    worker: str
+
+    def finish(self, results: Sequence[Result], now: datetime, rules: Scoring, policy: Delivery,
+               connection: Connection | None = None) -> None:
+        """Record a group of results in one transaction; a sent digest books its cost, a bounce suppresses.
+
+        `connection`, when given, is used instead of one from the pool.
+        """
+        if results:
+            with transaction(self.store, connection) as held:
+                self.write_in(held, [self.finished(result, now, policy) for result in results], now, rules)
+
+    def finished(self, result: Result, now: datetime, policy: Delivery) -> Finished:
+        """What the outbox stores of a result."""
+        send = result.send
+        attempts = send.attempts + (result.state is not SendState.QUEUED)
+        state = final_state(send, result.state, policy.max_attempts)
+        assert send.id is not None
+        row = {"send_id": send.id, "worker": self.worker, "state": state, "attempts": attempts,
+               "error": result.error, "claimed_by": None, "claimed_at": None,
+               "sent_at": delivered_at(now, result.at) if state is SendState.SENT else None,
+               "retry_at": now + timedelta(minutes=policy.retry_after_minutes) if state is SendState.DEFERRED else None}
+        return Finished(row, send.lead_id, send.step)
+
+    def write_in(self, connection: Connection, sends: Sequence[Finished], now: datetime, rules: Scoring) -> None:
+        """Store finished sends, and what they lead to, in the caller's transaction: only those this
+        worker still holds the claim of (HELD)."""
+        connection.execute(HELD, sorted((finished.row for finished in sends), key=by_send))
+        self._consequences(connection, [finished for finished in sends if finished.follows], now, rules)
+
+    def _consequences(self, connection: Connection, followups: Sequence[Finished], now: datetime,
+                      rules: Scoring) -> None:
+        """A sent digest books its cost (all of them in a few statements); a bounce suppresses its lead."""
+        if not followups:
+            return
+        locked = self.store.lock_leads_in(connection, [finished.lead_id for finished in followups])  # in order
+        costs: list[NewEvent] = []
+        earning: list[NewEvent] = []  # under rules that pay for a digest, which may qualify a lead
+        bounces: list[tuple[int, str | None]] = []
+        for finished in followups:
+            send_id = finished.row["send_id"]
+            if finished.row["state"] is SendState.SENT:
+                credit = scoring.credit_send(finished.step - 1, send_id, rules)
+                hit = NewEvent(finished.lead_id, EventKind.SENT, now, credit, send_id=send_id)
+                (earning if credit.points > 0 else costs).append(hit)
+            else:
+                bounces.append((finished.lead_id, finished.row["error"]))
+        if costs:
+            self.store.record_costs_in(connection, costs, locked)
+        if not earning and not bounces:
+            return
+        with Session(bind=connection, expire_on_commit=False) as session:  # the ORM, for what may qualify a lead
+            for hit in earning:
+                self.store.record_in(session, hit, rules)
+            for lead_id, error in bounces:
+                self.store.suppress_in(session, lead_id, Suppression.BOUNCED, now, rules, (error or "")[:200])
+            session.flush()
+
+
+def by_send(row: Mapping[str, Any]) -> int:
+    """Rows are written in the order of their ids: on PostgreSQL every writer of many sends (describe,
+    finish, and renew and release through _held) then locks them in one order, and no two deadlock."""
+    return int(row["send_id"])
+
+
+def delivered_at(now: datetime, wall: datetime | None) -> datetime:
+    """When a send went out: the wall clock in a live run; the program's time in a run replayed in the past
+    (`send-due --at` an earlier day), but never a time in the future, which would make every later open
+    look like it came during delivery."""
+    if wall is None:
+        return now
+    return wall if now >= wall - LIVE else min(now, wall)
+
+
+def final_state(send: Send | ClaimedSend, state: SendState, max_attempts: int) -> SendState:
+    """A temporary failure on the last allowed attempt is final."""
+    if state is SendState.DEFERRED and send.attempts + 1 >= max_attempts:
+        return SendState.FAILED
+    return state
+
+
+@contextmanager
+def transaction(store: Store, connection: Connection | None) -> Iterator[Connection]:
+    if connection is None:
+        with store.engine.begin() as fresh:
+            yield fresh
+        return
+    with connection.begin():
+        yield connection
+
+
