@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import click
 import rich.progress
+from sqlalchemy import make_url
 
 from nurture.engine import Report
 from nurture.models import Handoff, Lead, Send, SinkMessage
@@ -21,7 +22,7 @@ from nurture.store import schema
 
 def banner(settings: Settings, host: str, port: int) -> None:
     click.echo(f"nurture: tracking server on http://{host}:{port}  (public base {settings.base_url})")
-    click.echo(f"  database {settings.database_url}")
+    click.echo(f"  database {make_url(settings.database_url).render_as_string(hide_password=True)}")
     sink = "  (development sink)" if settings.smtp.sink else ""
     click.echo(f"  SMTP {settings.smtp.host}:{settings.smtp.port}{sink}")
     click.echo(f"  admin pages: http://{host}:{port}/admin  (any user, password: the admin key"
@@ -49,14 +50,15 @@ def progress() -> Iterator[Progress]:
 def report(done: Report, shown: int = 20) -> None:
     """What a pass did: up to `shown` lines of each kind, then the counts."""
     sections = [("queued", done.enqueued), ("skipped", done.skipped), ("sent", done.sent),
-                ("deferred", done.deferred), ("failed", done.failed), ("hand-off", done.handoffs)]
+                ("deferred", done.deferred), ("bounced", done.bounced), ("failed", done.failed),
+                ("hand-off", done.handoffs)]
     for label, lines in sections:
         for line in lines[:shown]:
             click.echo(f"{label:>9}  {line}")
         if len(lines) > shown:
             click.echo(f"{label:>9}  ... and {len(lines) - shown} more")
     click.echo(f"{len(done.sent)} sent, {len(done.skipped)} skipped, {len(done.deferred)} deferred, "
-               f"{len(done.failed)} failed, {len(done.handoffs)} hand-offs")
+               f"{len(done.bounced)} bounced, {len(done.failed)} failed, {len(done.handoffs)} hand-offs")
     if done.paused:
         click.echo(f"delivery {done.paused}; the rest stays queued for the next run")
 

@@ -66,9 +66,10 @@ async def send_job(engine: Engine, leadership: Leadership) -> None:
     if not leadership.held():
         return
     report = await engine.send_due(datetime.now(UTC))
-    if report.enqueued or report.sent or report.failed or report.handoffs:
-        log.info("send: %d queued, %d sent, %d deferred, %d failed, %d hand-offs", len(report.enqueued),
-                 len(report.sent), len(report.deferred), len(report.failed), len(report.handoffs))
+    if report.enqueued or report.sent or report.bounced or report.failed or report.handoffs:
+        log.info("send: %d queued, %d sent, %d deferred, %d bounced, %d failed, %d hand-offs", len(report.enqueued),
+                 len(report.sent), len(report.deferred), len(report.bounced), len(report.failed),
+                 len(report.handoffs))
 
 
 async def refresh_job(engine: Engine, leadership: Leadership) -> None:

@@ -44,6 +44,7 @@ class Report:
     skipped: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
+    bounced: list[str] = field(default_factory=list)  # the server refused the address for good
     failed: list[str] = field(default_factory=list)
     handoffs: list[str] = field(default_factory=list)
     paused: str | None = None  # why delivery stopped early
@@ -277,6 +278,8 @@ class DeliveryRun:
             self.report.sent.append(f"{email}: {send.template} {send.step} ({message_id})")
         elif state is SendState.DEFERRED:
             self.report.deferred.append(f"{email}: deferred: {error}")
+        elif state is SendState.BOUNCED:
+            self.report.bounced.append(f"{email}: {error}")
         else:
             self.report.failed.append(f"{email}: {state.value}: {error}")
 

@@ -37,6 +37,7 @@ def create_app(engine: Engine) -> HotPath:
     app = Starlette(
         routes=[
             Route("/healthz", health, methods=["GET"]),
+            Route("/readyz", ready, methods=["GET"]),
             Route("/u/{token}", pages.unsubscribe, methods=["GET", "POST"]),
             Route("/p/{token}", pages.preferences, methods=["GET", "POST"]),
             Route("/sales/{token}", pages.sales_profile, methods=["GET", "POST"]),
@@ -78,11 +79,21 @@ async def judging_while_serving(engine: Engine, tracking: Tracking, app: Starlet
 
 
 async def health(request: Request) -> Response:
+    """Alive: the process answers and the database answers a ping (nothing it costs grows with the data)."""
     try:
-        await run_in_threadpool(request.app.state.engine.store.histories)
+        await run_in_threadpool(request.app.state.engine.store.ping)
     except Exception as error:  # noqa: BLE001 - health reports any failure
         return PlainTextResponse(f"database unavailable: {type(error).__name__}", status_code=503)
     return PlainTextResponse("ok")
+
+
+async def ready(request: Request) -> Response:
+    """Ready for traffic: the database and the journal of hits answer, and the schema is this release's."""
+    try:
+        problem = await run_in_threadpool(request.app.state.engine.store.unready)
+    except Exception as error:  # noqa: BLE001 - readiness reports any failure
+        problem = f"database unavailable: {type(error).__name__}"
+    return PlainTextResponse(problem or "ready", status_code=503 if problem else 200)
 
 
 async def not_found(request: Request, error: Exception) -> Response:

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import event as sa_event
+from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, create_engine
 
@@ -130,6 +131,20 @@ class Base:
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
+
+    def ping(self) -> None:
+        with self.engine.connect() as connection:
+            connection.execute(text("select 1"))
+
+    def unready(self) -> str | None:
+        """Why this store cannot take traffic now, or None: the database and the journal answer, the
+        schema is this release's."""
+        revision, state = schema.status(self.engine)
+        if revision != schema.head():
+            return f"schema: {state}"
+        with self.journal_engine.connect() as connection:
+            connection.execute(text("select 1 from pendinghit limit 1"))
+        return None
 
     def create(self) -> None:
         """Create the schema of a new database; refuse one that another release made (nurture.store.schema)."""

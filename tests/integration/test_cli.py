@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from nurture import console
 from nurture.cli import main
 from nurture.settings import load_settings
 from nurture.store import Store
@@ -104,3 +105,12 @@ def test_leads_show_says_how_many_hits_wait_to_be_judged(run, tmp_path: Path) ->
     Journal(Store(settings.database_url)).write([Arrival("open", 1, None, "GET", "Mozilla/5.0", None, 0.0)] * 2)
     shown = run("leads", "show", "ada@example.com")[1]
     assert "2 opens and clicks (of all leads) are stored and not yet judged" in shown
+
+
+def test_the_banner_never_prints_the_database_password(capsys: pytest.CaptureFixture[str]) -> None:
+    settings = load_settings({"NURTURE_SECRET_KEY": SECRET,
+                              "NURTURE_DATABASE_URL": "postgresql+psycopg://nurture:s3cret@db.internal/nurture"},
+                             ROOT / "nurture.yaml")
+    console.banner(settings, "127.0.0.1", 8000)
+    shown = capsys.readouterr().out
+    assert "s3cret" not in shown and "postgresql+psycopg://nurture:***@db.internal/nurture" in shown

@@ -61,7 +61,7 @@ def test_a_bounce_suppresses_the_lead_and_scores_the_rule(engine: Engine, mailer
     make_lead(engine.store)
     mailer.fail["ada@example.com"] = DeliveryError("550 no such user", permanent=True, code=550)
     report = tick(engine)
-    assert report.failed and not report.sent
+    assert report.bounced == ["ada@example.com: 550 no such user"] and not report.failed and not report.sent
     lead = engine.store.lead(1)
     assert lead.suppressed is Suppression.BOUNCED and lead.score == -30
     assert engine.store.sends_of(1)[0].state is SendState.BOUNCED

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from nurture.engine import Engine
@@ -17,7 +18,7 @@ from nurture.models import EventKind, Stage, Suppression
 from nurture.score.rules import Credit
 from nurture.send.mailer import MemoryMailer
 from nurture.server import create_app
-from nurture.store import NewEvent
+from nurture.store import NewEvent, Store
 from nurture.track.tokens import Purpose, Signer
 from tests.conftest import SECRET, T0, make_lead
 
@@ -239,3 +240,20 @@ def test_a_hit_on_the_hidden_honeypot_link_marks_its_neighbours(client: TestClie
     events = engine.store.events_of(1)
     assert [(e.counted, e.reason) for e in events] == [(False, "honeypot link"), (False, "honeypot link")]
     assert engine.store.lead(1).score == 0
+
+
+def test_health_pings_the_database_without_reading_leads(client: TestClient, engine: Engine,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    def every_lead(*args: object) -> None:
+        raise AssertionError("a health probe read every lead")
+
+    monkeypatch.setattr(Store, "histories", every_lead)
+    assert (client.get("/healthz").status_code, client.get("/healthz").text) == (200, "ok")
+
+
+def test_ready_says_why_not_when_the_schema_is_not_this_releases(client: TestClient, engine: Engine) -> None:
+    assert (client.get("/readyz").status_code, client.get("/readyz").text) == (200, "ready")
+    with engine.store.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
+    answer = client.get("/readyz")
+    assert answer.status_code == 503 and answer.text.startswith("schema: the database's schema is at revision f00d")

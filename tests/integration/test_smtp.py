@@ -177,7 +177,7 @@ def test_a_permanent_refusal_bounces_and_suppresses_only_that_lead(settings: Set
         assert sorted(handler.copies()) == ["ada@example.com", "bob@example.com"]
         tries = handler.rcpt_tries if phase == "RCPT" else handler.data_tries
         assert tries["gone1@example.com"] == tries["gone2@example.com"] == 1  # a bounce is not retried
-        assert len(report.sent) == 2 and len(report.failed) == 2 and not report.deferred
+        assert len(report.sent) == 2 and len(report.bounced) == 2 and not report.failed and not report.deferred
         assert states(store, ids) == {"ada@example.com": SendState.SENT, "bob@example.com": SendState.SENT,
                                       "gone1@example.com": SendState.BOUNCED, "gone2@example.com": SendState.BOUNCED}
         for email in ("gone1@example.com", "gone2@example.com"):
