@@ -18,9 +18,10 @@ from nurture import console
 from nurture.content.catalog import load_catalog
 from nurture.content.refresh import refresh
 from nurture.engine import Engine
-from nurture.errors import NurtureError
+from nurture.errors import InputError, NurtureError, UnknownLead
 from nurture.intake import new_lead, read_csv
-from nurture.runtime import development_sink, open_store, run_async, smtp_mailer
+from nurture.models import Lead
+from nurture.runtime import development_sink, listening_socket, open_store, run_async, smtp_mailer
 from nurture.score.history import history
 from nurture.send.mailer import Mailer
 from nurture.settings import Settings, load_settings
@@ -102,12 +103,13 @@ def run(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Scheduler + tracking server (+ the development SMTP sink when configured)."""
     from nurture.scheduler import run as run_all
 
+    settings = settings_of(ctx)
+    host, port = host or settings.server.host, port or settings.server.port
+    listening = listening_socket(host, port)
     with engine_of(ctx) as engine:
-        settings = engine.settings
-        host, port = host or settings.server.host, port or settings.server.port
         console.banner(settings, host, port)
         try:
-            run_async(run_all(engine, host, port))
+            run_async(run_all(engine, listening))
         except KeyboardInterrupt:
             pass
 
@@ -124,10 +126,12 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     from nurture.server import create_app
 
     settings = settings_of(ctx)
+    listening = listening_socket(host or settings.server.host, port or settings.server.port)
     store = open_store(settings)
     engine = Engine(settings, store, smtp_mailer(settings))
-    uvicorn.run(create_app(engine), host=host or settings.server.host, port=port or settings.server.port,
-                log_level="warning", forwarded_allow_ips=settings.server.trusted_proxies)
+    server = uvicorn.Config(create_app(engine), log_level="warning",
+                            forwarded_allow_ips=settings.server.trusted_proxies)
+    uvicorn.Server(server).run(sockets=[listening])
 
 
 @main.command("send-due")
@@ -227,15 +231,29 @@ def leads() -> None:
 @click.option("--interest", "interests", multiple=True, help="Repeat for several interests.")
 @click.option("--locale", default="en")
 @click.option("--customer", is_flag=True, help="An existing customer (qualifies at a lower threshold).")
+@click.option("--exist-ok", is_flag=True, help="A lead with this address already: say so and change nothing.")
 @click.pass_context
 @friendly
-def leads_add(ctx: click.Context, email: str, **fields: Any) -> None:
+def leads_add(ctx: click.Context, email: str, exist_ok: bool, **fields: Any) -> None:
     """Add one lead; it gets the confirmation mail at the next send."""
     settings = settings_of(ctx)
     lead = new_lead(load_catalog(settings.feeds_file), datetime.now(UTC), email=email, **fields)
     store = open_store(settings)
-    store.add_lead(lead)
+    try:
+        store.add_lead(lead)
+    except InputError:
+        if not exist_ok or (known := _lead_or_none(store, lead.email)) is None:
+            raise
+        click.echo(f"{known.email} is lead {known.id} already; nothing changed")
+        return
     click.echo(f"added {lead.email} (lead {lead.id})")
+
+
+def _lead_or_none(store: Store, email: str) -> Lead | None:
+    try:
+        return store.lead_by_email(email)
+    except UnknownLead:
+        return None
 
 
 @leads.command("import")
@@ -290,6 +308,8 @@ def feeds_refresh(ctx: click.Context) -> None:
     settings = settings_of(ctx)
     results = run_async(refresh(open_store(settings), load_catalog(settings.feeds_file), datetime.now(UTC)))
     console.feed_results(results)
+    if any(status == "failed" for _, status, _ in results):
+        sys.exit(1)
 
 
 @main.command()
@@ -377,7 +397,7 @@ def sink_show(ctx: click.Context, message_id: int) -> None:
     message = open_store(settings_of(ctx)).sink_message(message_id)
     if message is None:
         raise click.ClickException(f"no message {message_id}")
-    click.echo(message.data.decode("utf-8", "replace"))
+    console.mail(message.data)
 
 
 @sink.command("serve")
@@ -402,3 +422,20 @@ def sink_serve(ctx: click.Context) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _set_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        ctx.find_root().obj["config"] = value
+
+
+def _config_anywhere(group: click.Group) -> None:
+    """`--config` works after a command as before it (`nurture rescore --config NEW.yaml`)."""
+    for command in group.commands.values():
+        command.params.append(click.Option(["--config"], type=click.Path(path_type=Path), expose_value=False,
+                                           callback=_set_config, help="nurture.yaml to read (as before the command)."))
+        if isinstance(command, click.Group):
+            _config_anywhere(command)
+
+
+_config_anywhere(main)

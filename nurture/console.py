@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from email.message import EmailMessage
 
 import click
 import rich.progress
@@ -137,3 +140,17 @@ def upgraded(done: schema.Upgraded) -> None:
         click.echo(f"the database was created at revision {done.now}")
     else:
         click.echo(f"the database was upgraded from revision {done.was} to {done.now}")
+
+
+def mail(data: bytes) -> None:
+    """A received message as a person reads it: its headers, then its text part decoded."""
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    for name in ("From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe"):
+        if message[name]:
+            click.echo(f"{name}: {message[name]}")
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    click.echo("")
+    click.echo(text.get_content().rstrip("\n") if isinstance(text, EmailMessage) else "(no text part)")
+    if isinstance(html, EmailMessage):
+        click.echo(f"\n(and an HTML part of {len(html.get_content())} characters: the admin's sink viewer shows it)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from datetime import UTC, datetime, timedelta
 
 import uvicorn
@@ -79,8 +80,8 @@ async def refresh_job(engine: Engine, leadership: Leadership) -> None:
         log.info("feed %s: %s %s", feed, status, detail)
 
 
-async def run(engine: Engine, host: str, port: int) -> None:
-    """Serve and schedule until interrupted."""
+async def run(engine: Engine, listening: socket.socket) -> None:
+    """Serve (on the bound socket `listening`) and schedule until interrupted."""
     schedule = engine.settings.schedule
     scheduler = AsyncIOScheduler(timezone=UTC)
     leadership = Leadership(engine.store)
@@ -91,12 +92,12 @@ async def run(engine: Engine, host: str, port: int) -> None:
                       next_run_time=first + every, max_instances=1, coalesce=True, id="refresh-feeds")
     scheduler.add_job(send_job, "interval", args=[engine, leadership], seconds=schedule.send_every_seconds,
                       next_run_time=first, max_instances=1, coalesce=True, id="send-due")
-    server = uvicorn.Server(uvicorn.Config(create_app(engine), host=host, port=port, log_level="warning",
+    server = uvicorn.Server(uvicorn.Config(create_app(engine), log_level="warning",
                                            forwarded_allow_ips=engine.settings.server.trusted_proxies))
     await asyncio.to_thread(start_fork_server)  # where long runs build their messages (see nurture.send.builder)
     scheduler.start()
     try:
-        await server.serve()
+        await server.serve(sockets=[listening])
     finally:
         scheduler.shutdown(wait=False)
         leadership.release()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import socket
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,8 @@ from click.testing import CliRunner
 
 from nurture import console
 from nurture.cli import main
+from nurture.models import SinkMessage
+from nurture.render.message import build
 from nurture.settings import load_settings
 from nurture.store import Store
 from tests.conftest import ROOT, SECRET
@@ -114,3 +118,54 @@ def test_the_banner_never_prints_the_database_password(capsys: pytest.CaptureFix
     console.banner(settings, "127.0.0.1", 8000)
     shown = capsys.readouterr().out
     assert "s3cret" not in shown and "postgresql+psycopg://nurture:***@db.internal/nurture" in shown
+
+
+def test_config_is_read_after_the_command_too(tmp_path: Path) -> None:
+    config = tmp_path / "nurture.yaml"
+    config.write_text("scoring:\n  treshold: 10\n")
+    result = CliRunner().invoke(main, ["rescore", "--dry-run", "--config", str(config)],
+                                env={"NURTURE_SECRET_KEY": SECRET, "NURTURE_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"})
+    assert result.exit_code == 2 and "scoring.treshold: unknown key" in result.output
+
+
+def test_adding_a_lead_again_with_exist_ok_changes_nothing(run) -> None:  # type: ignore[no-untyped-def]
+    assert run("leads", "add", "ada@example.com", "--interest", "cloud", "--exist-ok") == (
+        0, "added ada@example.com (lead 1)\n")
+    assert run("leads", "add", "ada@example.com", "--interest", "security", "--exist-ok") == (
+        0, "ada@example.com is lead 1 already; nothing changed\n")
+    assert run("leads", "add", "ada@example.com", "--interest", "cloud")[0] == 2  # without it: bad input
+
+
+def test_a_failed_feed_makes_refresh_exit_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "feeds.yaml").write_text("feeds:\n  gone:\n    url: missing.xml\ninterests:\n  cloud: [gone]\n")
+    (tmp_path / "nurture.yaml").write_text("program:\n  default_locale: en\n")
+    monkeypatch.setenv("NURTURE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    result = CliRunner().invoke(main, ["--config", str(tmp_path / "nurture.yaml"), "feeds", "refresh"],
+                                env={"NURTURE_SECRET_KEY": SECRET})
+    assert result.exit_code == 1 and "feed gone: failed" in result.output
+
+
+def test_sink_show_decodes_the_message(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    envelope = build(sender="marketing@example.com", to="ada@example.com", subject="Grüße, Ada",
+                     html="<p>Hallo</p>", text="Hallo Ada, čaj?\n", message_id="<m1@example.com>",
+                     date=datetime(2026, 11, 2, tzinfo=UTC))
+    store = Store(f"sqlite:///{tmp_path / 'cli.db'}")
+    store.create()
+    with store.session() as session:
+        session.add(SinkMessage(mail_from=envelope.sender, recipients=[envelope.recipient], subject="Grüße, Ada",
+                                received_at=datetime(2026, 11, 2, tzinfo=UTC), data=envelope.data))
+    store.close()
+    code, output = run("sink", "show", "1")
+    assert code == 0
+    assert "Subject: Grüße, Ada" in output and "Hallo Ada, čaj?" in output and "base64" not in output
+
+
+def test_a_port_in_use_is_one_line(run) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, output = run("serve", "--port", str(port))
+    assert code == 2
+    assert output.splitlines() == [f"error: cannot listen on 127.0.0.1:{port}: Address already in use; stop what "
+                                   "uses it or choose another port with --port"]
