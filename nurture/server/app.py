@@ -12,6 +12,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -20,7 +21,9 @@ from starlette.templating import Jinja2Templates
 from nurture.engine import Engine
 from nurture.errors import InputError, TokenError, UnknownLead
 from nurture.server import admin, api, pages, preview
+from nurture.server.headers import SecurityHeaders
 from nurture.server.hot import HotPath
+from nurture.server.http import ADMIN_TRIES, ADMIN_WINDOW_SECONDS, Throttle
 from nurture.server.judge_loop import Judging, Supervisor
 from nurture.track.actions import Tracking
 
@@ -46,9 +49,11 @@ def create_app(engine: Engine) -> HotPath:
             *preview.routes(),
         ],
         exception_handlers={TokenError: not_found, InputError: bad_input, UnknownLead: unknown_lead},
+        middleware=[Middleware(SecurityHeaders)],
         lifespan=partial(judging_while_serving, engine, tracking),
     )
     app.state.engine = engine
+    app.state.admin_logins = Throttle(ADMIN_TRIES, ADMIN_WINDOW_SECONDS)
     app.state.tracking = tracking
     app.state.templates = templates
     return HotPath(app, tracking)

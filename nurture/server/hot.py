@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 PIXEL = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002014400" "3b")
 NO_CACHE = [(b"cache-control", b"no-store, no-cache, must-revalidate, max-age=0"), (b"pragma", b"no-cache")]
+NO_REFERRER = (b"referrer-policy", b"no-referrer")  # the token in this URL never travels on as a Referer
 GIF = [(b"content-type", b"image/gif"), (b"content-length", str(len(PIXEL)).encode()), *NO_CACHE]
 SAFE_IN_URL = ":/%#?=@[]!$&'()*+,;~"
 
@@ -61,7 +62,7 @@ class HotPath:
         except TokenError:
             return await _answer(send, 404, b"Not found")
         location = quote(url, safe=SAFE_IN_URL).encode("ascii")
-        headers = [(b"location", location), (b"content-length", b"0"), *NO_CACHE]
+        headers = [(b"location", location), (b"content-length", b"0"), *NO_CACHE, NO_REFERRER]
         await send({"type": "http.response.start", "status": 302, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import time
+from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -27,8 +30,39 @@ def handoff_task(request: Request, handoff_id: int | None) -> BackgroundTask | N
     return BackgroundTask(engine.deliver_handoff, handoff_id, now())
 
 
+ADMIN_TRIES = 10  # failed admin logins from one address within ADMIN_WINDOW_SECONDS, then it waits
+ADMIN_WINDOW_SECONDS = 600.0
+
+
+class Throttle:
+    """Failures per address in a sliding window: past `tries`, the address is refused until they age out.
+    Kept per process: it slows a password guesser down by orders of magnitude, which is its point."""
+
+    def __init__(self, tries: int, window: float, clock: Callable[[], float] = time.monotonic):
+        self.tries, self.window, self.clock = tries, window, clock
+        self.failures: dict[str, deque[float]] = {}
+
+    def blocked(self, who: str) -> bool:
+        seen = self.failures.get(who)
+        if not seen:
+            return False
+        while seen and seen[0] <= self.clock() - self.window:
+            seen.popleft()
+        if not seen:
+            del self.failures[who]
+        return len(seen) >= self.tries
+
+    def failed(self, who: str) -> None:
+        self.failures.setdefault(who, deque()).append(self.clock())
+
+
 def check_admin(request: Request) -> None:
-    """HTTP Basic with the admin key as password; raises 401 otherwise."""
+    """HTTP Basic with the admin key as password; raises 401 otherwise, and 429 for an address that
+    failed too often lately."""
+    logins: Throttle = request.app.state.admin_logins
+    who = request.client.host if request.client else ""
+    if logins.blocked(who):
+        raise HTTPException(429, "too many failed logins from this address; try again later")
     expected = request.app.state.engine.settings.admin_key
     header = request.headers.get("authorization", "")
     scheme, _, encoded = header.partition(" ")
@@ -37,6 +71,8 @@ def check_admin(request: Request) -> None:
     except (binascii.Error, UnicodeDecodeError):
         password = ""
     if scheme.lower() != "basic" or not expected or not hmac.compare_digest(password.encode(), expected.encode()):
+        if encoded:  # a browser's first request carries no credentials: no failure yet
+            logins.failed(who)
         raise HTTPException(401, headers={"WWW-Authenticate": 'Basic realm="nurture"'})
     origin = request.headers.get("origin")
     if request.method == "POST" and origin and urlsplit(origin).netloc != request.url.netloc:

@@ -18,6 +18,7 @@ from nurture.models import EventKind, Stage, Suppression
 from nurture.score.rules import Credit
 from nurture.send.mailer import MemoryMailer
 from nurture.server import create_app
+from nurture.server.http import ADMIN_TRIES, Throttle
 from nurture.store import NewEvent, Store
 from nurture.track.tokens import Purpose, Signer
 from tests.conftest import SECRET, T0, make_lead
@@ -257,3 +258,34 @@ def test_ready_says_why_not_when_the_schema_is_not_this_releases(client: TestCli
         connection.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
     answer = client.get("/readyz")
     assert answer.status_code == 503 and answer.text.startswith("schema: the database's schema is at revision f00d")
+
+
+def test_every_page_carries_the_security_headers(client: TestClient, engine: Engine, mailer: MemoryMailer) -> None:
+    links = confirmation_links(engine, mailer)
+    key = engine.settings.admin_key
+    for answer in (client.get(links["unsubscribe"]), client.get("/admin", auth=("admin", key)), client.get("/healthz"),
+                   client.get("/nowhere")):
+        assert answer.headers["x-frame-options"] == "SAMEORIGIN"
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["referrer-policy"] == "no-referrer"
+        assert "frame-ancestors 'self'" in answer.headers["content-security-policy"]
+    redirect = client.get(links["callback"], follow_redirects=False)
+    assert redirect.status_code == 302 and redirect.headers["referrer-policy"] == "no-referrer"
+
+
+def test_failed_admin_logins_from_one_address_are_throttled(client: TestClient, engine: Engine) -> None:
+    for _ in range(ADMIN_TRIES):
+        assert client.get("/admin", auth=("admin", "guess")).status_code == 401
+    assert client.get("/admin", auth=("admin", engine.settings.admin_key)).status_code == 429
+    assert client.get("/admin").status_code == 429
+
+
+def test_a_throttled_address_may_log_in_again_once_its_failures_age_out() -> None:
+    clock = [0.0]
+    logins = Throttle(2, 60.0, clock=lambda: clock[0])
+    logins.failed("192.0.2.7")
+    clock[0] = 30.0
+    logins.failed("192.0.2.7")
+    assert logins.blocked("192.0.2.7") and not logins.blocked("192.0.2.8")
+    clock[0] = 61.0  # the first failure aged out
+    assert not logins.blocked("192.0.2.7")
