@@ -24,7 +24,14 @@ from nurture.models import Lead
 from nurture.runtime import development_sink, listening_socket, open_store, run_async, smtp_mailer
 from nurture.score.history import history
 from nurture.send.mailer import Mailer
-from nurture.settings import Settings, load_settings
+from nurture.settings import (
+    Settings,
+    config_path,
+    development_key_file,
+    load_settings,
+    new_secret_key,
+    write_development_keys,
+)
 from nurture.store import Store, schema
 
 log = logging.getLogger("nurture")
@@ -177,6 +184,27 @@ def rescore(ctx: click.Context, dry_run: bool) -> None:
 def admin_key(ctx: click.Context) -> None:
     """Print the password of the admin pages (NURTURE_ADMIN_KEY, or one derived from the secret key)."""
     click.echo(settings_of(ctx).admin_key)
+
+
+@main.group()
+def keys() -> None:
+    """The keys that sign every tracking link."""
+
+
+@keys.command("rotate")
+@click.pass_context
+@friendly
+def keys_rotate(ctx: click.Context) -> None:
+    """A new signing key; the current one goes on verifying the links already mailed."""
+    settings = settings_of(ctx)
+    fresh = new_secret_key()
+    kept = [settings.secret_key, *settings.old_secret_keys]
+    if os.environ.get("NURTURE_SECRET_KEY"):
+        console.rotate_in_environment(fresh, kept)
+        return
+    key_file = development_key_file(config_path(_environ(), ctx.find_root().obj["config"]).resolve().parent)
+    write_development_keys(key_file, [fresh, *kept])
+    click.echo(f"{key_file}: a new key signs from now on; the {len(kept)} before it still verify")
 
 
 @main.group()

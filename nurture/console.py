@@ -154,3 +154,12 @@ def mail(data: bytes) -> None:
     click.echo(text.get_content().rstrip("\n") if isinstance(text, EmailMessage) else "(no text part)")
     if isinstance(html, EmailMessage):
         click.echo(f"\n(and an HTML part of {len(html.get_content())} characters: the admin's sink viewer shows it)")
+
+
+def rotate_in_environment(fresh: str, kept: Sequence[str]) -> None:
+    """How to rotate keys that come from the environment: nurture cannot set it for every process."""
+    click.echo("Set on every node, then restart them:")
+    click.echo(f"  NURTURE_SECRET_KEY={fresh}")
+    click.echo(f"  NURTURE_OLD_SECRET_KEYS={','.join(kept)}")
+    click.echo("Links mailed before keep working while their key is listed in NURTURE_OLD_SECRET_KEYS; drop a key "
+               "from it once its mail is old enough, at once if it leaked.")

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +22,7 @@ from nurture.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-SECRET_KEYS = {"secret_key", "admin_key", "api_key", "password", "smtp_password"}
+SECRET_KEYS = {"secret_key", "old_secret_keys", "admin_key", "api_key", "password", "smtp_password"}
 
 
 class Section(BaseModel):
@@ -154,7 +154,8 @@ class Settings(Section):
     delivery: Delivery = Delivery()
     server: Server = Server()
     schedule: Schedule = Schedule()
-    secret_key: str = Field("", repr=False)
+    secret_key: str = Field("", repr=False)  # signs tokens (and names Message-IDs)
+    old_secret_keys: tuple[str, ...] = Field((), repr=False)  # keys rotated out: their tokens still verify
     admin_key: str = Field("", repr=False)
     api_key: str = Field("", repr=False)
     smtp_password: str | None = Field(None, repr=False)
@@ -181,9 +182,15 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
 }
 
 
+def config_path(environ: Mapping[str, str], path: Path | None = None) -> Path:
+    """The nurture.yaml to read: `path`, or $NURTURE_CONFIG, or ./nurture.yaml. Relative paths in it (and
+    the development key file) are taken from its folder."""
+    return path or Path(environ.get("NURTURE_CONFIG", "nurture.yaml"))
+
+
 def load_settings(environ: Mapping[str, str], path: Path | None = None) -> Settings:
     """Read nurture.yaml (or `path`), apply NURTURE_* overrides, validate, and resolve paths."""
-    path = path or Path(environ.get("NURTURE_CONFIG", "nurture.yaml"))
+    path = config_path(environ, path)
     raw = _read_yaml(path) if path.exists() else {}
     if not path.exists() and "NURTURE_CONFIG" in environ:
         raise ConfigError(f"{path}: config file not found")
@@ -199,7 +206,7 @@ def load_settings(environ: Mapping[str, str], path: Path | None = None) -> Setti
 
 
 def _with_secrets(settings: Settings, environ: Mapping[str, str], root: Path) -> Settings:
-    secret = _secret_key(environ, settings.database_url, root)
+    secret, *older = _secret_keys(environ, settings.database_url, root)
     admin = environ.get("NURTURE_ADMIN_KEY") or derive_key(secret, "admin")
     api = environ.get("NURTURE_API_KEY") or derive_key(secret, "api")
     return settings.model_copy(
@@ -209,6 +216,7 @@ def _with_secrets(settings: Settings, environ: Mapping[str, str], root: Path) ->
             "cache_dir": default_cache_root(environ) if settings.cache_dir is None else root / settings.cache_dir,
             "database_url": _resolve_sqlite(settings.database_url, root),
             "secret_key": secret,
+            "old_secret_keys": tuple(older),
             "admin_key": admin,
             "api_key": api,
             "smtp_password": environ.get("NURTURE_SMTP_PASSWORD") or None,
@@ -274,14 +282,34 @@ def _resolve_sqlite(url: str, root: Path) -> str:
     return url
 
 
-def _secret_key(environ: Mapping[str, str], database_url: str, root: Path) -> str:
+def _secret_keys(environ: Mapping[str, str], database_url: str, root: Path) -> list[str]:
+    """The key that signs, then the keys rotated out (NURTURE_OLD_SECRET_KEYS, comma-separated; in the
+    development key file, the lines after the first)."""
     if environ.get("NURTURE_SECRET_KEY"):
-        return environ["NURTURE_SECRET_KEY"]
+        return [environ["NURTURE_SECRET_KEY"], *_listed(environ.get("NURTURE_OLD_SECRET_KEYS", ""))]
     if not database_url.startswith("sqlite"):
         raise ConfigError("NURTURE_SECRET_KEY is not set; it is required outside a SQLite development setup")
-    key_file = root / ".nurture-secret"
+    key_file = development_key_file(root)
     if not key_file.exists():
-        key_file.write_text(secrets.token_urlsafe(32))
-        key_file.chmod(0o600)
+        write_development_keys(key_file, [new_secret_key()])
         log.warning("NURTURE_SECRET_KEY is not set: generated a development key in %s", key_file)
-    return key_file.read_text().strip()
+    return key_file.read_text().split()
+
+
+def development_key_file(root: Path) -> Path:
+    return root / ".nurture-secret"
+
+
+def write_development_keys(key_file: Path, keys: Sequence[str]) -> None:
+    """The development key file: the signing key on the first line, keys rotated out below it."""
+    key_file.touch(0o600)
+    key_file.chmod(0o600)
+    key_file.write_text("\n".join(keys) + "\n")
+
+
+def new_secret_key() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _listed(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]

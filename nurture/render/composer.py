@@ -43,7 +43,7 @@ class Composer:
         """The templates of `settings` (compiled on first use, kept in its cache_dir) and its signing key."""
         renderer = Renderer(settings.templates_dir, settings.program.default_locale,
                             cache=TemplateCache.under(settings.cache_dir))
-        return cls(settings, renderer, Urls(settings.base_url, Signer(settings.secret_key)))
+        return cls(settings, renderer, Urls(settings.base_url, Signer(settings.secret_key, settings.old_secret_keys)))
 
     @property
     def domain(self) -> str:

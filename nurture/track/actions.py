@@ -53,7 +53,7 @@ class Tracking:
         self.settings = settings
         self.store = store
         self.catalog = catalog
-        self.signer = Signer(settings.secret_key)
+        self.signer = Signer(settings.secret_key, settings.old_secret_keys)
         self.journal = Journal(store)
 
     async def open(self, token: str, request: Request) -> None:

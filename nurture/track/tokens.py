@@ -4,6 +4,9 @@ A token packs a purpose (open, click, unsubscribe, preferences, profile) and one
 and a link, a lead, or a hand-off), followed by a truncated HMAC-SHA256 over both. It carries no email
 address or other personal data. Verification is constant-time and binds the purpose: an open token is
 no unsubscribe token, and changing any number invalidates the signature.
+
+Keys rotate: the newest key signs, and the keys before it still verify, so the links of mail sent
+before a rotation keep working while a leaked key can be retired.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import binascii
 import hashlib
 import hmac
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -38,16 +42,17 @@ class Claim:
 
 
 class Signer:
-    """Signs and verifies tokens with one secret key."""
+    """Signs tokens with the newest secret key (`secret`) and verifies them with it or any of `older`."""
 
-    def __init__(self, secret: str):
+    def __init__(self, secret: str, older: Sequence[str] = ()):
         if not secret:
             raise ValueError("a token key is required")
-        self._key = hashlib.sha256(b"nurture-tokens:" + secret.encode()).digest()
+        self._key = _derive(secret)
+        self._keys = [self._key, *(_derive(key) for key in older if key and key != secret)]
 
     def sign(self, purpose: Purpose, subject: int, link: int = 0) -> str:
         payload = _LAYOUT.pack(purpose.value, subject, link)
-        return _encode(payload + self._mac(payload))
+        return _encode(payload + _mac(self._key, payload))
 
     def verify(self, token: str, purpose: Purpose) -> Claim:
         """Return the claim of a genuine token of this purpose; raise TokenError otherwise."""
@@ -55,15 +60,21 @@ class Signer:
         if len(raw) != _LAYOUT.size + SIGNATURE_BYTES:
             raise TokenError("token has the wrong length")
         payload, signature = raw[: _LAYOUT.size], raw[_LAYOUT.size :]
-        if not hmac.compare_digest(signature, self._mac(payload)):
+        if not any(hmac.compare_digest(signature, _mac(key, payload)) for key in self._keys):
             raise TokenError("token signature does not match")
         kind, subject, link = _LAYOUT.unpack(payload)
         if kind != purpose.value:
             raise TokenError("token is for another purpose")
         return Claim(purpose, subject, link)
 
-    def _mac(self, payload: bytes) -> bytes:
-        return hmac.digest(self._key, payload, "sha256")[:SIGNATURE_BYTES]
+
+
+def _derive(secret: str) -> bytes:
+    return hashlib.sha256(b"nurture-tokens:" + secret.encode()).digest()
+
+
+def _mac(key: bytes, payload: bytes) -> bytes:
+    return hmac.digest(key, payload, "sha256")[:SIGNATURE_BYTES]
 
 
 def _encode(raw: bytes) -> str:

@@ -169,3 +169,26 @@ def test_a_port_in_use_is_one_line(run) -> None:  # type: ignore[no-untyped-def]
     assert code == 2
     assert output.splitlines() == [f"error: cannot listen on 127.0.0.1:{port}: Address already in use; stop what "
                                    "uses it or choose another port with --port"]
+
+
+def test_keys_rotate_in_the_development_key_file(tmp_path: Path) -> None:
+    config = tmp_path / "nurture.yaml"
+    config.write_text("program:\n  default_locale: en\n")
+    env = {"NURTURE_DATABASE_URL": f"sqlite:///{tmp_path / 'k.db'}"}
+    assert CliRunner().invoke(main, ["--config", str(config), "leads", "list"], env=env).exit_code == 0
+    first = (tmp_path / ".nurture-secret").read_text().split()
+    result = CliRunner().invoke(main, ["--config", str(config), "keys", "rotate"], env=env)
+    assert result.exit_code == 0 and "still verify" in result.output
+    rotated = (tmp_path / ".nurture-secret").read_text().split()
+    assert len(rotated) == 2 and rotated[1:] == first and rotated[0] != first[0]
+    settings = load_settings(env, config)
+    assert (settings.secret_key, settings.old_secret_keys) == (rotated[0], tuple(first))
+
+
+def test_keys_rotate_says_what_to_set_where_keys_come_from_the_environment(tmp_path: Path) -> None:
+    env = {"NURTURE_SECRET_KEY": "current", "NURTURE_OLD_SECRET_KEYS": "older, oldest",
+           "NURTURE_DATABASE_URL": f"sqlite:///{tmp_path / 'k.db'}"}
+    result = CliRunner().invoke(main, ["--config", str(ROOT / "nurture.yaml"), "keys", "rotate"], env=env)
+    assert result.exit_code == 0
+    assert "  NURTURE_OLD_SECRET_KEYS=current,older,oldest" in result.output.splitlines()
+    assert re.search(r"^  NURTURE_SECRET_KEY=[\w-]{40,}$", result.output, re.M)

@@ -289,3 +289,14 @@ def test_a_throttled_address_may_log_in_again_once_its_failures_age_out() -> Non
     assert logins.blocked("192.0.2.7") and not logins.blocked("192.0.2.8")
     clock[0] = 61.0  # the first failure aged out
     assert not logins.blocked("192.0.2.7")
+
+
+def test_links_mailed_before_a_key_rotation_keep_working(engine: Engine, mailer: MemoryMailer) -> None:
+    links = confirmation_links(engine, mailer)  # signed with the key of the settings fixture
+    rotated = engine.settings.model_copy(update={"secret_key": "a-newer-key",
+                                                 "old_secret_keys": (engine.settings.secret_key,)})
+    with TestClient(create_app(Engine(rotated, engine.store, mailer)), headers=BROWSER) as after:
+        assert after.get(links["callback"], follow_redirects=False).status_code == 302
+    retired = rotated.model_copy(update={"old_secret_keys": ()})
+    with TestClient(create_app(Engine(retired, engine.store, mailer)), headers=BROWSER) as later:
+        assert later.get(links["callback"], follow_redirects=False).status_code == 404

@@ -217,3 +217,15 @@ def test_non_canonical_spellings_of_a_genuine_token_are_rejected(make):
     assert altered != token
     with pytest.raises(TokenError):
         signer().verify(altered, Purpose.CLICK)
+
+
+def test_after_a_rotation_the_new_key_signs_and_the_old_one_still_verifies() -> None:
+    old, new = Signer("old-key"), Signer("new-key", ["old-key"])
+    mailed = old.sign(Purpose.CLICK, 42, 3)
+    assert new.verify(mailed, Purpose.CLICK) == Claim(Purpose.CLICK, 42, 3)
+    fresh = new.sign(Purpose.CLICK, 42, 3)
+    assert fresh != mailed and Signer("new-key").verify(fresh, Purpose.CLICK).subject == 42
+    with pytest.raises(TokenError):
+        Signer("new-key").verify(mailed, Purpose.CLICK)  # the old key retired: its links die
+    with pytest.raises(TokenError):
+        new.verify(Signer("someone-else").sign(Purpose.CLICK, 42, 3), Purpose.CLICK)
