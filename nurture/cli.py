@@ -20,7 +20,7 @@ from nurture.content.refresh import refresh
 from nurture.engine import Engine
 from nurture.errors import InputError, NurtureError, UnknownLead
 from nurture.intake import new_lead, read_csv
-from nurture.models import Lead
+from nurture.models import Lead, SendState
 from nurture.runtime import development_sink, listening_socket, open_store, run_async, smtp_mailer
 from nurture.score.history import history
 from nurture.send.mailer import Mailer
@@ -184,6 +184,39 @@ def rescore(ctx: click.Context, dry_run: bool) -> None:
 def admin_key(ctx: click.Context) -> None:
     """Print the password of the admin pages (NURTURE_ADMIN_KEY, or one derived from the secret key)."""
     click.echo(settings_of(ctx).admin_key)
+
+
+@main.group()
+def sends() -> None:
+    """The outbox: sends by state, and failed sends queued again."""
+
+
+@sends.command("list")
+@click.option("--state", type=click.Choice([state.value for state in SendState]), default="failed", show_default=True)
+@click.option("--template", default=None, help="Only sends of this template.")
+@click.pass_context
+@friendly
+def sends_list(ctx: click.Context, state: str, template: str | None) -> None:
+    """Sends in one state, oldest first, with the lead and the reason of a failure."""
+    console.sends(open_store(settings_of(ctx)).sends_in(SendState(state), template))
+
+
+@sends.command("retry")
+@click.option("--id", "ids", type=int, multiple=True, help="A failed send's id; repeat for several.")
+@click.option("--template", default=None, help="Every failed send of this template.")
+@click.option("--all", "every", is_flag=True, help="Every failed send.")
+@click.pass_context
+@friendly
+def sends_retry(ctx: click.Context, ids: tuple[int, ...], template: str | None, every: bool) -> None:
+    """Queue failed sends again (after fixing what failed them); the next run delivers them."""
+    if not (ids or template or every):
+        raise InputError("say which failed sends to retry: --id N, --template NAME or --all")
+    with engine_of(ctx) as engine:
+        failed = [send for send, _ in engine.store.sends_in(SendState.FAILED, template, ids)]
+        queued, refused = engine.retry(failed)
+    for line in refused:
+        click.echo(line)
+    click.echo(f"{len(queued)} failed send{'s' if len(queued) != 1 else ''} queued again; the next run delivers them")
 
 
 @main.group()

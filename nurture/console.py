@@ -64,6 +64,8 @@ def report(done: Report, shown: int = 20) -> None:
                f"{len(done.bounced)} bounced, {len(done.failed)} failed, {len(done.handoffs)} hand-offs")
     if done.paused:
         click.echo(f"delivery {done.paused}; the rest stays queued for the next run")
+    if done.failed:
+        click.echo("fix what failed them, then `nurture sends retry --all` (or --template, --id) queues them again")
 
 
 def feed_results(results: Sequence[tuple[str, str, str]], quiet: bool = False) -> None:
@@ -163,3 +165,10 @@ def rotate_in_environment(fresh: str, kept: Sequence[str]) -> None:
     click.echo(f"  NURTURE_OLD_SECRET_KEYS={','.join(kept)}")
     click.echo("Links mailed before keep working while their key is listed in NURTURE_OLD_SECRET_KEYS; drop a key "
                "from it once its mail is old enough, at once if it leaked.")
+
+
+def sends(rows: Sequence[tuple[Send, str]]) -> None:
+    for send, address in rows:
+        click.echo(f"{send.id:>7}  {send.state.value:<8} {address:<36} {send.template} {send.step}"
+                   + (f"  {send.error}" if send.error else ""))
+    click.echo(f"{len(rows)} sends")

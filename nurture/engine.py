@@ -6,7 +6,7 @@ by the caller and handed in as `now`. Each stage is given the small things it ne
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -15,7 +15,7 @@ from nurture.content import digest
 from nurture.content.catalog import Catalog, load_catalog
 from nurture.content.refresh import FeedResult, refresh
 from nurture.handoff.mail import HandoffMail
-from nurture.models import EventKind, Stage
+from nurture.models import EventKind, Send, Stage
 from nurture.render.composer import Composer
 from nurture.render.templates import Renderer
 from nurture.score import rules as scoring
@@ -77,6 +77,23 @@ class Engine:
         report.enqueued += [f"{emails[step.lead_id]}: {step.template} (cycle {step.cycle}, step {step.step})"
                             for step in recorded]
         return len(recorded)
+
+    def retry(self, sends: Sequence[Send]) -> tuple[list[int], list[str]]:
+        """Queue failed sends again for the next run; a digest gets its items chosen anew (a failed send
+        gave its items back). Return the ids queued, and why others were not."""
+        readers = self.store.readers_by_id([send.lead_id for send in sends if send.template == program.DIGEST])
+        program_ = self.settings.program
+        items = digest.digests(self.store, self.catalog, list(readers.values()), program_.items_per_digest)
+        chosen: dict[int, tuple[int, list[int]]] = {}
+        refused = []
+        for send in sends:
+            assert send.id is not None
+            ids = [item.id for item in items.get(send.lead_id, []) if item.id is not None]
+            if send.template == program.DIGEST and len(ids) < program_.min_new_items:
+                refused.append(f"send {send.id}: no new matching items for its digest")
+                continue
+            chosen[send.id] = (send.lead_id, ids if send.template == program.DIGEST else [])
+        return self.outbox.requeue(chosen), refused
 
     def apply_rules(self, now: datetime) -> None:
         """The rules that depend on time passing: inactivity penalties and points that expire."""

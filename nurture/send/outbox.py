@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -85,6 +85,24 @@ class Outbox(Replay):
                 session.connection().execute(statement.on_conflict_do_nothing(index_elements=["lead_id", "item_id"]),
                                              items)
         return [due.lead_id in send_of for due, _ in steps]
+
+    def requeue(self, items: Mapping[int, tuple[int, Sequence[int]]]) -> list[int]:
+        """Queue failed sends again, each with the items it now carries: {send id: (lead id, item ids)}.
+        Return the ids queued (a send no longer failed is left as it is)."""
+        if not items:
+            return []
+        with self.store.session() as session:
+            queued = session.connection().execute(update(_SENDS).where(
+                _SENDS.c.id.in_(sorted(items)), _SENDS.c.state == SendState.FAILED,
+            ).values(state=SendState.QUEUED, attempts=0, error=None, retry_at=None, claimed_by=None, claimed_at=None)
+                .returning(_SENDS.c.id)).scalars().all()
+            rows = [{"send_id": send_id, "lead_id": items[send_id][0], "item_id": item_id, "position": n}
+                    for send_id in queued for n, item_id in enumerate(items[send_id][1])]
+            if rows:
+                statement = _insert(session, SendItem.__table__)  # type: ignore[attr-defined]
+                session.connection().execute(statement.on_conflict_do_nothing(index_elements=["lead_id", "item_id"]),
+                                             rows)
+        return sorted(queued)
 
     def reclaim_orphans(self, rules: Scoring) -> int:
         """Give back the claims of runs on this host that are over: whose process is gone, or whose result

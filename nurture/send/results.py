@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, update
+from sqlalchemy import Connection, bindparam, delete, update
 from sqlmodel import Session
 
-from nurture.models import EventKind, Send, SendState, Suppression
+from nurture.models import EventKind, Send, SendItem, SendState, Suppression
 from nurture.score import rules as scoring
 from nurture.settings import Delivery, Scoring
 from nurture.store import NewEvent, Store
@@ -20,6 +20,8 @@ from nurture.store import NewEvent, Store
 _SENDS = Send.__table__  # type: ignore[attr-defined]
 HELD = update(_SENDS).where(  # executemany, the columns set named by the rows: only while this worker holds the claim
     _SENDS.c.id == bindparam("send_id"), _SENDS.c.claimed_by == bindparam("worker"))
+RELEASE_ITEMS = delete(SendItem.__table__).where(  # type: ignore[attr-defined]
+    SendItem.__table__.c.send_id.in_(bindparam("sends", expanding=True)))  # type: ignore[attr-defined]
 LIVE = timedelta(minutes=10)  # a run whose clock is this close to the wall clock is live
 
 
@@ -56,9 +58,9 @@ class Finished:
 
     @property
     def follows(self) -> bool:
-        """A sent digest books its cost; a bounce suppresses its lead."""
+        """A sent digest books its cost; a bounce suppresses its lead; a failed send gives its items back."""
         state = self.row["state"]
-        return (state is SendState.SENT and self.step > 0) or state is SendState.BOUNCED
+        return (state is SendState.SENT and self.step > 0) or state in (SendState.BOUNCED, SendState.FAILED)
 
 
 class Results:
@@ -97,7 +99,12 @@ class Results:
 
     def _consequences(self, connection: Connection, followups: Sequence[Finished], now: datetime,
                       rules: Scoring) -> None:
-        """A sent digest books its cost (all of them in a few statements); a bounce suppresses its lead."""
+        """A sent digest books its cost (all of them in a few statements); a bounce suppresses its lead; a
+        failed send gives back the items it would have carried (`nurture sends retry` chooses anew)."""
+        failed = [finished.row["send_id"] for finished in followups if finished.row["state"] is SendState.FAILED]
+        if failed:
+            connection.execute(RELEASE_ITEMS, {"sends": failed})
+        followups = [finished for finished in followups if finished.row["state"] is not SendState.FAILED]
         if not followups:
             return
         locked = self.store.lock_leads_in(connection, [finished.lead_id for finished in followups])  # in order

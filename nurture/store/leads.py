@@ -18,6 +18,7 @@ from nurture.models import (
     Lead,
     Send,
     SendItem,
+    SendState,
     Stage,
 )
 from nurture.program import History
@@ -181,6 +182,17 @@ class Leads(Base):
     def send(self, send_id: int) -> Send | None:
         with self.session() as session:
             return session.get(Send, send_id)
+
+    def sends_in(self, state: SendState, template: str | None = None, ids: Sequence[int] = (),
+                 limit: int = 10_000) -> list[tuple[Send, str]]:
+        """Sends in `state` (of `template`, or with these ids), oldest first, each with its lead's address."""
+        query = select(Send, Lead.email).join(Lead, col(Lead.id) == col(Send.lead_id)).where(Send.state == state)
+        if template is not None:
+            query = query.where(Send.template == template)
+        if ids:
+            query = query.where(col(Send.id).in_(list(ids)))
+        with self.session() as session:
+            return [(send, email) for send, email in session.exec(query.order_by(col(Send.id)).limit(limit)).all()]
 
     def sends_of(self, lead_id: int) -> list[Send]:
         with self.session() as session:
