@@ -1,0 +1,97 @@
+"""Leads from the command line: add, import, list, show."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from nurture import console
+from nurture.cli.base import friendly, main, settings_of
+from nurture.content.catalog import load_catalog
+from nurture.errors import InputError, UnknownLead
+from nurture.intake import new_lead, read_csv
+from nurture.models import Lead
+from nurture.runtime import open_store
+from nurture.score.history import history
+from nurture.store import Store
+
+
+@main.group()
+def leads() -> None:
+    """Add, import, list and show leads."""
+
+
+@leads.command("add")
+@click.argument("email")
+@click.option("--first-name", default="")
+@click.option("--last-name", default="")
+@click.option("--company", default="")
+@click.option("--industry", default="")
+@click.option("--interest", "interests", multiple=True, help="Repeat for several interests.")
+@click.option("--locale", default="en")
+@click.option("--customer", is_flag=True, help="An existing customer (qualifies at a lower threshold).")
+@click.option("--exist-ok", is_flag=True, help="A lead with this address already: say so and change nothing.")
+@click.pass_context
+@friendly
+def leads_add(ctx: click.Context, email: str, exist_ok: bool, **fields: Any) -> None:
+    """Add one lead; it gets the confirmation mail at the next send."""
+    settings = settings_of(ctx)
+    lead = new_lead(load_catalog(settings.feeds_file), datetime.now(UTC), email=email, **fields)
+    store = open_store(settings)
+    try:
+        store.add_lead(lead)
+    except InputError:
+        if not exist_ok or (known := _lead_or_none(store, lead.email)) is None:
+            raise
+        click.echo(f"{known.email} is lead {known.id} already; nothing changed")
+        return
+    click.echo(f"added {lead.email} (lead {lead.id})")
+
+
+def _lead_or_none(store: Store, email: str) -> Lead | None:
+    try:
+        return store.lead_by_email(email)
+    except UnknownLead:
+        return None
+
+
+@leads.command("import")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.pass_context
+@friendly
+def leads_import(ctx: click.Context, path: Path) -> None:
+    """Import leads from a CSV file: all rows or none."""
+    settings = settings_of(ctx)
+    rows = read_csv(path, load_catalog(settings.feeds_file), datetime.now(UTC))
+    open_store(settings).add_leads(rows)
+    click.echo(f"imported {len(rows)} leads from {path}")
+
+
+@leads.command("list")
+@click.pass_context
+@friendly
+def leads_list(ctx: click.Context) -> None:
+    """Every lead with stage and score."""
+    console.leads(open_store(settings_of(ctx)).leads(limit=100_000))
+
+
+@leads.command("show")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@friendly
+def leads_show(ctx: click.Context, email: str, as_json: bool) -> None:
+    """A lead's stage, score and score history, event by event."""
+    settings = settings_of(ctx)
+    store = open_store(settings)
+    lead = store.lead_by_email(email)
+    assert lead.id is not None
+    sends = store.sends_of(lead.id)
+    lines = history(store.events_of(lead.id), sends, lead.cycle, settings.scoring, store.clock())
+    console.lead(lead, lines, sends, store.handoffs_of(lead.id), as_json)
+    waiting = store.pending_hits()
+    if waiting and not as_json:
+        click.echo(f"{waiting} opens and clicks (of all leads) are stored and not yet judged")
