@@ -187,6 +187,17 @@ class Outbox(Replay):
 
 
 
+    def oldest_due(self, now: datetime) -> datetime | None:
+        """When the longest-waiting send that is due for delivery was recorded (queued, or deferred and
+        due again at `now`); None when none is."""
+        due = or_(col(Send.state) == SendState.QUEUED,
+                  (col(Send.state) == SendState.DEFERRED) & (col(Send.retry_at) <= now))
+        with self.store.reading() as session:
+            oldest = session.exec(select(func.min(Send.created_at)).where(due)).one()
+        if oldest is not None and oldest.tzinfo is None:  # SQLite hands aggregates back without their zone
+            oldest = oldest.replace(tzinfo=now.tzinfo)
+        return oldest
+
     def counts(self) -> dict[SendState, int]:
         with self.store.reading() as session:
             rows = session.exec(select(Send.state, func.count()).group_by(col(Send.state))).all()

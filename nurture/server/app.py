@@ -25,6 +25,7 @@ from nurture.server.headers import SecurityHeaders
 from nurture.server.hot import HotPath
 from nurture.server.http import ADMIN_TRIES, ADMIN_WINDOW_SECONDS, Throttle
 from nurture.server.judge_loop import Judging, Supervisor
+from nurture.server.metrics import metrics, registry_for
 from nurture.track.actions import Tracking
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def create_app(engine: Engine) -> HotPath:
         routes=[
             Route("/healthz", health, methods=["GET"]),
             Route("/readyz", ready, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
             Route("/u/{token}", pages.unsubscribe, methods=["GET", "POST"]),
             Route("/p/{token}", pages.preferences, methods=["GET", "POST"]),
             Route("/sales/{token}", pages.sales_profile, methods=["GET", "POST"]),
@@ -53,6 +55,7 @@ def create_app(engine: Engine) -> HotPath:
         lifespan=partial(judging_while_serving, engine, tracking),
     )
     app.state.engine = engine
+    app.state.metrics = registry_for(engine.store)
     app.state.admin_logins = Throttle(ADMIN_TRIES, ADMIN_WINDOW_SECONDS)
     app.state.tracking = tracking
     app.state.templates = templates

@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from nurture.engine import Engine
 from nurture.models import EventKind, Stage, Suppression
+from nurture.program import Due
 from nurture.score.rules import Credit
 from nurture.send.mailer import MemoryMailer
 from nurture.server import create_app
@@ -300,3 +301,17 @@ def test_links_mailed_before_a_key_rotation_keep_working(engine: Engine, mailer:
     retired = rotated.model_copy(update={"old_secret_keys": ()})
     with TestClient(create_app(Engine(retired, engine.store, mailer)), headers=BROWSER) as later:
         assert later.get(links["callback"], follow_redirects=False).status_code == 404
+
+
+def test_metrics_are_scraped_from_the_database(client: TestClient, engine: Engine, mailer: MemoryMailer) -> None:
+    links = confirmation_links(engine, mailer)  # one lead, its confirmation sent
+    make_lead(engine.store, email="bob@example.com")
+    engine.outbox.enqueue(Due(2, 0, 0, "confirmation"), T0)
+    client.get(links["pixel"])
+    scraped = client.get("/metrics")
+    assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain; version=0.0.4")
+    values = dict(line.rsplit(" ", 1) for line in scraped.text.splitlines() if line and not line.startswith("#"))
+    assert values['nurture_sends{state="sent"}'] == "1.0" and values['nurture_sends{state="queued"}'] == "1.0"
+    assert float(values["nurture_outbox_oldest_due_seconds"]) > 0  # bob's, recorded at T0
+    assert values["nurture_hits_pending"] == "0.0"  # judged inline before the pixel answered
+    assert values["nurture_handoffs_pending"] == "0.0" and values["nurture_feeds_failing"] == "0.0"
