@@ -6,16 +6,19 @@
     │   └── UnknownLead          no lead has that email address
     ├── TokenError               a tracking token is forged, truncated or of the wrong kind
     ├── TemplateProblem          a template is missing or fails to render
-    └── DeliveryError            the SMTP server did not take a message
-                                 (.permanent is True for a 5xx reply: a bounce)
+    ├── DeliveryError            the SMTP server did not take a message
+    │                            (.permanent is True for a 5xx reply: a bounce)
+    └── RunFailed                a run stopped before its end (its builder process died, say)
 
-The CLI maps NurtureError to exit code 2 with its message; the server maps TokenError to 404 and
-InputError to 400. The core never imports the web framework.
+The CLI maps NurtureError to its exit_code (2: bad input; 1: a failed run) with its message; the server
+maps TokenError to 404 and InputError to 400. The core never imports the web framework.
 """
 
 
 class NurtureError(Exception):
     """Base of nurture's own errors; str(error) is meant for a person."""
+
+    exit_code = 2
 
 
 class ConfigError(NurtureError):
@@ -43,3 +46,7 @@ class DeliveryError(NurtureError):
         super().__init__(message)
         self.permanent = permanent
         self.code = code
+
+
+class RunFailed(NurtureError):
+    exit_code = 1

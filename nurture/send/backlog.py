@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from concurrent.futures.process import BrokenProcessPool
 
+from nurture.errors import RunFailed
 from nurture.send.batch import Prepared
-from nurture.send.builder import Builder
+from nurture.send.builder import BUILDER_DIED, Builder
 
 log = logging.getLogger(__name__)
 FIRST_BATCH = 20  # sends: the run's first batch is small, so that delivery starts at once
@@ -46,6 +48,9 @@ class Backlog:
             await asyncio.wait([upcoming], timeout=HURRY_AGAIN_SECONDS)
         try:
             batch = upcoming.result()
+        except BrokenProcessPool:  # killed (the kernel's OOM killer picks the biggest process): say so in one line
+            self.failure, self.exhausted = RunFailed(BUILDER_DIED), True
+            raise self.failure from None
         except BaseException as error:  # this lane tells it; the others find the backlog exhausted
             self.failure, self.exhausted = error, True
             raise

@@ -24,11 +24,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
 
+from nurture.errors import RunFailed
 from nurture.send.batch import Prepared, Preparer, Recipe
 
+BUILDER_DIED = ("the builder process died (killed, or out of memory); the sends it held were given back: "
+                "run send-due again")
 ORPHAN_CHECK_SECONDS = 0.5
 BATCHES_AHEAD = 2  # built ahead of the sender, in a process
 
@@ -73,7 +77,10 @@ class Builder:
         loop = asyncio.get_running_loop()
         if self.pool is None:
             return loop.run_in_executor(None, self.preparer.next, size)
-        return loop.run_in_executor(self.pool, _next, size)
+        try:
+            return loop.run_in_executor(self.pool, _next, size)
+        except BrokenProcessPool:  # it died after building the last batch
+            raise RunFailed(BUILDER_DIED) from None
 
     async def hurry(self) -> None:
         """The sender waits for a batch: let the builder have a core as any process would."""

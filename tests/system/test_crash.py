@@ -257,3 +257,36 @@ def test_never_more_than_concurrency_messages_are_out_but_unrecorded(engine: Eng
     assert len(report.sent) == 40 and len(probe.sent) == 40
     assert len(probe.recorded) == 40
     assert 1 <= probe.worst <= engine.settings.smtp.concurrency
+
+
+@pytest.mark.timeout(90)
+def test_a_killed_builder_ends_the_run_in_seconds_and_the_next_run_sends_the_rest(
+        database_url: str, sink: tuple[int, Path]) -> None:
+    port, received = sink
+    env = {**os.environ, **environ(database_url, NURTURE_SMTP_PORT=str(port), NURTURE_SMTP_SINK="false",
+                                   NURTURE_CONFIG=str(ROOT / "nurture.yaml"))}
+    settings = load_settings(env, ROOT / "nurture.yaml")
+    store = Store(settings.database_url)
+    store.create()
+    emails = [f"lead{n:03}@example.com" for n in range(3 * LEADS)]
+    store.add_leads([Lead(email=email, first_name="Lead", interests=["cloud"], industry="finance",
+                          cycle_started_at=T0, created_at=T0) for email in emails])
+    try:
+        first = subprocess.Popen(send_due(), env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 text=True)
+        deadline = time.monotonic() + 30
+        while len(lines(received)) < 20 or not children(first.pid):
+            assert first.poll() is None and time.monotonic() < deadline, "send-due ended before its builder was killed"
+            time.sleep(0.002)
+        for builder in children(first.pid):
+            os.kill(builder, signal.SIGKILL)
+        _, stderr = first.communicate(timeout=15)  # ended, not hanging on its claims
+        assert first.returncode == 1
+        assert stderr.strip().splitlines()[-1].startswith("error: the builder process died")
+        assert Outbox(store).counts().get(SendState.SENDING, 0) == 0  # its claims were given back
+
+        again = subprocess.run(send_due(), env=env, cwd=ROOT, capture_output=True, text=True, timeout=40)
+        assert again.returncode == 0, again.stderr
+        assert sorted({recipient for recipient, _ in lines(received)}) == emails
+    finally:
+        store.close()
