@@ -137,7 +137,7 @@ class DeliveryRun:
         if not stored:
             raise failures[0]  # the claims stay with the log: the next run stores it, then gives them back
         if failures or backlog.failure:  # what a failed lane or batch left claimed goes back to the outbox
-            self.done += await off_loop(self.threaded, self.outbox.release)
+            await off_loop(self.threaded, self.outbox.release)
         if failures:
             raise failures[0]
         if self.progress:
@@ -194,7 +194,6 @@ class DeliveryRun:
             log.exception("%d untried sends not given back", len(untried))
             self.stopping = True
             return
-        self.done += len(untried)
 
     async def _store_logged(self, rules: Scoring, over: asyncio.Event) -> None:
         """Until the lanes are done, store what the run's log holds every STORE_SECONDS. The builder stores
@@ -233,8 +232,7 @@ class DeliveryRun:
                 if item is None:
                     return
                 stored = await self._deliver(item, stored)
-                self.done += 1
-                if self.progress:
+                if self.progress and not self.breaker.tripped:  # a send given back untried is no progress
                     self.progress(self.done, max(self.total, self.done), self.done % self.policy.batch_size == 0)
         except BaseException:
             self.stopping = True
@@ -253,8 +251,10 @@ class DeliveryRun:
         if self.breaker.tripped or item.envelope is None:
             await ready()
             if item.envelope is None:
+                self.done += 1
                 return self._fail(item, item.problem or "not built")
             return self.results.add(Result(item.send, SendState.QUEUED))  # it tripped while this lane waited
+        self.done += 1  # tried: `done` counts the sends a run tried, not those it gave back
         try:
             await self.pacer.wait()
             state, error = await attempt(self.mailer, item.envelope, self.policy, ready=ready)

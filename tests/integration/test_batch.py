@@ -434,3 +434,14 @@ def test_a_run_whose_results_cannot_be_stored_stops_and_the_next_run_ends_the_wo
     assert counts == {SendState.SENT: LEADS}  # nothing left claimed, nothing lost
     assert {envelope.recipient for envelope in mailer.sent} == {f"lead{n:02}@example.com" for n in range(LEADS)}
     assert len(mailer.sent) - LEADS <= settings.smtp.concurrency  # sent again: only what was out, unrecorded
+
+
+def test_the_progress_of_a_paused_run_counts_what_it_tried(settings: Settings, store: Store) -> None:
+    seen: list[tuple[int, int, bool]] = []
+    engine = server_down(settings, store)
+    many(store)
+    report = asyncio.run(engine.send_due(T0, progress=lambda *args: seen.append(args)))
+    assert report.paused is not None
+    tried = len(report.deferred) + len(report.failed)
+    done, total, _ = seen[-1]
+    assert (done, total) == (tried, LEADS) and tried < LEADS  # not "23 of 23" after trying a few
