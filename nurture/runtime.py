@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
+import os
 import socket
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiosmtpd.controller import Controller
@@ -21,6 +24,35 @@ from nurture.store import Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+NOISY = ("apscheduler", "mail.log", "httpx", "alembic")  # their INFO lines say nothing an operator needs
+
+
+class JsonLines(logging.Formatter):
+    """A log record as one JSON object a line: time (UTC), level, logger, message, and the traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+                 "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(verbose: bool = False, json_lines: bool | None = None, tag: str = "") -> None:
+    """Log to stderr, as text or (with `json_lines`, or NURTURE_LOG_FORMAT=json, which child processes
+    inherit) as JSON lines; `tag` names the process in text lines (the judge's)."""
+    if json_lines is None:
+        json_lines = os.environ.get("NURTURE_LOG_FORMAT", "").lower() == "json"
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLines() if json_lines else
+                         logging.Formatter(f"%(asctime)s {tag}%(message)s", datefmt="%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in NOISY:
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:

@@ -92,7 +92,7 @@ async def run(engine: Engine, listening: socket.socket) -> None:
                       next_run_time=first + every, max_instances=1, coalesce=True, id="refresh-feeds")
     scheduler.add_job(send_job, "interval", args=[engine, leadership], seconds=schedule.send_every_seconds,
                       next_run_time=first, max_instances=1, coalesce=True, id="send-due")
-    server = uvicorn.Server(uvicorn.Config(create_app(engine), log_level="warning",
+    server = uvicorn.Server(uvicorn.Config(create_app(engine), log_level="warning", log_config=None,
                                            forwarded_allow_ips=engine.settings.server.trusted_proxies))
     await asyncio.to_thread(start_fork_server)  # where long runs build their messages (see nurture.send.builder)
     scheduler.start()

@@ -16,7 +16,7 @@ import click
 
 from nurture.engine import Engine
 from nurture.errors import NurtureError
-from nurture.runtime import development_sink, open_store, smtp_mailer
+from nurture.runtime import configure_logging, development_sink, open_store, smtp_mailer
 from nurture.send.mailer import Mailer
 from nurture.settings import (
     Settings,
@@ -80,13 +80,13 @@ def parse_time(value: str | None) -> datetime:
 @click.option("--config", "config", type=click.Path(path_type=Path), default=None,
               help="nurture.yaml to read (default: ./nurture.yaml or $NURTURE_CONFIG).")
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
+@click.option("--log-json", is_flag=True, help="Log JSON lines (also NURTURE_LOG_FORMAT=json).")
 @click.pass_context
-def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
+def main(ctx: click.Context, config: Path | None, verbose: bool, log_json: bool) -> None:
     """nurture: email lead nurturing with RSS digests, tracked links and a sales hand-off."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(message)s",
-                        datefmt="%H:%M:%S")
-    for noisy in ("apscheduler", "mail.log", "httpx", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if log_json:
+        os.environ["NURTURE_LOG_FORMAT"] = "json"  # for the processes this one starts (the judge, a builder)
+    configure_logging(verbose)
     ctx.obj = {"config": config}
 
 

@@ -48,7 +48,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     listening = listening_socket(host or settings.server.host, port or settings.server.port)
     store = open_store(settings)
     engine = Engine(settings, store, smtp_mailer(settings))
-    server = uvicorn.Config(create_app(engine), log_level="warning",
+    server = uvicorn.Config(create_app(engine), log_level="warning", log_config=None,
                             forwarded_allow_ips=settings.server.trusted_proxies)
     uvicorn.Server(server).run(sockets=[listening])
 

@@ -124,9 +124,9 @@ def start_process(settings: Settings) -> BaseProcess:
 
 
 def _judge_forever(settings: Settings, parent: int) -> None:
-    from nurture.runtime import open_store, smtp_mailer
+    from nurture.runtime import configure_logging, open_store, smtp_mailer
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s judge: %(message)s")
+    configure_logging(tag="judge: ")
     gc.collect()
     gc.freeze()
     os.nice(JUDGE_NICENESS)

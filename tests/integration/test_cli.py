@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import socket
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -194,3 +198,15 @@ def test_keys_rotate_says_what_to_set_where_keys_come_from_the_environment(tmp_p
     assert result.exit_code == 0
     assert "  NURTURE_OLD_SECRET_KEYS=current,older,oldest" in result.output.splitlines()
     assert re.search(r"^  NURTURE_SECRET_KEY=[\w-]{40,}$", result.output, re.M)
+
+
+def test_logs_can_be_json_lines(tmp_path: Path) -> None:
+    config = tmp_path / "nurture.yaml"
+    config.write_text("program:\n  default_locale: en\n")
+    done = subprocess.run([sys.executable, "-m", "nurture.cli", "--log-json", "--config", str(config), "leads", "list"],
+                          env={**os.environ, "NURTURE_DATABASE_URL": f"sqlite:///{tmp_path / 'j.db'}"},
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    [line] = [json.loads(line) for line in done.stderr.splitlines()]  # the development key was generated
+    assert line["level"] == "warning" and line["logger"] == "nurture.settings"
+    assert line["message"].startswith("NURTURE_SECRET_KEY is not set") and line["time"].endswith("+00:00")
