@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from alembic import command
@@ -50,6 +51,7 @@ def include_object(obj: object, name: str | None, kind: str, reflected: bool, co
     return not (kind == "table" and name == "pendinghit")
 
 
+@cache  # the revisions a release ships do not change while it runs
 def scripts() -> ScriptDirectory:
     return ScriptDirectory.from_config(config())
 
@@ -112,7 +114,7 @@ def upgrade(engine: Engine, journal: Engine | None = None) -> Upgraded:
         unversioned = revision is None and _tables(connection)
         if unversioned:
             command.stamp(config(connection), BASELINE)
-        elif revision is not None and revision not in {script.revision for script in scripts().walk_revisions()}:
+        elif revision is not None and not _known(revision):
             raise _refusal(revision, head())
         command.upgrade(config(connection), "head")
         if connection.dialect.name == "postgresql":
@@ -145,11 +147,15 @@ def _refusal(revision: str | None, newest: str) -> ConfigError:
     if revision is None:
         return SchemaBehind("the database was made by a release of nurture from before schema versions; "
                             "run `nurture db upgrade` to bring it up to date (its data is kept)")
-    if revision in {script.revision for script in scripts().walk_revisions()}:
+    if _known(revision):
         return SchemaBehind(f"the database's schema is at revision {revision}, this release needs {newest}; "
                             "run `nurture db upgrade` to bring it up to date (its data is kept)")
     return SchemaAhead(f"the database's schema is at revision {revision}, which this release of nurture does not "
                        f"know (its newest is {newest}): it was made by a newer release; upgrade nurture")
+
+
+def _known(revision: str) -> bool:
+    return revision in {script.revision for script in scripts().walk_revisions()}
 
 
 def _tables(connection: Connection) -> bool:
