@@ -68,13 +68,18 @@ def _attributes(tag: str) -> tuple[Attribute, ...]:
     head = NAME_END.match(tag)
     position = head.end() if head else len(tag)
     while (match := ATTRIBUTE.match(tag, position)) and match.end() > position:
-        quoted = match.group(3)
-        value = None if quoted is None else quoted[1:-1] if quoted[:1] in ("'", '"') else quoted
-        value_start, value_end = match.span(3) if quoted is not None else (match.end(1), match.end(1))
-        found.append(Attribute(match.group(1).lower(), value, _blank_before(tag, match.start()), match.end(1)
-                               if quoted is None else match.end(2), value_start, value_end))
+        found.append(_attribute(tag, match))
         position = match.end()
     return tuple(found)
+
+
+def _attribute(tag: str, match: re.Match[str]) -> Attribute:
+    name, written = match.group(1).lower(), match.group(3)
+    start = _blank_before(tag, match.start())
+    if written is None:  # a bare attribute (notrack)
+        return Attribute(name, None, start, match.end(1), match.end(1), match.end(1))
+    value = written[1:-1] if written[:1] in ("'", '"') else written
+    return Attribute(name, value, start, match.end(2), *match.span(3))
 
 
 def _blank_before(tag: str, start: int) -> int:
