@@ -192,7 +192,7 @@ def _kind(name: str, included: set[str]) -> str:
 def _names(settings: Settings) -> dict[str, set[str]]:
     """The variables each kind of email is given, asked of the code that builds them."""
     lead = set(email_variables(settings, sample_lead(), [], unsubscribe_url="", preferences_url=""))
-    sales = set(handoff.context(settings, sample_lead(), _sample_handoff(), [], [], ""))
+    sales = set(handoff.context(settings, sample_lead(), _sample_handoff(), [], [], "", NOW))
     return {"lead": lead | RENDERER_NAMES, "handoff": sales | RENDERER_NAMES,
             "shared": lead | sales | RENDERER_NAMES}
 
@@ -314,7 +314,7 @@ def _context(settings: Settings, name: str, locale: str, items: list[Any]) -> di
     lead = sample_lead()
     lead.locale = locale
     if name == HANDOFF:
-        return handoff.context(settings, lead, _sample_handoff(), [], [], "https://lint.invalid/sales/profile")
+        return handoff.context(settings, lead, _sample_handoff(), [], [], "https://lint.invalid/sales/profile", NOW)
     return email_variables(settings, lead, items, unsubscribe_url=UNSUBSCRIBE,
                            preferences_url="https://lint.invalid/p/preferences")
 

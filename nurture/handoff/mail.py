@@ -42,8 +42,9 @@ class HandoffMail:
         assert record is not None
         lead = self.store.lead(record.lead_id)
         try:
-            variables = summary.context(self.settings, lead, record, self.store.events_of(record.lead_id),
-                                        self.store.sends_of(record.lead_id), self.composer.urls.profile(handoff_id))
+            events, sends = self.store.events_of(record.lead_id), self.store.sends_of(record.lead_id)
+            variables = summary.context(self.settings, lead, record, events, sends,
+                                        self.composer.urls.profile(handoff_id), now)
             rendered = self.composer.renderer.render("handoff", self.settings.program.default_locale, variables)
             envelope = build(sender=self.settings.mail.from_email, to=self.settings.sales.email,
                              subject=rendered.subject, html=rendered.html, text=rendered.text,

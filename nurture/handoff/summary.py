@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from nurture.models import Event, EventKind, Handoff, Lead, Send, link_at
 from nurture.score import rules as scoring
+from nurture.score.history import Line, history
 from nurture.settings import Settings
 
 
@@ -19,29 +21,31 @@ class Click:
     when: str
 
 
-def clicks(events: Sequence[Event], sends: Sequence[Send]) -> list[Click]:
-    """The clicks of a lead's current cycle that people made, with the URL each one went to."""
+def clicks(lines: Sequence[Line], sends: Sequence[Send]) -> list[Click]:
+    """The clicks that make the lead's score now (people's, not expired), with the URL each one went to."""
     links = {send.id: send.links for send in sends}
     found = []
-    for event in events:
+    for line in lines:
+        event = line.event
         link = link_at(links.get(event.send_id), event.link)
-        if event.kind is EventKind.CLICK and event.counted and link is not None:
+        if event.kind is EventKind.CLICK and line.counts and link is not None:
             found.append(Click(link["url"], link.get("action") or "content", event.points,
                                event.occurred_at.strftime("%Y-%m-%d %H:%M")))
     return found
 
 
 def context(settings: Settings, lead: Lead, handoff: Handoff, events: Sequence[Event],
-            sends: Sequence[Send], profile_url: str) -> dict[str, Any]:
-    """The variables of the hand-off mail."""
+            sends: Sequence[Send], profile_url: str, now: datetime) -> dict[str, Any]:
+    """The variables of the hand-off mail, the history read at `now` (expired points do not count)."""
     cycle_events = [event for event in events if event.cycle == handoff.cycle]
+    lines = history(cycle_events, sends, handoff.cycle, settings.scoring, now)
     return {
         "lead": lead,
         "handoff": handoff,
         "score": handoff.score,
         "threshold": scoring.threshold(settings.scoring, lead.customer, lead.industry),
         "events": [event for event in cycle_events if event.points or not event.counted],
-        "clicks": clicks(cycle_events, sends),
+        "clicks": clicks(lines, sends),
         "profile_url": profile_url,
         "company": settings.mail.company,
         "website": settings.mail.website,
