@@ -223,6 +223,23 @@ class Handoff(SQLModel, table=True):
     decided_at: datetime | None = None
 
 
+class PaceSlot(SQLModel, table=True):
+    """When the next message of a paced stream (delivery) may go, shared by every process that sends
+    through this database: a relay's rate limit is per account, not per process."""
+
+    stream: str = Field(primary_key=True)
+    next_at: float  # seconds since the epoch
+
+
+class RequestWindow(SQLModel, table=True):
+    """How many requests one key (a client address) made in its current window, shared by every server
+    process; a row whose window has ended is as good as none."""
+
+    key: str = Field(primary_key=True)
+    count: int
+    ends_at: float = Field(index=True)  # seconds since the epoch
+
+
 class SinkMessage(SQLModel, table=True):
     """Mail received by the embedded development SMTP sink."""
 

@@ -60,26 +60,24 @@ class Breaker:
         return self.failures >= self.limit
 
 
-class Pacer:
-    """Spaces messages evenly so that neither the per-second nor the per-hour limit is exceeded."""
+TakeSlot = Callable[[float, float], Awaitable[float]]  # (interval, now) -> the moment taken (Limits.take_slot)
 
-    def __init__(self, per_second: float | None, per_hour: int | None, clock: Callable[[], float] = time.monotonic,
-                 sleep: Sleep = asyncio.sleep):
+
+class Pacer:
+    """Spaces messages evenly so that neither the per-second nor the per-hour limit is exceeded. The
+    slots come from `take_slot`, which the delivery run keeps in the database: every process sending
+    through it shares one pace, as the relay's limit is per account."""
+
+    def __init__(self, per_second: float | None, per_hour: int | None, take_slot: TakeSlot,
+                 clock: Callable[[], float] = time.time, sleep: Sleep = asyncio.sleep):
         self.interval = max(1 / per_second if per_second else 0.0, 3600 / per_hour if per_hour else 0.0)
+        self.take_slot = take_slot
         self.clock = clock
         self.sleep = sleep
-        self.next: float | None = None
-
-    def reserve(self) -> float:
-        """Take the next free slot; return how long until it comes."""
-        now = self.clock()
-        slot = now if self.next is None else max(now, self.next)
-        self.next = slot + self.interval
-        return slot - now
 
     async def wait(self) -> None:
         if self.interval:
-            delay = self.reserve()  # reserved before awaiting, so concurrent senders never share a slot
+            slot = await self.take_slot(self.interval, self.clock())  # taken before waiting: no two share one
+            delay = slot - self.clock()
             if delay > 0:
                 await self.sleep(delay)
-

@@ -75,7 +75,7 @@ class DeliveryRun:
         self.report = report
         self.progress = progress
         self.breaker = Breaker(self.policy.pause_after_failures)
-        self.pacer = Pacer(self.policy.rate_per_second, self.policy.rate_per_hour)
+        self.pacer = Pacer(self.policy.rate_per_second, self.policy.rate_per_hour, self._take_slot)
         self.sqlite = store.is_sqlite  # a SQLite write is shorter than a hop to a thread
         folder = resultlog.folder_for(store.url)
         self.log_path = None if folder is None else resultlog.path_for(folder, self.outbox.worker)  # see _results
@@ -83,6 +83,9 @@ class DeliveryRun:
         self.stopping = False  # a lane failed: the others finish the send they hold and stop
         self.preparer = Preparer(settings, composer, store, self.outbox, now, self.log_path)
         self.early_builder: Builder | None = None  # started before the run by `builder`
+
+    async def _take_slot(self, interval: float, now: float) -> float:
+        return await off_loop(self.threaded, self.store.take_slot, "delivery", interval, now)
 
     @contextmanager
     def builder(self, expected: int) -> Iterator[None]:

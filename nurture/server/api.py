@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from functools import wraps
 from typing import Any
@@ -36,26 +34,6 @@ def routes() -> list[Route]:
         Route("/api/leads", post_lead, methods=["POST"]),
         Route("/subscribe", subscribe, methods=["GET", "POST"]),
     ]
-
-
-@dataclass
-class RateLimit:
-    """At most `limit` requests per `window` seconds for one key (a client address)."""
-
-    limit: int
-    window: float
-    seen: dict[str, deque[float]] = field(default_factory=dict)
-
-    def allow(self, key: str, at: float) -> bool:
-        recent = self.seen.setdefault(key, deque())
-        while recent and recent[0] <= at - self.window:
-            recent.popleft()
-        if len(recent) >= self.limit:
-            return False
-        recent.append(at)
-        if len(self.seen) > 100_000:  # forget idle clients rather than grow without bound
-            self.seen = {k: v for k, v in self.seen.items() if v and v[-1] > at - self.window}
-        return True
 
 
 def with_api_key(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
@@ -145,7 +123,8 @@ async def _welcome(engine: Engine, lead_id: int | None) -> None:
         await engine.welcome(lead_id, now())
 
 
-SUBSCRIBE_LIMIT = RateLimit(limit=5, window=600)
+SUBSCRIBE_LIMIT = 5  # sign-ups from one address per SUBSCRIBE_WINDOW_SECONDS, counted by every server process
+SUBSCRIBE_WINDOW_SECONDS = 600.0
 
 
 async def subscribe(request: Request) -> Response:
@@ -158,7 +137,9 @@ async def subscribe(request: Request) -> Response:
     form = await request.form()
     values = {name: str(form.get(name, "")) for name in ("email", "first_name", "company", "industry")}
     client = request.client.host if request.client else "unknown"
-    if not SUBSCRIBE_LIMIT.allow(client, time.monotonic()):
+    count = await run_in_threadpool(engine.store.count_request, f"subscribe:{client}", SUBSCRIBE_WINDOW_SECONDS,
+                                    time.time())
+    if count > SUBSCRIBE_LIMIT:
         return page(request, "subscribe.html", 429, **choices, values=values,
                     error="Too many sign-ups from your address; please try again in a few minutes.")
     if form.get("website"):  # the hidden honeypot: a person never fills it in

@@ -11,10 +11,12 @@ from nurture.store.archive import Archive
 from nurture.store.base import NewEvent, Recorded, make_engine
 from nurture.store.handoffs import Handoffs
 from nurture.store.leads import Leads
+from nurture.store.limits import Limits
 
 
-class Store(Leads, Handoffs, Archive):
-    """Every query nurture needs, by concept: leads, the ledger of events, hand-offs, feeds and the sink."""
+class Store(Leads, Handoffs, Archive, Limits):
+    """Every query nurture needs, by concept: leads, the ledger of events, hand-offs, feeds and the sink,
+    and the limits every process shares."""
 
 
 __all__ = ["NewEvent", "Recorded", "Store", "make_engine"]

@@ -27,19 +27,29 @@ from nurture.store.base import journal_url
 from nurture.store.schema import include_object
 from tests.conftest import ROOT, SECRET, T0, _plain, make_lead
 
-RELEASE = Path(__file__).resolve().parents[1] / "fixtures" / "release-225c8d7"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+RELEASES = {  # an earlier release, and what `nurture db upgrade` says of a database it made
+    "225c8d7": f"the database, made before schema versions, was taken as revision {schema.BASELINE} and upgraded "
+               f"to {schema.head()}",
+    "7b22c53": f"the database was upgraded from revision 0001 to {schema.head()}",
+}
+BEHIND = {
+    "225c8d7": "the database was made by a release of nurture from before schema versions",
+    "7b22c53": f"the database's schema is at revision 0001, this release needs {schema.head()}",
+}
 
 
-def load_release(database_url: str) -> None:
-    """Fill the empty database at `database_url` with what release 225c8d7 made (tests/fixtures)."""
+def load_release(database_url: str, release: str = "225c8d7") -> None:
+    """Fill the empty database at `database_url` with what `release` made (tests/fixtures)."""
+    folder = FIXTURES / f"release-{release}"
     if database_url.startswith("sqlite"):
         for dump, url in (("sqlite.sql", database_url), ("sqlite-hits.sql", journal_url(database_url))):
             with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
-                connection.executescript((RELEASE / dump).read_text(encoding="utf-8"))
+                connection.executescript((folder / dump).read_text(encoding="utf-8"))
         return
     name = unquote(database_url).rsplit("search_path=", 1)[1]
     with psycopg.connect(_plain(database_url.split("?")[0]), autocommit=True) as connection:
-        connection.execute((RELEASE / "postgresql.sql").read_text(encoding="utf-8").replace("__SCHEMA__", name))
+        connection.execute((folder / "postgresql.sql").read_text(encoding="utf-8").replace("__SCHEMA__", name))
 
 
 def differences(store: Store) -> list[object]:
@@ -71,9 +81,10 @@ def test_the_migrations_make_the_models_schema(database_url: str) -> None:
         store.close()
 
 
-def test_a_database_of_release_225c8d7_is_refused_with_the_command_that_upgrades_it(
-        database_url: str, settings: Settings) -> None:
-    load_release(database_url)
+@pytest.mark.parametrize("release", sorted(RELEASES))
+def test_a_database_of_an_earlier_release_is_refused_with_the_command_that_upgrades_it(
+        database_url: str, settings: Settings, release: str) -> None:
+    load_release(database_url, release)
     store = Store(database_url)
     try:
         with pytest.raises(schema.SchemaBehind, match=r"run `nurture db upgrade`"):
@@ -83,18 +94,18 @@ def test_a_database_of_release_225c8d7_is_refused_with_the_command_that_upgrades
     result = CliRunner().invoke(main, ["--config", str(ROOT / "nurture.yaml"), "leads", "list"],
                                 env={"NURTURE_DATABASE_URL": database_url, "NURTURE_SECRET_KEY": SECRET})
     assert result.exit_code == 2
-    assert result.output.strip().splitlines() == ["error: the database was made by a release of nurture from before "
-                                                  "schema versions; run `nurture db upgrade` to bring it up to date "
-                                                  "(its data is kept)"]
+    assert result.output.strip().splitlines() == [f"error: {BEHIND[release]}; run `nurture db upgrade` to bring it "
+                                                  "up to date (its data is kept)"]
 
 
-def test_a_database_of_release_225c8d7_upgrades_with_its_data(database_url: str, settings: Settings) -> None:
-    load_release(database_url)
+@pytest.mark.parametrize("release", sorted(RELEASES))
+def test_a_database_of_an_earlier_release_upgrades_with_its_data(database_url: str, settings: Settings,
+                                                                  release: str) -> None:
+    load_release(database_url, release)
     result = CliRunner().invoke(main, ["--config", str(ROOT / "nurture.yaml"), "db", "upgrade"],
                                 env={"NURTURE_DATABASE_URL": database_url, "NURTURE_SECRET_KEY": SECRET})
     assert result.exit_code == 0, result.output
-    assert result.output == (f"the database, made before schema versions, was taken as revision {schema.BASELINE} "
-                             f"and upgraded to {schema.head()}\n")
+    assert result.output == RELEASES[release] + "\n"
     store = Store(database_url)
     try:
         store.create()

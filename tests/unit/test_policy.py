@@ -1,4 +1,5 @@
-"""The pure delivery policies: back-off, the breaker, the pacer, quick retries and group commits.
+"""The pure delivery policies: back-off, the breaker, quick retries and group commits (the pacer, which
+keeps its slots in the database, is in tests/integration/test_limits.py).
 
 Clocks and sleeps are fakes, so nothing here waits for real longer than a few tens of milliseconds.
 """
@@ -6,36 +7,18 @@ Clocks and sleeps are fakes, so nothing here waits for real longer than a few te
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 from nurture.errors import DeliveryError
 from nurture.models import SendState
 from nurture.render.message import Envelope
-from nurture.send.policy import Breaker, Pacer, attempt, backoff
+from nurture.send.policy import Breaker, attempt, backoff
 from nurture.settings import Delivery
 
 ENVELOPE = Envelope("marketing@example.com", "ada@example.com", b"Subject: hi\r\n\r\nhello\r\n", "<m.1@example.com>")
 TEMPORARY = DeliveryError("421 try later", code=421)
 PERMANENT = DeliveryError("550 no such user", permanent=True, code=550)
-
-
-class FakeClock:
-    """A monotonic clock that only moves when the fake sleep says so."""
-
-    def __init__(self, now: float = 100.0):
-        self.now = now
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        start = self.now
-        await asyncio.sleep(0)  # let other waiters run in between, as a real sleep would
-        self.now = max(self.now, start + seconds)
 
 
 class Recorder:
@@ -134,104 +117,6 @@ def test_breaker_with_limit_one_trips_on_the_first_failure() -> None:
     assert breaker.tripped
 
 
-# pacer
-
-
-def test_pacer_spaces_messages_at_the_per_second_rate() -> None:
-    clock = FakeClock()
-
-    async def main() -> list[float]:
-        pacer = Pacer(4, None, clock=clock, sleep=clock.sleep)
-        started = []
-        for _ in range(5):
-            await pacer.wait()
-            started.append(clock())
-        return started
-
-    started = asyncio.run(main())
-    assert started == pytest.approx([100.0, 100.25, 100.5, 100.75, 101.0])
-    assert clock.sleeps == pytest.approx([0.25] * 4)
-
-
-def test_pacer_does_not_wait_when_time_has_passed_anyway() -> None:
-    clock = FakeClock()
-
-    async def main() -> None:
-        pacer = Pacer(2, None, clock=clock, sleep=clock.sleep)
-        await pacer.wait()
-        clock.now += 5  # the previous message took long: its slot is long gone
-        await pacer.wait()
-        clock.now += 0.2
-        await pacer.wait()  # 0.3 s short of the next slot
-
-    asyncio.run(main())
-    assert clock.sleeps == pytest.approx([0.3])
-
-
-@pytest.mark.parametrize(("per_second", "per_hour", "interval"), [
-    (10, 60, 60.0),  # one a minute is stricter than ten a second
-    (None, 7200, 0.5),
-    (2, 36000, 0.5),  # ten a second per hour is looser than two a second
-])
-def test_pacer_honours_the_stricter_limit(per_second: float | None, per_hour: int | None, interval: float) -> None:
-    clock = FakeClock()
-
-    async def main() -> None:
-        pacer = Pacer(per_second, per_hour, clock=clock, sleep=clock.sleep)
-        for _ in range(4):
-            await pacer.wait()
-
-    asyncio.run(main())
-    assert clock.sleeps == pytest.approx([interval] * 3)
-    assert clock.now == pytest.approx(100.0 + 3 * interval)
-
-
-def test_pacer_without_limits_never_sleeps() -> None:
-    clock = FakeClock()
-
-    async def main() -> None:
-        pacer = Pacer(None, None, clock=clock, sleep=clock.sleep)
-        await asyncio.gather(*(pacer.wait() for _ in range(20)))
-
-    asyncio.run(main())
-    assert clock.sleeps == []
-
-
-@pytest.mark.parametrize("waiters", [2, 5, 12])
-def test_concurrent_waiters_never_share_a_slot(waiters: int) -> None:
-    clock = FakeClock()
-    started: list[float] = []
-
-    async def main() -> None:
-        pacer = Pacer(10, None, clock=clock, sleep=clock.sleep)
-
-        async def one() -> None:
-            await pacer.wait()
-            started.append(clock())
-
-        await asyncio.gather(*(one() for _ in range(waiters)))
-
-    asyncio.run(main())
-    assert sorted(clock.sleeps) == pytest.approx([0.1 * n for n in range(1, waiters)])
-    slots = sorted(started)
-    assert len(slots) == waiters
-    assert all(later - earlier >= 0.1 - 1e-9 for earlier, later in zip(slots, slots[1:], strict=False))
-
-
-def test_pacer_holds_the_rate_over_a_real_event_loop() -> None:
-    async def main() -> list[float]:
-        pacer = Pacer(100, None)  # the real clock and sleep: 10 ms apart
-        started: list[float] = []
-
-        async def one() -> None:
-            await pacer.wait()
-            started.append(time.monotonic())
-
-        await asyncio.gather(*(one() for _ in range(6)))
-        return sorted(started)
-
-    started = asyncio.run(main())
-    assert started[-1] - started[0] >= 0.05 - 0.002
 
 
 # attempt
