@@ -27,7 +27,8 @@ log = logging.getLogger("nurture")
 
 
 def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn nurture's own errors into a message and exit code 2."""
+    """Turn nurture's own errors into a message and their exit code (2 for bad input, 1 for a failed
+    run), and a Ctrl-C into one line and 130, as a shell reports an interrupted command."""
 
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -36,6 +37,9 @@ def friendly(command: Callable[..., Any]) -> Callable[..., Any]:
         except NurtureError as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(error.exit_code)
+        except KeyboardInterrupt:
+            click.echo("stopped (Ctrl-C): what was done is stored; a send not yet made stays queued", err=True)
+            sys.exit(130)
 
     return wrapper
 

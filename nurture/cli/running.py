@@ -50,7 +50,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     engine = Engine(settings, store, smtp_mailer(settings))
     server = uvicorn.Config(create_app(engine), log_level="warning", log_config=None,
                             forwarded_allow_ips=settings.server.trusted_proxies)
-    uvicorn.Server(server).run(sockets=[listening])
+    try:
+        uvicorn.Server(server).run(sockets=[listening])
+    except KeyboardInterrupt:  # uvicorn stopped gracefully, then passed the Ctrl-C on
+        pass
 
 
 @main.command("send-due")

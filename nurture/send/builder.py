@@ -20,6 +20,7 @@ import gc
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -134,6 +135,7 @@ def _adopt_recipe(recipe: Recipe, lifeline: Connection) -> None:
 
 def _start_building(preparer: Preparer, orphaned: Callable[[], bool]) -> None:
     global _adopted
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the whole group: the sender stops its builder
     if _can_leave_idle():
         preparer.quietly = _idle_priority
     _adopted = (preparer, orphaned)

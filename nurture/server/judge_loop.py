@@ -126,6 +126,7 @@ def start_process(settings: Settings) -> BaseProcess:
 def _judge_forever(settings: Settings, parent: int) -> None:
     from nurture.runtime import configure_logging, open_store, smtp_mailer
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the whole group: the server stops its judge
     configure_logging(tag="judge: ")
     gc.collect()
     gc.freeze()
@@ -134,8 +135,6 @@ def _judge_forever(settings: Settings, parent: int) -> None:
     engine = Engine(settings, store, smtp_mailer(settings))
     try:
         asyncio.run(_judge_until_told(Judging(engine), parent))
-    except KeyboardInterrupt:
-        pass
     finally:
         store.close()
 

@@ -30,68 +30,15 @@ from nurture.send.outbox import Outbox
 from nurture.settings import load_settings
 from nurture.store import Store
 from tests.conftest import ROOT, T0, environ, free_port, make_lead
+from tests.servers import arrived, smtp_sink
 
 LEADS = 150
-SINK = '''
-import asyncio
-import os
-import sys
-from email import message_from_bytes
-
-from aiosmtpd.controller import Controller
-
-
-class Handler:
-    def __init__(self, path, delay):
-        self.out = open(path, "a", encoding="utf-8")
-        self.delay = delay
-
-    async def handle_DATA(self, server, session, envelope):
-        await asyncio.sleep(self.delay)  # a server that takes its time over each message
-        mid = message_from_bytes(envelope.original_content)["Message-ID"]
-        for recipient in envelope.rcpt_tos:
-            self.out.write(f"{recipient} {mid}\\n")
-        self.out.flush()
-        os.fsync(self.out.fileno())  # taken for good before the client hears 250
-        return "250 OK"
-
-
-port, path, delay = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
-controller = Controller(Handler(path, delay), hostname="127.0.0.1", port=port, ready_timeout=10)
-controller.start()
-print("ready", flush=True)
-sys.stdin.read()  # serve until the test closes stdin
-controller.stop()
-'''
-
-
 @pytest.fixture
 def sink(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     """A slow SMTP server in its own process; yields its port and the file of what it accepted."""
-    script, received, port = tmp_path / "sink.py", tmp_path / "received.txt", free_port()
-    script.write_text(SINK, encoding="utf-8")
-    received.touch()
-    server = subprocess.Popen([sys.executable, str(script), str(port), str(received), "0.02"], cwd=ROOT,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+    port = free_port()
+    with smtp_sink(tmp_path, port, delay=0.02) as received:
         yield port, received
-    finally:
-        assert server.stdin is not None
-        server.stdin.close()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-def lines(path: Path) -> list[tuple[str, str]]:
-    found = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        recipient, _, mid = line.partition(" ")
-        found.append((recipient, mid))
-    return found
 
 
 def sent_ids(store: Store, leads: int = LEADS) -> dict[str, str]:
@@ -161,7 +108,7 @@ def test_kill_9_during_send_due_loses_nothing_and_repeats_only_what_was_in_fligh
         outbox = Outbox(store)
         deadline = time.monotonic() + 30
         # "queued": as soon as the outbox holds a send (enqueueing, or building the batch); "lines": mid-delivery
-        while (sum(outbox.counts().values()) if unit == "queued" else len(lines(received))) < int(amount):
+        while (sum(outbox.counts().values()) if unit == "queued" else len(arrived(received))) < int(amount):
             if first.poll() is not None:
                 assert first.stderr is not None
                 pytest.fail(f"send-due ended before it could be killed: {first.stderr.read()}")
@@ -176,17 +123,17 @@ def test_kill_9_during_send_due_loses_nothing_and_repeats_only_what_was_in_fligh
         assert not any(alive(pid) for pid in builders), "a builder process outlived its sender"
 
         time.sleep(0.2)  # messages already handed over finish on the server, sender or no sender
-        before = lines(received)
+        before = arrived(received)
         durable = set(sent_ids(store, leads)) | logged_sent(store)
         assert len(durable) < leads
-        unrecorded = {recipient for recipient, _ in before} - durable
+        unrecorded = {recipient for _, recipient, _ in before} - durable
         assert len(unrecorded) <= concurrency, f"{len(unrecorded)} messages went out without being recorded"
 
         again = subprocess.run(send_due(), env=env, cwd=ROOT, capture_output=True, text=True, timeout=40)
         assert again.returncode == 0, again.stderr
 
         copies: dict[str, list[str]] = defaultdict(list)
-        for recipient, mid in lines(received):
+        for _, recipient, mid in arrived(received):
             copies[recipient].append(mid)
         assert sorted(copies) == emails, "a due confirmation was lost"
         for recipient, mids in copies.items():
@@ -275,7 +222,7 @@ def test_a_killed_builder_ends_the_run_in_seconds_and_the_next_run_sends_the_res
         first = subprocess.Popen(send_due(), env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                  text=True)
         deadline = time.monotonic() + 30
-        while len(lines(received)) < 20 or not children(first.pid):
+        while len(arrived(received)) < 20 or not children(first.pid):
             assert first.poll() is None and time.monotonic() < deadline, "send-due ended before its builder was killed"
             time.sleep(0.002)
         for builder in children(first.pid):
@@ -287,6 +234,6 @@ def test_a_killed_builder_ends_the_run_in_seconds_and_the_next_run_sends_the_res
 
         again = subprocess.run(send_due(), env=env, cwd=ROOT, capture_output=True, text=True, timeout=40)
         assert again.returncode == 0, again.stderr
-        assert sorted({recipient for recipient, _ in lines(received)}) == emails
+        assert sorted({recipient for _, recipient, _ in arrived(received)}) == emails
     finally:
         store.close()

@@ -16,46 +16,14 @@ import yaml
 
 from nurture.store import Store
 from tests.conftest import ROOT, T0, environ, free_port, make_lead
-
-SINK = '''
-import sys, time
-from aiosmtpd.controller import Controller
-
-
-class Handler:
-    def __init__(self, path):
-        self.out = open(path, "a", encoding="utf-8")
-
-    async def handle_DATA(self, server, session, envelope):
-        self.out.write(f"{time.time()} {envelope.rcpt_tos[0]}\\n")
-        self.out.flush()
-        return "250 OK"
-
-
-controller = Controller(Handler(sys.argv[2]), hostname="127.0.0.1", port=int(sys.argv[1]), ready_timeout=10)
-controller.start()
-print("ready", flush=True)
-sys.stdin.read()  # serve until the test closes stdin
-controller.stop()
-'''
+from tests.servers import arrived, smtp_sink
 
 
 @pytest.fixture
 def arrivals(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """An SMTP server in a process of its own that notes when each message arrived; yields its port and
-    the file of arrivals."""
-    script, received, port = tmp_path / "sink.py", tmp_path / "arrivals.txt", free_port()
-    script.write_text(SINK, encoding="utf-8")
-    received.touch()
-    server = subprocess.Popen([sys.executable, str(script), str(port), str(received)], cwd=ROOT,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+    port = free_port()
+    with smtp_sink(tmp_path, port) as received:
         yield port, received
-    finally:
-        assert server.stdin is not None
-        server.stdin.close()
-        server.wait(10)
 
 
 def config(tmp_path: Path, **delivery: object) -> Path:
@@ -87,7 +55,7 @@ def test_two_send_due_workers_keep_one_pace_between_them(database_url: str, tmp_
     outputs = [worker.communicate(timeout=50)[0] for worker in workers]
     assert [worker.returncode for worker in workers] == [0, 0], outputs
 
-    times = sorted(float(line.split()[0]) for line in received.read_text(encoding="utf-8").splitlines())
+    times = sorted(at for at, _, _ in arrived(received))
     assert len(times) == leads
     shares = [int(re.search(r"^(\d+) sent,", output, re.M).group(1)) for output in outputs]  # type: ignore[union-attr]
     assert sum(shares) == leads and min(shares) > 0, outputs  # each worker delivered a share

@@ -1,0 +1,129 @@
+"""Ctrl-C, as a terminal sends it: SIGINT to every process of the foreground group, helpers included.
+The command stops with one line, its helper processes stop with it (told by their parent, not by the
+signal), and nothing is lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from nurture.store import Store
+from tests.conftest import ROOT, T0, environ, free_port, make_lead
+from tests.servers import arrived, smtp_sink
+
+
+def children(pid: int) -> dict[int, str]:
+    """The processes whose parent is `pid`, with their command lines."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found[int(stat.parent.name)] = command
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def ignores_ctrl_c(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status").read_text()
+    ignored = int(next(line for line in status.splitlines() if line.startswith("SigIgn:")).split()[1], 16)
+    return bool(ignored & 1 << (signal.SIGINT - 1))
+
+
+def nurture(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "nurture.cli", "--config", str(ROOT / "nurture.yaml"), *arguments]
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_stops_the_server_and_its_judge_quietly(database_url: str, tmp_path: Path) -> None:
+    store = Store(database_url)
+    store.create()
+    store.close()
+    port = free_port()
+    env = {**environ(database_url, NURTURE_SMTP_PORT=str(free_port()), NURTURE_SMTP_SINK="false"), "PATH": ""}
+    server = subprocess.Popen(nurture("serve", "--port", str(port)), env=env, cwd=tmp_path, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        judges: list[int] = []
+        while not judges:
+            assert time.monotonic() < deadline and server.poll() is None, "the server or its judge did not start"
+            judges = [pid for pid, command in children(server.pid).items() if "multiprocessing" in command
+                      and "resource_tracker" not in command]
+            time.sleep(0.1)
+        judge = judges[0]
+        while not ignores_ctrl_c(judge):  # once it has started
+            assert time.monotonic() < deadline and alive(judge), "the judge never set Ctrl-C aside"
+            time.sleep(0.1)
+        os.kill(judge, signal.SIGINT)  # the judge has its share of a Ctrl-C: it goes on until the server stops it
+        time.sleep(1.0)
+        assert alive(judge)
+
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).text == "ok"
+        os.killpg(server.pid, signal.SIGINT)
+        output, _ = server.communicate(timeout=40)
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    assert server.returncode == 0, output
+    assert "Traceback" not in output and "starting another" not in output and "Aborted" not in output, output
+    assert not alive(judge)
+
+
+@pytest.mark.timeout(90)
+def test_ctrl_c_stops_send_due_with_one_line_and_the_next_run_sends_the_rest(database_url: str,
+                                                                             tmp_path: Path) -> None:
+    leads = 800  # four batches: built by a process of the run's own
+    store = Store(database_url)
+    store.create()
+    for n in range(leads):
+        make_lead(store, email=f"lead{n:04d}@example.com")
+    store.close()
+    port = free_port()
+    env = {**environ(database_url, NURTURE_SMTP_PORT=str(port), NURTURE_SMTP_SINK="false"), "PATH": ""}
+    send_due = nurture("send-due", "--at", T0.isoformat(), "--no-refresh")
+    with smtp_sink(tmp_path, port, delay=0.01) as received:
+        first = subprocess.Popen(send_due, env=env, cwd=tmp_path, text=True, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 40
+            while len(arrived(received)) < 250 or not children(first.pid):  # under way, its builder running
+                assert time.monotonic() < deadline and first.poll() is None, first.communicate()
+                time.sleep(0.05)
+            builders = list(children(first.pid))
+            os.killpg(first.pid, signal.SIGINT)
+            _, stderr = first.communicate(timeout=40)
+        finally:
+            if first.poll() is None:
+                os.killpg(first.pid, signal.SIGKILL)
+                first.wait()
+        assert first.returncode == 130, stderr
+        assert stderr.strip().splitlines()[-1].startswith("stopped (Ctrl-C)"), stderr
+        assert "Traceback" not in stderr, stderr
+        assert not any(alive(pid) for pid in builders)
+        sent_first = len(arrived(received))
+        assert sent_first < leads
+
+        again = subprocess.run(send_due, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert again.returncode == 0, again.stderr
+        copies = Counter(recipient for _, recipient, _ in arrived(received))
+    assert sorted(copies) == [f"lead{n:04d}@example.com" for n in range(leads)], "a due confirmation was lost"
+    assert sum(copies.values()) - leads <= 4  # at most smtp.concurrency were in flight, as after kill -9
