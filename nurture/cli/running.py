@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from typing import Any
 
@@ -70,6 +71,8 @@ def send_due(ctx: click.Context, at: str | None, dry_run: bool, no_refresh: bool
             console.feed_results(run_async(engine.refresh_feeds(now)), quiet=True)
         report = run_async(_send_due(engine, now, dry_run))
     console.report(report)
+    if report.refused:  # nothing can go until the relay, or its settings, are fixed: a failed run
+        sys.exit(1)
 
 
 async def _send_due(engine: Engine, now: datetime, dry_run: bool) -> Any:

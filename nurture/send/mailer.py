@@ -10,15 +10,16 @@ from typing import Protocol
 
 import aiosmtplib
 
-from nurture.errors import DeliveryError
+from nurture.errors import DeliveryError, Fault
 from nurture.render.message import Envelope
+from nurture.send import answers
 
 Ready = Callable[[], Awaitable[None]]  # awaited before the server may take the message
 
 
 class Mailer(Protocol):
     async def send(self, envelope: Envelope, ready: Ready | None = None) -> None:
-        """Deliver one message or raise DeliveryError (permanent for a 5xx reply). `ready`, when given, is
+        """Deliver one message or raise DeliveryError, whose `fault` says whose refusal it was. `ready`, when given, is
         awaited once the envelope is accepted and before the message goes: the server cannot take the
         message until it returns."""
 
@@ -43,6 +44,13 @@ class MemoryMailer:
         return None
 
 
+STAGE_OF: list[tuple[type[aiosmtplib.SMTPResponseException], str]] = [  # the refusals aiosmtplib tells apart
+    (aiosmtplib.SMTPConnectResponseError, "connect"), (aiosmtplib.SMTPHeloError, "ehlo"),
+    (aiosmtplib.SMTPAuthenticationError, "auth"), (aiosmtplib.SMTPSenderRefused, "mail"),
+    (aiosmtplib.SMTPRecipientRefused, "rcpt"), (aiosmtplib.SMTPDataError, "data"),
+]
+
+
 class SmtpMailer:
     """Delivers over SMTP, reusing up to `connections` open connections."""
 
@@ -60,23 +68,18 @@ class SmtpMailer:
             try:
                 client = await self._checkout()
                 await _transfer(client, envelope, ready)
-            except aiosmtplib.SMTPRecipientRefused as error:
+            except aiosmtplib.SMTPResponseException as error:  # a reply: whose refusal it is depends on when
                 await _drop(client)
-                raise DeliveryError(f"recipient refused: {error.code} {error.message}", permanent=error.code >= 500,
-                                    code=error.code) from None
-            except aiosmtplib.SMTPAuthenticationError as error:  # our credentials, not the recipient: no bounce
-                await _drop(client)
-                raise DeliveryError(f"authentication refused: {error.code} {error.message}", code=error.code) from None
-            except aiosmtplib.SMTPResponseException as error:
-                await _drop(client)
-                raise DeliveryError(f"{error.code} {error.message}", permanent=error.code >= 500,
+                stage = next((name for kind, name in STAGE_OF if isinstance(error, kind)), None)
+                raise DeliveryError(f"{answers.STAGES.get(stage or '', 'the server')} refused: {error.code} "
+                                    f"{error.message}", fault=answers.fault(stage, error.code, error.message),
                                     code=error.code) from None
             except (TimeoutError, aiosmtplib.SMTPException, OSError, ssl.SSLError) as error:
                 await _drop(client)
                 raise DeliveryError(f"{type(error).__name__}: {error}") from None
             except ValueError as error:  # the client refuses the message itself (an address it cannot quote)
                 await _drop(client)
-                raise DeliveryError(f"refused by the SMTP client: {error}", permanent=True) from None
+                raise DeliveryError(f"refused by the SMTP client: {error}", fault=Fault.ADDRESS) from None
             except Exception:  # not the server's doing (`ready` failed): leave no half-open envelope behind
                 await _drop(client)
                 raise

@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from nurture.errors import DeliveryError
+from nurture.errors import DeliveryError, Fault
 from nurture.models import SendState
 from nurture.render.message import Envelope
 from nurture.send.mailer import Mailer, Ready
@@ -28,9 +28,10 @@ def backoff(attempt: int, base: float, jitter: float, cap: float = 30.0) -> floa
 
 async def attempt(mailer: Mailer, envelope: Envelope, policy: Delivery, sleep: Sleep = asyncio.sleep,
                   rand: Callable[[], float] = random.random,
-                  ready: Ready | None = None) -> tuple[SendState, str | None]:
-    """Deliver with quick retries: sent; bounced on a 5xx; deferred when the retries run out. `ready` is
-    handed to the mailer (see Mailer.send)."""
+                  ready: Ready | None = None) -> tuple[SendState, DeliveryError | None]:
+    """Deliver with quick retries: sent; bounced when the address is refused for good; queued again,
+    untouched, when the server refuses us (the run then pauses); deferred when the retries run out.
+    `ready` is handed to the mailer (see Mailer.send)."""
     error: DeliveryError | None = None
     for number in range(policy.retries + 1):
         if number:
@@ -39,25 +40,32 @@ async def attempt(mailer: Mailer, envelope: Envelope, policy: Delivery, sleep: S
             await (mailer.send(envelope) if ready is None else mailer.send(envelope, ready))
             return SendState.SENT, None
         except DeliveryError as failure:
-            if failure.permanent:
-                return SendState.BOUNCED, str(failure)
+            if failure.fault is Fault.ADDRESS:
+                return SendState.BOUNCED, failure
+            if failure.fault is Fault.SENDER:
+                return SendState.QUEUED, failure
             error = failure
-    return SendState.DEFERRED, str(error)
+    return SendState.DEFERRED, error
 
 
 @dataclass
 class Breaker:
-    """Trips after `limit` deliveries in a row failed: the server is down, stop burning through the list."""
+    """Trips after `limit` deliveries in a row failed (the server is down: stop burning through the list),
+    or at once when the server refuses to take mail from us at all."""
 
     limit: int
     failures: int = 0
+    refusal: str | None = None  # why the server will not take our mail
 
     def record(self, state: SendState) -> None:
         self.failures = 0 if state in (SendState.SENT, SendState.BOUNCED) else self.failures + 1
 
+    def refused(self, reason: str) -> None:
+        self.refusal = self.refusal or reason
+
     @property
     def tripped(self) -> bool:
-        return self.failures >= self.limit
+        return self.refusal is not None or self.failures >= self.limit
 
 
 TakeSlot = Callable[[float, float], Awaitable[float]]  # (interval, now) -> the moment taken (Limits.take_slot)

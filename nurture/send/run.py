@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from nurture.errors import Fault
 from nurture.models import SendState
 from nurture.send import resultlog
 from nurture.send.backlog import Backlog
@@ -48,6 +49,7 @@ class Report:
     failed: list[str] = field(default_factory=list)
     handoffs: list[str] = field(default_factory=list)
     paused: str | None = None  # why delivery stopped early
+    refused: str | None = None  # the mail server would not take mail from us: a failed run
 
 
 async def off_loop(threaded: bool, work: Callable[..., T], *args: Any) -> T:
@@ -145,7 +147,11 @@ class DeliveryRun:
             raise failures[0]
         if self.progress:
             self.progress(self.done, max(self.total, self.done), True)
-        if self.breaker.tripped:
+        if self.breaker.refusal:
+            self.report.refused = self.breaker.refusal
+            self.report.paused = (f"paused: the mail server refused to take mail from us ({self.breaker.refusal}); "
+                                  "nobody was suppressed")
+        elif self.breaker.tripped:
             self.report.paused = f"paused after {self.breaker.failures} failed deliveries in a row"
 
     async def _deliver_all(self, backlog: Backlog) -> tuple[list[BaseException], Backlog]:
@@ -260,13 +266,18 @@ class DeliveryRun:
         self.done += 1  # tried: `done` counts the sends a run tried, not those it gave back
         try:
             await self.pacer.wait()
-            state, error = await attempt(self.mailer, item.envelope, self.policy, ready=ready)
+            state, failure = await attempt(self.mailer, item.envelope, self.policy, ready=ready)
         except Exception as broken:  # noqa: BLE001 - one message that cannot go never stops the run
             await ready()  # ...but a result that cannot be stored does
             log.exception("send %s failed", item.send.id)
             return self._fail(item, f"{type(broken).__name__}: {broken}")
         await ready()  # when the server refused early, before asking
+        if failure is not None and failure.fault is Fault.SENDER:  # not this send's doing: it waits, untouched
+            log.error("the mail server refused our mail: %s", failure)
+            self.breaker.refused(str(failure))
+            return self.results.add(Result(item.send, SendState.QUEUED))
         self.breaker.record(state)
+        error = None if failure is None else str(failure)
         self._note(item, item.envelope.message_id, state, error)
         return self.results.add(Result(item.send, state, error, self.outbox.clock()))
 

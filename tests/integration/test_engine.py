@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from nurture.engine import Engine, Report
-from nurture.errors import DeliveryError
+from nurture.errors import DeliveryError, Fault
 from nurture.models import EventKind, HandoffState, Outcome, SendState, Stage, Suppression
 from nurture.score.rules import Credit
 from nurture.send.mailer import MemoryMailer
@@ -59,7 +59,7 @@ def test_every_digest_after_the_first_costs_a_point(engine: Engine) -> None:
 
 def test_a_bounce_suppresses_the_lead_and_scores_the_rule(engine: Engine, mailer: MemoryMailer) -> None:
     make_lead(engine.store)
-    mailer.fail["ada@example.com"] = DeliveryError("550 no such user", permanent=True, code=550)
+    mailer.fail["ada@example.com"] = DeliveryError("550 no such user", fault=Fault.ADDRESS, code=550)
     report = tick(engine)
     assert report.bounced == ["ada@example.com: 550 no such user"] and not report.failed and not report.sent
     lead = engine.store.lead(1)

@@ -7,6 +7,7 @@ and what the outbox says (state, attempts, error), plus what a bounce does to th
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections import Counter
@@ -19,14 +20,16 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtplib.protocol import normalize_message_line_endings
+from click.testing import CliRunner
 
+from nurture.cli import main
 from nurture.engine import Engine, Report
 from nurture.models import EventKind, Lead, SendState, Suppression
 from nurture.render.message import Envelope, wire_size
 from nurture.runtime import smtp_mailer
 from nurture.settings import Settings
 from nurture.store import Store
-from tests.conftest import T0, free_port, make_lead
+from tests.conftest import ROOT, T0, environ, free_port, make_lead
 
 Rule = Callable[[str, int], "str | None"]  # (recipient, how many times it was seen) -> a reply, or None to accept
 
@@ -35,7 +38,9 @@ class Handler:
     """An SMTP server's behaviour: refuse at RCPT or DATA by rule, be slow, or drop the connection mid-DATA."""
 
     def __init__(self, on_rcpt: Rule | None = None, on_data: Rule | None = None, delay: float = 0.0,
-                 delay_at: str = "DATA", drop: Callable[[str, int], bool] | None = None):
+                 delay_at: str = "DATA", drop: Callable[[str, int], bool] | None = None,
+                 on_mail: str | None = None):
+        self.on_mail = on_mail  # the reply to every MAIL FROM, if not 250
         self.on_rcpt = on_rcpt
         self.on_data = on_data
         self.delay = delay
@@ -46,6 +51,12 @@ class Handler:
         self.tried_ids: dict[str, set[str]] = {}  # every Message-ID offered for a recipient, taken or not
         self.received: list[tuple[str, str]] = []  # (recipient, Message-ID) of every message taken
         self.lock = threading.Lock()
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if self.on_mail:
+            return self.on_mail
+        envelope.mail_from = address
+        return "250 OK"
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
         with self.lock:
@@ -91,6 +102,33 @@ def smtp_server(handler: Handler, port: int | None = None) -> Iterator[int]:
         yield port
     finally:
         controller.stop()
+
+
+@contextmanager
+def refusing_greeting(reply: str) -> Iterator[int]:
+    """A server that answers every connection with `reply` instead of 220, then hangs up (a blocklisted
+    sending address meets this)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stopping = threading.Event()
+
+    def serve() -> None:
+        while not stopping.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.sendall(reply.encode() + b"\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stopping.set()
+        thread.join(5)
+        listener.close()
 
 
 def smtp_engine(settings: Settings, store: Store, port: int, *, timeout: float = 5.0,
@@ -194,6 +232,68 @@ def test_a_permanent_refusal_bounces_and_suppresses_only_that_lead(settings: Set
         later = tick(engine, T0 + timedelta(days=8))  # the digest is due for everybody not suppressed
         assert not any("gone" in line for line in later.enqueued + later.skipped + later.sent + later.failed)
         assert tries["gone1@example.com"] == tries["gone2@example.com"] == 1
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(("where", "reply"), [
+    ("greeting", "554 5.7.1 Service unavailable; Client host [127.0.0.1] blocked using zen.spamhaus.org"),
+    ("MAIL", "530 5.7.0 Authentication required"),
+    ("DATA", "554 5.7.1 Message rejected as spam by Content Filtering"),
+    ("RCPT", "550 5.7.1 Relay access denied"),
+])
+def test_a_server_that_refuses_us_pauses_the_run_suppresses_nobody_and_a_later_tick_delivers(
+        settings: Settings, store: Store, where: str, reply: str) -> None:
+    emails = [f"lead{n}@example.com" for n in range(30)]
+    ids = leads(store, *emails)
+    port = free_port()
+    refusing = refusing_greeting(reply) if where == "greeting" else smtp_server(
+        Handler(on_mail=reply if where == "MAIL" else None, on_rcpt=(lambda _r, _n: reply) if where == "RCPT" else None,
+                on_data=(lambda _r, _n: reply) if where == "DATA" else None), port)
+    with refusing as port:
+        engine = smtp_engine(settings, store, port, batch_size=10)
+        report = tick(engine)
+    assert report.sent == report.bounced == report.deferred == report.failed == []
+    code = reply.split()[0]
+    assert report.refused is not None and reply.split(";")[0] in report.refused
+    assert report.paused is not None and "refused to take mail from us" in report.paused and code in report.paused
+    for email in emails:  # nobody is blamed: each send waits, untouched, and no lead is suppressed or scored
+        send = store.sends_of(ids[email])[0]
+        assert (send.state, send.attempts, send.error, send.claimed_by) == (SendState.QUEUED, 0, None, None)
+        lead = store.lead(ids[email])
+        assert (lead.suppressed, lead.score) == (None, 0)
+        assert [event.kind for event in store.events_of(ids[email])] == []
+
+    handler = Handler()
+    with smtp_server(handler, free_port()) as fixed:  # the relay is fixed (or the right one is configured)
+        report = tick(smtp_engine(settings, store, fixed, batch_size=10))
+    assert len(report.sent) == 30 and report.paused is None
+    assert handler.copies() == {email: 1 for email in emails}
+
+
+def test_send_due_says_why_the_server_refused_us_and_exits_1(settings: Settings, store: Store) -> None:
+    leads(store, "ada@example.com", "bob@example.com")
+    reply = "554 5.7.1 Service unavailable; Client host [127.0.0.1] blocked using zen.spamhaus.org"
+    with refusing_greeting(reply) as port:
+        result = CliRunner().invoke(main, ["--config", str(ROOT / "nurture.yaml"), "send-due", "--at", T0.isoformat(),
+                                           "--no-refresh"],
+                                    env=environ(settings.database_url, NURTURE_SMTP_PORT=str(port),
+                                                NURTURE_SMTP_SINK="false"))
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines()[-1] == (f"delivery paused: the mail server refused to take mail from us (the "
+                                              f"greeting refused: {reply}); nobody was suppressed; the rest stays "
+                                              "queued for the next run")
+
+
+@pytest.mark.timeout(30)
+def test_a_full_mailbox_is_deferred_not_bounced(settings: Settings, store: Store) -> None:
+    handler = Handler(on_rcpt=lambda recipient, _n: "552 5.2.2 Mailbox full" if recipient.startswith("full") else None)
+    ids = leads(store, "ada@example.com", "full@example.com")
+    with smtp_server(handler) as port:
+        report = tick(smtp_engine(settings, store, port, retries=0))
+    assert len(report.sent) == 1 and len(report.deferred) == 1 and report.bounced == [] and report.paused is None
+    send = store.sends_of(ids["full@example.com"])[0]
+    assert send.state is SendState.DEFERRED and send.error and "5.2.2" in send.error
+    assert store.lead(ids["full@example.com"]).suppressed is None
 
 
 @pytest.mark.timeout(30)

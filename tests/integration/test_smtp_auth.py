@@ -67,13 +67,14 @@ def test_mail_goes_over_starttls_with_auth(settings: Settings, store: Store, rel
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_refused_credentials_defer_the_send_and_never_bounce_the_lead(settings: Settings, store: Store,
-                                                                       relay: tuple[int, Keeper]) -> None:
+def test_refused_credentials_pause_the_run_and_never_bounce_the_lead(settings: Settings, store: Store,
+                                                                      relay: tuple[int, Keeper]) -> None:
     port, keeper = relay
     make_lead(store)
     report = asyncio.run(engine_for(settings, store, port, "wrong").send_due(T0))
-    assert report.sent == [] and len(report.deferred) == 1 and "authentication refused" in report.deferred[0]
-    assert store.sends_of(1)[0].state is SendState.DEFERRED
+    assert report.sent == report.deferred == report.bounced == []
+    assert report.refused is not None and report.refused.startswith("AUTH refused: 535")
+    assert store.sends_of(1)[0].state is SendState.QUEUED
     assert store.lead(1).suppressed is None
     assert keeper.received == []
 

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "nurture"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("vocabulary", ("nurture", "nurture.clock", "nurture.errors", "nurture.settings", "nurture.models")),
     ("pure rules", ("nurture.program", "nurture.score.rules", "nurture.score.machines", "nurture.score.history",
-                    "nurture.track.tokens", "nurture.track.urls")),
+                    "nurture.track.tokens", "nurture.track.urls", "nurture.send.answers")),
     ("store", ("nurture.store",)),
     ("intake and content", ("nurture.intake", "nurture.content")),
     ("render", ("nurture.render",)),
