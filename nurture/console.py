@@ -15,7 +15,7 @@ import rich.progress
 from sqlalchemy import make_url
 
 from nurture.engine import Report
-from nurture.models import Handoff, Lead, Send, SinkMessage
+from nurture.models import Handoff, InboundMail, Lead, Send, SinkMessage
 from nurture.score.history import Line
 from nurture.score.rescore import Change
 from nurture.send.run import Progress
@@ -172,3 +172,11 @@ def sends(rows: Sequence[tuple[Send, str]]) -> None:
         click.echo(f"{send.id:>7}  {send.state.value:<8} {address:<36} {send.template} {send.step}"
                    + (f"  {send.error}" if send.error else ""))
     click.echo(f"{len(rows)} sends")
+
+
+def inbound(rows: Sequence[InboundMail]) -> None:
+    if not rows:
+        click.echo("no mail has come back")
+    for row in rows:
+        when = row.received_at.strftime("%Y-%m-%d %H:%M")
+        click.echo(f"{row.id:>6}  {when}  {row.via:<7} {row.outcome}")

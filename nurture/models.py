@@ -223,6 +223,22 @@ class Handoff(SQLModel, table=True):
     decided_at: datetime | None = None
 
 
+class InboundMail(SQLModel, table=True):
+    """A message that came back to nurture (a bounce, a complaint, or something else), and what was made
+    of it: kept so that an operator can see what was heard and what was not understood."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime = Field(index=True)
+    via: str  # smtp (the receiver), mailbox (the poller)
+    mail_from: str = ""
+    recipients: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    recognized: bool
+    outcome: str  # what was done (per notice), or why nothing could be
+    lead_id: int | None = Field(default=None, index=True)
+    send_id: int | None = None
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # the message, up to 256 KiB
+
+
 class PaceSlot(SQLModel, table=True):
     """When the next message of a paced stream (delivery) may go, shared by every process that sends
     through this database: a relay's rate limit is per account, not per process."""

@@ -136,6 +136,20 @@ class Server(Section):
     judge: Literal["process", "inline"] = "process"
 
 
+class Bounces(Section):
+    """Where bounces and complaints come back. With `domain` set, each mail's return path is
+    `<local_part>+<token>@<domain>` (VERP): a bounce names its send. `nurture bounces serve` (and `nurture
+    run`) take them by SMTP on host:port, where the domain's MX (or the relay's bounce forwarding) points."""
+
+    domain: str = ""  # such as bounces.example.com; empty: mail goes out with the From address as return path
+    receive: bool = False  # `nurture run` takes bounces by SMTP too (else `nurture bounces serve` does)
+    local_part: str = Field("bounces", pattern=r"^[A-Za-z0-9._-]+$")
+    host: str = "127.0.0.1"
+    port: int = Field(2525, ge=1, le=65535)
+    soft_limit: int = Field(3, ge=1)  # soft bounces (a full mailbox, say) of one lead within soft_window_days...
+    soft_window_days: float = Field(30, gt=0)  # ...after which it is suppressed as bounced
+
+
 class Schedule(Section):
     send_every_seconds: float = Field(60, gt=0)
     refresh_feeds_every_minutes: float = Field(30, gt=0)
@@ -154,6 +168,7 @@ class Settings(Section):
     delivery: Delivery = Delivery()
     server: Server = Server()
     schedule: Schedule = Schedule()
+    bounces: Bounces = Bounces()
     secret_key: str = Field("", repr=False)  # signs tokens (and names Message-IDs)
     old_secret_keys: tuple[str, ...] = Field((), repr=False)  # keys rotated out: their tokens still verify
     admin_key: str = Field("", repr=False)

@@ -11,6 +11,7 @@ import click
 from nurture import console
 from nurture.cli.base import engine_of, friendly, main, parse_time, settings_of
 from nurture.engine import Engine
+from nurture.inbound.receiver import receiving
 from nurture.runtime import development_sink, listening_socket, open_store, run_async, smtp_mailer
 
 
@@ -26,7 +27,7 @@ def run(ctx: click.Context, host: str | None, port: int | None) -> None:
     settings = settings_of(ctx)
     host, port = host or settings.server.host, port or settings.server.port
     listening = listening_socket(host, port)
-    with engine_of(ctx) as engine:
+    with engine_of(ctx) as engine, receiving(settings, engine.store):
         console.banner(settings, host, port)
         try:
             run_async(run_all(engine, listening))

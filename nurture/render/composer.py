@@ -18,7 +18,7 @@ from nurture.render.templates import Renderer
 from nurture.render.variables import email_variables
 from nurture.settings import Settings
 from nurture.track.tokens import Signer
-from nurture.track.urls import Urls
+from nurture.track.urls import ReturnPaths, Urls
 
 
 class Addressed(Protocol):
@@ -37,13 +37,17 @@ class Composer:
     settings: Settings
     renderer: Renderer
     urls: Urls
+    return_paths: ReturnPaths | None = None  # with bounces.domain set: each send's own return path (VERP)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Composer:
         """The templates of `settings` (compiled on first use, kept in its cache_dir) and its signing key."""
         renderer = Renderer(settings.templates_dir, settings.program.default_locale,
                             cache=TemplateCache.under(settings.cache_dir))
-        return cls(settings, renderer, Urls(settings.base_url, Signer(settings.secret_key, settings.old_secret_keys)))
+        signer = Signer(settings.secret_key, settings.old_secret_keys)
+        bounces = settings.bounces
+        return_paths = ReturnPaths(bounces.local_part, bounces.domain, signer) if bounces.domain else None
+        return cls(settings, renderer, Urls(settings.base_url, signer), return_paths)
 
     @property
     def domain(self) -> str:
@@ -68,6 +72,7 @@ class Composer:
         envelope = build(
             sender=self.settings.mail.from_email, to=lead.email, subject=rendered.subject,
             html=rendered.html, text=rendered.text, message_id=mid, date=send.created_at,
+            return_path=self.return_paths.address(send_id) if self.return_paths else None,
             headers={"List-Unsubscribe": f"<{unsubscribe}>",
                      "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
         )

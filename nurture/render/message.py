@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import hmac
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.header import Header
@@ -45,8 +46,25 @@ def wire_size(data: bytes) -> int:
 
 def message_id(secret: str, kind: str, number: int, domain: str) -> str:
     """A Message-ID that is the same every time one send is built, and unguessable from outside."""
-    digest = hmac.digest(secret.encode(), f"{kind}:{number}".encode(), "sha256").hex()[:16]
-    return f"<{kind}.{number}.{digest}@{domain}>"
+    return f"<{kind}.{number}.{_digest(secret, kind, number)}@{domain}>"
+
+
+def _digest(secret: str, kind: str, number: int) -> str:
+    return hmac.digest(secret.encode(), f"{kind}:{number}".encode(), "sha256").hex()[:16]
+
+
+SEND_MESSAGE_ID = re.compile(rb"<send\.(\d{1,18})\.([0-9a-f]{16})@[^>\s]+>")
+
+
+def sends_named_in(data: bytes, secrets: Sequence[str]) -> list[int]:
+    """The sends whose Message-ID (made by `message_id` with one of `secrets`) `data` quotes, in order:
+    a bounce or a complaint that quotes the original message names its send."""
+    found = []
+    for match in SEND_MESSAGE_ID.finditer(data):
+        number = int(match.group(1))
+        if match.group(2).decode() in {_digest(secret, "send", number) for secret in secrets} and number not in found:
+            found.append(number)
+    return found
 
 
 def domain_of(address: str) -> str:
@@ -55,8 +73,9 @@ def domain_of(address: str) -> str:
 
 
 def build(*, sender: str, to: str, subject: str, html: str, text: str, message_id: str, date: datetime,
-          headers: dict[str, str] | None = None, boundary_seed: str = "") -> Envelope:
-    """Assemble the message bytes. Raises InputError when a header value carries a line break."""
+          headers: dict[str, str] | None = None, boundary_seed: str = "", return_path: str | None = None) -> Envelope:
+    """Assemble the message bytes; the envelope's sender is `return_path`, else the From address. Raises
+    InputError when a header value carries a line break."""
     boundary = "=_nurture_" + hashlib.sha1((message_id + boundary_seed).encode()).hexdigest()[:24]
     lines = [
         f"From: {_address(sender)}",
@@ -71,7 +90,7 @@ def build(*, sender: str, to: str, subject: str, html: str, text: str, message_i
     parts = [_part("text/plain", text), _part("text/html", html)]
     body = "".join(f"--{boundary}\r\n{part}" for part in parts) + f"--{boundary}--\r\n"
     data = ("\r\n".join(lines) + "\r\n" + body).encode("ascii")
-    return Envelope(_bare(sender), _bare(to), data, message_id)
+    return Envelope(return_path or _bare(sender), _bare(to), data, message_id)
 
 
 @lru_cache(maxsize=64)

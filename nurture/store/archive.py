@@ -1,4 +1,5 @@
-"""Feed items and fetch state, and the development sink's mail."""
+"""Feed items and fetch state, the development sink's mail, and the mail that came back (bounces,
+complaints and the rest)."""
 
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from sqlmodel import col, select
 from nurture.models import (
     FeedItem,
     FeedState,
+    InboundMail,
     SinkMessage,
 )
 from nurture.store.base import Base
@@ -54,3 +56,18 @@ class Archive(Base):
     def sink_message(self, message_id: int) -> SinkMessage | None:
         with self.session() as session:
             return session.get(SinkMessage, message_id)
+
+    # the mail that came back
+
+    def add_inbound(self, mail: InboundMail) -> InboundMail:
+        with self.session() as session:
+            session.add(mail)
+            session.flush()
+            return mail
+
+    def inbound(self, limit: int = 100, unrecognized_only: bool = False) -> list[InboundMail]:
+        query = select(InboundMail)
+        if unrecognized_only:
+            query = query.where(col(InboundMail.recognized).is_(False))
+        with self.reading() as session:
+            return list(session.exec(query.order_by(col(InboundMail.id).desc()).limit(limit)).all())

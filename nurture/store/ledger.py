@@ -216,22 +216,31 @@ class Ledger(Base):
             return list(session.exec(query).all())
 
     def suppress(self, lead_id: int, reason: Suppression, now: datetime, rules: Scoring,
-                 detail: str | None = None) -> bool:
+                 detail: str | None = None, send_id: int | None = None, action: str | None = None) -> bool:
         """Stop all mail to a lead and score the matching rule once; False if it was suppressed already."""
         with self.session() as session:
-            return self.suppress_in(session, lead_id, reason, now, rules, detail)
+            return self.suppress_in(session, lead_id, reason, now, rules, detail, send_id, action)
 
     def suppress_in(self, session: Session, lead_id: int, reason: Suppression, now: datetime, rules: Scoring,
-                    detail: str | None = None) -> bool:
-        """`suppress` inside the caller's transaction."""
+                    detail: str | None = None, send_id: int | None = None, action: str | None = None) -> bool:
+        """`suppress` inside the caller's transaction; `send_id`, `action` and `detail` describe its event
+        (the send a bounce came back for, what kind of bounce, the server's words)."""
         kind = SUPPRESSION_EVENTS[reason]
         lead = session.exec(select(Lead).where(Lead.id == lead_id).with_for_update()).one()
         if lead.suppressed is not None:
             return False
         credit = scoring.credit_suppression(kind, lead_id, lead.cycle, rules)
         lead.suppressed = reason
-        self.record_in(session, NewEvent(lead_id, kind, now, credit, detail=detail), rules)
+        self.record_in(session, NewEvent(lead_id, kind, now, credit, send_id=send_id, action=action, detail=detail),
+                       rules)
         return True
+
+    def count_events(self, lead_id: int, kind: EventKind, action: str, since: datetime) -> int:
+        """How many events of this kind and action a lead has had since `since`."""
+        with self.reading() as session:
+            return int(session.exec(select(func.count()).select_from(Event).where(
+                Event.lead_id == lead_id, Event.kind == kind, Event.action == action,
+                col(Event.occurred_at) >= since)).one())
 
 
 def _refusal(hit: NewEvent, stage: Stage, held: set[str]) -> str | None:

@@ -32,6 +32,7 @@ class Purpose(bytes, Enum):
     UNSUBSCRIBE = b"u"
     PREFERENCES = b"p"
     PROFILE = b"h"
+    BOUNCE = b"b"  # the return path of one send (VERP): a bounce names the send it comes back for
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,25 @@ class Signer:
 
     def verify(self, token: str, purpose: Purpose) -> Claim:
         """Return the claim of a genuine token of this purpose; raise TokenError otherwise."""
-        raw = _decode(token)
+        return self._claim(_decode(token), purpose)
+
+    def sign_for_address(self, purpose: Purpose, subject: int) -> str:
+        """A token to stand in an email address's local part: lower-case base32, as mail servers may
+        change the case of an address."""
+        payload = _LAYOUT.pack(purpose.value, subject, 0)
+        return base64.b32encode(payload + _mac(self._key, payload)).rstrip(b"=").decode("ascii").lower()
+
+    def verify_from_address(self, token: str, purpose: Purpose) -> Claim:
+        """`verify` for a token made by sign_for_address, in any case."""
+        if not token or len(token) > 64 or not token.isascii():
+            raise TokenError("token is malformed")
+        try:
+            raw = base64.b32decode(token.upper() + "=" * (-len(token) % 8))
+        except (binascii.Error, ValueError):
+            raise TokenError("token is malformed") from None
+        return self._claim(raw, purpose)
+
+    def _claim(self, raw: bytes, purpose: Purpose) -> Claim:
         if len(raw) != _LAYOUT.size + SIGNATURE_BYTES:
             raise TokenError("token has the wrong length")
         payload, signature = raw[: _LAYOUT.size], raw[_LAYOUT.size :]

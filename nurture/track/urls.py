@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nurture.errors import TokenError
 from nurture.track.tokens import Purpose, Signer
 
 
@@ -24,3 +25,27 @@ class Urls:
 
     def profile(self, handoff_id: int) -> str:
         return f"{self.base}/sales/{self.signer.sign(Purpose.PROFILE, handoff_id)}"
+
+
+class ReturnPaths:
+    """The return path of each send (VERP): `<local_part>+<token>@<domain>`, so that a bounce, whatever
+    its format, names the send it comes back for by the address it is sent to."""
+
+    def __init__(self, local_part: str, domain: str, signer: Signer):
+        self.local_part = local_part.lower()
+        self.domain = domain.lower()
+        self.signer = signer
+
+    def address(self, send_id: int) -> str:
+        return f"{self.local_part}+{self.signer.sign_for_address(Purpose.BOUNCE, send_id)}@{self.domain}"
+
+    def send_of(self, address: str) -> int | None:
+        """The send whose return path `address` is, or None when it is none of ours (or forged)."""
+        local, _, domain = address.strip().strip("<>").rpartition("@")
+        base, plus, token = local.partition("+")
+        if domain.lower() != self.domain or base.lower() != self.local_part or not plus:
+            return None
+        try:
+            return self.signer.verify_from_address(token, Purpose.BOUNCE).subject
+        except TokenError:
+            return None

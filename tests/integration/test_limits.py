@@ -140,7 +140,7 @@ def test_pacer_holds_the_rate_over_a_real_event_loop(store: Store) -> None:
         return sorted(started)
 
     started = asyncio.run(main())
-    assert started[-1] - started[0] >= 0.05 - 0.002
+    assert started[-1] - started[0] >= 0.04  # five 10 ms slots; the first starts late by a trip to the database
 
 
 def test_a_slot_taken_is_taken_for_every_stream_user_and_streams_are_apart(store: Store) -> None:

@@ -47,6 +47,12 @@ def ignores_ctrl_c(pid: int) -> bool:
     return bool(ignored & 1 << (signal.SIGINT - 1))
 
 
+def with_ctrl_c() -> None:
+    """In the child, before it runs: Ctrl-C as a terminal has it, even where the tests run with SIGINT
+    ignored (a background job's children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def nurture(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "nurture.cli", "--config", str(ROOT / "nurture.yaml"), *arguments]
 
@@ -59,7 +65,8 @@ def test_ctrl_c_stops_the_server_and_its_judge_quietly(database_url: str, tmp_pa
     port = free_port()
     env = {**environ(database_url, NURTURE_SMTP_PORT=str(free_port()), NURTURE_SMTP_SINK="false"), "PATH": ""}
     server = subprocess.Popen(nurture("serve", "--port", str(port)), env=env, cwd=tmp_path, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                              preexec_fn=with_ctrl_c)
     try:
         deadline = time.monotonic() + 30
         judges: list[int] = []
@@ -102,7 +109,7 @@ def test_ctrl_c_stops_send_due_with_one_line_and_the_next_run_sends_the_rest(dat
     send_due = nurture("send-due", "--at", T0.isoformat(), "--no-refresh")
     with smtp_sink(tmp_path, port, delay=0.03) as received:  # about 4 s for them all
         first = subprocess.Popen(send_due, env=env, cwd=tmp_path, text=True, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, start_new_session=True)
+                                 stderr=subprocess.PIPE, start_new_session=True, preexec_fn=with_ctrl_c)
         try:
             deadline = time.monotonic() + 40
             while len(arrived(received)) < 150 or not children(first.pid):  # under way, its builder running

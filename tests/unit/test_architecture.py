@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("render", ("nurture.render",)),
     ("send", ("nurture.send",)),
     ("track", ("nurture.track",)),
+    ("inbound", ("nurture.inbound",)),  # what comes back: bounces and complaints
     ("score", ("nurture.score",)),
     ("hand-off", ("nurture.handoff",)),
     ("engine and tools", ("nurture.engine", "nurture.runtime", "nurture.preview", "nurture.lint")),
