@@ -15,7 +15,7 @@ import rich.progress
 from sqlalchemy import make_url
 
 from nurture.engine import Report
-from nurture.models import Handoff, InboundMail, Lead, Send, SinkMessage
+from nurture.models import Event, Handoff, InboundMail, Lead, Send, SinkMessage
 from nurture.score.history import Line
 from nurture.score.rescore import Change
 from nurture.send.run import Progress
@@ -180,3 +180,12 @@ def inbound(rows: Sequence[InboundMail]) -> None:
     for row in rows:
         when = row.received_at.strftime("%Y-%m-%d %H:%M")
         click.echo(f"{row.id:>6}  {when}  {row.via:<7} {row.outcome}")
+
+
+def suppressions(rows: Sequence[tuple[Lead, Event | None]]) -> None:
+    for lead, event in rows:
+        reason = lead.suppressed.value if lead.suppressed else ""
+        when = event.occurred_at.strftime("%Y-%m-%d %H:%M") if event else "-"
+        said = (event.detail or "") if event else ""
+        click.echo(f"{lead.email:<40} {reason:<12} {when}  {said}".rstrip())
+    click.echo(f"{len(rows)} suppressed")

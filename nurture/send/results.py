@@ -110,7 +110,7 @@ class Results:
         locked = self.store.lock_leads_in(connection, [finished.lead_id for finished in followups])  # in order
         costs: list[NewEvent] = []
         earning: list[NewEvent] = []  # under rules that pay for a digest, which may qualify a lead
-        bounces: list[tuple[int, str | None]] = []
+        bounces: list[tuple[int, int, str | None]] = []
         for finished in followups:
             send_id = finished.row["send_id"]
             if finished.row["state"] is SendState.SENT:
@@ -118,7 +118,7 @@ class Results:
                 hit = NewEvent(finished.lead_id, EventKind.SENT, now, credit, send_id=send_id)
                 (earning if credit.points > 0 else costs).append(hit)
             else:
-                bounces.append((finished.lead_id, finished.row["error"]))
+                bounces.append((finished.lead_id, send_id, finished.row["error"]))
         if costs:
             self.store.record_costs_in(connection, costs, locked)
         if not earning and not bounces:
@@ -126,8 +126,9 @@ class Results:
         with Session(bind=connection, expire_on_commit=False) as session:  # the ORM, for what may qualify a lead
             for hit in earning:
                 self.store.record_in(session, hit, rules)
-            for lead_id, error in bounces:
-                self.store.suppress_in(session, lead_id, Suppression.BOUNCED, now, rules, (error or "")[:200])
+            for lead_id, send_id, error in bounces:  # refused at SMTP time: a hard bounce
+                self.store.suppress_in(session, lead_id, Suppression.BOUNCED, now, rules, (error or "")[:300], send_id,
+                                       "hard")
             session.flush()
 
 

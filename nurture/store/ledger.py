@@ -235,6 +235,39 @@ class Ledger(Base):
                        rules)
         return True
 
+    def lift_suppression(self, lead_id: int, who: str, rules: Scoring, now: datetime) -> Suppression | None:
+        """Let a suppressed lead be mailed again: the events that suppressed it in this cycle no longer
+        count (a bounce that was the relay's fault, an unsubscribe the person took back), so a later one
+        suppresses and scores afresh. Returns what the suppression was, or None when there was none."""
+        with self.session() as session:
+            lead = self._locked(session, lead_id)
+            reason = lead.suppressed
+            if reason is None:
+                return None
+            for event in session.exec(select(Event).where(
+                    Event.lead_id == lead_id, Event.kind == SUPPRESSION_EVENTS[reason], Event.cycle == lead.cycle,
+                    col(Event.counted).is_(True), Event.points != 0)).all():
+                event.counted, event.credit_key = False, None
+                event.reason = f"suppression lifted by {who} on {now:%Y-%m-%d}"
+                session.add(event)
+            lead.suppressed = None
+            session.add(lead)
+            session.flush()
+            self.qualify_in(session, lead, rules, now)
+            return reason
+
+    def suppressions(self, limit: int = 1000) -> list[tuple[Lead, Event | None]]:
+        """The suppressed leads, most recent first, each with the last event of a suppressing kind (the one
+        that suppressed it, with its date and the server's or the person's words)."""
+        latest = (select(func.max(Event.id)).where(Event.lead_id == Lead.id,
+                                                   col(Event.kind).in_(list(SUPPRESSION_EVENTS.values())))
+                  .correlate(Lead).scalar_subquery())
+        query = (select(Lead, Event).outerjoin(Event, col(Event.id) == latest)
+                 .where(col(Lead.suppressed).is_not(None))
+                 .order_by(col(Event.occurred_at).desc(), col(Lead.id).desc()).limit(limit))
+        with self.reading() as session:
+            return [(lead, event) for lead, event in session.exec(query).all()]
+
     def count_events(self, lead_id: int, kind: EventKind, action: str, since: datetime) -> int:
         """How many events of this kind and action a lead has had since `since`."""
         with self.reading() as session:
