@@ -15,7 +15,7 @@ import rich.progress
 from sqlalchemy import make_url
 
 from nurture.engine import Report
-from nurture.models import Event, Handoff, InboundMail, Lead, Send, SinkMessage
+from nurture.models import Consent, Event, Handoff, InboundMail, Lead, Send, SinkMessage
 from nurture.score.history import Line
 from nurture.score.rescore import Change
 from nurture.send.run import Progress
@@ -82,18 +82,24 @@ def leads(rows: Sequence[Lead]) -> None:
 
 
 def lead(lead: Lead, lines: Sequence[Line], sends: Sequence[Send], handoffs: Sequence[Handoff],
-         as_json: bool) -> None:
+         consents: Sequence[Consent], as_json: bool) -> None:
     history = [_event(line) for line in lines]
     if as_json:
         data = lead.model_dump(mode="json")
         data.update(history=history, sends=[send.model_dump(mode="json", exclude={"links"}) for send in sends],
-                    handoffs=[handoff.model_dump(mode="json") for handoff in handoffs])
+                    handoffs=[handoff.model_dump(mode="json") for handoff in handoffs],
+                    consents=[consent.model_dump(mode="json", exclude={"id", "lead_id"}) for consent in consents])
         click.echo(json.dumps(data, indent=2))
         return
     click.echo(f"{lead.email}  {lead.name}  {lead.company}")
     click.echo(f"stage {lead.stage.value}  score {lead.score}  cycle {lead.cycle}  interests "
                f"{', '.join(lead.interests) or '-'}  industry {lead.industry or '-'}"
                + (f"  {lead.suppressed.value}" if lead.suppressed else ""))
+    click.echo(f"confirmed {lead.confirmed_at:%Y-%m-%d %H:%M}" if lead.confirmed_at else
+               "not confirmed yet: gets its confirmation only (double opt-in)")
+    for consent in consents:
+        click.echo(f"  consent {consent.at:%Y-%m-%d %H:%M}  {consent.how}" + (f"  from {consent.client}"
+                                                                              if consent.client else ""))
     if lead.skipped_at:
         click.echo(f"last digest skipped {lead.skipped_at:%Y-%m-%d %H:%M}: {lead.skip_reason}")
     for row in history:

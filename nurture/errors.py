@@ -3,7 +3,8 @@
     NurtureError                 base; carries a message meant for a person
     ├── ConfigError              nurture.yaml, feeds.yaml or an environment variable is wrong
     ├── InputError               a lead, CSV row, form field or command argument is wrong
-    │   └── UnknownLead          no lead has that email address
+    │   ├── UnknownLead          no lead has that email address
+    │   └── LeadExists           a lead has that email address already
     ├── TokenError               a tracking token is forged, truncated or of the wrong kind
     ├── TemplateProblem          a template is missing or fails to render
     ├── DeliveryError            the SMTP server did not take a message; .fault says whose refusal it
@@ -32,6 +33,10 @@ class InputError(NurtureError):
 
 
 class UnknownLead(InputError):
+    pass
+
+
+class LeadExists(InputError):
     pass
 
 

@@ -27,6 +27,12 @@ def normalize_email(value: str) -> str:
         raise InputError(f"not a valid email address: {value!r} ({error})") from None
 
 
+def mailbox_of(email: str) -> str:
+    """The mailbox an address reaches: without its +tag (ada+news@example.com is ada@example.com)."""
+    local, _, domain = email.lower().rpartition("@")
+    return f"{local.partition('+')[0]}@{domain}"
+
+
 def new_lead(catalog: Catalog, now: datetime, *, email: str, interests: Iterable[str] = (), industry: str = "",
              first_name: str = "", last_name: str = "", company: str = "", locale: str = "en",
              customer: bool = False) -> Lead:

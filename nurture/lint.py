@@ -13,6 +13,7 @@ The checks read files and render templates; nothing is stored or sent.
 from __future__ import annotations
 
 import html
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -191,7 +192,8 @@ def _kind(name: str, included: set[str]) -> str:
 
 def _names(settings: Settings) -> dict[str, set[str]]:
     """The variables each kind of email is given, asked of the code that builds them."""
-    lead = set(email_variables(settings, sample_lead(), [], unsubscribe_url="", preferences_url=""))
+    lead = set(email_variables(settings, sample_lead(), [], unsubscribe_url="", preferences_url="",
+                                   confirm_url=""))
     sales = set(handoff.context(settings, sample_lead(), _sample_handoff(), [], [], "", NOW))
     return {"lead": lead | RENDERER_NAMES, "handoff": sales | RENDERER_NAMES,
             "shared": lead | sales | RENDERER_NAMES}
@@ -267,11 +269,12 @@ def _track_problems(call: nodes.Call, settings: Settings) -> Iterator[str]:
 
 
 def _rendered(renderer: Renderer, settings: Settings, name: str, locale: str) -> list[Finding]:
-    """Render an email for a sample lead, with and without items; it must work and, for a lead, unsubscribe."""
+    """Render an email for a sample lead, with and without items, confirmed and not (double opt-in); it must
+    work and, for a lead, unsubscribe."""
     findings = []
-    for items in (content.sample_items(NOW), []):
+    for items, confirmed in itertools.product((content.sample_items(NOW), []), (True, False)):
         try:
-            rendered = renderer.render(name, locale, _context(settings, name, locale, items),
+            rendered = renderer.render(name, locale, _context(settings, name, locale, items, confirmed),
                                        url_for=lambda link: f"https://lint.invalid/c/{link}",
                                        pixel_url="https://lint.invalid/o.gif")
         except TemplateProblem as problem:
@@ -310,13 +313,15 @@ def _line_naming(renderer: Renderer, name: str, locale: str, url: str) -> int:
     return next((number for number, line in enumerate(lines, 1) if url in line), 1)
 
 
-def _context(settings: Settings, name: str, locale: str, items: list[Any]) -> dict[str, Any]:
+def _context(settings: Settings, name: str, locale: str, items: list[Any], confirmed: bool = True) -> dict[str, Any]:
     lead = sample_lead()
     lead.locale = locale
+    lead.confirmed_at = NOW if confirmed else None
     if name == HANDOFF:
         return handoff.context(settings, lead, _sample_handoff(), [], [], "https://lint.invalid/sales/profile", NOW)
     return email_variables(settings, lead, items, unsubscribe_url=UNSUBSCRIBE,
-                           preferences_url="https://lint.invalid/p/preferences")
+                           preferences_url="https://lint.invalid/p/preferences",
+                           confirm_url="https://lint.invalid/confirm/token")
 
 
 def _problem(problem: TemplateProblem, renderer: Renderer, name: str, locale: str) -> Finding:

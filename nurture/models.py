@@ -84,6 +84,7 @@ class Lead(SQLModel, table=True):
     created_at: datetime
     skipped_at: datetime | None = None
     skip_reason: str | None = None
+    confirmed_at: datetime | None = None  # double opt-in: until then the lead gets its confirmation only
 
     @property
     def name(self) -> str:
@@ -221,6 +222,16 @@ class Handoff(SQLModel, table=True):
     claimed_at: datetime | None = None  # when a worker began sending its mail
     sent_at: datetime | None = None
     decided_at: datetime | None = None
+
+
+class Consent(SQLModel, table=True):
+    """A lead's consent, each time it was given: signed up (how, from which address), confirmed, imported."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(index=True)
+    at: datetime
+    how: str  # form, api, api (consent collected by the caller), import FILE, cli, confirmed by link, topics saved
+    client: str | None = None  # the address it came from, where a request brought it
 
 
 class InboundMail(SQLModel, table=True):

@@ -39,7 +39,7 @@ def preview(settings: Settings, store: Store, template: str, email: str, rendere
     items = content.digest_items(store, catalog, lead, settings.program.items_per_digest)
     base = settings.base_url
     variables = email_variables(settings, lead, items, unsubscribe_url=f"{base}/u/preview",
-                                preferences_url=f"{base}/p/preview")
+                                preferences_url=f"{base}/p/preview", confirm_url=f"{base}/confirm/preview")
     renderer = renderer or Renderer(settings.templates_dir, settings.program.default_locale,
                                     cache=TemplateCache.under(settings.cache_dir))
     rendered = renderer.render(template, lead.locale, variables)

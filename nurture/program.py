@@ -1,8 +1,9 @@
 """Who is due for which email: pure over a lead's send history and the clock.
 
-Step 0 of cycle 0 is the confirmation mail, sent as soon as a lead exists. After that, while the lead
-is an MQL and not suppressed, a digest is due every `digest_every_days` after the lead's last send of
-the cycle (or after the cycle began), up to `max_digests_per_cycle`.
+Step 0 of cycle 0 is the confirmation mail, sent as soon as a lead exists. After that, once the lead
+has confirmed (double opt-in) and while it is an MQL and not suppressed, a digest is due every
+`digest_every_days` after the lead's last send of the cycle (or after the cycle began), up to
+`max_digests_per_cycle`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class History:
     cycle_started_at: datetime
     last_step: int | None  # highest step recorded in this cycle
     last_send_at: datetime | None
+    confirmed: bool = True  # the lead confirmed its address (or was imported with consent)
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ def due(history: History, now: datetime, program: Program) -> Due | None:
         return None
     if history.last_step is None and history.cycle == 0:
         return Due(history.lead_id, 0, 0, CONFIRMATION)
+    if not history.confirmed:
+        return None
     step = (history.last_step or 0) + 1
     if step > program.max_digests_per_cycle:
         return None

@@ -101,7 +101,8 @@ def seed(url: str, count: int) -> Store:
     interests = [["cloud"], ["security"], ["cloud", "security"], ["devops"]]
     store.add_leads([Lead(email=f"lead{n}@example.com", first_name=f"Lead{n}", company=f"Company {n % 97}",
                           interests=interests[n % 4], industry=("finance", "manufacturing", "")[n % 3],
-                          cycle_started_at=NOW, created_at=NOW) for n in range(count)])
+                          cycle_started_at=NOW, created_at=NOW, confirmed_at=NOW) for n in range(count)],
+                    "bench_send.py")
     return store
 
 

@@ -104,9 +104,10 @@ def engine(settings: Settings, store: Store, mailer: MemoryMailer) -> Engine:
 
 def make_lead(store: Store, email: str = "ada@example.com", **fields: object) -> Lead:
     values: dict[str, object] = dict(first_name="Ada", last_name="Lovelace", company="Analytical Engines",
-                                     industry="finance", interests=["cloud"], cycle_started_at=T0, created_at=T0)
+                                     industry="finance", interests=["cloud"], cycle_started_at=T0, created_at=T0,
+                                     confirmed_at=T0)
     values.update(fields)
-    return store.add_lead(Lead(email=email, **values))
+    return store.add_lead(Lead(email=email, **values), "test")
 
 
 def free_port() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,10 @@ def leads_add(ctx: click.Context, email: str, exist_ok: bool, **fields: Any) -> 
     """Add one lead; it gets the confirmation mail at the next send."""
     settings = settings_of(ctx)
     lead = new_lead(load_catalog(settings.feeds_file), datetime.now(UTC), email=email, **fields)
+    lead.confirmed_at = lead.created_at  # whoever adds a lead by hand vouches for its consent
     store = open_store(settings)
     try:
-        store.add_lead(lead)
+        store.add_lead(lead, f"cli ({getpass.getuser()})")
     except InputError:
         if not exist_ok or (known := _lead_or_none(store, lead.email)) is None:
             raise
@@ -66,7 +68,9 @@ def leads_import(ctx: click.Context, path: Path) -> None:
     """Import leads from a CSV file: all rows or none."""
     settings = settings_of(ctx)
     rows = read_csv(path, load_catalog(settings.feeds_file), datetime.now(UTC))
-    open_store(settings).add_leads(rows)
+    for lead in rows:
+        lead.confirmed_at = lead.created_at  # an import vouches for the consent its list was collected with
+    open_store(settings).add_leads(rows, f"import {path.name}")
     click.echo(f"imported {len(rows)} leads from {path}")
 
 
@@ -91,7 +95,7 @@ def leads_show(ctx: click.Context, email: str, as_json: bool) -> None:
     assert lead.id is not None
     sends = store.sends_of(lead.id)
     lines = history(store.events_of(lead.id), sends, lead.cycle, settings.scoring, store.clock())
-    console.lead(lead, lines, sends, store.handoffs_of(lead.id), as_json)
+    console.lead(lead, lines, sends, store.handoffs_of(lead.id), store.consents_of(lead.id), as_json)
     waiting = store.pending_hits()
     if waiting and not as_json:
         click.echo(f"{waiting} opens and clicks (of all leads) are stored and not yet judged")

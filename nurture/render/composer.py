@@ -64,7 +64,8 @@ class Composer:
         send_id = send.id
         unsubscribe = self.urls.unsubscribe(lead.id)
         variables = email_variables(self.settings, lead, items, unsubscribe_url=unsubscribe,
-                                    preferences_url=self.urls.preferences(lead.id))
+                                    preferences_url=self.urls.preferences(lead.id),
+                                    confirm_url=self.urls.confirm(lead.id))
         rendered = self.renderer.render(send.template, lead.locale, variables,
                                         url_for=lambda link: self.urls.click(send_id, link),
                                         pixel_url=self.urls.pixel(send_id))

@@ -33,7 +33,8 @@ HTML_BLOCK = re.compile(
     re.S,
 )
 EXPRESSION = re.compile(r"\{\{-?(.*?)-?\}\}", re.S)
-UNTRACKED = {"unsubscribe_url", "preferences_url", "profile_url"}  # their pages must work without a click record
+# their pages must work without a click record
+UNTRACKED = {"unsubscribe_url", "preferences_url", "confirm_url", "profile_url"}
 NOT_WEB = ("#", "mailto:", "tel:", "sms:")
 
 

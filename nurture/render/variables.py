@@ -44,4 +44,5 @@ def sample_lead(email: str = "sample@example.com") -> Lead:
     """A lead for previews and lint when no real one is named."""
     now = datetime(2026, 1, 1, tzinfo=UTC)
     return Lead(id=0, email=email, first_name="Sam", last_name="Sample", company="Example Corp",
-                industry="finance", interests=["cloud", "security"], cycle_started_at=now, created_at=now)
+                industry="finance", interests=["cloud", "security"], cycle_started_at=now, created_at=now,
+                confirmed_at=now)

@@ -16,15 +16,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from nurture.engine import Engine
-from nurture.errors import InputError, NurtureError
-from nurture.intake import new_lead
+from nurture.errors import InputError, LeadExists, NurtureError
+from nurture.intake import mailbox_of, new_lead
 from nurture.models import EventKind, Lead
 from nurture.score import rules as scoring
 from nurture.server.http import now
 from nurture.server.pages import page
 from nurture.store import NewEvent
 
-LEAD_FIELDS = {"email", "first_name", "last_name", "company", "industry", "interests", "locale", "customer"}
+LEAD_FIELDS = {"email", "first_name", "last_name", "company", "industry", "interests", "locale", "customer", "consent"}
 EVENT_FIELDS = {"email", "kind", "key", "detail"}
 
 
@@ -103,19 +103,35 @@ async def post_lead(request: Request) -> Response:
     interests = body.get("interests", [])
     if not isinstance(interests, list) or not all(isinstance(i, str) for i in interests):
         raise InputError("interests must be a list of strings")
-    if not isinstance(body.get("customer", False), bool):
-        raise InputError("customer must be true or false")
+    for flag in ("customer", "consent"):
+        if not isinstance(body.get(flag, False), bool):
+            raise InputError(f"{flag} must be true or false")
     fields = {name: _text(body, name) for name in ("first_name", "last_name", "company", "industry")}
-    lead = await _create(request, email=_text(body, "email", True), interests=interests,
-                         locale=_text(body, "locale") or "en", customer=body.get("customer", False), **fields)
+    consented = body.get("consent", False)  # the caller collected consent itself: no double opt-in
+    lead = await _create(request, "api (consent collected by the caller)" if consented else "api", consented,
+                         email=_text(body, "email", True), interests=interests, locale=_text(body, "locale") or "en",
+                         customer=body.get("customer", False), **fields)
+    if lead is None:
+        return JSONResponse({"error": "this mailbox was sent confirmations enough today"}, status_code=429)
     return JSONResponse({"lead": lead.id, "email": lead.email}, status_code=201,
                         background=BackgroundTask(_welcome, request.app.state.engine, lead.id))
 
 
-async def _create(request: Request, **fields: Any) -> Lead:
+async def _create(request: Request, how: str, confirmed: bool, **fields: Any) -> Lead | None:
+    """A new lead and its consent: `how` it came, from the request's address; `confirmed` when the caller
+    collected consent already, else it gets its confirmation only until it confirms (double opt-in).
+    None, and nothing stored, when its mailbox was sent confirmations enough today (every server process
+    counts them together)."""
     engine: Engine = request.app.state.engine
-    lead = new_lead(engine.catalog, now(), **fields)
-    return await run_in_threadpool(engine.store.add_lead, lead)
+    at = now()
+    lead = new_lead(engine.catalog, at, **fields)
+    lead.confirmed_at = at if confirmed else None
+    if not confirmed:
+        sent = await run_in_threadpool(engine.store.count_request, f"confirm:{mailbox_of(lead.email)}",
+                                       CONFIRMATION_WINDOW_SECONDS, time.time())
+        if sent > CONFIRMATIONS_PER_MAILBOX:
+            return None
+    return await run_in_threadpool(engine.store.add_lead, lead, how, request.client.host if request.client else None)
 
 
 async def _welcome(engine: Engine, lead_id: int | None) -> None:
@@ -123,6 +139,8 @@ async def _welcome(engine: Engine, lead_id: int | None) -> None:
         await engine.welcome(lead_id, now())
 
 
+CONFIRMATIONS_PER_MAILBOX = 3  # unconfirmed sign-ups of one mailbox (+tags are the same mailbox) per day
+CONFIRMATION_WINDOW_SECONDS = 86_400.0
 SUBSCRIBE_LIMIT = 5  # sign-ups from one address per SUBSCRIBE_WINDOW_SECONDS, counted by every server process
 SUBSCRIBE_WINDOW_SECONDS = 600.0
 
@@ -145,8 +163,10 @@ async def subscribe(request: Request) -> Response:
     if form.get("website"):  # the hidden honeypot: a person never fills it in
         return page(request, "message.html", title="Thanks!", text="Check your inbox to confirm.")
     try:
-        lead = await _create(request, interests=[str(i) for i in form.getlist("interest")], **values)
+        lead = await _create(request, "form", False, interests=[str(i) for i in form.getlist("interest")], **values)
+    except LeadExists:  # the same answer as for a new address: whether one is known is nobody's business
+        lead = None
     except NurtureError as error:
         return page(request, "subscribe.html", 400, **choices, values=values, error=str(error))
     return page(request, "message.html", title="Thanks!", text="Check your inbox to confirm.",
-                background=BackgroundTask(_welcome, engine, lead.id))
+                background=None if lead is None else BackgroundTask(_welcome, engine, lead.id))

@@ -45,6 +45,7 @@ def create_app(engine: Engine) -> HotPath:
             Route("/metrics", metrics, methods=["GET"]),
             Route("/u/{token}", pages.unsubscribe, methods=["GET", "POST"]),
             Route("/p/{token}", pages.preferences, methods=["GET", "POST"]),
+            Route("/confirm/{token}", pages.confirm, methods=["GET", "POST"]),
             Route("/sales/{token}", pages.sales_profile, methods=["GET", "POST"]),
             *admin.routes(),
             *api.routes(),

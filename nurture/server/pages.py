@@ -30,6 +30,22 @@ async def unsubscribe(request: Request) -> Response:
     return page(request, "unsubscribe.html", lead=lead)
 
 
+async def confirm(request: Request) -> Response:
+    """GET asks (a link scanner that fetches it confirms nothing); POST, the button, confirms the address."""
+    tracking: Tracking = request.app.state.tracking
+    token = request.path_params["token"]
+    if request.method == "POST":
+        lead = await run_in_threadpool(tracking.confirm, token, client_of(request), now())
+        return page(request, "message.html", title="Thank you",
+                    text=f"{lead.email} is confirmed: your digest is on its way.")
+    lead = await run_in_threadpool(tracking.lead_for, token, Purpose.CONFIRM)
+    return page(request, "confirm.html", lead=lead)
+
+
+def client_of(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
 async def preferences(request: Request) -> Response:
     tracking: Tracking = request.app.state.tracking
     token = request.path_params["token"]
@@ -37,7 +53,8 @@ async def preferences(request: Request) -> Response:
     if request.method == "POST":
         form = await request.form()
         interests = [str(value) for value in form.getlist("interest")]
-        lead = await run_in_threadpool(tracking.save_preferences, token, interests, str(form.get("industry", "")))
+        lead = await run_in_threadpool(tracking.save_preferences, token, interests, str(form.get("industry", "")),
+                                       client_of(request), now())
         saved = True
     else:
         lead = await run_in_threadpool(tracking.lead_for, token, Purpose.PREFERENCES)

@@ -12,8 +12,9 @@ from sqlalchemy import bindparam, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from nurture.errors import InputError, UnknownLead
+from nurture.errors import InputError, LeadExists, UnknownLead
 from nurture.models import (
+    Consent,
     FeedItem,
     Lead,
     Send,
@@ -42,17 +43,20 @@ class Reader(NamedTuple):
 class Leads(Base):
     # leads
 
-    def add_lead(self, lead: Lead) -> Lead:
+    def add_lead(self, lead: Lead, how: str, client: str | None = None) -> Lead:
+        """Add a lead with the consent it came with: `how` (form, api, cli, ...) and from which address."""
         try:
             with self.session() as session:
                 session.add(lead)
                 session.flush()
+                assert lead.id is not None
+                session.add(Consent(lead_id=lead.id, at=lead.created_at, how=how, client=client))
         except IntegrityError:
-            raise InputError(f"a lead with email {lead.email} already exists") from None
+            raise LeadExists(f"a lead with email {lead.email} already exists") from None
         return lead
 
-    def add_leads(self, leads: Sequence[Lead]) -> None:
-        """Add all leads or none."""
+    def add_leads(self, leads: Sequence[Lead], how: str) -> None:
+        """Add all leads or none, each with the consent `how` (the import that brought them)."""
         emails = [lead.email for lead in leads]
         with self.session() as session:
             taken = [email for chunk in chunked(emails) for email in
@@ -60,6 +64,24 @@ class Leads(Base):
             if taken:
                 raise InputError(f"leads already exist: {', '.join(sorted(taken)[:5])}")
             session.add_all(leads)
+            session.flush()
+            session.add_all([Consent(lead_id=lead.id, at=lead.created_at, how=how) for lead in leads
+                             if lead.id is not None])
+
+    def confirm(self, lead_id: int, how: str, client: str | None, now: datetime) -> bool:
+        """The lead confirmed its address (double opt-in): it may get digests. False when it had already."""
+        with self.session() as session:
+            lead = session.exec(select(Lead).where(Lead.id == lead_id).with_for_update()).one()
+            if lead.confirmed_at is not None:
+                return False
+            lead.confirmed_at = now
+            session.add(lead)
+            session.add(Consent(lead_id=lead_id, at=now, how=how, client=client))
+            return True
+
+    def consents_of(self, lead_id: int) -> list[Consent]:
+        with self.reading() as session:
+            return list(session.exec(select(Consent).where(Consent.lead_id == lead_id).order_by(col(Consent.id))).all())
 
     def lead(self, lead_id: int) -> Lead:
         with self.session() as session:
@@ -119,7 +141,8 @@ class Leads(Base):
         """The send history of every lead the program may still mail."""
         query = (
             select(  # type: ignore[call-overload]
-                Lead.id, Lead.stage, Lead.cycle, Lead.cycle_started_at, func.max(Send.step), func.max(Send.created_at)
+                Lead.id, Lead.stage, Lead.cycle, Lead.cycle_started_at, func.max(Send.step), func.max(Send.created_at),
+                Lead.confirmed_at,
             )
             .join(Send, (col(Send.lead_id) == col(Lead.id)) & (col(Send.cycle) == col(Lead.cycle)),
                   isouter=True)
@@ -129,8 +152,8 @@ class Leads(Base):
         )
         with self.session() as session:
             rows = session.exec(query).all()
-        return [History(lead_id, stage, False, cycle, started, step, last)
-                for lead_id, stage, cycle, started, step, last in rows]
+        return [History(lead_id, stage, False, cycle, started, step, last, confirmed is not None)
+                for lead_id, stage, cycle, started, step, last, confirmed in rows]
 
     # sends
 

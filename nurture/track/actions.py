@@ -94,8 +94,17 @@ class Tracking:
         self.store.suppress(lead.id, Suppression.UNSUBSCRIBED, at, self.settings.scoring)
         return lead
 
-    def save_preferences(self, token: str, interests: Sequence[str], industry: str) -> Lead:
-        """Change a lead's interests and industry; unknown values are an InputError naming them."""
+    def confirm(self, token: str, client: str | None, at: datetime) -> Lead:
+        """The lead confirms its address (double opt-in); confirming again changes nothing."""
+        lead = self.lead_for(token, Purpose.CONFIRM)
+        assert lead.id is not None
+        self.store.confirm(lead.id, "confirmed by link", client, at)
+        return self.store.lead(lead.id)
+
+    def save_preferences(self, token: str, interests: Sequence[str], industry: str, client: str | None = None,
+                         at: datetime | None = None) -> Lead:
+        """Change a lead's interests and industry, which confirms an unconfirmed address too; unknown values
+        are an InputError naming them."""
         lead = self.lead_for(token, Purpose.PREFERENCES)
         assert lead.id is not None
         unknown = [interest for interest in interests if interest not in self.catalog.interests]
@@ -104,6 +113,8 @@ class Tracking:
         if industry and industry not in self.catalog.industries:
             raise InputError(f"unknown industry: {industry}")
         self.store.set_preferences(lead.id, list(dict.fromkeys(interests)), industry)
+        if lead.confirmed_at is None:
+            self.store.confirm(lead.id, "topics saved", client, at or self.store.clock())
         return self.store.lead(lead.id)
 
     def handoff_for(self, token: str) -> Handoff:

@@ -32,6 +32,7 @@ class Purpose(bytes, Enum):
     UNSUBSCRIBE = b"u"
     PREFERENCES = b"p"
     PROFILE = b"h"
+    CONFIRM = b"y"  # a lead confirms its address (double opt-in)
     BOUNCE = b"b"  # the return path of one send (VERP): a bounce names the send it comes back for
 
 

@@ -23,6 +23,9 @@ class Urls:
     def preferences(self, lead_id: int) -> str:
         return f"{self.base}/p/{self.signer.sign(Purpose.PREFERENCES, lead_id)}"
 
+    def confirm(self, lead_id: int) -> str:
+        return f"{self.base}/confirm/{self.signer.sign(Purpose.CONFIRM, lead_id)}"
+
     def profile(self, handoff_id: int) -> str:
         return f"{self.base}/sales/{self.signer.sign(Purpose.PROFILE, handoff_id)}"
 

@@ -114,6 +114,9 @@ def test_a_database_of_an_earlier_release_upgrades_with_its_data(database_url: s
         assert leads == {"lead0@example.com": (Stage.MQL, 0, 1, None), "lead1@example.com": (Stage.MQL, 0, 0, None),
                          "lead2@example.com": (Stage.MQL, -25, 0, Suppression.UNSUBSCRIBED)}
         assert [event.kind for event in store.events_of(1)] == [EventKind.OPEN, EventKind.EXTERNAL]
+        for lead in store.leads():  # mailed before double opt-in: taken as confirmed, and the record says so
+            assert lead.id is not None and lead.confirmed_at == lead.created_at
+            assert [c.how for c in store.consents_of(lead.id)] == ["before double opt-in (taken as confirmed)"]
         assert [handoff.outcome for handoff in store.handoffs_of(1)] == [Outcome.NO_RESULT]
         assert {send.state.value for lead_id in (1, 2, 3) for send in store.sends_of(lead_id)} == {"sent"}
         make_lead(store, email="new@example.com")  # life goes on

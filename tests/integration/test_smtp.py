@@ -481,8 +481,8 @@ def test_two_workers_on_one_outbox_deliver_each_mail_exactly_once(settings: Sett
     setup = Store(settings.database_url)
     setup.create()
     emails = [f"lead{n:02}@example.com" for n in range(60)]
-    setup.add_leads([Lead(email=email, interests=["cloud"], industry="finance", cycle_started_at=T0, created_at=T0)
-                     for email in emails])
+    setup.add_leads([Lead(email=email, interests=["cloud"], industry="finance", cycle_started_at=T0, created_at=T0,
+                          confirmed_at=T0) for email in emails], "test")
     setup.close()
     handler = Handler(delay=0.005)
     reports: list[Report] = []

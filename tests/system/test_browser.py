@@ -108,3 +108,35 @@ def test_sales_records_no_result_on_the_profile_page(browser, mailed: Engine, ma
         page.close()
     lead = engine.store.lead(1)
     assert (lead.stage, lead.cycle, lead.score) == (Stage.MQL, 1, 0)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_double_opt_in_from_the_form_to_the_confirmed_address(browser, engine: Engine, mailer: MemoryMailer,
+                                                              tmp_path: Path) -> None:
+    with serving(create_app(engine), free_port()) as base:
+        page = browser.new_page(user_agent=PERSON)
+        page.goto(base + "/subscribe")
+        page.fill("input[name=email]", "grace@example.org")
+        page.fill("input[name=first_name]", "Buy cheap pills")
+        page.locator("button[type=submit]").click()
+        assert "Check your inbox" in page.locator("main").inner_text()
+        deadline = datetime.now(UTC) + timedelta(seconds=10)
+        while not mailer.sent and datetime.now(UTC) < deadline:  # the confirmation goes after the answer
+            page.wait_for_timeout(50)
+        [confirmation] = html_parts(mailer)
+        assert "pills" not in confirmation  # nothing the visitor typed but the address
+        lead = engine.store.lead_by_email("grace@example.org")
+        assert lead.confirmed_at is None
+
+        link = re.search(r'href="([^"]+/confirm/[^"]+)"', confirmation)
+        assert link
+        page.goto(base + link.group(1).removeprefix(engine.settings.base_url))
+        assert engine.store.lead(lead.id or 0).confirmed_at is None  # opening the link (a scanner does) is no consent
+        page.screenshot(path=str(tmp_path / "confirm.png"), full_page=True)
+        page.get_by_role("button", name="Yes, confirm my address").click()
+        assert "is confirmed" in page.locator("main").inner_text()
+        page.close()
+    confirmed = engine.store.lead(lead.id or 0)
+    assert confirmed.confirmed_at is not None
+    assert [(consent.how, consent.client) for consent in engine.store.consents_of(lead.id or 0)] == [
+        ("form", "127.0.0.1"), ("confirmed by link", "127.0.0.1")]

@@ -100,7 +100,7 @@ def test_kill_9_during_send_due_loses_nothing_and_repeats_only_what_was_in_fligh
     store.create()
     emails = [f"lead{n:03}@example.com" for n in range(leads)]
     store.add_leads([Lead(email=email, first_name="Lead", interests=["cloud"], industry="finance",
-                          cycle_started_at=T0, created_at=T0) for email in emails])
+                          cycle_started_at=T0, created_at=T0, confirmed_at=T0) for email in emails], "test")
     try:
         first = subprocess.Popen(send_due(), env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE)
@@ -217,7 +217,7 @@ def test_a_killed_builder_ends_the_run_in_seconds_and_the_next_run_sends_the_res
     store.create()
     emails = [f"lead{n:03}@example.com" for n in range(3 * LEADS)]
     store.add_leads([Lead(email=email, first_name="Lead", interests=["cloud"], industry="finance",
-                          cycle_started_at=T0, created_at=T0) for email in emails])
+                          cycle_started_at=T0, created_at=T0, confirmed_at=T0) for email in emails], "test")
     try:
         first = subprocess.Popen(send_due(), env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                  text=True)

@@ -53,7 +53,8 @@ def feed_items() -> list[FeedItem]:
 
 def make_context(items=None, lead=None):
     return email_variables(Settings(), lead or sample_lead(), feed_items() if items is None else items,
-                           unsubscribe_url=UNSUBSCRIBE, preferences_url=PREFERENCES)
+                           unsubscribe_url=UNSUBSCRIBE, preferences_url=PREFERENCES,
+                           confirm_url="https://t.example.com/confirm/tok")
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +164,21 @@ def test_lead_fields_are_escaped(renderer):
     assert "<b onmouseover" not in rendered.html
     assert "&lt;b onmouseover=" in rendered.html
     assert rendered.subject == 'Welcome to Acme Software, <b onmouseover="x()">Sam</b>'
+
+
+def test_an_unconfirmed_leads_confirmation_echoes_nothing_typed_but_the_address(renderer):
+    lead = sample_lead("victim@example.org")
+    lead.confirmed_at = None  # signed up on the public form by anyone: a spammer's text must not ride along
+    lead.first_name, lead.last_name, lead.company = "Cheap pills at spam.example", "Win", "Big prize"
+    confirm = "https://t.example.com/confirm/tok"
+    for locale in ("en", "nl"):
+        rendered = renderer.render("confirmation", locale, make_context(lead=lead), url_for=url_for, pixel_url=PIXEL)
+        for part in (rendered.subject, rendered.html, rendered.text):
+            assert not any(word in part for word in ("pills", "Win", "prize")), part
+        assert "victim@example.org" in rendered.html and confirm in rendered.html and confirm in rendered.text
+        assert rendered.subject in ("Please confirm your address for Acme Software",
+                                    "Bevestig uw adres voor Acme Software")
+        assert [link.action for link in rendered.links] == ["honeypot"]  # no call-back offer before consent
 
 
 def test_title_with_line_break_cannot_break_the_subject(renderer):
