@@ -7,7 +7,7 @@ by the caller and handed in as `now`. Each stage is given the small things it ne
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from nurture import program
@@ -96,7 +96,10 @@ class Engine:
         return self.outbox.requeue(chosen), refused
 
     def apply_rules(self, now: datetime) -> None:
-        """The rules that depend on time passing: inactivity penalties and points that expire."""
+        """The rules that depend on time passing: sign-ups never confirmed are erased, inactivity penalties,
+        points that expire."""
+        for lead_id in self.store.unconfirmed_since(now - timedelta(days=self.settings.program.unconfirmed_days)):
+            self.store.erase(lead_id, now)
         rules = self.settings.scoring
         if rules.inactivity is not None:
             for lead_id, cycle, since in self.store.quiet_leads(rules.inactivity.days, now):

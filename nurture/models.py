@@ -85,6 +85,8 @@ class Lead(SQLModel, table=True):
     skipped_at: datetime | None = None
     skip_reason: str | None = None
     confirmed_at: datetime | None = None  # double opt-in: until then the lead gets its confirmation only
+    tracking: bool = True  # False: its mails carry no pixel and plain links (it asked, or the operator did)
+    erased_at: datetime | None = None  # its personal data removed (`leads erase`): never mailed, no token works
 
     @property
     def name(self) -> str:

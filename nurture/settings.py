@@ -35,6 +35,7 @@ class Program(Section):
     min_new_items: int = Field(1, ge=1)  # a digest with fewer new items is skipped: never an empty one
     items_per_digest: int = Field(5, ge=1, le=50)
     default_locale: str = "en"
+    unconfirmed_days: float = Field(30, gt=0)  # a sign-up not confirmed within this long is erased
 
 
 class Points(Section):
@@ -88,6 +89,7 @@ class Mail(Section):
     from_email: str = "Acme Software <marketing@example.com>"
     company: str = "Acme Software"
     website: str = "https://example.com/"  # where the hidden honeypot link of every email leads
+    tracking: bool = True  # false: no mail carries a pixel or tracked links; scores come from external events
     postal_address: str = "Acme Software, 1 Example Street, Springfield"
     calls_to_action: dict[str, CallToAction] = {
         "callback": CallToAction(label="Call me back", url="https://example.com/thanks-we-will-call"),

@@ -1,8 +1,9 @@
-"""Leads from the command line: add, import, list, show."""
+"""Leads from the command line: add, import, list, show; export, erase, tracking."""
 
 from __future__ import annotations
 
 import getpass
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -99,3 +100,47 @@ def leads_show(ctx: click.Context, email: str, as_json: bool) -> None:
     waiting = store.pending_hits()
     if waiting and not as_json:
         click.echo(f"{waiting} opens and clicks (of all leads) are stored and not yet judged")
+
+
+@leads.command("export")
+@click.argument("email")
+@click.pass_context
+@friendly
+def leads_export(ctx: click.Context, email: str) -> None:
+    """Everything stored about a lead, as JSON: its record, consents, mails, events (with the user agent
+    and address of every open and click), hand-offs and the mail that came back about it."""
+    store = open_store(settings_of(ctx))
+    lead = store.lead_by_email(email)
+    assert lead.id is not None
+    click.echo(json.dumps(store.everything_about(lead.id), indent=2))
+
+
+@leads.command("erase")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@click.pass_context
+@friendly
+def leads_erase(ctx: click.Context, email: str, yes: bool) -> None:
+    """Remove a lead's personal data for good; anonymous counts stay for the reports, and no link ever
+    sent to it works any more."""
+    store = open_store(settings_of(ctx))
+    lead = store.lead_by_email(email)
+    assert lead.id is not None
+    if not yes:
+        click.confirm(f"Erase {lead.email} (lead {lead.id}) for good?", abort=True)
+    store.erase(lead.id, datetime.now(UTC))
+    click.echo(f"erased lead {lead.id}: its personal data is gone")
+
+
+@leads.command("tracking")
+@click.argument("email")
+@click.argument("state", type=click.Choice(["on", "off"]))
+@click.pass_context
+@friendly
+def leads_tracking(ctx: click.Context, email: str, state: str) -> None:
+    """Track a lead's opens and clicks, or not (its mails then carry no pixel and plain links)."""
+    store = open_store(settings_of(ctx))
+    lead = store.lead_by_email(email)
+    assert lead.id is not None
+    store.set_preferences(lead.id, lead.interests, lead.industry, tracking=state == "on")
+    click.echo(f"{lead.email}: tracking {state}")

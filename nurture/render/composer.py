@@ -66,9 +66,10 @@ class Composer:
         variables = email_variables(self.settings, lead, items, unsubscribe_url=unsubscribe,
                                     preferences_url=self.urls.preferences(lead.id),
                                     confirm_url=self.urls.confirm(lead.id))
+        tracked = self.settings.mail.tracking and lead.tracking  # else no pixel and plain links
         rendered = self.renderer.render(send.template, lead.locale, variables,
-                                        url_for=lambda link: self.urls.click(send_id, link),
-                                        pixel_url=self.urls.pixel(send_id))
+                                        url_for=(lambda link: self.urls.click(send_id, link)) if tracked else None,
+                                        pixel_url=self.urls.pixel(send_id) if tracked else None)
         mid = message_id(self.settings.secret_key, "send", send_id, self.domain)
         envelope = build(
             sender=self.settings.mail.from_email, to=lead.email, subject=rendered.subject,

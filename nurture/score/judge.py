@@ -251,6 +251,8 @@ class _Batch:
         if facts is None or lead is None or (hit.kind is EventKind.CLICK and link is None):
             log.warning("hit %s names no message, link or lead we have; not judged", hit.id)
             return
+        if lead.erased_at is not None:  # nothing more is kept about an erased lead
+            return
         if hit.kind is EventKind.OPEN:
             credit = scoring.credit_open(hit.send_id, self.rules)
         else:

@@ -54,7 +54,7 @@ async def preferences(request: Request) -> Response:
         form = await request.form()
         interests = [str(value) for value in form.getlist("interest")]
         lead = await run_in_threadpool(tracking.save_preferences, token, interests, str(form.get("industry", "")),
-                                       client_of(request), now())
+                                       client_of(request), now(), form.get("no_tracking") is None)
         saved = True
     else:
         lead = await run_in_threadpool(tracking.lead_for, token, Purpose.PREFERENCES)

@@ -12,9 +12,10 @@ from nurture.store.base import NewEvent, Recorded, make_engine
 from nurture.store.handoffs import Handoffs
 from nurture.store.leads import Leads
 from nurture.store.limits import Limits
+from nurture.store.privacy import Privacy
 
 
-class Store(Leads, Handoffs, Archive, Limits):
+class Store(Leads, Handoffs, Archive, Limits, Privacy):
     """Every query nurture needs, by concept: leads, the ledger of events, hand-offs, feeds and the sink,
     and the limits every process shares."""
 

@@ -129,13 +129,16 @@ class Leads(Base):
                     for lead_id, email in session.exec(select(Lead.id, Lead.email).where(col(Lead.id).in_(chunk)))
                     if lead_id is not None}
 
-    def set_preferences(self, lead_id: int, interests: list[str], industry: str) -> None:
+    def set_preferences(self, lead_id: int, interests: list[str], industry: str, tracking: bool | None = None) -> None:
+        """A lead's topics and industry, and whether its mails are tracked (None: as they were)."""
         with self.session() as session:
             lead = session.get(Lead, lead_id)
             if lead is None:
                 raise UnknownLead(f"no lead with id {lead_id}")
             lead.interests = interests
             lead.industry = industry
+            if tracking is not None:
+                lead.tracking = tracking
 
     def histories(self) -> list[History]:
         """The send history of every lead the program may still mail."""
@@ -146,7 +149,7 @@ class Leads(Base):
             )
             .join(Send, (col(Send.lead_id) == col(Lead.id)) & (col(Send.cycle) == col(Lead.cycle)),
                   isouter=True)
-            .where(Lead.stage == Stage.MQL, col(Lead.suppressed).is_(None))
+            .where(Lead.stage == Stage.MQL, col(Lead.suppressed).is_(None), col(Lead.erased_at).is_(None))
             .group_by(col(Lead.id))
             .order_by(col(Lead.id))
         )

@@ -30,7 +30,7 @@ EVENTS = Event.__table__  # type: ignore[attr-defined]
 LEADS = Lead.__table__  # type: ignore[attr-defined]
 # set-based statements, built once (an expanding IN list compiles to the same cached SQL every time)
 LOCK_LEADS = (core_select(LEADS.c.id, LEADS.c.stage, LEADS.c.cycle, LEADS.c.suppressed, LEADS.c.customer,
-                     LEADS.c.industry, LEADS.c.score)
+                     LEADS.c.industry, LEADS.c.score, LEADS.c.erased_at)
               .where(LEADS.c.id.in_(bindparam("ids", expanding=True))).order_by(LEADS.c.id).with_for_update())
 HELD_CREDITS = core_select(EVENTS.c.credit_key).where(EVENTS.c.credit_key.in_(bindparam("keys", expanding=True)))
 ADD_POINTS = update(LEADS).where(LEADS.c.id == bindparam("lead")).values(score=LEADS.c.score + bindparam("delta"))

@@ -84,9 +84,12 @@ class Tracking:
     def lead_for(self, token: str, purpose: Purpose) -> Lead:
         lead_id = self.signer.verify(token, purpose).subject
         try:
-            return self.store.lead(lead_id)
+            lead = self.store.lead(lead_id)
         except InputError:
             raise TokenError("no such lead") from None
+        if lead.erased_at is not None:
+            raise TokenError("no such lead")  # erased: no token sent to it works any more
+        return lead
 
     def unsubscribe(self, token: str, at: datetime) -> Lead:
         lead = self.lead_for(token, Purpose.UNSUBSCRIBE)
@@ -102,7 +105,7 @@ class Tracking:
         return self.store.lead(lead.id)
 
     def save_preferences(self, token: str, interests: Sequence[str], industry: str, client: str | None = None,
-                         at: datetime | None = None) -> Lead:
+                         at: datetime | None = None, tracking: bool | None = None) -> Lead:
         """Change a lead's interests and industry, which confirms an unconfirmed address too; unknown values
         are an InputError naming them."""
         lead = self.lead_for(token, Purpose.PREFERENCES)
@@ -112,14 +115,14 @@ class Tracking:
             raise InputError(f"unknown interest: {', '.join(unknown)}")
         if industry and industry not in self.catalog.industries:
             raise InputError(f"unknown industry: {industry}")
-        self.store.set_preferences(lead.id, list(dict.fromkeys(interests)), industry)
+        self.store.set_preferences(lead.id, list(dict.fromkeys(interests)), industry, tracking)
         if lead.confirmed_at is None:
             self.store.confirm(lead.id, "topics saved", client, at or self.store.clock())
         return self.store.lead(lead.id)
 
     def handoff_for(self, token: str) -> Handoff:
         handoff = self.store.handoff(self.signer.verify(token, Purpose.PROFILE).subject)
-        if handoff is None:
+        if handoff is None or self.store.lead(handoff.lead_id).erased_at is not None:
             raise TokenError("no such hand-off")
         return handoff
 
