@@ -150,6 +150,7 @@ class Bounces(Section):
     port: int = Field(2525, ge=1, le=65535)
     soft_limit: int = Field(3, ge=1)  # soft bounces (a full mailbox, say) of one lead within soft_window_days...
     soft_window_days: float = Field(30, gt=0)  # ...after which it is suppressed as bounced
+    ses_topics: list[str] = []  # the SNS topic ARNs whose SES reports POST /webhooks/ses takes
 
 
 class Schedule(Section):
@@ -176,6 +177,7 @@ class Settings(Section):
     admin_key: str = Field("", repr=False)
     api_key: str = Field("", repr=False)
     smtp_password: str | None = Field(None, repr=False)
+    mailgun_signing_key: str = Field("", repr=False)  # NURTURE_MAILGUN_SIGNING_KEY: POST /webhooks/mailgun
 
     @property
     def base_url(self) -> str:
@@ -237,6 +239,7 @@ def _with_secrets(settings: Settings, environ: Mapping[str, str], root: Path) ->
             "admin_key": admin,
             "api_key": api,
             "smtp_password": environ.get("NURTURE_SMTP_PASSWORD") or None,
+            "mailgun_signing_key": environ.get("NURTURE_MAILGUN_SIGNING_KEY", ""),
         }
     )
 

@@ -41,7 +41,11 @@ class Feedback:
 
     def take(self, data: bytes, mail_from: str, recipients: Sequence[str], via: str, now: datetime) -> InboundMail:
         """Read one message that came back, act on each notice in it, and keep it with what was done."""
-        found = self.reader.read(data, recipients)
+        return self.take_notices(self.reader.read(data, recipients), data, mail_from, recipients, via, now)
+
+    def take_notices(self, found: list[Notice] | Unrecognized, data: bytes, mail_from: str,
+                     recipients: Sequence[str], via: str, now: datetime) -> InboundMail:
+        """Act on notices read from `data` (a message, or a provider's report) and keep it with what was done."""
         outcomes: list[str] = []
         lead_id = send_id = None
         if isinstance(found, Unrecognized):

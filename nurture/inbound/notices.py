@@ -68,7 +68,7 @@ class Reader:
             message = message_from_bytes(data, policy=policy.compat32)
         except Exception as error:  # noqa: BLE001 - a message the parser chokes on is unrecognized, not a crash
             return Unrecognized(f"not a readable message: {type(error).__name__}: {error}")
-        send_id = self._send_named(data, envelope_recipients)
+        send_id = self.send_named(data, envelope_recipients)
         report_type = (message.get_param("report-type") or "") if message.get_content_type() == "multipart/report" \
             else ""
         try:
@@ -80,7 +80,8 @@ class Reader:
         except Exception as error:  # noqa: BLE001 - malformed in a way no reader foresaw
             return Unrecognized(f"could not be read: {type(error).__name__}: {error}")
 
-    def _send_named(self, data: bytes, envelope_recipients: Sequence[str]) -> int | None:
+    def send_named(self, data: bytes, envelope_recipients: Sequence[str]) -> int | None:
+        """The send named by one of these return paths, else by the one Message-ID of ours `data` quotes."""
         if self.return_paths is not None:
             for address in envelope_recipients:
                 send_id = self.return_paths.send_of(address)

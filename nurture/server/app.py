@@ -20,7 +20,8 @@ from starlette.templating import Jinja2Templates
 
 from nurture.engine import Engine
 from nurture.errors import InputError, TokenError, UnknownLead
-from nurture.server import admin, api, pages, preview
+from nurture.inbound.webhooks import Forged
+from nurture.server import admin, api, pages, preview, webhooks
 from nurture.server.headers import SecurityHeaders
 from nurture.server.hot import HotPath
 from nurture.server.http import ADMIN_TRIES, ADMIN_WINDOW_SECONDS, Throttle
@@ -50,8 +51,10 @@ def create_app(engine: Engine) -> HotPath:
             *admin.routes(),
             *api.routes(),
             *preview.routes(),
+            *webhooks.routes(),
         ],
-        exception_handlers={TokenError: not_found, InputError: bad_input, UnknownLead: unknown_lead},
+        exception_handlers={TokenError: not_found, InputError: bad_input, UnknownLead: unknown_lead,
+                            Forged: forbidden},
         middleware=[Middleware(SecurityHeaders)],
         lifespan=partial(judging_while_serving, engine, tracking),
     )
@@ -111,6 +114,10 @@ async def not_found(request: Request, error: Exception) -> Response:
 
 async def unknown_lead(request: Request, error: Exception) -> Response:
     return PlainTextResponse(f"Not found: {error}", status_code=404)
+
+
+async def forbidden(request: Request, error: Exception) -> Response:
+    return PlainTextResponse(f"Forbidden: {error}", status_code=403)
 
 
 async def bad_input(request: Request, error: Exception) -> Response:
