@@ -18,6 +18,9 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
 from nurture.engine import Engine
+from nurture.errors import NurtureError
+from nurture.inbound.feedback import Feedback
+from nurture.inbound.mailbox import poll
 from nurture.send.builder import start_fork_server
 from nurture.server import create_app
 from nurture.store import Store
@@ -73,6 +76,17 @@ async def send_job(engine: Engine, leadership: Leadership) -> None:
                  len(report.handoffs))
 
 
+async def mailbox_job(engine: Engine, leadership: Leadership) -> None:
+    """Take what came back to the bounce mailbox; a mailbox that cannot be opened is logged, and tried
+    again at the next poll."""
+    if not leadership.held():
+        return
+    try:
+        await asyncio.to_thread(poll, Feedback(engine.settings, engine.store), datetime.now(UTC))
+    except NurtureError as error:
+        log.error("%s", error)
+
+
 async def refresh_job(engine: Engine, leadership: Leadership) -> None:
     if not leadership.held():
         return
@@ -92,6 +106,10 @@ async def run(engine: Engine, listening: socket.socket) -> None:
                       next_run_time=first + every, max_instances=1, coalesce=True, id="refresh-feeds")
     scheduler.add_job(send_job, "interval", args=[engine, leadership], seconds=schedule.send_every_seconds,
                       next_run_time=first, max_instances=1, coalesce=True, id="send-due")
+    mailbox = engine.settings.bounces.mailbox
+    if mailbox is not None:
+        scheduler.add_job(mailbox_job, "interval", args=[engine, leadership], seconds=mailbox.every_minutes * 60,
+                          next_run_time=first, max_instances=1, coalesce=True, id="bounce-mailbox")
     server = uvicorn.Server(uvicorn.Config(create_app(engine), log_level="warning", log_config=None,
                                            forwarded_allow_ips=engine.settings.server.trusted_proxies))
     await asyncio.to_thread(start_fork_server)  # where long runs build their messages (see nurture.send.builder)

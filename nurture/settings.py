@@ -138,6 +138,17 @@ class Server(Section):
     judge: Literal["process", "inline"] = "process"
 
 
+class Mailbox(Section):
+    """A mailbox where the relay delivers bounces, polled over IMAP (password: NURTURE_IMAP_PASSWORD)."""
+
+    host: str
+    port: int = Field(993, ge=1, le=65535)
+    username: str
+    folder: str = "INBOX"
+    security: Literal["ssl", "starttls", "none"] = "ssl"  # none: only for a server on this machine
+    every_minutes: float = Field(5, gt=0)  # how often `nurture run` polls it
+
+
 class Bounces(Section):
     """Where bounces and complaints come back. With `domain` set, each mail's return path is
     `<local_part>+<token>@<domain>` (VERP): a bounce names its send. `nurture bounces serve` (and `nurture
@@ -151,6 +162,7 @@ class Bounces(Section):
     soft_limit: int = Field(3, ge=1)  # soft bounces (a full mailbox, say) of one lead within soft_window_days...
     soft_window_days: float = Field(30, gt=0)  # ...after which it is suppressed as bounced
     ses_topics: list[str] = []  # the SNS topic ARNs whose SES reports POST /webhooks/ses takes
+    mailbox: Mailbox | None = None  # polled by `nurture bounces poll` and by `nurture run`
 
 
 class Schedule(Section):
@@ -178,6 +190,7 @@ class Settings(Section):
     api_key: str = Field("", repr=False)
     smtp_password: str | None = Field(None, repr=False)
     mailgun_signing_key: str = Field("", repr=False)  # NURTURE_MAILGUN_SIGNING_KEY: POST /webhooks/mailgun
+    imap_password: str | None = Field(None, repr=False)  # NURTURE_IMAP_PASSWORD: bounces.mailbox
 
     @property
     def base_url(self) -> str:
@@ -240,6 +253,7 @@ def _with_secrets(settings: Settings, environ: Mapping[str, str], root: Path) ->
             "api_key": api,
             "smtp_password": environ.get("NURTURE_SMTP_PASSWORD") or None,
             "mailgun_signing_key": environ.get("NURTURE_MAILGUN_SIGNING_KEY", ""),
+            "imap_password": environ.get("NURTURE_IMAP_PASSWORD") or None,
         }
     )
 

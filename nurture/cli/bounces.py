@@ -12,6 +12,7 @@ import click
 from nurture import console
 from nurture.cli.base import friendly, main, settings_of
 from nurture.inbound.feedback import Feedback
+from nurture.inbound.mailbox import poll
 from nurture.inbound.receiver import start_receiver
 from nurture.runtime import open_store
 
@@ -66,3 +67,13 @@ def bounces_take(ctx: click.Context, files: tuple[Path, ...]) -> None:
 def bounces_list(ctx: click.Context, unrecognized: bool, limit: int) -> None:
     """The latest mail that came back, and what was made of each."""
     console.inbound(open_store(settings_of(ctx)).inbound(limit, unrecognized_only=unrecognized))
+
+
+@bounces.command("poll")
+@click.pass_context
+@friendly
+def bounces_poll(ctx: click.Context) -> None:
+    """Take the unseen messages of the bounce mailbox (bounces.mailbox) over IMAP, once."""
+    settings = settings_of(ctx)
+    for taken in poll(Feedback(settings, open_store(settings)), datetime.now(UTC)):
+        click.echo(f"{taken.id}: {taken.outcome}")
