@@ -90,6 +90,8 @@ class Mail(Section):
     company: str = "Acme Software"
     website: str = "https://example.com/"  # where the hidden honeypot link of every email leads
     tracking: bool = True  # false: no mail carries a pixel or tracked links; scores come from external events
+    dkim_selector: str = ""  # with NURTURE_DKIM_PRIVATE_KEY (or NURTURE_DKIM_KEY_FILE): sign every mail (DKIM)
+    dkim_domain: str = ""  # the d= of the signature; default the From address's domain
     postal_address: str = "Acme Software, 1 Example Street, Springfield"
     calls_to_action: dict[str, CallToAction] = {
         "callback": CallToAction(label="Call me back", url="https://example.com/thanks-we-will-call"),
@@ -191,6 +193,7 @@ class Settings(Section):
     smtp_password: str | None = Field(None, repr=False)
     mailgun_signing_key: str = Field("", repr=False)  # NURTURE_MAILGUN_SIGNING_KEY: POST /webhooks/mailgun
     imap_password: str | None = Field(None, repr=False)  # NURTURE_IMAP_PASSWORD: bounces.mailbox
+    dkim_key: bytes | None = Field(None, repr=False)  # NURTURE_DKIM_PRIVATE_KEY or the file NURTURE_DKIM_KEY_FILE
 
     @property
     def base_url(self) -> str:
@@ -254,6 +257,7 @@ def _with_secrets(settings: Settings, environ: Mapping[str, str], root: Path) ->
             "smtp_password": environ.get("NURTURE_SMTP_PASSWORD") or None,
             "mailgun_signing_key": environ.get("NURTURE_MAILGUN_SIGNING_KEY", ""),
             "imap_password": environ.get("NURTURE_IMAP_PASSWORD") or None,
+            "dkim_key": _dkim_key(environ, settings.mail.dkim_selector),
         }
     )
 
@@ -314,6 +318,25 @@ def _resolve_sqlite(url: str, root: Path) -> str:
     if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
         return prefix + str(root / url[len(prefix):])
     return url
+
+
+def _dkim_key(environ: Mapping[str, str], selector: str) -> bytes | None:
+    """The DKIM private key (PEM) from the environment, where mail.dkim_selector asks for signing."""
+    text = environ.get("NURTURE_DKIM_PRIVATE_KEY", "")
+    path = environ.get("NURTURE_DKIM_KEY_FILE", "")
+    if not selector:
+        if text or path:
+            raise ConfigError("a DKIM key is set but mail.dkim_selector is not: name the selector of its DNS record")
+        return None
+    if path:
+        try:
+            text = Path(path).read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"NURTURE_DKIM_KEY_FILE {path}: cannot be read ({error})") from None
+    if "PRIVATE KEY-----" not in text:
+        raise ConfigError("mail.dkim_selector is set but no PEM private key is in NURTURE_DKIM_PRIVATE_KEY or the "
+                          "file NURTURE_DKIM_KEY_FILE")
+    return text.replace("\\n", "\n").encode()
 
 
 def _secret_keys(environ: Mapping[str, str], database_url: str, root: Path) -> list[str]:

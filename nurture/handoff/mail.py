@@ -46,9 +46,9 @@ class HandoffMail:
             variables = summary.context(self.settings, lead, record, events, sends,
                                         self.composer.urls.profile(handoff_id), now)
             rendered = self.composer.renderer.render("handoff", self.settings.program.default_locale, variables)
-            envelope = build(sender=self.settings.mail.from_email, to=self.settings.sales.email,
-                             subject=rendered.subject, html=rendered.html, text=rendered.text,
-                             message_id=mid, date=now, headers={"Reply-To": lead.email})
+            envelope = self.composer.signed(build(
+                sender=self.settings.mail.from_email, to=self.settings.sales.email, subject=rendered.subject,
+                html=rendered.html, text=rendered.text, message_id=mid, date=now, headers={"Reply-To": lead.email}))
             await self.mailer.send(envelope)
         except Exception as error:  # noqa: BLE001 - whatever went wrong, the hand-off must stay pending
             log.warning("hand-off %s for %s not delivered: %s: %s", handoff_id, lead.email, type(error).__name__, error)

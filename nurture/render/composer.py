@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from nurture import program
 from nurture.models import FeedItem, Lead
 from nurture.render.cache import TemplateCache
-from nurture.render.message import Envelope, build, domain_of, message_id
+from nurture.render.message import Envelope, build, dkim_signed, domain_of, message_id
 from nurture.render.templates import Renderer
 from nurture.render.variables import email_variables
 from nurture.settings import Settings
@@ -53,6 +53,13 @@ class Composer:
     def domain(self) -> str:
         return domain_of(self.settings.mail.from_email)
 
+    def signed(self, envelope: Envelope) -> Envelope:
+        """The envelope with a DKIM signature where a key is configured (mail.dkim_selector and the key)."""
+        if not self.settings.dkim_key:
+            return envelope
+        return dkim_signed(envelope, self.settings.mail.dkim_selector, self.settings.mail.dkim_domain or self.domain,
+                           self.settings.dkim_key)
+
     def warm(self) -> None:
         """Compile the program's templates in the default locale before the first message needs them."""
         self.renderer.warm((program.CONFIRMATION, program.DIGEST), self.settings.program.default_locale)
@@ -78,6 +85,7 @@ class Composer:
             headers={"List-Unsubscribe": f"<{unsubscribe}>",
                      "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
         )
+        envelope = self.signed(envelope)
         description = {"message_id": mid, "subject": rendered.subject,
                        "links": [link.as_dict() for link in rendered.links]}
         return envelope, description

@@ -18,6 +18,8 @@ from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
 
+import dkim
+
 from nurture.errors import InputError
 
 LINE = 76
@@ -137,3 +139,13 @@ def _address(value: str) -> str:
     if not address.isascii():
         raise InputError(f"not an ASCII email address (SMTPUTF8 is not supported): {value!r}")
     return formataddr((name, address)) if name.isascii() else formataddr((name, address), "utf-8")
+
+
+SIGNED_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"mime-version", b"content-type",
+                  b"list-unsubscribe", b"list-unsubscribe-post"]
+
+
+def dkim_signed(envelope: Envelope, selector: str, domain: str, key: bytes) -> Envelope:
+    """The envelope with a DKIM-Signature (rsa-sha256, relaxed/simple) over its headers and body."""
+    signature = dkim.sign(envelope.data, selector.encode(), domain.encode(), key, include_headers=SIGNED_HEADERS)
+    return Envelope(envelope.sender, envelope.recipient, signature + envelope.data, envelope.message_id)
