@@ -6,6 +6,7 @@ by the caller and handed in as `now`. Each stage is given the small things it ne
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -14,8 +15,9 @@ from nurture import program
 from nurture.content import digest
 from nurture.content.catalog import Catalog, load_catalog
 from nurture.content.refresh import FeedResult, refresh
+from nurture.errors import DeliveryError
 from nurture.handoff.mail import HandoffMail
-from nurture.models import EventKind, Send, Stage
+from nurture.models import EventKind, Send, Stage, Suppression
 from nurture.render.composer import Composer
 from nurture.render.templates import Renderer
 from nurture.score import rules as scoring
@@ -25,6 +27,7 @@ from nurture.send.run import DeliveryRun, Progress, Report, off_loop
 from nurture.settings import Settings
 from nurture.store import NewEvent, Store
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 __all__ = ["Engine", "Report"]
 
@@ -112,6 +115,19 @@ class Engine:
         settling = None if rules.expiry_days is not None else scoring.lowest_threshold(rules)
         for lead_id in self.store.lead_ids_in(Stage.MQL, min_score=settling):
             self.store.rescore(lead_id, rules, now)
+
+    async def reconfirm(self, lead_id: int, now: datetime) -> bool:
+        """Ask an unsubscribed lead that signed up anew to confirm (double opt-in once more); only its
+        click lifts the suppression. False when it is not unsubscribed, or the mail did not go."""
+        lead = self.store.lead(lead_id)
+        if lead.suppressed is not Suppression.UNSUBSCRIBED:
+            return False  # a bounced or complaining address is not asked again
+        try:
+            await self.mailer.send(self.composer.compose_reconfirmation(lead, now))
+        except DeliveryError as error:
+            log.warning("the re-confirmation for lead %s did not go: %s", lead_id, error)
+            return False
+        return True
 
     async def welcome(self, lead_id: int, now: datetime) -> Report:
         """Send a new lead its confirmation now rather than at the next tick."""

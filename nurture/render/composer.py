@@ -64,6 +64,22 @@ class Composer:
         """Compile the program's templates in the default locale before the first message needs them."""
         self.renderer.warm((program.CONFIRMATION, program.DIGEST), self.settings.program.default_locale)
 
+    def compose_reconfirmation(self, lead: Lead, now: datetime) -> Envelope:
+        """The confirmation again, for an unsubscribed lead that signed up anew: it asks, echoes nothing typed
+        but the address, and tracks nothing (no send is recorded: consent comes only with the click)."""
+        assert lead.id is not None
+        asking = lead.model_copy(update={"confirmed_at": None})
+        unsubscribe = self.urls.unsubscribe(lead.id)
+        variables = email_variables(self.settings, asking, [], unsubscribe_url=unsubscribe,
+                                    preferences_url=self.urls.preferences(lead.id),
+                                    confirm_url=self.urls.confirm(lead.id))
+        rendered = self.renderer.render(program.CONFIRMATION, lead.locale, variables)
+        mid = message_id(self.settings.secret_key, f"reconfirm{int(now.timestamp())}", lead.id, self.domain)
+        return self.signed(build(
+            sender=self.settings.mail.from_email, to=lead.email, subject=rendered.subject, html=rendered.html,
+            text=rendered.text, message_id=mid, date=now,
+            headers={"List-Unsubscribe": f"<{unsubscribe}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}))
+
     def compose(self, send: Addressed, lead: Lead, items: list[FeedItem]) -> tuple[Envelope, dict[str, Any]]:
         """Render and build one send's message; also return what the outbox keeps about it (its
         Message-ID, subject and links). Deterministic: a send built again carries the same message."""

@@ -165,7 +165,9 @@ async def subscribe(request: Request) -> Response:
     try:
         lead = await _create(request, "form", False, interests=[str(i) for i in form.getlist("interest")], **values)
     except LeadExists:  # the same answer as for a new address: whether one is known is nobody's business
-        lead = None
+        known = await run_in_threadpool(engine.store.lead_by_email, values["email"])
+        return page(request, "message.html", title="Thanks!", text="Check your inbox to confirm.",
+                    background=BackgroundTask(engine.reconfirm, known.id, now()) if known.id else None)
     except NurtureError as error:
         return page(request, "subscribe.html", 400, **choices, values=values, error=str(error))
     return page(request, "message.html", title="Thanks!", text="Check your inbox to confirm.",

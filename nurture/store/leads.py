@@ -79,6 +79,10 @@ class Leads(Base):
             session.add(Consent(lead_id=lead_id, at=now, how=how, client=client))
             return True
 
+    def add_consent(self, lead_id: int, how: str, client: str | None, at: datetime) -> None:
+        with self.session() as session:
+            session.add(Consent(lead_id=lead_id, at=at, how=how, client=client))
+
     def consents_of(self, lead_id: int) -> list[Consent]:
         with self.reading() as session:
             return list(session.exec(select(Consent).where(Consent.lead_id == lead_id).order_by(col(Consent.id))).all())

@@ -101,6 +101,9 @@ class Tracking:
         """The lead confirms its address (double opt-in); confirming again changes nothing."""
         lead = self.lead_for(token, Purpose.CONFIRM)
         assert lead.id is not None
+        if lead.suppressed is Suppression.UNSUBSCRIBED:  # it unsubscribed, then signed up anew: mailed again
+            self.store.lift_suppression(lead.id, "the lead, signing up anew", self.settings.scoring, at)
+            self.store.add_consent(lead.id, "re-subscribed: confirmed by link", client, at)
         self.store.confirm(lead.id, "confirmed by link", client, at)
         return self.store.lead(lead.id)
 

@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from nurture.cli import main
 from nurture.engine import Engine
+from nurture.models import Suppression
 from nurture.send.mailer import MemoryMailer
 from nurture.server import create_app
 from nurture.server.api import CONFIRMATIONS_PER_MAILBOX
@@ -119,3 +120,37 @@ def test_leads_added_or_imported_by_the_marketer_are_confirmed_with_their_consen
     assert ada.confirmed_at is not None and bob.confirmed_at is not None
     assert [c.how for c in engine.store.consents_of(ada.id or 0)] == ["import fair.csv"]
     assert [c.how for c in engine.store.consents_of(bob.id or 0)][0].startswith("cli (")
+
+
+def test_an_unsubscribed_lead_that_signs_up_anew_is_mailed_again_once_it_confirms(
+        client: TestClient, engine: Engine, mailer: MemoryMailer) -> None:
+    client.post("/subscribe", data={"email": "ada@example.org", "interest": ["cloud"]})
+    lead_id = engine.store.lead_by_email("ada@example.org").id or 0
+    confirm = URLS.confirm(lead_id).rsplit("/", 1)[1]
+    client.post(f"/confirm/{confirm}")
+    client.post(f"/u/{URLS.unsubscribe(lead_id).rsplit('/', 1)[1]}")
+    assert engine.store.lead(lead_id).suppressed is Suppression.UNSUBSCRIBED
+    assert digests_due(engine, 8) == []
+
+    answer = client.post("/subscribe", data={"email": "ada@example.org", "first_name": "Spam here"})
+    assert answer.status_code == 200 and "Check your inbox" in answer.text
+    asking = mailer.sent[-1]
+    assert asking.recipient == "ada@example.org" and b"Spam here" not in asking.data
+    assert b"Subject: Please confirm your address for Acme Software" in asking.data
+    assert engine.store.lead(lead_id).suppressed is Suppression.UNSUBSCRIBED  # asking is no consent
+    assert "Yes, confirm my address" in client.get(f"/confirm/{confirm}").text
+    client.post(f"/confirm/{confirm}")
+    lead = engine.store.lead(lead_id)
+    assert lead.suppressed is None and lead.score == 0  # the unsubscribe's points no longer count
+    assert [c.how for c in engine.store.consents_of(lead_id)] == ["form", "confirmed by link",
+                                                                   "re-subscribed: confirmed by link"]
+    assert digests_due(engine, 8) == ["ada@example.org"]
+
+
+def test_a_bounced_address_is_not_asked_again(client: TestClient, engine: Engine, mailer: MemoryMailer) -> None:
+    client.post("/subscribe", data={"email": "ada@example.org"})
+    lead_id = engine.store.lead_by_email("ada@example.org").id or 0
+    engine.store.suppress(lead_id, Suppression.BOUNCED, engine.store.clock(), engine.settings.scoring)
+    sent = len(mailer.sent)
+    assert "Check your inbox" in client.post("/subscribe", data={"email": "ada@example.org"}).text
+    assert len(mailer.sent) == sent
