@@ -26,6 +26,7 @@ from nurture.settings import Mailbox, Settings
 from nurture.store import Store
 from tests.conftest import ROOT, T0, environ, free_port, make_lead
 from tests.integration.test_bounces import notice
+from tests.unit.test_notices import RECOGNIZED, UNRECOGNIZED
 
 DOVECOT = Path("/usr/sbin/dovecot")
 USER, PASSWORD = "bounces@example.com", "s3cret"
@@ -178,3 +179,21 @@ def test_nurture_run_polls_the_mailbox_as_a_job(polling: Settings, store: Store,
     assert store.lead_by_email("ada@example.com").suppressed is Suppression.BOUNCED
     broken = polling.model_copy(update={"imap_password": "wrong"})
     asyncio.run(mailbox_job(Engine(broken, store, MemoryMailer()), Leadership(store)))  # logged, not raised
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_whole_corpus_through_the_mailbox(polling: Settings, store: Store, imap_server: int) -> None:
+    mailer = MemoryMailer()
+    make_lead(store, email="ada@example.com")
+    asyncio.run(Engine(polling, store, mailer).send_due(T0))
+    names = sorted([*RECOGNIZED, *UNRECOGNIZED])
+    deliver(imap_server, *(notice(name, mailer.sent[0]) for name in names))
+    taken = poll(Feedback(polling, store), T0)
+    assert len(taken) == len(names)
+    send_id = store.sends_of(1)[0].id
+    for name, mail in zip(names, taken, strict=True):  # IMAP gives them back in the order they came
+        if name in RECOGNIZED:  # no return path of its own here: the send by the Message-ID it quotes, else the lead
+            quotes = RECOGNIZED[name][3]
+            assert (mail.recognized, mail.lead_id, mail.send_id) == (True, 1, send_id if quotes else None), name
+        else:
+            assert not mail.recognized and UNRECOGNIZED[name] in mail.outcome, (name, mail.outcome)
