@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 from sqlmodel import select
@@ -16,6 +18,8 @@ from sqlmodel import select
 from nurture.models import RequestWindow
 from nurture.send.policy import Pacer, TakeSlot
 from nurture.store import Store
+
+T = TypeVar("T")
 
 
 class FakeClock:
@@ -149,21 +153,27 @@ def test_a_slot_taken_is_taken_for_every_stream_user_and_streams_are_apart(store
     assert store.take_slot("other", 0.5, 100.2) == 100.2
 
 
-def test_threads_taking_slots_at_once_never_share_one(store: Store) -> None:
-    taken: list[float] = []
+def at_once(work: Callable[[], T], threads: int = 4, each: int = 10) -> list[T]:
+    """What `work` returns, called `each` times by each of `threads` threads running at once."""
+    results: list[T] = []
     lock = threading.Lock()
 
     def worker() -> None:
-        for _ in range(10):
-            slot = store.take_slot("delivery", 0.01, 1000.0)
+        for _ in range(each):
+            result = work()
             with lock:
-                taken.append(slot)
+                results.append(result)
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
+    running = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in running:
         thread.start()
-    for thread in threads:
+    for thread in running:
         thread.join()
+    return results
+
+
+def test_threads_taking_slots_at_once_never_share_one(store: Store) -> None:
+    taken = at_once(lambda: store.take_slot("delivery", 0.01, 1000.0))
     assert sorted(taken) == pytest.approx([1000.0 + 0.01 * n for n in range(40)])
 
 
@@ -186,18 +196,5 @@ def test_ended_windows_are_forgotten(store: Store) -> None:
 
 
 def test_threads_counting_at_once_count_every_request(store: Store) -> None:
-    counts: list[int] = []
-    lock = threading.Lock()
-
-    def worker() -> None:
-        for _ in range(10):
-            count = store.count_request("10.0.0.1", 600, 1000.0)
-            with lock:
-                counts.append(count)
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    counts = at_once(lambda: store.count_request("10.0.0.1", 600, 1000.0))
     assert sorted(counts) == list(range(1, 41))

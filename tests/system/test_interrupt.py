@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -53,6 +55,17 @@ def with_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@contextmanager
+def killed_at_the_end(process: subprocess.Popen[str]) -> Iterator[None]:
+    """Whatever the block does, the process and its group are gone after it."""
+    try:
+        yield
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 def nurture(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "nurture.cli", "--config", str(ROOT / "nurture.yaml"), *arguments]
 
@@ -67,7 +80,7 @@ def test_ctrl_c_stops_the_server_and_its_judge_quietly(database_url: str, tmp_pa
     server = subprocess.Popen(nurture("serve", "--port", str(port)), env=env, cwd=tmp_path, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
                               preexec_fn=with_ctrl_c)
-    try:
+    with killed_at_the_end(server):
         deadline = time.monotonic() + 30
         judges: list[int] = []
         while not judges:
@@ -86,10 +99,6 @@ def test_ctrl_c_stops_the_server_and_its_judge_quietly(database_url: str, tmp_pa
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).text == "ok"
         os.killpg(server.pid, signal.SIGINT)
         output, _ = server.communicate(timeout=40)
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
     assert server.returncode == 0, output
     assert "Traceback" not in output and "starting another" not in output and "Aborted" not in output, output
     assert not alive(judge)
@@ -110,7 +119,7 @@ def test_ctrl_c_stops_send_due_with_one_line_and_the_next_run_sends_the_rest(dat
     with smtp_sink(tmp_path, port, delay=0.03) as received:  # about 4 s for them all
         first = subprocess.Popen(send_due, env=env, cwd=tmp_path, text=True, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, start_new_session=True, preexec_fn=with_ctrl_c)
-        try:
+        with killed_at_the_end(first):
             deadline = time.monotonic() + 40
             while len(arrived(received)) < 150 or not children(first.pid):  # under way, its builder running
                 assert time.monotonic() < deadline and first.poll() is None, first.communicate()
@@ -118,10 +127,6 @@ def test_ctrl_c_stops_send_due_with_one_line_and_the_next_run_sends_the_rest(dat
             builders = list(children(first.pid))
             os.killpg(first.pid, signal.SIGINT)
             _, stderr = first.communicate(timeout=40)
-        finally:
-            if first.poll() is None:
-                os.killpg(first.pid, signal.SIGKILL)
-                first.wait()
         assert first.returncode == 130, stderr
         assert stderr.strip().splitlines()[-1].startswith("stopped (Ctrl-C)"), stderr
         assert "Traceback" not in stderr, stderr
