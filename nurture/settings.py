@@ -78,6 +78,8 @@ class Scoring(Section):
         "contact_form": ExternalRule(points=0, qualify=True),
     }
     inactivity: Inactivity | None = None
+    soft_bounces: int = Field(3, ge=1)  # soft bounces (a full mailbox) of one lead within soft_bounce_days...
+    soft_bounce_days: float = Field(30, gt=0)  # ...and it is suppressed as bounced
 
 
 class CallToAction(Section):
@@ -161,8 +163,6 @@ class Bounces(Section):
     local_part: str = Field("bounces", pattern=r"^[A-Za-z0-9._-]+$")
     host: str = "127.0.0.1"
     port: int = Field(2525, ge=1, le=65535)
-    soft_limit: int = Field(3, ge=1)  # soft bounces (a full mailbox, say) of one lead within soft_window_days...
-    soft_window_days: float = Field(30, gt=0)  # ...after which it is suppressed as bounced
     ses_topics: list[str] = []  # the SNS topic ARNs whose SES reports POST /webhooks/ses takes
     mailbox: Mailbox | None = None  # polled by `nurture bounces poll` and by `nurture run`
 

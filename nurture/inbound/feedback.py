@@ -1,5 +1,5 @@
 """Acting on what comes back. A hard bounce suppresses the lead at once and the bounce rule scores it; soft
-bounces (a full mailbox) suppress it after `bounces.soft_limit` within `bounces.soft_window_days`; a
+bounces (a full mailbox) suppress it after `scoring.soft_bounces` within `scoring.soft_bounce_days`; a
 complaint suppresses it and the complaint rule scores it; a receiving server that blocked our mail
 (policy, content) is noted and blames nobody. Each is an event in the lead's history with its status
 code and the server's words, and each message taken is kept with what was made of it (InboundMail).
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from nurture.errors import Fault, UnknownLead
 from nurture.inbound.notices import Notice, Reader, Unrecognized
@@ -84,17 +84,10 @@ class Feedback:
         if notice.fault is Fault.ADDRESS and self.store.suppress(lead_id, Suppression.BOUNCED, now, rules,
                                                                  notice.detail, send_id, action):
             return f"hard bounce, lead {lead_id} suppressed"
+        if notice.fault is Fault.TRANSIENT:
+            return self.store.soft_bounce(lead_id, send_id, notice.detail, now, rules)
         self.store.record(NewEvent(lead_id, EventKind.BOUNCE, now, Credit(0, None), send_id=send_id, action=action,
                                    detail=notice.detail), rules)
         if notice.fault is Fault.SENDER:
             return "the receiving server blocked our mail; nobody was suppressed"
-        if notice.fault is Fault.ADDRESS:
-            return f"hard bounce, lead {lead_id} was suppressed already"
-        limit, days = self.settings.bounces.soft_limit, self.settings.bounces.soft_window_days
-        count = self.store.count_events(lead_id, EventKind.BOUNCE, "soft", now - timedelta(days=days))
-        if count < limit:
-            return f"soft bounce {count} of {limit} in {days:g} days before lead {lead_id} is suppressed"
-        detail = f"{count} soft bounces in {days:g} days (the last: {notice.detail})"[:300]
-        done = self.store.suppress(lead_id, Suppression.BOUNCED, now, rules, detail, send_id, "soft")
-        return f"soft bounce {count} in {days:g} days, lead {lead_id} " + ("suppressed" if done else
-                                                                          "was suppressed already")
+        return f"hard bounce, lead {lead_id} was suppressed already"

@@ -35,6 +35,15 @@ ABOUT_US = re.compile(r"spam|block|black ?list|listed|policy|reputation|rbl|dnsb
                       r"content|virus|refused|rate", re.IGNORECASE)
 
 
+MAILBOX_FULL = re.compile(r"\b[45]\.2\.2\b")
+
+
+def mailbox_full(text: str) -> bool:
+    """Whether a refusal says the mailbox is full (X.2.2): a soft bounce, which counts towards suppression
+    as those heard later do, where a busy server's 4xx does not."""
+    return bool(MAILBOX_FULL.search(text))
+
+
 def fault(stage: str | None, code: int | None, text: str = "") -> Fault:
     """Whose refusal this is. `stage` is a key of STAGES (None: unknown), `code` the basic reply code (None:
     no reply, such as a timeout or a dropped connection), `text` the reply after the code."""

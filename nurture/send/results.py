@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from nurture.models import EventKind, Send, SendItem, SendState, Suppression
 from nurture.score import rules as scoring
+from nurture.send import answers
 from nurture.settings import Delivery, Scoring
 from nurture.store import NewEvent, Store
 
@@ -58,9 +59,16 @@ class Finished:
 
     @property
     def follows(self) -> bool:
-        """A sent digest books its cost; a bounce suppresses its lead; a failed send gives its items back."""
+        """A sent digest books its cost; a bounce suppresses its lead; a failed send gives its items back; a
+        full mailbox is a soft bounce."""
         state = self.row["state"]
-        return (state is SendState.SENT and self.step > 0) or state in (SendState.BOUNCED, SendState.FAILED)
+        return (state is SendState.SENT and self.step > 0) or state in (SendState.BOUNCED, SendState.FAILED) or \
+            self.mailbox_full
+
+    @property
+    def mailbox_full(self) -> bool:
+        return self.row["state"] in (SendState.DEFERRED, SendState.FAILED) and answers.mailbox_full(
+            self.row["error"] or "")
 
 
 class Results:
@@ -104,7 +112,9 @@ class Results:
         failed = [finished.row["send_id"] for finished in followups if finished.row["state"] is SendState.FAILED]
         if failed:
             connection.execute(RELEASE_ITEMS, {"sends": failed})
-        followups = [finished for finished in followups if finished.row["state"] is not SendState.FAILED]
+        full = [finished for finished in followups if finished.mailbox_full]
+        followups = [finished for finished in followups
+                     if finished.row["state"] in (SendState.SENT, SendState.BOUNCED) or finished.mailbox_full]
         if not followups:
             return
         locked = self.store.lock_leads_in(connection, [finished.lead_id for finished in followups])  # in order
@@ -113,6 +123,8 @@ class Results:
         bounces: list[tuple[int, int, str | None]] = []
         for finished in followups:
             send_id = finished.row["send_id"]
+            if finished.mailbox_full:
+                continue
             if finished.row["state"] is SendState.SENT:
                 credit = scoring.credit_send(finished.step - 1, send_id, rules)
                 hit = NewEvent(finished.lead_id, EventKind.SENT, now, credit, send_id=send_id)
@@ -121,7 +133,7 @@ class Results:
                 bounces.append((finished.lead_id, send_id, finished.row["error"]))
         if costs:
             self.store.record_costs_in(connection, costs, locked)
-        if not earning and not bounces:
+        if not earning and not bounces and not full:
             return
         with Session(bind=connection, expire_on_commit=False) as session:  # the ORM, for what may qualify a lead
             for hit in earning:
@@ -129,6 +141,9 @@ class Results:
             for lead_id, send_id, error in bounces:  # refused at SMTP time: a hard bounce
                 self.store.suppress_in(session, lead_id, Suppression.BOUNCED, now, rules, (error or "")[:300], send_id,
                                        "hard")
+            for finished in full:  # refused for a full mailbox: the send is tried again, and the lead counts it
+                self.store.soft_bounce_in(session, finished.lead_id, finished.row["send_id"], finished.row["error"],
+                                          now, rules)
             session.flush()
 
 

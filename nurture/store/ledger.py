@@ -268,12 +268,28 @@ class Ledger(Base):
         with self.reading() as session:
             return [(lead, event) for lead, event in session.exec(query).all()]
 
-    def count_events(self, lead_id: int, kind: EventKind, action: str, since: datetime) -> int:
-        """How many events of this kind and action a lead has had since `since`."""
-        with self.reading() as session:
-            return int(session.exec(select(func.count()).select_from(Event).where(
-                Event.lead_id == lead_id, Event.kind == kind, Event.action == action,
-                col(Event.occurred_at) >= since)).one())
+    def soft_bounce(self, lead_id: int, send_id: int | None, detail: str, now: datetime, rules: Scoring) -> str:
+        """`soft_bounce_in` in a transaction of its own."""
+        with self.session() as session:
+            return self.soft_bounce_in(session, lead_id, send_id, detail, now, rules)
+
+    def soft_bounce_in(self, session: Session, lead_id: int, send_id: int | None, detail: str, now: datetime,
+                       rules: Scoring) -> str:
+        """A soft bounce (a full mailbox): an event of no points; the `soft_bounces`-th within
+        `soft_bounce_days` suppresses the lead as bounced, and the bounce rule scores it. Says what was done."""
+        self.record_in(session, NewEvent(lead_id, EventKind.BOUNCE, now, scoring.Credit(0, None), send_id=send_id,
+                                         action="soft", detail=detail[:300]), rules)
+        since = now - timedelta(days=rules.soft_bounce_days)
+        count = int(session.exec(select(func.count()).select_from(Event).where(
+            Event.lead_id == lead_id, Event.kind == EventKind.BOUNCE, Event.action == "soft",
+            col(Event.occurred_at) >= since)).one())
+        limit, days = rules.soft_bounces, f"{rules.soft_bounce_days:g}"
+        if count < limit:
+            return f"soft bounce {count} of {limit} in {days} days before lead {lead_id} is suppressed"
+        done = self.suppress_in(session, lead_id, Suppression.BOUNCED, now, rules,
+                                f"{count} soft bounces in {days} days (the last: {detail})"[:300], send_id, "soft")
+        return f"soft bounce {count} in {days} days, lead {lead_id} " + ("suppressed" if done else
+                                                                        "was suppressed already")
 
 
 def _refusal(hit: NewEvent, stage: Stage, held: set[str]) -> str | None:

@@ -105,7 +105,7 @@ def test_soft_bounces_suppress_a_lead_only_when_they_repeat_within_the_window(ve
     envelope = sent(verp, store, "ada@example.com")["ada@example.com"]
     feedback = Feedback(verp, store)
     full = notice("gmail-mailbox-full.eml", envelope)
-    limit, days = verp.bounces.soft_limit, verp.bounces.soft_window_days
+    limit, days = verp.scoring.soft_bounces, verp.scoring.soft_bounce_days
     feedback.take(full, "", [envelope.sender], "smtp", T0)
     feedback.take(full, "", [envelope.sender], "smtp", T0 + timedelta(days=days + 1))  # the first has aged out
     for n in range(limit - 2):

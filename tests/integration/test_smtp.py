@@ -296,6 +296,26 @@ def test_a_full_mailbox_is_deferred_not_bounced(settings: Settings, store: Store
     assert store.lead(ids["full@example.com"]).suppressed is None
 
 
+
+@pytest.mark.timeout(30)
+def test_a_mailbox_full_at_every_try_is_a_soft_bounce_each_time_until_the_lead_is_suppressed(
+        settings: Settings, store: Store) -> None:
+    handler = Handler(on_rcpt=lambda _recipient, _n: "552 5.2.2 Mailbox full")
+    lead_id = leads(store, "full@example.com")["full@example.com"]
+    limit = settings.scoring.soft_bounces
+    with smtp_server(handler) as port:
+        engine = smtp_engine(settings, store, port, retries=0, retry_after_minutes=15, max_attempts=limit + 2)
+        for number in range(limit):
+            tick(engine, T0 + number * 15 * MINUTE)
+            soft = [event for event in store.events_of(lead_id) if event.action == "soft" and event.points == 0]
+            assert len(soft) == number + 1 and soft[-1].detail and "5.2.2 Mailbox full" in soft[-1].detail
+    lead = store.lead(lead_id)
+    assert (lead.suppressed, lead.score) == (Suppression.BOUNCED, settings.scoring.points.bounce)
+    assert handler.rcpt_tries["full@example.com"] == limit
+    later = tick(engine, T0 + limit * 15 * MINUTE)  # suppressed: its deferred send is not tried again
+    assert later.sent == later.deferred == [] and handler.rcpt_tries["full@example.com"] == limit
+
+
 @pytest.mark.timeout(30)
 def test_a_server_that_keeps_refusing_defers_and_a_later_tick_delivers(settings: Settings, store: Store) -> None:
     accepting = threading.Event()
