@@ -16,7 +16,7 @@ from sqlalchemy import make_url
 
 from nurture.engine import Report
 from nurture.models import Consent, Event, Handoff, InboundMail, Lead, Send, SinkMessage
-from nurture.score.history import Line
+from nurture.score.history import Line, Why
 from nurture.score.rescore import Change
 from nurture.send.run import Progress
 from nurture.settings import Settings
@@ -82,11 +82,14 @@ def leads(rows: Sequence[Lead]) -> None:
 
 
 def lead(lead: Lead, lines: Sequence[Line], sends: Sequence[Send], handoffs: Sequence[Handoff],
-         consents: Sequence[Consent], as_json: bool) -> None:
+         consents: Sequence[Consent], reasons: Why, as_json: bool) -> None:
     history = [_event(line) for line in lines]
     if as_json:
         data = lead.model_dump(mode="json")
-        data.update(history=history, sends=[send.model_dump(mode="json", exclude={"links"}) for send in sends],
+        data.update(why={"crossed": _event(reasons.crossed) if reasons.crossed else None,
+                         "asked": [_event(line) for line in reasons.asked],
+                         "earlier": [handoff.model_dump(mode="json") for handoff in reasons.earlier]},
+                    history=history, sends=[send.model_dump(mode="json", exclude={"links"}) for send in sends],
                     handoffs=[handoff.model_dump(mode="json") for handoff in handoffs],
                     consents=[consent.model_dump(mode="json", exclude={"id", "lead_id"}) for consent in consents])
         click.echo(json.dumps(data, indent=2))
@@ -102,9 +105,20 @@ def lead(lead: Lead, lines: Sequence[Line], sends: Sequence[Send], handoffs: Seq
                                                                               if consent.client else ""))
     if lead.skipped_at:
         click.echo(f"last digest skipped {lead.skipped_at:%Y-%m-%d %H:%M}: {lead.skip_reason}")
+    if reasons.crossed:
+        crossed = _event(reasons.crossed)
+        click.echo(f"qualified by: {crossed['at']} {crossed['kind']} ({crossed['action'] or '-'}) "
+                   f"{crossed['points']:+d}")
+    for line in reasons.asked:
+        click.echo(f"asked: {line.event.occurred_at:%Y-%m-%d %H:%M} {line.event.action}: {line.event.detail}")
+    for earlier in reasons.earlier:
+        outcome = earlier.outcome.value if earlier.outcome else "no outcome"
+        click.echo(f"earlier: cycle {earlier.cycle} handed to sales {earlier.created_at:%Y-%m-%d} at score "
+                   f"{earlier.score}: {outcome}")
     for row in history:
         note = "" if row["counted"] else f"  (not counted, {row['reason']})"
         target = f"  {row['url']}" if row.get("url") else ""
+        target += f"  \"{row['detail']}\"" if row.get("detail") else ""
         points = f"{row['points']:+4d}" if row["counted"] else f"({row['points']:+d})".rjust(4)
         click.echo(f"  {row['at']}  cycle {row['cycle']}  {row['kind']:<11} {points}{target}{note}")
 
@@ -117,6 +131,8 @@ def _event(line: Line) -> dict:
            "reason": line.reason, "action": event.action}
     if line.url is not None:
         row["url"] = line.url
+    if event.detail:
+        row["detail"] = event.detail
     return row
 
 

@@ -17,7 +17,8 @@ from nurture.errors import InputError, UnknownLead
 from nurture.intake import new_lead, read_csv
 from nurture.models import Lead
 from nurture.runtime import open_store
-from nurture.score.history import history
+from nurture.score import rules as scoring
+from nurture.score.history import history, why
 from nurture.store import Store
 
 
@@ -96,7 +97,10 @@ def leads_show(ctx: click.Context, email: str, as_json: bool) -> None:
     assert lead.id is not None
     sends = store.sends_of(lead.id)
     lines = history(store.events_of(lead.id), sends, lead.cycle, settings.scoring, store.clock())
-    console.lead(lead, lines, sends, store.handoffs_of(lead.id), store.consents_of(lead.id), as_json)
+    handoffs = store.handoffs_of(lead.id)
+    threshold = scoring.threshold(settings.scoring, lead.customer, lead.industry)
+    console.lead(lead, lines, sends, handoffs, store.consents_of(lead.id),
+                 why(lines, lead.cycle, threshold, settings.scoring, handoffs), as_json)
     waiting = store.pending_hits()
     if waiting and not as_json:
         click.echo(f"{waiting} opens and clicks (of all leads) are stored and not yet judged")

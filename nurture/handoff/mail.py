@@ -43,8 +43,9 @@ class HandoffMail:
         lead = self.store.lead(record.lead_id)
         try:
             events, sends = self.store.events_of(record.lead_id), self.store.sends_of(record.lead_id)
-            variables = summary.context(self.settings, lead, record, events, sends,
-                                        self.composer.urls.profile(handoff_id), now)
+            profile = self.composer.urls.profile(handoff_id)
+            variables = summary.context(self.settings, lead, record, events, sends, profile, now,
+                                        self.store.handoffs_of(record.lead_id))
             rendered = self.composer.renderer.render("handoff", self.settings.program.default_locale, variables)
             envelope = self.composer.signed(build(
                 sender=self.settings.mail.from_email, to=self.settings.sales.email, subject=rendered.subject,

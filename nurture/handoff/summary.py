@@ -9,7 +9,7 @@ from typing import Any
 
 from nurture.models import Event, EventKind, Handoff, Lead, Send, link_at
 from nurture.score import rules as scoring
-from nurture.score.history import Line, history
+from nurture.score.history import Line, history, why
 from nurture.settings import Settings
 
 
@@ -35,15 +35,18 @@ def clicks(lines: Sequence[Line], sends: Sequence[Send]) -> list[Click]:
 
 
 def context(settings: Settings, lead: Lead, handoff: Handoff, events: Sequence[Event],
-            sends: Sequence[Send], profile_url: str, now: datetime) -> dict[str, Any]:
-    """The variables of the hand-off mail, the history read at `now` (expired points do not count)."""
+            sends: Sequence[Send], profile_url: str, now: datetime, handoffs: Sequence[Handoff] = ()) -> dict[str, Any]:
+    """The variables of the hand-off mail, the history read at `now` (expired points do not count);
+    `handoffs`, the lead's hand-offs, tell how its earlier cycles ended."""
     cycle_events = [event for event in events if event.cycle == handoff.cycle]
     lines = history(cycle_events, sends, handoff.cycle, settings.scoring, now)
+    threshold = scoring.threshold(settings.scoring, lead.customer, lead.industry)
     return {
         "lead": lead,
         "handoff": handoff,
         "score": handoff.score,
-        "threshold": scoring.threshold(settings.scoring, lead.customer, lead.industry),
+        "threshold": threshold,
+        "why": why(lines, handoff.cycle, threshold, settings.scoring, handoffs),
         "events": [event for event in cycle_events if event.points or not event.counted],
         "clicks": clicks(lines, sends),
         "profile_url": profile_url,

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from nurture.models import Event, Send, link_at
+from nurture.models import Event, EventKind, Handoff, Send, link_at
 from nurture.score.rules import scope
 from nurture.settings import Scoring
 
@@ -38,3 +38,37 @@ def history(events: Sequence[Event], sends: Sequence[Send], cycle: int, rules: S
 def score(lines: Sequence[Line]) -> int:
     """The sum of the points that count: the lead's score, as the store keeps it."""
     return sum(line.event.points for line in lines if line.counts)
+
+
+@dataclass(frozen=True)
+class Why:
+    """Why a lead went to sales, as sales reads it: the events that made its score (the one that took it
+    over its threshold, or the request that qualifies at once, first), what it asked for (the detail the
+    website posted: a form's message, a page, a download), what it read (its clicks), and how earlier
+    cycles ended."""
+
+    crossed: Line | None
+    reasons: list[Line]
+    asked: list[Line]
+    read: list[Line]
+    earlier: list[Handoff]
+
+
+def why(lines: Sequence[Line], cycle: int, threshold: int, rules: Scoring, handoffs: Sequence[Handoff] = ()) -> Why:
+    """`Why` of the lines of one cycle (those of `history`)."""
+    mine = [line for line in lines if line.event.cycle == cycle]
+    crossed, total = None, 0
+    for line in mine:
+        if not line.counts:
+            continue
+        total += line.event.points
+        rule = rules.external.get(line.event.action or "") if line.event.kind is EventKind.EXTERNAL else None
+        if total >= threshold or (rule is not None and rule.qualify):
+            crossed = line
+            break
+    scoring = sorted((line for line in mine if line.counts and line.event.points > 0 and line is not crossed),
+                     key=lambda line: -line.event.points)
+    asked = [line for line in mine if line.event.kind is EventKind.EXTERNAL and line.event.detail]
+    read = [line for line in mine if line.event.kind is EventKind.CLICK and line.counts and line.url]
+    earlier = [handoff for handoff in handoffs if handoff.cycle < cycle]
+    return Why(crossed, ([crossed] if crossed else []) + scoring, asked, read, earlier)

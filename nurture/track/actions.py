@@ -19,7 +19,7 @@ from nurture.content.catalog import Catalog
 from nurture.errors import InputError, TokenError
 from nurture.models import Handoff, Lead, Outcome, Send, Suppression, link_at
 from nurture.score import rules as scoring
-from nurture.score.history import Line, history
+from nurture.score.history import Line, Why, history, why
 from nurture.settings import Settings
 from nurture.store import Store
 from nurture.track.journal import Arrival, Journal
@@ -46,6 +46,7 @@ class Profile:
     lines: list[Line]  # its score history (nurture.score.history)
     sends: list[Send]
     threshold: int  # the score at which this lead goes to sales (its segment's)
+    why: Why  # why it went to sales (or would): what made its score, what it asked for and read, earlier cycles
 
 
 class Tracking:
@@ -136,7 +137,8 @@ class Tracking:
         sends = self.store.sends_of(lead_id)
         rules = self.settings.scoring
         lines = history(self.store.events_of(lead_id), sends, lead.cycle, rules, self.store.clock())
-        return Profile(lead, open_handoff, lines, sends, scoring.threshold(rules, lead.customer, lead.industry))
+        threshold = scoring.threshold(rules, lead.customer, lead.industry)
+        return Profile(lead, open_handoff, lines, sends, threshold, why(lines, lead.cycle, threshold, rules, handoffs))
 
     def decide(self, handoff_id: int, outcome: str, at: datetime) -> Lead:
         try:

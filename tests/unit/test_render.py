@@ -19,6 +19,7 @@ from nurture.render.inline import inline_blocks, inline_document, stylesheet
 from nurture.render.templates import Renderer, TrackedLink
 from nurture.render.textpart import html_to_text
 from nurture.render.variables import email_variables, item_view, sample_lead
+from nurture.score.history import why
 from nurture.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -488,7 +489,8 @@ def test_links_inside_feed_summaries_are_tracked_in_html_and_text(digest):
 
 def test_handoff_profile_link_is_never_tracked(renderer):
     variables = {"lead": sample_lead(), "score": 12, "threshold": 12, "clicks": [], "profile_url": "https://t.example/sales/P",
-                 "company": "Acme", "sales": Settings().sales, "handoff": None, "events": []}
+                 "company": "Acme", "sales": Settings().sales, "handoff": None, "events": [],
+                 "why": why([], 0, 12, Settings().scoring)}
     rendered = renderer.render("handoff", "en", variables, url_for=url_for)
     assert rendered.links == ()
     assert 'href="https://t.example/sales/P"' in rendered.html
