@@ -27,6 +27,7 @@ class Stage(StrEnum):
     MQL = "mql"
     SQL = "sql"
     WON = "won"
+    DISQUALIFIED = "disqualified"  # sales found it not a fit: nurture stops
 
 
 class Suppression(StrEnum):
@@ -62,8 +63,13 @@ class HandoffState(StrEnum):
 
 
 class Outcome(StrEnum):
+    """What sales says came of a hand-off: won ends the journey; lost and no result return the lead to
+    nurture for a fresh cycle; not a fit disqualifies it, and nurture stops."""
+
     WON = "won"
+    LOST = "lost"
     NO_RESULT = "no_result"
+    NOT_A_FIT = "not_a_fit"
 
 
 class Lead(SQLModel, table=True):
@@ -224,6 +230,7 @@ class Handoff(SQLModel, table=True):
     claimed_at: datetime | None = None  # when a worker began sending its mail
     sent_at: datetime | None = None
     decided_at: datetime | None = None
+    note: str | None = None  # what sales said with the outcome
 
 
 class Consent(SQLModel, table=True):

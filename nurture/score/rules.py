@@ -14,8 +14,9 @@ from nurture.settings import Scoring
 MQL_ONLY = frozenset({EventKind.OPEN, EventKind.CLICK, EventKind.SENT})  # earn nothing once a lead is with sales
 TRANSITIONS: dict[Stage, frozenset[Stage]] = {
     Stage.MQL: frozenset({Stage.SQL}),
-    Stage.SQL: frozenset({Stage.WON, Stage.MQL}),
+    Stage.SQL: frozenset({Stage.WON, Stage.MQL, Stage.DISQUALIFIED}),
     Stage.WON: frozenset(),
+    Stage.DISQUALIFIED: frozenset(),
 }
 
 

@@ -44,7 +44,8 @@ async def lead_profile(request: Request) -> Response:
         if profile.handoff is None or profile.handoff.id is None:
             raise TokenError("no open hand-off")
         form = await request.form()
-        await run_in_threadpool(tracking.decide, profile.handoff.id, str(form.get("outcome", "")), now())
+        await run_in_threadpool(tracking.decide, profile.handoff.id, str(form.get("outcome", "")), now(),
+                                str(form.get("note", "")))
         return RedirectResponse(request.url.path, status_code=303)
     return page(request, "profile.html", profile=profile, action=request.url.path, admin=True)
 

@@ -32,6 +32,7 @@ def routes() -> list[Route]:
     return [
         Route("/api/events", post_event, methods=["POST"]),
         Route("/api/leads", post_lead, methods=["POST"]),
+        Route("/api/handoffs/{handoff_id:int}/outcome", post_outcome, methods=["POST"]),
         Route("/subscribe", subscribe, methods=["GET", "POST"]),
     ]
 
@@ -94,6 +95,16 @@ def record_external(engine: Engine, email: str, kind: str, key: str | None, deta
     hit = NewEvent(lead.id, EventKind.EXTERNAL, at, credit, action=kind, qualify=rules.external[kind].qualify,
               detail=detail)
     return engine.store.record(hit, rules)
+
+
+@with_api_key
+async def post_outcome(request: Request) -> Response:
+    """A CRM closes the loop: the outcome of a hand-off (won, lost, no_result, not_a_fit) and a note."""
+    body = await json_body(request, {"outcome", "note"})
+    tracking = request.app.state.tracking
+    lead = await run_in_threadpool(tracking.decide, request.path_params["handoff_id"], _text(body, "outcome", True),
+                                   now(), _text(body, "note"))
+    return JSONResponse({"lead": lead.id, "stage": lead.stage.value, "cycle": lead.cycle})
 
 
 @with_api_key

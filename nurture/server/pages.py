@@ -69,7 +69,8 @@ async def sales_profile(request: Request) -> Response:
     assert handoff.id is not None
     if request.method == "POST":
         form = await request.form()
-        await run_in_threadpool(tracking.decide, handoff.id, str(form.get("outcome", "")), now())
+        await run_in_threadpool(tracking.decide, handoff.id, str(form.get("outcome", "")), now(),
+                                str(form.get("note", "")))
         return RedirectResponse(request.url.path, status_code=303)
     profile = await run_in_threadpool(tracking.profile, handoff.lead_id)
     return page(request, "profile.html", profile=profile, action=request.url.path)

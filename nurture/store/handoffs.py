@@ -20,6 +20,8 @@ from nurture.score import rules as scoring
 from nurture.settings import Scoring
 from nurture.store.ledger import Ledger
 
+OUTCOME_STAGES = {Outcome.WON: Stage.WON, Outcome.NOT_A_FIT: Stage.DISQUALIFIED}  # the rest: back to nurture
+
 
 class Handoffs(Ledger):
     # hand-offs
@@ -60,8 +62,9 @@ class Handoffs(Ledger):
             session.exec(update(Handoff).where(col(Handoff.id) == handoff_id)
                          .values(state=state, sent_at=sent_at))
 
-    def decide(self, handoff_id: int, outcome: Outcome, now: datetime, rules: Scoring) -> Lead:
-        """Record sales' outcome: won ends the journey, no result starts a new nurture cycle."""
+    def decide(self, handoff_id: int, outcome: Outcome, now: datetime, rules: Scoring, note: str | None = None) -> Lead:
+        """Record sales' outcome (and its note): won ends the journey, not a fit disqualifies the lead (nurture
+        stops), lost and no result start a new nurture cycle."""
         with self.session() as session:
             handoff = session.get(Handoff, handoff_id)
             if handoff is None:
@@ -69,9 +72,9 @@ class Handoffs(Ledger):
             lead = session.exec(select(Lead).where(Lead.id == handoff.lead_id).with_for_update()).one()
             if handoff.outcome is not None or lead.cycle != handoff.cycle:
                 raise InputError(f"this hand-off was already decided: {handoff.outcome or 'superseded'}")
-            handoff.outcome, handoff.decided_at = outcome, now
-            if outcome is Outcome.WON:
-                lead.stage = scoring.move(lead.stage, Stage.WON)
+            handoff.outcome, handoff.decided_at, handoff.note = outcome, now, note
+            if outcome in OUTCOME_STAGES:
+                lead.stage = scoring.move(lead.stage, OUTCOME_STAGES[outcome])
             else:
                 lead.stage = scoring.move(lead.stage, Stage.MQL)
                 lead.cycle += 1

@@ -37,6 +37,9 @@ class Request(NamedTuple):
     at: float  # seconds since the epoch
 
 
+NOTE_CHARS = 1000
+
+
 @dataclass(frozen=True)
 class Profile:
     """A lead's profile, as sales and the admin read it."""
@@ -140,9 +143,13 @@ class Tracking:
         threshold = scoring.threshold(rules, lead.customer, lead.industry)
         return Profile(lead, open_handoff, lines, sends, threshold, why(lines, lead.cycle, threshold, rules, handoffs))
 
-    def decide(self, handoff_id: int, outcome: str, at: datetime) -> Lead:
+    def decide(self, handoff_id: int, outcome: str, at: datetime, note: str = "") -> Lead:
+        """Sales' outcome of a hand-off, with an optional note of at most NOTE_CHARS."""
         try:
             chosen = Outcome(outcome)
         except ValueError:
-            raise InputError(f"unknown outcome: {outcome!r} (expected won or no_result)") from None
-        return self.store.decide(handoff_id, chosen, at, self.settings.scoring)
+            expected = ", ".join(choice.value for choice in Outcome)
+            raise InputError(f"unknown outcome: {outcome!r} (expected one of {expected})") from None
+        if len(note) > NOTE_CHARS:
+            raise InputError(f"the note is longer than {NOTE_CHARS} characters")
+        return self.store.decide(handoff_id, chosen, at, self.settings.scoring, note.strip() or None)

@@ -1,11 +1,14 @@
 """A hand-off sales can act on: what the lead asked for (a contact form's message) and why it qualified
-are in the hand-off mail, on the profile page and in `leads show`."""
+are in the hand-off mail, on the profile page and in `leads show`; and sales, or its CRM, says what came of it."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from datetime import timedelta
 from email import message_from_bytes, policy
 
+import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 
@@ -46,3 +49,42 @@ def test_a_contact_forms_message_reaches_sales_in_the_mail_the_profile_and_the_c
     assert "asked: " in shown.stdout and f"contact_form: {MESSAGE}" in shown.stdout
     assert "qualified by: " in shown.stdout and "external (contact_form)" in shown.stdout
     assert f'"{MESSAGE}"' in shown.stdout  # the history line carries it too
+
+
+def qualified(engine: Engine, client: TestClient, email: str = "ada@example.com") -> int:
+    make_lead(engine.store, email=email)
+    client.post("/api/events", headers={"X-API-Key": engine.settings.api_key},
+                json={"email": email, "kind": "contact_form", "detail": MESSAGE})
+    lead = engine.store.lead_by_email(email)
+    return engine.store.handoffs_of(lead.id or 0)[-1].id or 0
+
+
+@pytest.mark.parametrize(("outcome", "stage", "cycle"), [("won", Stage.WON, 0), ("lost", Stage.MQL, 1),
+                                                         ("no_result", Stage.MQL, 1),
+                                                         ("not_a_fit", Stage.DISQUALIFIED, 0)])
+def test_a_crm_closes_the_loop_through_the_api(engine: Engine, outcome: str, stage: Stage, cycle: int) -> None:
+    key = {"X-API-Key": engine.settings.api_key}
+    with TestClient(create_app(engine), base_url="http://testserver") as client:
+        handoff_id = qualified(engine, client)
+        path = f"/api/handoffs/{handoff_id}/outcome"
+        assert client.post(path, json={"outcome": outcome}).status_code == 401
+        bad = client.post(path, headers=key, json={"outcome": "maybe"})
+        assert bad.status_code == 400 and "expected one of won, lost, no_result, not_a_fit" in bad.text
+        answer = client.post(path, headers=key, json={"outcome": outcome, "note": "via the CRM"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"lead": 1, "stage": stage.value, "cycle": cycle}
+        again = client.post(path, headers=key, json={"outcome": "won"})
+        assert again.status_code == 400 and "already decided" in again.text
+    [handoff] = engine.store.handoffs_of(1)
+    assert (handoff.outcome.value if handoff.outcome else None, handoff.note) == (outcome, "via the CRM")
+
+
+def test_a_lead_found_not_a_fit_is_never_nurtured_again(engine: Engine, mailer: MemoryMailer) -> None:
+    with TestClient(create_app(engine), base_url="http://testserver") as client:
+        handoff_id = qualified(engine, client)
+        client.post(f"/api/handoffs/{handoff_id}/outcome", headers={"X-API-Key": engine.settings.api_key},
+                    json={"outcome": "not_a_fit"})
+    before = len(mailer.sent)
+    asyncio.run(engine.refresh_feeds(engine.store.clock()))
+    report = asyncio.run(engine.send_due(engine.store.clock() + timedelta(days=30)))
+    assert report.enqueued == [] and len(mailer.sent) == before

@@ -101,13 +101,18 @@ def test_sales_records_no_result_on_the_profile_page(browser, mailed: Engine, ma
         page.goto(profile)
         assert page.locator("#stage").inner_text() == "SQL"
         assert "pricing" in page.content()
+        for outcome in ("Won", "Lost", "No result", "Not a fit"):
+            assert page.get_by_role("button", name=outcome).is_visible()
+        page.fill("textarea#note", "Budget is frozen until Q3; call again in summer")
         page.get_by_role("button", name="No result").click()
         page.wait_for_load_state()
         assert page.locator("#stage").inner_text() == "MQL"
         assert page.get_by_role("button", name="No result").count() == 0
+        assert "Budget is frozen until Q3" in page.locator("#earlier").inner_text()  # how cycle 0 ended
         page.close()
     lead = engine.store.lead(1)
     assert (lead.stage, lead.cycle, lead.score) == (Stage.MQL, 1, 0)
+    assert engine.store.handoffs_of(1)[0].note == "Budget is frozen until Q3; call again in summer"
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
