@@ -13,7 +13,8 @@ from nurture.content.catalog import Catalog
 from nurture.errors import InputError
 from nurture.models import Lead
 
-CSV_COLUMNS = {"email", "first_name", "last_name", "company", "industry", "interests", "locale", "customer"}
+CSV_COLUMNS = {"email", "first_name", "last_name", "company", "industry", "interests", "locale", "country",
+               "customer"}
 TRUE = {"1", "true", "yes", "y"}
 FALSE = {"", "0", "false", "no", "n"}
 MAX_FIELD = 200
@@ -35,7 +36,7 @@ def mailbox_of(email: str) -> str:
 
 def new_lead(catalog: Catalog, now: datetime, *, email: str, interests: Iterable[str] = (), industry: str = "",
              first_name: str = "", last_name: str = "", company: str = "", locale: str = "en",
-             customer: bool = False) -> Lead:
+             customer: bool = False, country: str = "") -> Lead:
     """A checked, unsaved lead. Raises InputError naming the first problem."""
     chosen = [interest.strip().lower() for interest in interests if interest.strip()]
     unknown = [interest for interest in chosen if interest not in catalog.interests]
@@ -51,8 +52,11 @@ def new_lead(catalog: Catalog, now: datetime, *, email: str, interests: Iterable
             raise InputError(f"{field} is too long or contains a line break")
     if not locale.isalpha() or len(locale) > 8:
         raise InputError(f"not a locale: {locale!r}")
+    country = country.strip().upper()
+    if country and not (len(country) == 2 and country.isascii() and country.isalpha()):
+        raise InputError(f"not a country code (two letters, ISO 3166): {country!r}")
     return Lead(email=normalize_email(email), interests=list(dict.fromkeys(chosen)), industry=industry,
-                locale=locale.lower(), customer=customer, cycle_started_at=now, created_at=now,
+                locale=locale.lower(), country=country, customer=customer, cycle_started_at=now, created_at=now,
                 first_name=first_name.strip(), last_name=last_name.strip(), company=company.strip())
 
 

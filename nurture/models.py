@@ -81,6 +81,7 @@ class Lead(SQLModel, table=True):
     industry: str = ""
     interests: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     locale: str = "en"
+    country: str = ""  # ISO 3166 alpha-2, upper case; empty when not known
     customer: bool = False
     stage: Stage = Field(default=Stage.MQL, index=True)
     suppressed: Suppression | None = None
@@ -231,6 +232,8 @@ class Handoff(SQLModel, table=True):
     sent_at: datetime | None = None
     decided_at: datetime | None = None
     note: str | None = None  # what sales said with the outcome
+    owner_name: str = ""  # who in sales has it (sales.routes), fixed when its mail goes
+    owner_email: str = ""
 
 
 class Consent(SQLModel, table=True):

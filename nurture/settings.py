@@ -100,9 +100,21 @@ class Mail(Section):
     }
 
 
+class Route(Section):
+    """A sales owner, and the leads it takes: every condition given must hold (an empty list: any)."""
+
+    name: str
+    email: str
+    industries: list[str] = []
+    countries: list[str] = []  # ISO 3166 codes, such as NL
+    locales: list[str] = []
+    customer: bool | None = None  # true: customers only; false: prospects only
+
+
 class Sales(Section):
-    email: str = "sales@example.com"
+    email: str = "sales@example.com"  # the default owner: where a lead no route takes goes
     name: str = "Sales team"
+    routes: list[Route] = []  # the first that takes a lead is its owner
 
 
 class Smtp(Section):

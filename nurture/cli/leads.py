@@ -35,6 +35,7 @@ def leads() -> None:
 @click.option("--industry", default="")
 @click.option("--interest", "interests", multiple=True, help="Repeat for several interests.")
 @click.option("--locale", default="en")
+@click.option("--country", default="", help="ISO 3166 code (NL, DE, ...): sales.routes may route by it.")
 @click.option("--customer", is_flag=True, help="An existing customer (qualifies at a lower threshold).")
 @click.option("--exist-ok", is_flag=True, help="A lead with this address already: say so and change nothing.")
 @click.pass_context

@@ -6,6 +6,7 @@ import logging
 from datetime import datetime, timedelta
 
 from nurture.handoff import summary
+from nurture.handoff.routing import owner
 from nurture.render.composer import Composer
 from nurture.render.message import build, message_id
 from nurture.send.mailer import Mailer
@@ -36,11 +37,15 @@ class HandoffMail:
     async def deliver(self, handoff_id: int, now: datetime, report: Report | None = None) -> bool:
         """Send the hand-off mail once; False when another worker has it, it went already, or it failed."""
         mid = message_id(self.settings.secret_key, "handoff", handoff_id, self.composer.domain)
-        if not self.store.claim_handoff(handoff_id, mid):
+        pending = self.store.handoff(handoff_id)
+        if pending is None:
+            return False
+        lead = self.store.lead(pending.lead_id)
+        chosen = owner(self.settings.sales, lead)
+        if not self.store.claim_handoff(handoff_id, mid, chosen.name, chosen.email):
             return False
         record = self.store.handoff(handoff_id)
         assert record is not None
-        lead = self.store.lead(record.lead_id)
         try:
             events, sends = self.store.events_of(record.lead_id), self.store.sends_of(record.lead_id)
             profile = self.composer.urls.profile(handoff_id)
@@ -48,7 +53,7 @@ class HandoffMail:
                                         self.store.handoffs_of(record.lead_id))
             rendered = self.composer.renderer.render("handoff", self.settings.program.default_locale, variables)
             envelope = self.composer.signed(build(
-                sender=self.settings.mail.from_email, to=self.settings.sales.email, subject=rendered.subject,
+                sender=self.settings.mail.from_email, to=chosen.email, subject=rendered.subject,
                 html=rendered.html, text=rendered.text, message_id=mid, date=now, headers={"Reply-To": lead.email}))
             await self.mailer.send(envelope)
         except Exception as error:  # noqa: BLE001 - whatever went wrong, the hand-off must stay pending
@@ -57,5 +62,5 @@ class HandoffMail:
             return False
         self.store.finish_handoff(handoff_id, delivered=True, now=now)
         if report is not None:
-            report.handoffs.append(f"{lead.email}: hand-off to {self.settings.sales.email} (score {record.score})")
+            report.handoffs.append(f"{lead.email}: hand-off to {chosen.email} (score {record.score})")
         return True

@@ -24,7 +24,8 @@ from nurture.server.http import now
 from nurture.server.pages import page
 from nurture.store import NewEvent
 
-LEAD_FIELDS = {"email", "first_name", "last_name", "company", "industry", "interests", "locale", "customer", "consent"}
+LEAD_FIELDS = {"email", "first_name", "last_name", "company", "industry", "interests", "locale", "country", "customer",
+               "consent"}
 EVENT_FIELDS = {"email", "kind", "key", "detail"}
 
 
@@ -117,7 +118,7 @@ async def post_lead(request: Request) -> Response:
     for flag in ("customer", "consent"):
         if not isinstance(body.get(flag, False), bool):
             raise InputError(f"{flag} must be true or false")
-    fields = {name: _text(body, name) for name in ("first_name", "last_name", "company", "industry")}
+    fields = {name: _text(body, name) for name in ("first_name", "last_name", "company", "industry", "country")}
     consented = body.get("consent", False)  # the caller collected consent itself: no double opt-in
     lead = await _create(request, "api (consent collected by the caller)" if consented else "api", consented,
                          email=_text(body, "email", True), interests=interests, locale=_text(body, "locale") or "en",

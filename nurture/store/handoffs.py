@@ -40,12 +40,13 @@ class Handoffs(Ledger):
         with self.session() as session:
             return list(session.exec(query.order_by(col(Handoff.id))).all())
 
-    def claim_handoff(self, handoff_id: int, message_id: str) -> bool:
-        """Take a pending hand-off for delivery; False if another worker has it or it went out."""
+    def claim_handoff(self, handoff_id: int, message_id: str, owner_name: str = "", owner_email: str = "") -> bool:
+        """Take a pending hand-off for delivery to its owner; False if another worker has it or it went out."""
         with self.session() as session:
             result = session.exec(update(Handoff).where(
                 col(Handoff.id) == handoff_id, col(Handoff.state) == HandoffState.PENDING,
-            ).values(state=HandoffState.SENDING, message_id=message_id, claimed_at=self.clock()))
+            ).values(state=HandoffState.SENDING, message_id=message_id, claimed_at=self.clock(),
+                     owner_name=owner_name, owner_email=owner_email))
             return result.rowcount == 1  # type: ignore[attr-defined]
 
     def release_stale_handoffs(self, before: datetime) -> int:

@@ -17,6 +17,10 @@ from nurture.engine import Engine
 from nurture.models import Stage
 from nurture.send.mailer import MemoryMailer
 from nurture.server import create_app
+from nurture.settings import Route, Settings
+from nurture.store import Store
+from nurture.track.tokens import Signer
+from nurture.track.urls import Urls
 from tests.conftest import ROOT, environ, make_lead
 
 MESSAGE = "Please call me about pricing for 50 seats"
@@ -88,3 +92,29 @@ def test_a_lead_found_not_a_fit_is_never_nurtured_again(engine: Engine, mailer: 
     asyncio.run(engine.refresh_feeds(engine.store.clock()))
     report = asyncio.run(engine.send_due(engine.store.clock() + timedelta(days=30)))
     assert report.enqueued == [] and len(mailer.sent) == before
+
+
+def test_routing_picks_the_owner_who_gets_the_mail_and_shows_on_the_page(settings: Settings, store: Store,
+                                                                         mailer: MemoryMailer) -> None:
+    routes = [Route(name="Benelux desk", email="benelux@example.com", countries=["NL", "BE"]),
+              Route(name="Key accounts", email="keys@example.com", customer=True)]
+    routed = settings.model_copy(update={"sales": settings.sales.model_copy(update={"routes": routes})})
+    engine = Engine(routed, store, mailer)
+    make_lead(store, email="ada@example.nl", country="NL")
+    make_lead(store, email="bob@example.com", customer=True)
+    make_lead(store, email="cy@example.com")
+    with TestClient(create_app(engine), base_url="http://testserver") as client:
+        for email in ("ada@example.nl", "bob@example.com", "cy@example.com"):
+            client.post("/api/events", headers={"X-API-Key": routed.api_key},
+                        json={"email": email, "kind": "contact_form", "detail": MESSAGE})
+        owners = {engine.store.lead(handoff.lead_id).email: (handoff.owner_name, handoff.owner_email)
+                  for lead_id in (1, 2, 3) for handoff in engine.store.handoffs_of(lead_id)}
+        assert owners == {"ada@example.nl": ("Benelux desk", "benelux@example.com"),
+                          "bob@example.com": ("Key accounts", "keys@example.com"),
+                          "cy@example.com": ("Sales team", "sales@example.com")}
+        assert sorted(envelope.recipient for envelope in mailer.sent if "Sales qualified" in
+                      envelope.data.decode(errors="replace")) == ["benelux@example.com", "keys@example.com",
+                                                                  "sales@example.com"]
+        handoff_id = engine.store.handoffs_of(1)[0].id or 0
+        page = client.get(Urls("http://testserver", Signer(routed.secret_key)).profile(handoff_id)).text
+        assert "Owner: Benelux desk &lt;benelux@example.com&gt;" in page
