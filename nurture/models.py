@@ -234,6 +234,8 @@ class Handoff(SQLModel, table=True):
     note: str | None = None  # what sales said with the outcome
     owner_name: str = ""  # who in sales has it (sales.routes), fixed when its mail goes
     owner_email: str = ""
+    reminded_at: datetime | None = None  # no outcome in time: the owner was reminded (once)...
+    escalated_at: datetime | None = None  # ...and then the fallback address was told (once)
 
 
 class Consent(SQLModel, table=True):

@@ -115,6 +115,9 @@ class Sales(Section):
     email: str = "sales@example.com"  # the default owner: where a lead no route takes goes
     name: str = "Sales team"
     routes: list[Route] = []  # the first that takes a lead is its owner
+    remind_after_hours: float | None = Field(48, gt=0)  # no outcome this long after the hand-off: remind the owner
+    escalate_after_hours: float | None = Field(120, gt=0)  # ...and this long: tell escalate_to
+    escalate_to: str = ""  # default: sales.email
 
 
 class Smtp(Section):

@@ -7,8 +7,9 @@ from datetime import datetime, timedelta
 
 from nurture.handoff import summary
 from nurture.handoff.routing import owner
+from nurture.models import Handoff, Lead
 from nurture.render.composer import Composer
-from nurture.render.message import build, message_id
+from nurture.render.message import Envelope, build, message_id
 from nurture.send.mailer import Mailer
 from nurture.send.run import Report
 from nurture.settings import Settings
@@ -47,15 +48,7 @@ class HandoffMail:
         record = self.store.handoff(handoff_id)
         assert record is not None
         try:
-            events, sends = self.store.events_of(record.lead_id), self.store.sends_of(record.lead_id)
-            profile = self.composer.urls.profile(handoff_id)
-            variables = summary.context(self.settings, lead, record, events, sends, profile, now,
-                                        self.store.handoffs_of(record.lead_id))
-            rendered = self.composer.renderer.render("handoff", self.settings.program.default_locale, variables)
-            envelope = self.composer.signed(build(
-                sender=self.settings.mail.from_email, to=chosen.email, subject=rendered.subject,
-                html=rendered.html, text=rendered.text, message_id=mid, date=now, headers={"Reply-To": lead.email}))
-            await self.mailer.send(envelope)
+            await self.mailer.send(self._mail(record, lead, chosen.email, mid, now))
         except Exception as error:  # noqa: BLE001 - whatever went wrong, the hand-off must stay pending
             log.warning("hand-off %s for %s not delivered: %s: %s", handoff_id, lead.email, type(error).__name__, error)
             self.store.finish_handoff(handoff_id, delivered=False, now=now)
@@ -64,3 +57,40 @@ class HandoffMail:
         if report is not None:
             report.handoffs.append(f"{lead.email}: hand-off to {chosen.email} (score {record.score})")
         return True
+
+    def _mail(self, record: Handoff, lead: Lead, to: str, mid: str, now: datetime, follow_up: str | None = None
+              ) -> Envelope:
+        """The hand-off mail (or its `follow_up`: reminder, escalation) for `record`, to `to`."""
+        assert record.id is not None
+        events, sends = self.store.events_of(record.lead_id), self.store.sends_of(record.lead_id)
+        variables = summary.context(self.settings, lead, record, events, sends, self.composer.urls.profile(record.id),
+                                    now, self.store.handoffs_of(record.lead_id), follow_up)
+        rendered = self.composer.renderer.render("handoff", self.settings.program.default_locale, variables)
+        return self.composer.signed(build(
+            sender=self.settings.mail.from_email, to=to, subject=rendered.subject, html=rendered.html,
+            text=rendered.text, message_id=mid, date=now, headers={"Reply-To": lead.email}))
+
+    async def follow_up(self, now: datetime, report: Report | None = None) -> None:
+        """The clock on the follow-up: a hand-off without an outcome `sales.remind_after_hours` after its mail
+        reminds its owner, and `escalate_after_hours` after it tells `sales.escalate_to`; each once (claimed
+        before it goes, so two workers never send it twice) and kept on the hand-off."""
+        sales = self.settings.sales
+        for hours, unset, kind in ((sales.remind_after_hours, "reminded_at", "reminder"),
+                                   (sales.escalate_after_hours, "escalated_at", "escalation")):
+            if hours is None:
+                continue
+            for record in self.store.waiting_for_outcome(now - timedelta(hours=hours), unset):
+                assert record.id is not None
+                if not self.store.claim_follow_up(record.id, unset, now):
+                    continue
+                to = (sales.escalate_to or sales.email) if kind == "escalation" else (record.owner_email or sales.email)
+                lead = self.store.lead(record.lead_id)
+                mid = message_id(self.settings.secret_key, f"handoff-{kind}", record.id, self.composer.domain)
+                try:
+                    await self.mailer.send(self._mail(record, lead, to, mid, now, kind))
+                except Exception as error:  # noqa: BLE001 - logged; a follow-up is sent at most once
+                    log.warning("the %s of hand-off %s did not go: %s: %s", kind, record.id, type(error).__name__,
+                                error)
+                    continue
+                if report is not None:
+                    report.handoffs.append(f"{lead.email}: {kind} to {to} (no outcome since {record.sent_at:%Y-%m-%d})")

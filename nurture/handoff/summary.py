@@ -35,15 +35,18 @@ def clicks(lines: Sequence[Line], sends: Sequence[Send]) -> list[Click]:
 
 
 def context(settings: Settings, lead: Lead, handoff: Handoff, events: Sequence[Event],
-            sends: Sequence[Send], profile_url: str, now: datetime, handoffs: Sequence[Handoff] = ()) -> dict[str, Any]:
+            sends: Sequence[Send], profile_url: str, now: datetime, handoffs: Sequence[Handoff] = (),
+            follow_up: str | None = None) -> dict[str, Any]:
     """The variables of the hand-off mail, the history read at `now` (expired points do not count);
-    `handoffs`, the lead's hand-offs, tell how its earlier cycles ended."""
+    `handoffs`, the lead's hand-offs, tell how its earlier cycles ended; `follow_up` (reminder, escalation)
+    says the mail is one, for a hand-off that has no outcome yet."""
     cycle_events = [event for event in events if event.cycle == handoff.cycle]
     lines = history(cycle_events, sends, handoff.cycle, settings.scoring, now)
     threshold = scoring.threshold(settings.scoring, lead.customer, lead.industry)
     return {
         "lead": lead,
         "handoff": handoff,
+        "follow_up": follow_up,
         "score": handoff.score,
         "threshold": threshold,
         "why": why(lines, handoff.cycle, threshold, settings.scoring, handoffs),

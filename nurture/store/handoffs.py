@@ -49,6 +49,23 @@ class Handoffs(Ledger):
                      owner_name=owner_name, owner_email=owner_email))
             return result.rowcount == 1  # type: ignore[attr-defined]
 
+    def waiting_for_outcome(self, sent_before: datetime, unset: str) -> list[Handoff]:
+        """Hand-offs whose mail went before `sent_before` and that have no outcome yet (nor `unset`, the
+        follow-up not yet made: reminded_at or escalated_at), whose lead is still in that cycle."""
+        column = col(getattr(Handoff, unset))
+        with self.reading() as session:
+            return list(session.exec(select(Handoff).join(Lead, col(Lead.id) == col(Handoff.lead_id)).where(
+                col(Handoff.state) == HandoffState.SENT, col(Handoff.outcome).is_(None), column.is_(None),
+                col(Handoff.sent_at) < sent_before, col(Lead.cycle) == col(Handoff.cycle))).all())
+
+    def claim_follow_up(self, handoff_id: int, unset: str, now: datetime) -> bool:
+        """Take one follow-up (reminded_at or escalated_at) of a hand-off: once, whatever the workers."""
+        with self.session() as session:
+            result = session.exec(update(Handoff).where(col(Handoff.id) == handoff_id,
+                                                        col(getattr(Handoff, unset)).is_(None),
+                                                        col(Handoff.outcome).is_(None)).values({unset: now}))
+            return result.rowcount == 1  # type: ignore[attr-defined]
+
     def release_stale_handoffs(self, before: datetime) -> int:
         """Hand-offs left 'sending' by a worker that died go back to pending (sent again, same Message-ID)."""
         with self.session() as session:

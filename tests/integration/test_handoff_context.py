@@ -14,14 +14,16 @@ from starlette.testclient import TestClient
 
 from nurture.cli import main
 from nurture.engine import Engine
-from nurture.models import Stage
+from nurture.models import EventKind, Stage
+from nurture.score.rules import Credit
 from nurture.send.mailer import MemoryMailer
 from nurture.server import create_app
 from nurture.settings import Route, Settings
-from nurture.store import Store
+from nurture.store import NewEvent, Store
+from nurture.track.actions import Tracking
 from nurture.track.tokens import Signer
 from nurture.track.urls import Urls
-from tests.conftest import ROOT, environ, make_lead
+from tests.conftest import ROOT, T0, environ, make_lead
 
 MESSAGE = "Please call me about pricing for 50 seats"
 
@@ -118,3 +120,36 @@ def test_routing_picks_the_owner_who_gets_the_mail_and_shows_on_the_page(setting
         handoff_id = engine.store.handoffs_of(1)[0].id or 0
         page = client.get(Urls("http://testserver", Signer(routed.secret_key)).profile(handoff_id)).text
         assert "Owner: Benelux desk &lt;benelux@example.com&gt;" in page
+
+
+def test_the_follow_up_clock_reminds_the_owner_then_escalates_each_once(settings: Settings, store: Store,
+                                                                       mailer: MemoryMailer) -> None:
+    sales = settings.sales.model_copy(update={
+        "routes": [Route(name="Benelux desk", email="benelux@example.com", countries=["NL"])],
+        "remind_after_hours": 48.0, "escalate_after_hours": 120.0, "escalate_to": "head-of-sales@example.com"})
+    engine = Engine(settings.model_copy(update={"sales": sales}), store, mailer)
+    make_lead(store, email="ada@example.nl", country="NL")
+    make_lead(store, email="bob@example.com")
+    for lead_id in (1, 2):
+        store.record(NewEvent(lead_id, EventKind.EXTERNAL, T0, Credit(0, f"form:{lead_id}"), action="contact_form",
+                              qualify=True, detail=MESSAGE), settings.scoring)
+    asyncio.run(engine.deliver_handoffs(T0))
+    decided = engine.store.handoffs_of(2)[0]
+    Tracking(engine.settings, store, engine.catalog).decide(decided.id or 0, "won", T0 + timedelta(hours=1))
+
+    def follow_ups() -> list[tuple[str, str]]:
+        return [(envelope.recipient, message_from_bytes(envelope.data, policy=policy.default)["Subject"].split(":")[0])
+                for envelope in mailer.sent if b"no outcome yet" in envelope.data]
+
+    for hours in (47, 49, 50, 119):  # the clock passed in: a tick every so often
+        asyncio.run(engine.deliver_handoffs(T0 + timedelta(hours=hours)))
+        assert follow_ups() == ([] if hours < 48 else [("benelux@example.com", "Reminder")])
+    for hours in (121, 200):
+        asyncio.run(engine.deliver_handoffs(T0 + timedelta(hours=hours)))
+    assert follow_ups() == [("benelux@example.com", "Reminder"), ("head-of-sales@example.com", "Escalated")]
+    [handoff] = engine.store.handoffs_of(1)
+    assert (handoff.reminded_at, handoff.escalated_at) == (T0 + timedelta(hours=49), T0 + timedelta(hours=121))
+    reminder = next(envelope for envelope in mailer.sent if envelope.recipient == "benelux@example.com"
+                    and b"no outcome yet" in envelope.data)
+    text = message_from_bytes(reminder.data, policy=policy.default).get_body(("plain",)).get_content()
+    assert "Nobody has recorded what came of this lead since it went to Benelux desk" in text

@@ -490,7 +490,7 @@ def test_links_inside_feed_summaries_are_tracked_in_html_and_text(digest):
 def test_handoff_profile_link_is_never_tracked(renderer):
     variables = {"lead": sample_lead(), "score": 12, "threshold": 12, "clicks": [], "profile_url": "https://t.example/sales/P",
                  "company": "Acme", "sales": Settings().sales, "handoff": None, "events": [],
-                 "why": why([], 0, 12, Settings().scoring)}
+                 "why": why([], 0, 12, Settings().scoring), "follow_up": None}
     rendered = renderer.render("handoff", "en", variables, url_for=url_for)
     assert rendered.links == ()
     assert 'href="https://t.example/sales/P"' in rendered.html
