@@ -15,7 +15,7 @@ import rich.progress
 from sqlalchemy import make_url
 
 from nurture.engine import Report
-from nurture.models import Consent, Event, Handoff, InboundMail, Lead, Send, SinkMessage
+from nurture.models import Consent, Event, Handoff, InboundMail, Lead, Send, SinkMessage, WebhookDelivery
 from nurture.score.history import Line, Why
 from nurture.score.rescore import Change
 from nurture.send.run import Progress
@@ -211,3 +211,10 @@ def suppressions(rows: Sequence[tuple[Lead, Event | None]]) -> None:
         said = (event.detail or "") if event else ""
         click.echo(f"{lead.email:<40} {reason:<12} {when}  {said}".rstrip())
     click.echo(f"{len(rows)} suppressed")
+
+
+def webhooks(rows: Sequence[WebhookDelivery]) -> None:
+    for row in rows:
+        click.echo(f"hand-off {row.handoff_id:>6}  {row.state:<9} {row.attempts} tries  {row.url}"
+                   + (f"  {row.error}" if row.error else ""))
+    click.echo(f"{len(rows)} webhook deliveries")

@@ -168,10 +168,13 @@ class Engine:
     async def deliver_handoffs(self, now: datetime, report: Report | None = None) -> None:
         """Pending hand-off mails, and the reminders and escalations of those that wait for an outcome."""
         await self.handoffs.deliver_all(now, report)
+        await self.handoffs.post_webhooks(now)
         await self.handoffs.follow_up(now, report)
 
     async def deliver_handoff(self, handoff_id: int, now: datetime, report: Report | None = None) -> bool:
-        return await self.handoffs.deliver(handoff_id, now, report)
+        delivered = await self.handoffs.deliver(handoff_id, now, report)
+        await self.handoffs.post_webhooks(now)
+        return delivered
 
     # feeds
 

@@ -264,6 +264,20 @@ class InboundMail(SQLModel, table=True):
     data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # the message, up to 256 KiB
 
 
+class WebhookDelivery(SQLModel, table=True):
+    """A hand-off posted to its owner's webhook: recorded before it is sent, retried with back-off until the
+    receiver answers 2xx; one a hand-off, its id the idempotency key the receiver sees on every try."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    handoff_id: int = Field(unique=True)
+    url: str
+    state: str = Field(default="pending", index=True)  # pending, delivered, failed (tries used up)
+    attempts: int = 0
+    next_at: datetime  # when it may be tried (again); a worker holds it by moving this on
+    error: str | None = None
+    delivered_at: datetime | None = None
+
+
 class PaceSlot(SQLModel, table=True):
     """When the next message of a paced stream (delivery) may go, shared by every process that sends
     through this database: a relay's rate limit is per account, not per process."""

@@ -109,11 +109,13 @@ class Route(Section):
     countries: list[str] = []  # ISO 3166 codes, such as NL
     locales: list[str] = []
     customer: bool | None = None  # true: customers only; false: prospects only
+    webhook: str = ""  # a CRM's or chat's URL that gets each hand-off as signed JSON
 
 
 class Sales(Section):
     email: str = "sales@example.com"  # the default owner: where a lead no route takes goes
     name: str = "Sales team"
+    webhook: str = ""  # the default owner's webhook (see Route.webhook)
     routes: list[Route] = []  # the first that takes a lead is its owner
     remind_after_hours: float | None = Field(48, gt=0)  # no outcome this long after the hand-off: remind the owner
     escalate_after_hours: float | None = Field(120, gt=0)  # ...and this long: tell escalate_to
@@ -208,6 +210,7 @@ class Settings(Section):
     smtp_password: str | None = Field(None, repr=False)
     mailgun_signing_key: str = Field("", repr=False)  # NURTURE_MAILGUN_SIGNING_KEY: POST /webhooks/mailgun
     imap_password: str | None = Field(None, repr=False)  # NURTURE_IMAP_PASSWORD: bounces.mailbox
+    webhook_secret: str = Field("", repr=False)  # NURTURE_WEBHOOK_SECRET (default: derived from the secret key)
     dkim_key: bytes | None = Field(None, repr=False)  # NURTURE_DKIM_PRIVATE_KEY or the file NURTURE_DKIM_KEY_FILE
 
     @property
@@ -272,6 +275,7 @@ def _with_secrets(settings: Settings, environ: Mapping[str, str], root: Path) ->
             "smtp_password": environ.get("NURTURE_SMTP_PASSWORD") or None,
             "mailgun_signing_key": environ.get("NURTURE_MAILGUN_SIGNING_KEY", ""),
             "imap_password": environ.get("NURTURE_IMAP_PASSWORD") or None,
+            "webhook_secret": environ.get("NURTURE_WEBHOOK_SECRET") or derive_key(secret, "webhook"),
             "dkim_key": _dkim_key(environ, settings.mail.dkim_selector),
         }
     )

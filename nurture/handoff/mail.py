@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from datetime import datetime, timedelta
 
-from nurture.handoff import summary
+import httpx
+
+from nurture.handoff import summary, webhook
 from nurture.handoff.routing import owner
 from nurture.models import Handoff, Lead
 from nurture.render.composer import Composer
@@ -45,6 +49,8 @@ class HandoffMail:
         chosen = owner(self.settings.sales, lead)
         if not self.store.claim_handoff(handoff_id, mid, chosen.name, chosen.email):
             return False
+        if chosen.webhook:  # recorded before anything goes; posted by post_webhooks, tried until taken
+            self.store.add_webhook(handoff_id, chosen.webhook, now)
         record = self.store.handoff(handoff_id)
         assert record is not None
         try:
@@ -69,6 +75,21 @@ class HandoffMail:
         return self.composer.signed(build(
             sender=self.settings.mail.from_email, to=to, subject=rendered.subject, html=rendered.html,
             text=rendered.text, message_id=mid, date=now, headers={"Reply-To": lead.email}))
+
+    async def post_webhooks(self, now: datetime) -> None:
+        """Post the hand-offs due to their owners' webhooks (a try, or a retry after its back-off)."""
+        due = self.store.due_webhooks(now)
+        if not due:
+            return
+        async with httpx.AsyncClient() as client:
+            for delivery in due:
+                if not self.store.claim_webhook(delivery, now, webhook.LEASE):
+                    continue
+                record = self.store.handoff(delivery.handoff_id)
+                assert record is not None and record.id is not None
+                body = json.dumps(webhook.payload(self.settings, self.store, record, self.store.lead(record.lead_id),
+                                                  self.composer.urls.profile(record.id), now)).encode()
+                await webhook.post(client, self.settings, self.store, delivery, body, now, time.time())
 
     async def follow_up(self, now: datetime, report: Report | None = None) -> None:
         """The clock on the follow-up: a hand-off without an outcome `sales.remind_after_hours` after its mail

@@ -12,13 +12,14 @@ from nurture.settings import Route, Sales
 class Owner(NamedTuple):
     name: str
     email: str
+    webhook: str = ""  # where the hand-off also goes as signed JSON (a CRM, a chat)
 
 
 def owner(sales: Sales, lead: Lead) -> Owner:
     for route in sales.routes:
         if takes(route, lead):
-            return Owner(route.name, route.email)
-    return Owner(sales.name, sales.email)
+            return Owner(route.name, route.email, route.webhook)
+    return Owner(sales.name, sales.email, sales.webhook)
 
 
 def takes(route: Route, lead: Lead) -> bool:

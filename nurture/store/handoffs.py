@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import update
 from sqlmodel import col, select
@@ -15,6 +15,7 @@ from nurture.models import (
     Lead,
     Outcome,
     Stage,
+    WebhookDelivery,
 )
 from nurture.score import rules as scoring
 from nurture.settings import Scoring
@@ -65,6 +66,41 @@ class Handoffs(Ledger):
                                                         col(getattr(Handoff, unset)).is_(None),
                                                         col(Handoff.outcome).is_(None)).values({unset: now}))
             return result.rowcount == 1  # type: ignore[attr-defined]
+
+    # the hand-off posted to a webhook
+
+    def add_webhook(self, handoff_id: int, url: str, now: datetime) -> None:
+        """Record that this hand-off is to be posted to `url`, before anything is sent; once a hand-off."""
+        with self.session() as session:
+            if session.exec(select(WebhookDelivery).where(WebhookDelivery.handoff_id == handoff_id)).first() is None:
+                session.add(WebhookDelivery(handoff_id=handoff_id, url=url, next_at=now))
+
+    def due_webhooks(self, now: datetime) -> list[WebhookDelivery]:
+        with self.reading() as session:
+            return list(session.exec(select(WebhookDelivery).where(
+                WebhookDelivery.state == "pending", col(WebhookDelivery.next_at) <= now)
+                .order_by(col(WebhookDelivery.id))).all())
+
+    def claim_webhook(self, delivery: WebhookDelivery, now: datetime, lease: timedelta) -> bool:
+        """Hold a due delivery for `lease` (moving its next try on): two workers never post it at once."""
+        with self.session() as session:
+            result = session.exec(update(WebhookDelivery).where(
+                col(WebhookDelivery.id) == delivery.id, col(WebhookDelivery.state) == "pending",
+                col(WebhookDelivery.next_at) == delivery.next_at).values(next_at=now + lease))
+            return result.rowcount == 1  # type: ignore[attr-defined]
+
+    def finish_webhook(self, delivery_id: int, state: str, attempts: int, next_at: datetime, error: str | None,
+                       delivered_at: datetime | None) -> None:
+        with self.session() as session:
+            session.exec(update(WebhookDelivery).where(col(WebhookDelivery.id) == delivery_id).values(
+                state=state, attempts=attempts, next_at=next_at, error=error, delivered_at=delivered_at))
+
+    def webhooks(self, state: str | None = None, limit: int = 100) -> list[WebhookDelivery]:
+        query = select(WebhookDelivery)
+        if state:
+            query = query.where(WebhookDelivery.state == state)
+        with self.reading() as session:
+            return list(session.exec(query.order_by(col(WebhookDelivery.id).desc()).limit(limit)).all())
 
     def release_stale_handoffs(self, before: datetime) -> int:
         """Hand-offs left 'sending' by a worker that died go back to pending (sent again, same Message-ID)."""

@@ -4,12 +4,19 @@ are in the hand-off mail, on the profile page and in `leads show`; and sales, or
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import re
 from datetime import timedelta
 from email import message_from_bytes, policy
 
 import pytest
 from click.testing import CliRunner
+from starlette.applications import Starlette
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route as Path
 from starlette.testclient import TestClient
 
 from nurture.cli import main
@@ -23,7 +30,8 @@ from nurture.store import NewEvent, Store
 from nurture.track.actions import Tracking
 from nurture.track.tokens import Signer
 from nurture.track.urls import Urls
-from tests.conftest import ROOT, T0, environ, make_lead
+from tests.conftest import ROOT, T0, environ, free_port, make_lead
+from tests.servers import serving
 
 MESSAGE = "Please call me about pricing for 50 seats"
 
@@ -153,3 +161,72 @@ def test_the_follow_up_clock_reminds_the_owner_then_escalates_each_once(settings
                     and b"no outcome yet" in envelope.data)
     text = message_from_bytes(reminder.data, policy=policy.default).get_body(("plain",)).get_content()
     assert "Nobody has recorded what came of this lead since it went to Benelux desk" in text
+
+
+class Receiver:
+    """A CRM's webhook endpoint that fails `failures` times, then takes what it is sent."""
+
+    def __init__(self, failures: int):
+        self.failures = failures
+        self.tries: list[tuple[dict[str, str], bytes]] = []
+        self.taken: list[dict[str, object]] = []
+
+    async def crm(self, request: StarletteRequest) -> PlainTextResponse:
+        body = await request.body()
+        self.tries.append((dict(request.headers), body))
+        if len(self.tries) <= self.failures:
+            return PlainTextResponse("down", status_code=500)
+        self.taken.append(json.loads(body))
+        return PlainTextResponse("ok")
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Path("/crm", self.crm, methods=["POST"])])
+
+
+def test_the_webhook_reaches_its_receiver_once_signed_and_survives_two_failures(settings: Settings, store: Store,
+                                                                               mailer: MemoryMailer) -> None:
+    receiver = Receiver(failures=2)
+    with serving(receiver.app(), free_port()) as base:
+        routes = [Route(name="Benelux desk", email="benelux@example.com", countries=["NL"], webhook=f"{base}/crm")]
+        routed = settings.model_copy(update={"sales": settings.sales.model_copy(update={"routes": routes}),
+                                             "webhook_secret": "whsec-test"})
+        engine = Engine(routed, store, mailer)
+        make_lead(store, email="ada@example.nl", country="NL")
+        make_lead(store, email="bob@example.com")  # the default owner has no webhook
+        for lead_id in (1, 2):
+            store.record(NewEvent(lead_id, EventKind.EXTERNAL, T0, Credit(0, f"form:{lead_id}"),
+                                  action="contact_form", qualify=True, detail=MESSAGE), settings.scoring)
+        for minutes in (0, 0.5, 1.5, 3, 7, 60, 600):  # ticks: tries at 0, 1 and 6 minutes (back-off 1, 5)
+            asyncio.run(engine.deliver_handoffs(T0 + timedelta(minutes=minutes)))
+    assert len(receiver.tries) == 3 and len(receiver.taken) == 1
+    ids = {headers["x-nurture-id"] for headers, _ in receiver.tries}
+    assert ids == {"handoff-1"}  # the idempotency key, the same on every try
+    for headers, body in receiver.tries:
+        expected = "v1=" + hmac.new(b"whsec-test", headers["x-nurture-timestamp"].encode() + b"." + body,
+                                    hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(headers["x-nurture-signature"], expected)
+    [taken] = receiver.taken
+    assert taken["id"] == "handoff-1" and taken["lead"]["email"] == "ada@example.nl"  # type: ignore[index]
+    assert taken["owner"] == {"name": "Benelux desk", "email": "benelux@example.com"}
+    assert taken["asked"][0]["detail"] == MESSAGE  # type: ignore[index]
+    assert str(taken["profile_url"]).startswith(routed.base_url + "/sales/")
+    [delivery] = store.webhooks()
+    assert (delivery.state, delivery.attempts, delivery.error) == ("delivered", 3, None)
+
+
+def test_a_webhook_that_never_answers_is_failed_and_visible(settings: Settings, store: Store,
+                                                           mailer: MemoryMailer) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/crm"  # nothing listens
+    routed = settings.model_copy(update={"sales": settings.sales.model_copy(update={"webhook": dead})})
+    engine = Engine(routed, store, mailer)
+    make_lead(store, email="bob@example.com")
+    store.record(NewEvent(1, EventKind.EXTERNAL, T0, Credit(0, "form:1"), action="contact_form", qualify=True),
+                 settings.scoring)
+    for hours in range(0, 48, 1):
+        asyncio.run(engine.deliver_handoffs(T0 + timedelta(hours=hours)))
+    [delivery] = store.webhooks(state="failed")
+    assert delivery.attempts == 8 and delivery.error and "ConnectError" in delivery.error
+    shown = CliRunner().invoke(main, ["--config", str(ROOT / "nurture.yaml"), "handoffs", "webhooks", "--failed"],
+                               env=environ(settings.database_url))
+    assert shown.exit_code == 0, shown.output
+    assert "failed" in shown.stdout and dead in shown.stdout and "ConnectError" in shown.stdout
