@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -38,7 +39,10 @@ def create_app(engine: Engine) -> HotPath:
     """The tracking server over one engine (its settings, store and mailer)."""
     tracking = Tracking(engine.settings, engine.store, engine.catalog)
     engine.serving = True  # a delivery run on this loop does its blocking store work in threads
-    templates = Jinja2Templates(directory=str(PAGES))
+    templates = Jinja2Templates(env=Environment(autoescape=True, loader=ChoiceLoader([
+        FileSystemLoader(str(engine.settings.templates_dir)),  # <locale>/pages/*.html: a marketer's, per language
+        FileSystemLoader(str(PAGES)),
+    ])))
     app = Starlette(
         routes=[
             Route("/healthz", health, methods=["GET"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from jinja2 import Environment, TemplateNotFound
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -13,9 +14,25 @@ from nurture.track.tokens import Purpose
 
 
 def page(request: Request, name: str, status_code: int = 200, background: BackgroundTask | None = None,
-         **context: object) -> Response:
-    return request.app.state.templates.TemplateResponse(request, name, context, status_code=status_code,
-                                                        background=background)
+         locale: str | None = None, **context: object) -> Response:
+    """A page, in the lead's language where the context has a lead (or in `locale`): the templates' own
+    `<locale>/pages/<name>` where there is one, else the program's default locale's, else the built-in."""
+    lead = context.get("lead")
+    wanted = locale or getattr(lead, "locale", None)
+    templates = request.app.state.templates
+    return templates.TemplateResponse(request, localized(templates.env, name, wanted, request), context,
+                                      status_code=status_code, background=background)
+
+
+def localized(env: Environment, name: str, locale: str | None, request: Request) -> str:
+    default = request.app.state.engine.settings.program.default_locale
+    for candidate in dict.fromkeys(f"{choice}/pages/{name}" for choice in (locale, default) if choice):
+        try:
+            env.get_template(candidate)
+            return candidate
+        except TemplateNotFound:
+            continue
+    return name
 
 
 async def unsubscribe(request: Request) -> Response:
@@ -24,8 +41,7 @@ async def unsubscribe(request: Request) -> Response:
     token = request.path_params["token"]
     if request.method == "POST":
         lead = await run_in_threadpool(tracking.unsubscribe, token, now())
-        return page(request, "message.html", title="You are unsubscribed",
-                    text=f"{lead.email} will receive no more mail from us.")
+        return page(request, "unsubscribed.html", lead=lead)
     lead = await run_in_threadpool(tracking.lead_for, token, Purpose.UNSUBSCRIBE)
     return page(request, "unsubscribe.html", lead=lead)
 
@@ -36,8 +52,7 @@ async def confirm(request: Request) -> Response:
     token = request.path_params["token"]
     if request.method == "POST":
         lead = await run_in_threadpool(tracking.confirm, token, client_of(request), now())
-        return page(request, "message.html", title="Thank you",
-                    text=f"{lead.email} is confirmed: your digest is on its way.")
+        return page(request, "confirmed.html", lead=lead)
     lead = await run_in_threadpool(tracking.lead_for, token, Purpose.CONFIRM)
     return page(request, "confirm.html", lead=lead)
 

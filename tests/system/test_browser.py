@@ -145,3 +145,24 @@ def test_double_opt_in_from_the_form_to_the_confirmed_address(browser, engine: E
     assert confirmed.confirmed_at is not None
     assert [(consent.how, consent.client) for consent in engine.store.consents_of(lead.id or 0)] == [
         ("form", "127.0.0.1"), ("confirmed by link", "127.0.0.1")]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_leads_pages_speak_its_language_and_fall_back_to_the_default(browser, engine: Engine) -> None:
+    make_lead(engine.store, email="joost@example.nl", locale="nl")
+    make_lead(engine.store, email="hans@example.de", locale="de")  # no German pages: the default's
+    urls = Urls("", Signer(engine.settings.secret_key))
+    with serving(create_app(engine), free_port()) as base:
+        page = browser.new_page(user_agent=PERSON)
+        page.goto(base + urls.preferences(1))
+        assert page.locator("h1").inner_text() == "Uw onderwerpen"
+        assert page.locator("html").get_attribute("lang") == "nl"
+        page.get_by_role("button", name="Opslaan").click()
+        assert "Opgeslagen" in page.locator("main").inner_text()
+        page.goto(base + urls.unsubscribe(1))
+        page.get_by_role("button", name="Afmelden").click()
+        assert page.locator("h1").inner_text() == "U bent afgemeld"
+        page.goto(base + urls.unsubscribe(2))
+        assert page.locator("h1").inner_text() == "Unsubscribe"
+        page.close()
+    assert engine.store.lead(1).suppressed is not None and engine.store.lead(2).suppressed is None
