@@ -157,6 +157,9 @@ class Server(Section):
     # where stored hits are judged into scored events: "process", a process of the server's own (the server
     # answers hits at full speed, the judge keeps up beside it); "inline", in the server, before each answer
     judge: Literal["process", "inline"] = "process"
+    # iCloud Private Relay's egress ranges (Apple publishes them as egress-ip-ranges.csv): a file, relative to
+    # nurture.yaml, or an https URL fetched when the judge starts (kept in cache_dir for when it cannot be)
+    relay_ranges: str = ""
 
 
 class Mailbox(Section):
@@ -267,6 +270,8 @@ def _with_secrets(settings: Settings, environ: Mapping[str, str], root: Path) ->
             "feeds_file": root / settings.feeds_file,
             "templates_dir": root / settings.templates_dir,
             "cache_dir": default_cache_root(environ) if settings.cache_dir is None else root / settings.cache_dir,
+            "server": settings.server.model_copy(update={"relay_ranges": _relay_source(settings.server.relay_ranges,
+                                                                                       root)}),
             "database_url": _resolve_sqlite(settings.database_url, root),
             "secret_key": secret,
             "old_secret_keys": tuple(older),
@@ -337,6 +342,12 @@ def _resolve_sqlite(url: str, root: Path) -> str:
     if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
         return prefix + str(root / url[len(prefix):])
     return url
+
+
+def _relay_source(source: str, root: Path) -> str:
+    if not source or source.startswith(("https://", "http://")):
+        return source
+    return str(root / source)
 
 
 def _dkim_key(environ: Mapping[str, str], selector: str) -> bytes | None:

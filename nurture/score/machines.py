@@ -11,11 +11,20 @@ to re-judge as machine (`Verdict.retroactive`). Nothing here reads a clock, a da
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from ipaddress import (
+    IPv4Address,
+    IPv4Network,
+    IPv6Address,
+    IPv6Network,
+    collapse_addresses,
+    ip_address,
+    ip_network,
+)
 
 OPEN, CLICK = "open", "click"
 
@@ -80,16 +89,37 @@ class Proxy:
         return client is not None and any(client in network for network in self.networks)
 
 
-# Apple Mail Privacy Protection loads every image of a message when Mail downloads it. Only Apple's own
-# blocks are listed (17.0.0.0/8 and the IPv6 blocks of Apple's enterprise network guide): an open from them
-# at delivery is Apple's machinery, not a reader. Limitation: MPP loads were shown (Mailchimp's data, 2021)
-# to leave mostly through the iCloud Private Relay egress, run by Akamai, Cloudflare and Fastly and listed
-# in Apple's egress-ip-ranges.csv. Those addresses also carry people's ordinary Private Relay browsing, so
-# they are not listed here; a caller that loads that file can add it as another Proxy (the short open window
-# keeps the risk small). MPP also loads when a device syncs, which may be long after delivery: such loads
-# look like people.
+# Apple Mail Privacy Protection loads every image of a message when Mail downloads it. Apple's own blocks
+# (17.0.0.0/8 and the IPv6 blocks of Apple's enterprise network guide): an open from them at delivery is
+# Apple's machinery, not a reader. Most MPP loads leave through the iCloud Private Relay egress (Akamai,
+# Cloudflare, Fastly; Apple's egress-ip-ranges.csv, loaded from server.relay_ranges), which also carries
+# people's browsing: there an open is MPP's only when every signal agrees (see _relay_open). MPP also loads
+# when a device syncs, which may be long after delivery: such loads look like people.
 APPLE = Proxy("Apple", tuple(ip_network(block) for block in (
     "17.0.0.0/8", "2403:300::/32", "2620:149::/32", "2a01:b740::/32")))
+
+
+class Ranges:
+    """Many networks (Apple's egress list has some hundred thousand), asked in O(log n): merged, then
+    kept as sorted first and last addresses per IP version."""
+
+    def __init__(self, networks: Sequence[Network] = ()):
+        self.size = len(networks)
+        self._spans: dict[int, tuple[list[int], list[int]]] = {}
+        for version in (4, 6):
+            merged = collapse_addresses([n for n in networks if n.version == version])  # type: ignore[type-var]
+            spans = [(int(n.network_address), int(n.broadcast_address)) for n in merged]
+            self._spans[version] = ([first for first, _ in spans], [last for _, last in spans])
+
+    def __contains__(self, client: IPv4Address | IPv6Address | None) -> bool:
+        if client is None:
+            return False
+        firsts, lasts = self._spans[client.version]
+        index = bisect_right(firsts, int(client)) - 1
+        return index >= 0 and int(client) <= lasts[index]
+
+    def __bool__(self) -> bool:
+        return self.size > 0
 
 
 @dataclass(frozen=True)
@@ -100,6 +130,8 @@ class Signals:
     burst_seconds: float = 2.0  # burst_links distinct links of one message clicked within this long
     burst_links: int = 3  # are a scanner's burst; a honeypot hit reaches burst_seconds before and after
     proxy_open_seconds: float = 60.0  # an open from a privacy proxy this soon after delivery is its prefetch
+    relay_open_seconds: float = 900.0  # MPP's loads through iCloud Private Relay come seconds to minutes later
+    relays: Ranges = field(default_factory=Ranges)  # iCloud Private Relay's egress (server.relay_ranges), if given
     scanner_agents: tuple[str, ...] = SCANNER_AGENTS
     click_agents: tuple[str, ...] = CLICK_AGENTS
     proxies: tuple[Proxy, ...] = (APPLE,)
@@ -165,7 +197,7 @@ class Burst:
 
 def classify(hit: Hit, earlier: Sequence[Prior] = (), signals: Signals = DEFAULT) -> Verdict:
     """Judge one hit, given the earlier hits of the same message (this one not among them)."""
-    for check in (_prefetch, _honeypot, _agent, _no_agent, _proxy_open, _too_soon, _burst):
+    for check in (_prefetch, _honeypot, _agent, _no_agent, _proxy_open, _relay_open, _too_soon, _burst):
         verdict = check(hit, earlier, signals)
         if verdict is not None:
             return verdict
@@ -236,6 +268,24 @@ def _proxy_open(hit: Hit, earlier: Sequence[Prior], signals: Signals) -> Verdict
     client = _address(hit.client)
     proxy = next((proxy for proxy in signals.proxies if proxy.holds(client)), None)
     return None if proxy is None else Verdict(f"privacy proxy open ({proxy.name})")
+
+
+MPP_AGENT = "Mozilla/5.0"  # Mail Privacy Protection's loader says no more; Safari behind Private Relay says much more
+
+
+def _relay_open(hit: Hit, earlier: Sequence[Prior], signals: Signals) -> Verdict | None:
+    """Mail Privacy Protection through iCloud Private Relay: every signal at once, an open, from the relay's
+    egress, with MPP's bare agent, within relay_open_seconds of delivery. The egress also carries people's
+    browsing (Safari, with a full agent), which no single signal tells apart."""
+    if hit.kind != OPEN or hit.delivered_at is None or not signals.relays:
+        return None
+    if (hit.user_agent or "").strip() != MPP_AGENT:
+        return None
+    if hit.at - hit.delivered_at > timedelta(seconds=signals.relay_open_seconds):
+        return None
+    if _address(hit.client) not in signals.relays:
+        return None
+    return Verdict("privacy proxy open (iCloud Private Relay)")
 
 
 def _too_soon(hit: Hit, earlier: Sequence[Prior], signals: Signals) -> Verdict | None:

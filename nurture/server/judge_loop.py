@@ -15,6 +15,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from nurture.engine import Engine
+from nurture.score import machines, relays
 from nurture.score.judge import Judge, Judged
 from nurture.settings import Settings
 
@@ -34,7 +35,9 @@ class Judging:
 
     def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop | None = None):
         self.engine = engine
-        self.judge = Judge(engine.store, engine.settings.scoring)
+        settings = engine.settings
+        signals = machines.Signals(relays=relays.load(settings.server.relay_ranges, settings.cache_dir))
+        self.judge = Judge(engine.store, settings.scoring, signals)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.loop = loop
         self.stopping = False

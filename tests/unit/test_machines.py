@@ -2,11 +2,11 @@
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from ipaddress import ip_network
+from ipaddress import ip_address, ip_network
 
 import pytest
 
-from nurture.score import machines
+from nurture.score import machines, relays
 from nurture.score.machines import Hit, Prior, Proxy, Signals, Verdict, classify, find_burst
 
 DELIVERED = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)
@@ -371,3 +371,45 @@ def test_a_burst_of_one_link_is_refused():
         Signals(burst_links=1)
 
 
+
+
+# iCloud Private Relay: Mail Privacy Protection's loads leave through the same egress as people's browsing
+
+RELAY_CSV = """172.224.224.0/27,GB,GB-EN,London
+172.224.224.32/27,GB,GB-EN,London
+104.28.0.0/16,US,US-CA,Los Angeles
+2a02:26f7:b3c0:4000::/64,NL,NL-NH,Amsterdam
+not-a-network,XX,,
+"""
+RELAY_NETWORKS, RELAY_BAD = relays.parse(RELAY_CSV)
+RELAY = Signals(relays=machines.Ranges(RELAY_NETWORKS))
+SAFARI_IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+                 "Version/17.5 Mobile/15E148 Safari/604.1")
+
+
+def test_the_egress_list_is_read_with_its_bad_lines_counted_and_asked_in_log_time() -> None:
+    assert len(RELAY_NETWORKS) == 4 and RELAY_BAD == 1
+    ranges = RELAY.relays
+    assert ip_address("172.224.224.40") in ranges  # the two /27 merged into one span
+    assert ip_address("172.224.224.64") not in ranges and ip_address("104.28.255.255") in ranges
+    assert ip_address("2a02:26f7:b3c0:4000::1") in ranges and ip_address("2a02:26f7:b3c0:4001::1") not in ranges
+    assert None not in ranges and not machines.Ranges()
+
+
+@pytest.mark.parametrize(("agent", "client", "after", "kind", "expected"), [
+    ("Mozilla/5.0", "104.28.7.7", 180, "open", "privacy proxy open (iCloud Private Relay)"),  # MPP's load
+    ("Mozilla/5.0", "2a02:26f7:b3c0:4000::9", 30, "open", "privacy proxy open (iCloud Private Relay)"),
+    (SAFARI_IPHONE, "104.28.7.7", 180, "open", None),  # a person browsing through Private Relay
+    ("Mozilla/5.0", "104.28.7.7", 7200, "open", None),  # hours later: a reader (or a sync, which looks like one)
+    ("Mozilla/5.0", "198.51.100.7", 180, "open", None),  # not the relay's egress
+    (GMAIL_PROXY, "66.249.84.1", 180, "open", None),  # Gmail's proxy loads when the person opens
+    (GMAIL_PROXY, "66.249.84.1", 180, "click", "scanner user agent (googleimageproxy)"),
+    (OUTLOOK_DESKTOP, "104.28.7.7", 180, "open", None),  # Outlook behind the same network: a person
+])
+def test_a_private_relay_load_is_a_machine_only_when_every_signal_agrees(agent: str, client: str, after: float,
+                                                                       kind: str, expected: str | None) -> None:
+    assert classify(hit(after, agent=agent, kind=kind, client=client), signals=RELAY).reason == expected
+
+
+def test_without_the_egress_list_no_relay_rule_applies() -> None:
+    assert classify(hit(180, agent="Mozilla/5.0", kind="open", client="104.28.7.7")).reason is None
