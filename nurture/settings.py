@@ -75,7 +75,9 @@ class Scoring(Section):
     external: dict[str, ExternalRule] = {
         "web_visit": ExternalRule(points=1, repeatable=True),
         "download": ExternalRule(points=4),
-        "contact_form": ExternalRule(points=0, qualify=True),
+        "contact_form": ExternalRule(points=0, qualify=True),  # explicit requests go to sales at once
+        "callback_form": ExternalRule(points=0, qualify=True),
+        "order": ExternalRule(points=0, qualify=True),
     }
     inactivity: Inactivity | None = None
     soft_bounces: int = Field(3, ge=1)  # soft bounces (a full mailbox) of one lead within soft_bounce_days...

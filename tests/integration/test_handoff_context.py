@@ -230,3 +230,14 @@ def test_a_webhook_that_never_answers_is_failed_and_visible(settings: Settings, 
                                env=environ(settings.database_url))
     assert shown.exit_code == 0, shown.output
     assert "failed" in shown.stdout and dead in shown.stdout and "ConnectError" in shown.stdout
+
+
+@pytest.mark.parametrize("kind", ["contact_form", "callback_form", "order"])
+def test_an_explicit_request_hands_the_lead_to_sales_at_once_by_default(engine: Engine, kind: str) -> None:
+    make_lead(engine.store, email="ada@example.com")
+    with TestClient(create_app(engine), base_url="http://testserver") as client:
+        answer = client.post("/api/events", headers={"X-API-Key": engine.settings.api_key},
+                             json={"email": "ada@example.com", "kind": kind, "detail": "from the website"})
+    assert answer.json()["stage"] == Stage.SQL.value and answer.json()["score"] == 0
+    [handoff] = engine.store.handoffs_of(1)
+    assert handoff.score == 0
