@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -107,10 +108,17 @@ def link_at(links: Sequence[Mapping[str, Any]] | None, index: int | None) -> Map
     return links[index]
 
 
+OPEN_SENDS = text("state IN ('QUEUED', 'DEFERRED', 'SENDING')")  # the enum's names, as stored: not yet done with
+
+
 class Send(SQLModel, table=True):
     """One email of the program to one lead: recorded (queued) before it is delivered."""
 
-    __table_args__ = (UniqueConstraint("lead_id", "cycle", "step", name="uq_send_step"),)
+    __table_args__ = (
+        UniqueConstraint("lead_id", "cycle", "step", name="uq_send_step"),
+        # the open sends in id order, and nothing else: a claim reads its batch, not every mail ever sent
+        Index("ix_send_open", "id", postgresql_where=OPEN_SENDS, sqlite_where=OPEN_SENDS),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     lead_id: int = Field(foreign_key="lead.id", index=True)

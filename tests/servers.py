@@ -88,9 +88,10 @@ def smtp_sink(folder: Path, port: int, delay: float = 0.0) -> Iterator[Path]:
 
 
 def arrived(received: Path) -> list[tuple[float, str, str]]:
-    """What `smtp_sink` accepted, in order: (when, recipient, Message-ID)."""
+    """What `smtp_sink` accepted, in order: (when, recipient, Message-ID); read while the sink writes, so only
+    the lines it has finished count."""
     found = []
-    for line in received.read_text(encoding="utf-8").splitlines():
+    for line in received.read_text(encoding="utf-8").split("\n")[:-1]:  # a line still being written is not yet
         at, recipient, mid = line.split(" ", 2)
         found.append((float(at), recipient, mid))
     return found

@@ -34,3 +34,11 @@ def test_bench_track_seeds_sent_mail(tmp_path: Path) -> None:
     """The load itself needs wrk; what it loads is seeded here."""
     environ, paths = script("bench_track").seed(tmp_path, 30)
     assert len(paths) >= 30 and environ["NURTURE_DATABASE_URL"].endswith("track.db")
+
+
+@pytest.mark.timeout(120)
+def test_bench_claim_runs_on_a_small_history() -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_claim.py"), "2000", "300"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=110)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "claim of 200 with 2,000 sent and 300 queued" in done.stdout and "SQLite      partial index" in done.stdout

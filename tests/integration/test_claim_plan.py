@@ -1,0 +1,52 @@
+"""A claim reads the open sends, not the history: with thousands of mails sent and a few queued, the
+database's own plan for the claim uses the partial index ix_send_open (on SQLite and PostgreSQL), and
+fails this test the day a change makes it walk every send ever made."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import text
+
+from nurture.send.outbox import Outbox, claimable
+from nurture.store import Store
+from tests.conftest import T0, make_lead
+
+SENT = 20_000
+
+
+def history(store: Store) -> None:
+    """One lead with SENT sent mails (steps 1..SENT) and five queued ones after them, then ANALYZE."""
+    make_lead(store)
+    with store.engine.begin() as connection:
+        if store.is_sqlite:
+            series = ("WITH RECURSIVE n(step) AS (SELECT 1 UNION ALL SELECT step + 1 FROM n WHERE step < :sent) "
+                      "SELECT step FROM n")
+        else:
+            series = "SELECT generate_series(1, :sent) AS step"
+        connection.execute(text(
+            "INSERT INTO send (lead_id, cycle, step, template, state, message_id, subject, links, attempts, "
+            f"created_at) SELECT 1, 0, step, 'digest', 'SENT', '', '', '[]', 1, :at FROM ({series}) AS steps"),
+            {"sent": SENT, "at": T0})
+        connection.execute(text(
+            "INSERT INTO send (lead_id, cycle, step, template, state, message_id, subject, links, attempts, "
+            "created_at) SELECT 1, 0, step + :sent, 'digest', 'QUEUED', '', '', '[]', 0, :at FROM "
+            f"({series.replace(':sent', '5')}) AS steps"), {"sent": SENT, "at": T0})
+        connection.execute(text("ANALYZE"))
+
+
+def test_a_claim_reads_the_open_sends_through_their_partial_index(store: Store) -> None:
+    history(store)
+    query = claimable(200, T0, T0 - timedelta(minutes=5), store.is_sqlite)
+    with store.engine.connect() as connection:
+        if store.is_sqlite:
+            plan = " ".join(str(row[-1]) for row in connection.execute(
+                text(f"EXPLAIN QUERY PLAN {query.text}"), {"now": T0.isoformat(" "), "expired": T0.isoformat(" "),
+                                                           "limit": 200}))
+        else:
+            compiled = query.compile(store.engine, compile_kwargs={"literal_binds": True})
+            plan = str(connection.execute(text(f"EXPLAIN {compiled}")).all())
+    assert "ix_send_open" in plan, plan  # SQLite: SCAN send USING INDEX ix_send_open, the open sends alone
+    assert "Seq Scan" not in plan and "USE TEMP B-TREE" not in plan and plan.count("SCAN send") <= 1, plan
+    claimed = Outbox(store, "worker-1").claim(200, T0, 300)
+    assert [send.step for send in claimed] == [SENT + n for n in range(1, 6)]
