@@ -42,3 +42,10 @@ def test_bench_claim_runs_on_a_small_history() -> None:
                           capture_output=True, text=True, timeout=110)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "claim of 200 with 2,000 sent and 300 queued" in done.stdout and "SQLite      partial index" in done.stdout
+
+
+def test_bench_dkim_prints_its_cost() -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_dkim.py"), "3"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "DKIM sign" in done.stdout and "build (MIME)" in done.stdout
