@@ -80,6 +80,7 @@ class Scoring(Section):
         "order": ExternalRule(points=0, qualify=True),
     }
     inactivity: Inactivity | None = None
+    callback_qualifies: bool = False  # true: a person's click on a mail's "Call back" hands the lead to sales at once
     soft_bounces: int = Field(3, ge=1)  # soft bounces (a full mailbox) of one lead within soft_bounce_days...
     soft_bounce_days: float = Field(30, gt=0)  # ...and it is suppressed as bounced
 

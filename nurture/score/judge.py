@@ -332,6 +332,9 @@ class _Batch:
         With `settle_seconds` the leads are only named; the caller settles them later.
         """
         reached = [lead_id for lead_id, delta in self.delta.items() if delta > 0 and self._reaches(lead_id, delta)]
+        if self.rules.callback_qualifies:  # a person asked to be called: to sales whatever the score
+            reached += sorted({row["lead_id"] for row in self.rows if row["counted"] and row["action"] == "callback"
+                               and row["kind"] is EventKind.CLICK} - set(reached))
         if self.rules.settle_seconds or not reached:
             return Judged(judged=self.judged, settle=tuple(reached))
         handoffs = []

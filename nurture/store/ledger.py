@@ -118,7 +118,8 @@ class Ledger(Base):
         score = self._score(session, lead, rules, now)
         lead.score = score
         session.add(lead)
-        earned = force or scoring.qualifies(lead.stage, score, rules, lead.customer, lead.industry)
+        earned = force or scoring.qualifies(lead.stage, score, rules, lead.customer, lead.industry) or (
+            rules.callback_qualifies and self._called_back(session, lead))
         if not earned or lead.stage is not Stage.MQL or lead.suppressed is not None:
             return score, None
         assert lead.id is not None
@@ -127,6 +128,13 @@ class Ledger(Base):
         session.add(handoff)
         session.flush()
         return score, handoff.id
+
+    @staticmethod
+    def _called_back(session: Session, lead: Lead) -> bool:
+        """Whether a counted click on a mail's "Call back" is in the lead's cycle (scoring.callback_qualifies)."""
+        return session.exec(select(Event.id).where(
+            Event.lead_id == lead.id, Event.cycle == lead.cycle, Event.kind == EventKind.CLICK,
+            Event.action == "callback", col(Event.counted).is_(True)).limit(1)).first() is not None
 
     def _insert_event(self, session: Session, lead: Lead, hit: NewEvent) -> Event:
         key = hit.credit.key

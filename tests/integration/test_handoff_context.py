@@ -28,7 +28,7 @@ from nurture.server import create_app
 from nurture.settings import Route, Settings
 from nurture.store import NewEvent, Store
 from nurture.track.actions import Tracking
-from nurture.track.tokens import Signer
+from nurture.track.tokens import Purpose, Signer
 from nurture.track.urls import Urls
 from tests.conftest import ROOT, T0, environ, free_port, make_lead
 from tests.servers import serving
@@ -241,3 +241,36 @@ def test_an_explicit_request_hands_the_lead_to_sales_at_once_by_default(engine: 
     assert answer.json()["stage"] == Stage.SQL.value and answer.json()["score"] == 0
     [handoff] = engine.store.handoffs_of(1)
     assert handoff.score == 0
+
+
+@pytest.mark.parametrize("qualifies", [True, False])
+def test_a_mails_call_back_hands_the_lead_over_at_once_when_so_configured(settings: Settings, store: Store,
+                                                                          mailer: MemoryMailer,
+                                                                          qualifies: bool) -> None:
+    scoring = settings.scoring.model_copy(update={"callback_qualifies": qualifies})
+    engine = Engine(settings.model_copy(update={"scoring": scoring}), store, mailer)
+    make_lead(store, email="ada@example.com")
+    asyncio.run(engine.send_due(T0))
+    html = message_from_bytes(mailer.sent[0].data, policy=policy.default).get_body(("html",)).get_content()
+    links = store.sends_of(1)[0].links
+    callback = next(index for index, link in enumerate(links) if link["action"] == "callback")
+    path = next(url for url in re.findall(r'href="([^"]+)"', html)
+                if "/c/" in url and Signer(settings.secret_key).verify(url.rsplit("/", 1)[1], Purpose.CLICK).link
+                == callback).removeprefix(settings.base_url)
+    person = {"User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Safari/605.1.15"}
+    with TestClient(create_app(engine), base_url="http://testserver", headers=person) as client:
+        assert client.get(path, follow_redirects=False).status_code == 302
+    lead = store.lead(1)
+    assert lead.score == settings.scoring.points.callback  # 8: below the threshold of 12
+    assert lead.stage is (Stage.SQL if qualifies else Stage.MQL)
+    assert len(store.handoffs_of(1)) == (1 if qualifies else 0)
+
+
+def test_a_call_back_settled_later_qualifies_through_the_ledger_too(settings: Settings, store: Store) -> None:
+    rules = settings.scoring.model_copy(update={"callback_qualifies": True})
+    make_lead(store)
+    store.record(NewEvent(1, EventKind.CLICK, T0, Credit(8, "callback:1"), action="callback"),
+                 settings.scoring)  # judged under rules that do not qualify at once: a score of 8 stays an MQL
+    assert store.lead(1).stage is Stage.MQL
+    store.rescore(1, rules, T0)  # what the judge's settling does, under rules that do
+    assert store.lead(1).stage is Stage.SQL and len(store.handoffs_of(1)) == 1
