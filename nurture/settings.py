@@ -22,7 +22,8 @@ from nurture.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-SECRET_KEYS = {"secret_key", "old_secret_keys", "admin_key", "api_key", "password", "smtp_password"}
+SECRET_KEYS = {"secret_key", "old_secret_keys", "admin_key", "api_key", "password", "smtp_password", "imap_password",
+               "mailgun_signing_key", "webhook_secret", "dkim_key"}
 
 
 class Section(BaseModel):
