@@ -8,9 +8,11 @@ credit) are made by the pure functions of nurture.score.machines and nurture.sco
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from html import escape
 from typing import NamedTuple
 
 from starlette.concurrency import run_in_threadpool
@@ -84,6 +86,22 @@ class Tracking:
         send = self.store.send(send_id)
         link = link_at(send.links if send else None, index)
         return None if link is None else str(link["url"])
+
+    def untracked(self, html: str) -> str:
+        """A mail's HTML as the admin reads it (the sink viewer): its pixel gone and each tracked link
+        pointing where it leads, so reading it loads no tracking URL and credits nobody."""
+        base = re.escape(self.settings.base_url)
+
+        def target(match: re.Match[str]) -> str:
+            try:
+                claim = self.signer.verify(match.group(1), Purpose.CLICK)
+            except TokenError:
+                return "#"
+            url = self._url(claim.subject, claim.link)
+            return escape(url) if url else "#"
+
+        html = re.sub(rf"{base}/o/[A-Za-z0-9_-]+\.gif", "data:,", html)
+        return re.sub(rf"{base}/c/([A-Za-z0-9_-]+)", target, html)
 
     def lead_for(self, token: str, purpose: Purpose) -> Lead:
         lead_id = self.signer.verify(token, purpose).subject

@@ -315,3 +315,21 @@ def test_metrics_are_scraped_from_the_database(client: TestClient, engine: Engin
     assert float(values["nurture_outbox_oldest_due_seconds"]) > 0  # bob's, recorded at T0
     assert values["nurture_hits_pending"] == "0.0"  # judged inline before the pixel answered
     assert values["nurture_handoffs_pending"] == "0.0" and values["nurture_feeds_failing"] == "0.0"
+
+
+def test_the_sink_viewer_shows_a_mail_without_its_pixel_and_with_links_where_they_lead(
+        client: TestClient, engine: Engine, mailer: MemoryMailer) -> None:
+    from nurture.models import SinkMessage
+
+    make_lead(engine.store)
+    asyncio.run(engine.send_due(T0))
+    [envelope] = mailer.sent
+    engine.store.add_sink_message(SinkMessage(mail_from=envelope.sender, recipients=[envelope.recipient],
+                                              subject="Welcome", received_at=T0, data=envelope.data))
+    shown = client.get("/admin/sink/1/html", auth=("admin", engine.settings.admin_key))
+    assert shown.status_code == 200
+    assert "img-src data:;" in shown.headers["content-security-policy"]
+    base = engine.settings.base_url
+    assert f"{base}/o/" not in shown.text and f"{base}/c/" not in shown.text
+    assert 'href="https://example.com/thanks-we-will-call"' in shown.text  # the call-back link, untracked
+    assert engine.store.events_of(1) == []

@@ -166,3 +166,27 @@ def test_a_leads_pages_speak_its_language_and_fall_back_to_the_default(browser, 
         assert page.locator("h1").inner_text() == "Unsubscribe"
         page.close()
     assert engine.store.lead(1).suppressed is not None and engine.store.lead(2).suppressed is None
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_reading_a_mail_in_the_sink_viewer_credits_nobody(browser, engine: Engine, mailer: MemoryMailer) -> None:
+    from nurture.models import SinkMessage
+
+    port = free_port()  # the mail's URLs point at the server that shows it, as they would in use
+    server = engine.settings.server.model_copy(update={"base_url": f"http://127.0.0.1:{port}"})
+    served = Engine(engine.settings.model_copy(update={"server": server}), engine.store, mailer)
+    make_lead(served.store)
+    run(served.send_due(datetime.now(UTC) - timedelta(minutes=10)))
+    [envelope] = mailer.sent
+    served.store.add_sink_message(SinkMessage(mail_from=envelope.sender, recipients=[envelope.recipient],
+                                              subject="Welcome", received_at=datetime.now(UTC), data=envelope.data))
+    with serving(create_app(served), port) as base:
+        page = browser.new_page(user_agent=PERSON, http_credentials={"username": "admin",
+                                                                    "password": served.settings.admin_key})
+        loaded: list[str] = []
+        page.on("request", lambda request: loaded.append(request.url))
+        page.goto(base + "/admin/sink/1")
+        page.wait_for_timeout(1500)  # time for any image to load, and for the judge to record it
+        page.close()
+    assert not any("/o/" in url or "/c/" in url for url in loaded), loaded
+    assert [event.kind for event in served.store.events_of(1)] == []  # no open, no click
