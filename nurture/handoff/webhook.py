@@ -18,9 +18,8 @@ from typing import Any
 
 import httpx
 
+from nurture.handoff import summary
 from nurture.models import Handoff, Lead, WebhookDelivery
-from nurture.score import rules as scoring
-from nurture.score.history import history, why
 from nurture.settings import Settings
 from nurture.store import Store
 
@@ -38,10 +37,9 @@ def payload(settings: Settings, store: Store, handoff: Handoff, lead: Lead, prof
             now: datetime) -> dict[str, Any]:
     """What the receiver gets of a hand-off."""
     assert handoff.id is not None and lead.id is not None
-    sends = store.sends_of(lead.id)
-    lines = history(store.events_of(lead.id), sends, handoff.cycle, settings.scoring, now)
-    threshold = scoring.threshold(settings.scoring, lead.customer, lead.industry)
-    reasons = why(lines, handoff.cycle, threshold, settings.scoring, store.handoffs_of(lead.id))
+    read = summary.context(settings, lead, handoff, store.events_of(lead.id), store.sends_of(lead.id), profile_url,
+                           now, store.handoffs_of(lead.id))  # what the hand-off mail says, as data
+    reasons, threshold = read["why"], read["threshold"]
 
     def line(entry: Any) -> dict[str, Any]:
         event = entry.event
