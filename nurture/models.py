@@ -174,6 +174,7 @@ class Event(SQLModel, table=True):
     points: int = 0  # what the rules say it is worth; it adds to the score only when counted
     counted: bool = True
     reason: str | None = None  # why an event is not counted
+    machine: bool = False  # an open or click judged a machine's (scanner, proxy, prefetch): never a person's
     credit_for: str | None = None  # the once-only credit it claims ("open:<send>", "callback:<send>", ...)
     credit_key: str | None = Field(default=None, unique=True)  # = credit_for while counted: one holder per credit
     occurred_at: datetime

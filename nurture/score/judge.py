@@ -50,7 +50,7 @@ RECENT = (select(EVENTS.c.id, EVENTS.c.send_id, EVENTS.c.lead_id, EVENTS.c.occur
                  EVENTS.c.kind.in_([EventKind.OPEN, EventKind.CLICK]))
           .order_by(EVENTS.c.occurred_at, EVENTS.c.id))
 UNCOUNT = update(EVENTS).where(EVENTS.c.id == bindparam("event"), EVENTS.c.counted.is_(True)).values(
-    counted=False, credit_key=None, reason=bindparam("why"))
+    counted=False, credit_key=None, reason=bindparam("why"), machine=True)
 
 
 @dataclass(frozen=True)
@@ -257,14 +257,15 @@ class _Batch:
             credit = scoring.credit_open(hit.send_id, self.rules)
         else:
             credit = scoring.credit_click(hit.send_id, hit.link or 0, link or {}, self.rules)
-        reason = scoring.refusal(hit.kind, lead.stage, credit.key, self.taken, self._classify(hit, facts, link))
+        machine_made = self._classify(hit, facts, link)  # why a machine made it, or None
+        reason = scoring.refusal(hit.kind, lead.stage, credit.key, self.taken, machine_made)
         if reason is None:
             self.taken.add(credit.key or "")
             self.delta[facts.lead_id] += credit.points
         event = NewEvent(facts.lead_id, hit.kind, hit.at, credit, send_id=hit.send_id, link=hit.link,
                          action=(link or {}).get("action"), method=hit.method, user_agent=hit.user_agent,
                          client=hit.client)
-        row = event_row(event, lead.cycle, reason, journalled=hit.key)
+        row = event_row(event, lead.cycle, reason, journalled=hit.key, machine=machine_made is not None)
         self.rows.append(row)
         self.judged += 1
         self.recent[hit.send_id].append(Seen(_prior(row), facts.lead_id, row=len(self.rows) - 1))
@@ -294,7 +295,7 @@ class _Batch:
         row = self.rows[seen.row]
         self.taken.discard(row["credit_key"])
         self.delta[row["lead_id"]] -= row["points"]
-        row.update(counted=False, credit_key=None, reason=why)
+        row.update(counted=False, credit_key=None, reason=why, machine=True)
 
     def commit(self) -> Judged:
         """Write the batch's events and score changes; qualify the leads that reached their threshold."""

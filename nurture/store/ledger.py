@@ -36,15 +36,16 @@ HELD_CREDITS = core_select(EVENTS.c.credit_key).where(EVENTS.c.credit_key.in_(bi
 ADD_POINTS = update(LEADS).where(LEADS.c.id == bindparam("lead")).values(score=LEADS.c.score + bindparam("delta"))
 
 
-def event_row(hit: NewEvent, cycle: int, reason: str | None, journalled: int | None = None) -> dict[str, Any]:
+def event_row(hit: NewEvent, cycle: int, reason: str | None, journalled: int | None = None,
+              machine: bool = False) -> dict[str, Any]:
     """The Event row of a hit: counted unless there is a reason not to (scoring.refusal). `journalled`: the
-    key of the tracking server's hit it was judged from."""
+    key of the tracking server's hit it was judged from; `machine`: the reason is that a machine made it."""
     key = hit.credit.key
     return dict(lead_id=hit.lead_id, cycle=cycle, send_id=hit.send_id, kind=hit.kind, link=hit.link,
                 action=hit.action, occurred_at=hit.occurred_at, method=hit.method,
                 user_agent=(hit.user_agent or "")[:300] or None, client=hit.client, detail=hit.detail,
                 points=hit.credit.points, counted=reason is None, reason=reason, credit_for=key,
-                credit_key=key if reason is None else None, hit=journalled)
+                credit_key=key if reason is None else None, hit=journalled, machine=machine)
 
 
 class Ledger(Base):
@@ -168,6 +169,7 @@ class Ledger(Base):
             event.counted = counted
             event.credit_key = event.credit_for if counted else None
             event.reason = None if counted else f"not counted, by {who}"
+            event.machine = event.machine and not counted  # a person who counts it says a person made it
             if counted:
                 event.detail = f"counted by {who}" + (f"; {event.detail}" if event.detail else "")
             session.add(event)

@@ -53,6 +53,7 @@ def test_a_honeypot_hit_in_the_same_batch_takes_back_its_neighbours(engine: Engi
     counted = judged(engine, click(send_id, links["callback"], now),
                      click(send_id, links["honeypot"], now + timedelta(milliseconds=300)))
     assert counted == [False, False]
+    assert [event.machine for event in engine.store.events_of(1)] == [True, True]  # reports count neither
     assert engine.store.lead(1).score == 0
     exact(engine)
 
@@ -65,7 +66,7 @@ def test_a_burst_takes_back_a_hit_judged_earlier_by_another_judge(engine: Engine
     assert engine.store.lead(1).score == 8
     assert judged(engine, click(send_id, links["honeypot"], now + timedelta(milliseconds=400))) == [False]
     first = engine.store.events_of(1)[-2]
-    assert (first.counted, first.reason) == (False, engine.store.events_of(1)[-1].reason)
+    assert (first.counted, first.reason, first.machine) == (False, engine.store.events_of(1)[-1].reason, True)
     assert engine.store.lead(1).score == 0
     exact(engine)
 
@@ -78,6 +79,7 @@ def test_the_score_stays_exact_when_a_burst_takes_back_what_an_admin_already_too
     judged(engine, click(send_id, links["callback"], now))
     first = engine.store.events_of(1)[-1]
     engine.store.override(first.id or 0, False, "admin", rules, now)
+    assert not engine.store.events_of(1)[-1].machine  # an operator's judgment, not a machine's
     others = [index for action, index in links.items() if action not in ("callback", "honeypot")]
     extra = [click(send_id, index, now + timedelta(milliseconds=100 * (n + 1))) for n, index in enumerate(others)]
     judged(engine, *extra, click(send_id, links["honeypot"], now + timedelta(milliseconds=500)))

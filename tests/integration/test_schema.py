@@ -155,3 +155,29 @@ def test_the_journal_of_hits_carries_its_version(tmp_path: Path) -> None:
             store.create()
     finally:
         store.close()
+
+
+def test_events_judged_before_0011_are_marked_as_a_machines_by_their_reason(database_url: str) -> None:
+    from alembic import command
+
+    store = Store(database_url)
+    try:
+        with store.engine.begin() as connection:
+            command.upgrade(schema.config(connection), "0010")
+            connection.execute(text("INSERT INTO lead (id, email, first_name, last_name, company, industry, interests, "
+                                    "locale, country, customer, stage, cycle, cycle_started_at, score, created_at, "
+                                    "tracking) VALUES (1, 'a@example.com', '', '', '', '', '[]', 'en', '', false, "
+                                    "'MQL', 0, :t, 0, :t, true)"), {"t": T0})
+            reasons = [None, "HEAD request (prefetch)", "scanner user agent (Barracuda)", "already credited",
+                       "lead is sql", "not counted, by admin", "click burst: 4 links in 1.2 s"]
+            for number, reason in enumerate(reasons, start=1):
+                connection.execute(text("INSERT INTO event (id, lead_id, cycle, kind, points, counted, reason, "
+                                        "occurred_at) VALUES (:id, 1, 0, 'OPEN', 1, :counted, :reason, :t)"),
+                                   {"id": number, "counted": reason is None, "reason": reason, "t": T0})
+            command.upgrade(schema.config(connection), "head")
+            marked = dict(connection.execute(text("SELECT reason, machine FROM event")).all())
+        assert {reason for reason, machine in marked.items() if machine} == {
+            "HEAD request (prefetch)", "scanner user agent (Barracuda)", "click burst: 4 links in 1.2 s"}
+        assert differences(store) == []
+    finally:
+        store.close()
