@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import email
 import email.policy
 import json
@@ -11,11 +12,14 @@ from contextlib import contextmanager
 from email.message import EmailMessage
 
 import click
+import rich.console
 import rich.progress
+import rich.table
 from sqlalchemy import make_url
 
 from nurture.engine import Report
 from nurture.models import Consent, Event, Handoff, InboundMail, Lead, Send, SinkMessage, WebhookDelivery
+from nurture.report.tables import Table, shown
 from nurture.score.history import Line, Why
 from nurture.score.rescore import Change
 from nurture.send.run import Progress
@@ -218,3 +222,35 @@ def webhooks(rows: Sequence[WebhookDelivery]) -> None:
         click.echo(f"hand-off {row.handoff_id:>6}  {row.state:<9} {row.attempts} tries  {row.url}"
                    + (f"  {row.error}" if row.error else ""))
     click.echo(f"{len(rows)} webhook deliveries")
+
+
+def tables_text(found: Sequence[Table]) -> None:
+    """Each table under its title, numbers right-aligned, its note below."""
+    out = rich.console.Console(width=None if sys.stdout.isatty() else 160, highlight=False)
+    for table in found:
+        grid = rich.table.Table(title=table.title, title_justify="left", title_style="bold", box=rich.box.SIMPLE_HEAD,
+                                min_width=len(table.title) + 4)
+        for column in table.columns:
+            grid.add_column(column, justify="left" if column == table.columns[0] else "right")
+        for row in table.rows:
+            grid.add_row(*(shown(value, column in table.percents) for column, value in zip(table.columns, row,
+                                                                                          strict=True)))
+        if not table.rows:
+            grid.add_row("(none)", *("" for _ in table.columns[1:]))
+        out.print(grid)
+        if table.note:
+            out.print(f"  {table.note}", style="dim")
+        out.print()
+
+
+def tables_json(found: Sequence[Table]) -> None:
+    click.echo(json.dumps({table.name: {"title": table.title, "note": table.note, "rows": table.records()}
+                           for table in found}, indent=2))
+
+
+def tables_csv(found: Sequence[Table]) -> None:
+    """One CSV: a row per line of every table, the table's name first, each table after its own header."""
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    for table in found:
+        writer.writerow(["table", *table.columns])
+        writer.writerows([table.name, *("" if value is None else value for value in row)] for row in table.rows)

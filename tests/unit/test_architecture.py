@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("inbound", ("nurture.inbound",)),  # what comes back: bounces and complaints
     ("score", ("nurture.score",)),
     ("hand-off", ("nurture.handoff",)),
+    ("report", ("nurture.report",)),  # reads what the stages left behind
     ("engine and tools", ("nurture.engine", "nurture.runtime", "nurture.preview", "nurture.lint")),
     ("server", ("nurture.server",)),
     ("scheduler", ("nurture.scheduler",)),  # `nurture run`: the jobs beside the server

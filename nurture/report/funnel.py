@@ -1,0 +1,173 @@
+"""The funnel: how many people reached each stage, overall, per cohort and per segment; how long they took
+to reach sales; where the current MQLs' scores stand. One aggregate query over the leads each, with the
+facts of each lead (was it nurtured, did a person engage, its hand-offs) looked up by index."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, case, exists, func, literal, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from nurture.models import EventKind, Outcome, Stage
+from nurture.report import sql
+from nurture.report.sql import CONSENTS, EVENTS, HANDOFFS, LEADS, SENDS, Window
+
+SQL_WITHIN_DAYS = 120  # the case nurture copies measured "SQL within four months"
+SEGMENTS = ("industry", "customer", "locale", "country", "source", "interest")
+
+
+@dataclass(frozen=True)
+class Stages:
+    """People at each stage of the funnel, each a subset of the one before it but for `engaged`
+    (a lead can qualify through the website, having opened nothing):
+
+    leads: created; confirmed: gave consent; mql: nurtured (a digest went out: a Marketing Qualified Lead);
+    engaged: a person (never a machine) opened or clicked one of its mails; sql: handed to sales at least
+    once (`sql_within`: within SQL_WITHIN_DAYS of its creation); won: sales won it; no_deal: sales reported
+    lost or no result and never won it; not_a_fit: disqualified by sales.
+    """
+
+    label: str
+    leads: int
+    confirmed: int
+    mql: int
+    engaged: int
+    sql: int
+    sql_within: int
+    won: int
+    no_deal: int
+    not_a_fit: int
+
+    @property
+    def mql_to_sql(self) -> float | None:
+        return ratio(self.sql, self.mql)
+
+    @property
+    def sql_to_won(self) -> float | None:
+        return ratio(self.won, self.sql)
+
+
+def ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def stages(connection: Connection, window: Window, by: str | None = None, period: str = "month") -> list[Stages]:
+    """The funnel of the leads created in `window`: one row overall (`by` None), or one per cohort
+    (`by` "cohort": the `period` they were created in) or per value of a segment (SEGMENTS)."""
+    dialect = connection.dialect.name
+    handoffs = _handoffs_by_lead()
+    label, source = _label(dialect, by, period)
+    nurtured = exists().where(SENDS.c.lead_id == LEADS.c.id, SENDS.c.step >= 1, SENDS.c.sent_at.is_not(None))
+    engaged = exists().where(EVENTS.c.lead_id == LEADS.c.id, EVENTS.c.kind.in_([EventKind.OPEN, EventKind.CLICK]),
+                             EVENTS.c.machine.is_(False))
+    within = sql.days_between(dialect, LEADS.c.created_at, handoffs.c.first_at) <= SQL_WITHIN_DAYS
+    query = (select(label.label("label"), func.count().label("leads"), func.count(LEADS.c.confirmed_at),
+                    _sum(nurtured), _sum(engaged), func.count(handoffs.c.first_at), _sum(within),
+                    _sum(handoffs.c.won == 1), _sum((handoffs.c.no_deal == 1) & (handoffs.c.won == 0)),
+                    _sum(handoffs.c.not_a_fit == 1))
+             .select_from(source.outerjoin(handoffs, handoffs.c.lead_id == LEADS.c.id))
+             .where(*window.holds(LEADS.c.created_at)))
+    if by is not None:  # overall, one row even of no leads
+        query = query.group_by(label).order_by(label)
+    return [Stages(str(row[0]), *(int(value or 0) for value in row[1:])) for row in connection.execute(query)]
+
+
+def _sum(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.sum(case((condition, 1), else_=0))
+
+
+def _handoffs_by_lead() -> Any:
+    """Per lead: its first hand-off, and whether sales ever won it, ended it without a deal, or found it no fit."""
+    def ever(*outcomes: Outcome) -> ColumnElement[int]:
+        return func.max(case((HANDOFFS.c.outcome.in_(outcomes), 1), else_=0))
+
+    return (select(HANDOFFS.c.lead_id, func.min(HANDOFFS.c.created_at).label("first_at"),
+                   ever(Outcome.WON).label("won"), ever(Outcome.LOST, Outcome.NO_RESULT).label("no_deal"),
+                   ever(Outcome.NOT_A_FIT).label("not_a_fit"))
+            .group_by(HANDOFFS.c.lead_id).subquery("handoffs"))
+
+
+def _label(dialect: str, by: str | None, period: str) -> tuple[ColumnElement[Any], Any]:
+    """What a row of the funnel is named by, and the leads (joined to what names them)."""
+    match by:
+        case None:
+            return literal("all leads"), LEADS
+        case "cohort":
+            return sql.period_of(dialect, LEADS.c.created_at, period), LEADS
+        case "industry":
+            return func.coalesce(func.nullif(LEADS.c.industry, ""), "(none)"), LEADS
+        case "customer":
+            return case((LEADS.c.customer.is_(True), "customer"), else_="prospect"), LEADS
+        case "locale":
+            return LEADS.c.locale, LEADS
+        case "country":
+            return func.coalesce(func.nullif(LEADS.c.country, ""), "(unknown)"), LEADS
+        case "source":
+            first = (select(CONSENTS.c.lead_id, func.min(CONSENTS.c.id).label("first"))
+                     .group_by(CONSENTS.c.lead_id).subquery("first_consent"))
+            how = CONSENTS.alias("signup")
+            name = case((how.c.how.like("import%"), "import"), (how.c.how.like("api%"), "api"),
+                        else_=func.coalesce(how.c.how, "(unknown)"))
+            return name, LEADS.outerjoin(first, first.c.lead_id == LEADS.c.id).outerjoin(
+                how, how.c.id == first.c.first)
+        case "interest":
+            interests = sql.interests_of(dialect).subquery("interests")
+            return interests.c.value, LEADS.join(interests, interests.c.lead_id == LEADS.c.id)
+    raise ValueError(f"segment {by!r}: one of {', '.join(SEGMENTS)}")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """How many of a whole fall on each value (days to SQL, a score), and what that says."""
+
+    counts: tuple[tuple[int, int], ...]  # (value, how many), by value
+
+    @property
+    def total(self) -> int:
+        return sum(count for _, count in self.counts)
+
+    def quantile(self, share: float) -> int | None:
+        """The smallest value at or below which `share` of the whole falls (None: there is none)."""
+        if not self.total:
+            return None
+        seen = 0
+        for value, count in self.counts:
+            seen += count
+            if seen >= share * self.total:
+                return value
+        return self.counts[-1][0]
+
+    @property
+    def median(self) -> int | None:
+        return self.quantile(0.5)
+
+    def buckets(self, edges: Sequence[int]) -> list[tuple[str, int]]:
+        """Counts in the ranges that `edges` start: [0, 7) is "0-6", the last is "N+"."""
+        found = []
+        for low, high in zip(edges, [*edges[1:], None], strict=True):
+            count = sum(n for value, n in self.counts if value >= low and (high is None or value < high))
+            found.append((f"{low}+" if high is None else f"{low}-{high - 1}", count))
+        return found
+
+
+def days_to_sql(connection: Connection, window: Window) -> Distribution:
+    """Whole days from a lead's creation to its first hand-off, over the leads created in `window`."""
+    first = (select(HANDOFFS.c.lead_id, func.min(HANDOFFS.c.created_at).label("at"))
+             .group_by(HANDOFFS.c.lead_id).subquery("first_handoff"))
+    days = sql.whole_days(connection.dialect.name, LEADS.c.created_at, first.c.at).label("days")
+    query = (select(days, func.count()).select_from(LEADS.join(first, first.c.lead_id == LEADS.c.id))
+             .where(*window.holds(LEADS.c.created_at)).group_by(days).order_by(days))
+    return Distribution(tuple((int(value), int(count)) for value, count in connection.execute(query)))
+
+
+def mql_scores(connection: Connection) -> Distribution:
+    """The scores of the leads in nurture now: confirmed MQLs, neither suppressed nor erased."""
+    query = (select(LEADS.c.score, func.count())
+             .where(LEADS.c.stage == Stage.MQL, LEADS.c.confirmed_at.is_not(None), LEADS.c.suppressed.is_(None),
+                    LEADS.c.erased_at.is_(None))
+             .group_by(LEADS.c.score).order_by(LEADS.c.score))
+    return Distribution(tuple((int(score), int(count)) for score, count in connection.execute(query)))
+

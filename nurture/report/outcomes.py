@@ -1,0 +1,160 @@
+"""What sales made of the hand-offs, read back against what led to them: which rules, links, tags, feeds
+and segments go with a won deal (rate and lift, with their counts), and what other thresholds would have
+sent to sales. Only hand-offs with a recorded outcome count; a small sample says so."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, String, and_, case, cast, func, literal, select, union_all
+from sqlalchemy.sql.elements import ColumnElement
+
+from nurture.models import EventKind, Outcome
+from nurture.report import sql
+from nurture.report.funnel import Distribution, ratio
+from nurture.report.sql import EVENTS, HANDOFFS, ITEMS, LEADS, SEND_ITEMS, SENDS, Window
+from nurture.score import rules as scoring
+from nurture.settings import Scoring
+
+SMALL_SAMPLE = 10  # fewer hand-offs than this say little: marked, never hidden
+FEATURES = ("rule", "link", "tag", "feed", "industry", "customer", "locale", "country")
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """Among decided hand-offs where `feature` had `value`: how many, how many won, and the lift (their
+    rate of winning over the rate of all decided hand-offs)."""
+
+    feature: str
+    value: str
+    handoffs: int
+    won: int
+    lift: float | None
+
+    @property
+    def rate(self) -> float | None:
+        return ratio(self.won, self.handoffs)
+
+    @property
+    def small(self) -> bool:
+        return self.handoffs < SMALL_SAMPLE
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    decided: int  # hand-offs with an outcome
+    won: int
+    counts: tuple[tuple[str, int], ...]  # by outcome, awaiting included
+    predictors: tuple[Predictor, ...]
+
+    @property
+    def rate(self) -> float | None:
+        return ratio(self.won, self.decided)
+
+
+def outcomes(connection: Connection, window: Window) -> Outcomes:
+    """The hand-offs made in `window`: their outcomes, and what predicts a won one."""
+    made = window.holds(HANDOFFS.c.created_at)
+    query = select(HANDOFFS.c.outcome, func.count()).where(*made).group_by(HANDOFFS.c.outcome)
+    by_outcome: dict[Outcome | None, int] = dict(connection.execute(query).all())
+    counts = tuple((outcome.value, by_outcome[outcome]) for outcome in Outcome if outcome in by_outcome) + (
+        (("awaiting", by_outcome[None]),) if None in by_outcome else ())
+    decided = sum(count for outcome, count in by_outcome.items() if outcome is not None)
+    won = by_outcome.get(Outcome.WON, 0)
+    base = ratio(won, decided)
+    found = connection.execute(_features(connection.dialect.name, made))
+    predictors = sorted((Predictor(feature, str(value), int(n), int(wins), _lift(int(wins), int(n), base))
+                         for feature, value, n, wins in found),
+                        key=lambda p: (FEATURES.index(p.feature), -(p.lift or 0), -p.handoffs, p.value))
+    return Outcomes(decided, won, counts, tuple(predictors))
+
+
+def _lift(won: int, handoffs: int, base: float | None) -> float | None:
+    rate = ratio(won, handoffs)
+    return rate / base if rate is not None and base else None
+
+
+def _features(dialect: str, made: Sequence[ColumnElement[bool]]) -> Any:
+    """(feature, value, hand-offs, won) for every feature value seen among the decided hand-offs."""
+    decided = (select(HANDOFFS.c.id, HANDOFFS.c.lead_id, HANDOFFS.c.cycle, HANDOFFS.c.created_at,
+                      case((HANDOFFS.c.outcome == Outcome.WON, 1), else_=0).label("won"))
+               .where(HANDOFFS.c.outcome.is_not(None), *made).subquery("decided"))
+    before = and_(EVENTS.c.lead_id == decided.c.lead_id, EVENTS.c.cycle == decided.c.cycle,
+                  EVENTS.c.occurred_at <= decided.c.created_at)
+    clicked = EVENTS.c.kind == EventKind.CLICK
+    url = sql.link_field(dialect, SENDS.c.links, EVENTS.c.link, "url")
+    tag = func.coalesce(sql.link_field(dialect, SENDS.c.links, EVENTS.c.link, "tag"),
+                        sql.link_field(dialect, SENDS.c.links, EVENTS.c.link, "action"))
+    rule = case((EVENTS.c.kind == EventKind.EXTERNAL, EVENTS.c.action),
+                (clicked & (EVENTS.c.action == "callback"), "callback click"),
+                (clicked & tag.is_not(None), "click on " + tag),
+                else_=func.lower(cast(EVENTS.c.kind, String)))
+
+    def seen(feature: str, value: Any, source: Any, *where: Any) -> Any:
+        return (select(literal(feature).label("feature"), cast(value, String).label("value"),
+                       decided.c.id.label("handoff"), decided.c.won)
+                .select_from(source).where(*where).distinct())
+
+    events = decided.join(EVENTS, before).outerjoin(SENDS, SENDS.c.id == EVENTS.c.send_id)
+    human_clicks = (decided.join(EVENTS, before).join(SENDS, SENDS.c.id == EVENTS.c.send_id), clicked,
+                    EVENTS.c.machine.is_(False))
+    lead = decided.join(LEADS, LEADS.c.id == decided.c.lead_id)
+    parts = [
+        seen("rule", rule, events, EVENTS.c.counted.is_(True),
+             EVENTS.c.kind.in_([EventKind.OPEN, EventKind.CLICK, EventKind.EXTERNAL, EventKind.INACTIVITY])),
+        seen("link", url, human_clicks[0], *human_clicks[1:]),
+        seen("tag", tag, human_clicks[0], *human_clicks[1:], tag.is_not(None)),
+        seen("feed", ITEMS.c.feed, human_clicks[0].join(SEND_ITEMS, SEND_ITEMS.c.send_id == SENDS.c.id).join(
+            ITEMS, (ITEMS.c.id == SEND_ITEMS.c.item_id) & (ITEMS.c.link == url)), *human_clicks[1:]),
+        seen("industry", func.coalesce(func.nullif(LEADS.c.industry, ""), "(none)"), lead),
+        seen("customer", case((LEADS.c.customer.is_(True), "customer"), else_="prospect"), lead),
+        seen("locale", LEADS.c.locale, lead),
+        seen("country", func.coalesce(func.nullif(LEADS.c.country, ""), "(unknown)"), lead),
+    ]
+    every = union_all(*parts).subquery("seen")
+    return (select(every.c.feature, every.c.value, func.count(), func.sum(every.c.won))
+            .group_by(every.c.feature, every.c.value))
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """What one threshold for everybody would have done with the decided hand-offs: the won deals it still
+    hands off and those it misses, the deals without result it spares sales, and the MQLs in nurture now
+    that it would hand off too (their outcome unknown). A hand-off a lead asked for (a contact form, a call
+    back: it reached sales below its threshold) goes at any threshold."""
+
+    threshold: int
+    won_kept: int
+    won_missed: int
+    others_sent: int
+    others_spared: int
+    more_now: int
+    current: bool = False
+
+
+def thresholds(connection: Connection, window: Window, rules: Scoring, mqls: Distribution,
+               candidates: Iterable[int] | None = None) -> list[Threshold]:
+    """Each candidate threshold (by default around the configured one) applied to the decided hand-offs of
+    `window` by the score each lead had when it went to sales."""
+    query = (select(HANDOFFS.c.score, HANDOFFS.c.outcome, LEADS.c.customer, LEADS.c.industry, func.count())
+             .select_from(HANDOFFS.join(LEADS, LEADS.c.id == HANDOFFS.c.lead_id))
+             .where(HANDOFFS.c.outcome.is_not(None), *window.holds(HANDOFFS.c.created_at))
+             .group_by(HANDOFFS.c.score, HANDOFFS.c.outcome, LEADS.c.customer, LEADS.c.industry))
+    decided = [(int(score), outcome is Outcome.WON, int(count), int(score) < scoring.threshold(rules, customer,
+                                                                                               industry))
+               for score, outcome, customer, industry, count in connection.execute(query)]
+    chosen = sorted(set(candidates or (rules.threshold + step for step in (-6, -4, -2, 0, 2, 4, 8))))
+    return [_at(line, decided, mqls, rules.threshold) for line in chosen if line > 0]
+
+
+def _at(line: int, decided: Sequence[tuple[int, bool, int, bool]], mqls: Distribution, current: int) -> Threshold:
+    sent = [(won, count) for score, won, count, asked in decided if asked or score >= line]
+    spared = [(won, count) for score, won, count, asked in decided if not asked and score < line]
+    return Threshold(
+        line,
+        won_kept=sum(count for won, count in sent if won), won_missed=sum(count for won, count in spared if won),
+        others_sent=sum(count for won, count in sent if not won),
+        others_spared=sum(count for won, count in spared if not won),
+        more_now=sum(count for score, count in mqls.counts if score >= line), current=line == current)

@@ -1,0 +1,88 @@
+"""What the report's queries say differently on SQLite and PostgreSQL: days between two moments, the
+start of a week or month, the elements of a JSON list, a field of a send's tracked link. Each function
+takes the dialect's name and returns an expression; the queries stay one text for both databases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Float, Integer, Select, String, cast, func, literal, select, true, type_coerce
+from sqlalchemy.sql.elements import ColumnElement
+
+from nurture.models import Consent, Event, FeedItem, Handoff, Lead, Send, SendItem
+
+LEADS = Lead.__table__  # type: ignore[attr-defined]
+SENDS = Send.__table__  # type: ignore[attr-defined]
+EVENTS = Event.__table__  # type: ignore[attr-defined]
+HANDOFFS = Handoff.__table__  # type: ignore[attr-defined]
+CONSENTS = Consent.__table__  # type: ignore[attr-defined]
+ITEMS = FeedItem.__table__  # type: ignore[attr-defined]
+SEND_ITEMS = SendItem.__table__  # type: ignore[attr-defined]
+
+PERIODS = ("week", "month")
+
+
+def days_between(dialect: str, start: Any, end: Any) -> ColumnElement[Any]:
+    """Days (with their fraction) from `start` to `end`."""
+    if dialect == "sqlite":
+        return cast(func.julianday(end) - func.julianday(start), Float)
+    return cast(func.extract("epoch", end - start) / 86400.0, Float)
+
+
+def whole_days(dialect: str, start: Any, end: Any) -> ColumnElement[Any]:
+    """Whole days from `start` to `end`, rounded down."""
+    return cast(func.floor(days_between(dialect, start, end)), Integer)
+
+
+def period_of(dialect: str, moment: Any, period: str) -> ColumnElement[Any]:
+    """The first day of the week (a Monday) or month of `moment`, as YYYY-MM-DD."""
+    if period not in PERIODS:
+        raise ValueError(f"period {period!r}")
+    if dialect == "sqlite":
+        if period == "month":
+            return func.strftime("%Y-%m-01", moment)
+        return func.date(moment, "-6 days", "weekday 1")  # the Monday on or before it
+    return func.to_char(func.date_trunc(period, moment), "YYYY-MM-DD")
+
+
+def link_field(dialect: str, links: Any, index: Any, field: str) -> ColumnElement[Any]:
+    """One field (url, tag, action) of the tracked link at `index` of a send's `links`, as text."""
+    if dialect == "sqlite":
+        return cast(func.json_extract(links, literal("$[") + cast(index, String) + literal(f"].{field}")), String)
+    return type_coerce(links.op("->")(index).op("->>")(literal(field)), String)
+
+
+def interests_of(dialect: str) -> Select[Any]:
+    """(lead_id, value): a row for each interest of each lead."""
+    if dialect == "sqlite":
+        each = func.json_each(LEADS.c.interests).table_valued("value")
+        return select(LEADS.c.id.label("lead_id"), each.c.value.label("value")).select_from(LEADS.join(each, true()))
+    # PostgreSQL: a set-returning function in the select list yields a row per element
+    return select(LEADS.c.id.label("lead_id"), func.json_array_elements_text(LEADS.c.interests).label("value"))
+
+
+@dataclass(frozen=True)
+class Window:
+    """The span a report covers: [since, until), either end open."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def holds(self, column: Any) -> list[ColumnElement[bool]]:
+        """The conditions that keep `column` (a moment) inside the window."""
+        conditions = []
+        if self.since is not None:
+            conditions.append(column >= _utc(self.since))
+        if self.until is not None:
+            conditions.append(column < _utc(self.until))
+        return conditions
+
+
+def _utc(moment: datetime) -> datetime:
+    """A moment without a zone is taken as UTC, as nurture stores every moment."""
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+ALL_TIME = Window()
