@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import email
 import email.policy
 import json
@@ -19,7 +18,7 @@ from sqlalchemy import make_url
 
 from nurture.engine import Report
 from nurture.models import Consent, Event, Handoff, InboundMail, Lead, Send, SinkMessage, WebhookDelivery
-from nurture.report.tables import Table, shown
+from nurture.report.tables import Table, as_csv, as_json, shown
 from nurture.score.history import Line, Why
 from nurture.score.rescore import Change
 from nurture.send.run import Progress
@@ -244,13 +243,8 @@ def tables_text(found: Sequence[Table]) -> None:
 
 
 def tables_json(found: Sequence[Table]) -> None:
-    click.echo(json.dumps({table.name: {"title": table.title, "note": table.note, "rows": table.records()}
-                           for table in found}, indent=2))
+    click.echo(json.dumps(as_json(found), indent=2))
 
 
 def tables_csv(found: Sequence[Table]) -> None:
-    """One CSV: a row per line of every table, the table's name first, each table after its own header."""
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    for table in found:
-        writer.writerow(["table", *table.columns])
-        writer.writerows([table.name, *("" if value is None else value for value in row)] for row in table.rows)
+    click.echo(as_csv(found), nl=False)

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,3 +117,18 @@ def _share(value: float | None) -> str:
 
 def _number(value: Any) -> str:
     return shown(value)
+
+
+def as_json(found: Sequence[Table]) -> dict[str, Any]:
+    """The tables by name, each with its title, note and rows as records."""
+    return {table.name: {"title": table.title, "note": table.note, "rows": table.records()} for table in found}
+
+
+def as_csv(found: Sequence[Table]) -> str:
+    """One CSV: a row per line of every table, the table's name first, each table after its own header."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for table in found:
+        writer.writerow(["table", *table.columns])
+        writer.writerows([table.name, *("" if value is None else value for value in row)] for row in table.rows)
+    return out.getvalue()
