@@ -11,6 +11,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from nurture.errors import TokenError
+from nurture.server import admin_leads, feeds_page, outbox_page
 from nurture.server.http import check_admin, handoff_task, now
 from nurture.server.pages import page
 from nurture.track.actions import Tracking
@@ -21,19 +22,17 @@ SANDBOX = {"Content-Security-Policy": "sandbox; default-src 'none'; img-src data
 
 def routes() -> list[Route]:
     return [
-        Route("/admin", leads, methods=["GET"]),
+        Route("/admin", admin_leads.leads, methods=["GET"]),
         Route("/admin/leads/{lead_id:int}", lead_profile, methods=["GET", "POST"]),
         Route("/admin/leads/{lead_id:int}/events/{event_id:int}", override, methods=["POST"]),
+        Route("/admin/outbox", outbox_page.outbox, methods=["GET"]),
+        Route("/admin/outbox/retry", outbox_page.retry_all, methods=["POST"]),
+        Route("/admin/outbox/{send_id:int}/retry", outbox_page.retry_one, methods=["POST"]),
+        Route("/admin/feeds", feeds_page.feeds, methods=["GET"]),
         Route("/admin/sink", sink, methods=["GET"]),
         Route("/admin/sink/{message_id:int}", sink_message, methods=["GET"]),
         Route("/admin/sink/{message_id:int}/html", sink_html, methods=["GET"]),
     ]
-
-
-async def leads(request: Request) -> Response:
-    check_admin(request)
-    rows = await run_in_threadpool(request.app.state.engine.store.leads)
-    return page(request, "leads.html", leads=rows)
 
 
 async def lead_profile(request: Request) -> Response:
@@ -48,7 +47,8 @@ async def lead_profile(request: Request) -> Response:
         await run_in_threadpool(tracking.decide, profile.handoff.id, str(form.get("outcome", "")), now(),
                                 str(form.get("note", "")))
         return RedirectResponse(request.url.path, status_code=303)
-    return page(request, "profile.html", profile=profile, action=request.url.path, admin=True)
+    handoffs = await run_in_threadpool(tracking.store.handoffs_of, lead_id)
+    return page(request, "profile.html", profile=profile, action=request.url.path, admin=True, handoffs=handoffs)
 
 
 async def override(request: Request) -> Response:

@@ -9,13 +9,14 @@ events for one lead produce exactly one qualification and one hand-off.
 
 from nurture.store.archive import Archive
 from nurture.store.base import NewEvent, Recorded, make_engine
+from nurture.store.browse import Browse
 from nurture.store.handoffs import Handoffs
 from nurture.store.leads import Leads
 from nurture.store.limits import Limits
 from nurture.store.privacy import Privacy
 
 
-class Store(Leads, Handoffs, Archive, Limits, Privacy):
+class Store(Leads, Handoffs, Archive, Limits, Privacy, Browse):
     """Every query nurture needs, by concept: leads, the ledger of events, hand-offs, feeds and the sink,
     and the limits every process shares."""
 
