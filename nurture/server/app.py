@@ -22,7 +22,7 @@ from starlette.templating import Jinja2Templates
 from nurture.engine import Engine
 from nurture.errors import InputError, TokenError, UnknownLead
 from nurture.inbound.webhooks import Forged
-from nurture.server import admin, api, pages, preview, webhooks
+from nurture.server import admin, api, dashboard, pages, preview, webhooks
 from nurture.server.headers import SecurityHeaders
 from nurture.server.hot import HotPath
 from nurture.server.http import ADMIN_TRIES, ADMIN_WINDOW_SECONDS, Throttle
@@ -53,6 +53,7 @@ def create_app(engine: Engine) -> HotPath:
             Route("/confirm/{token}", pages.confirm, methods=["GET", "POST"]),
             Route("/sales/{token}", pages.sales_profile, methods=["GET", "POST"]),
             *admin.routes(),
+            *dashboard.routes(),
             *api.routes(),
             *preview.routes(),
             *webhooks.routes(),
