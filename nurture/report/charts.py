@@ -73,9 +73,9 @@ def cohorts(rows: Sequence[Stages], period: str) -> str:
     label = f"Leads per {period} and their MQL to SQL rate"
     if not rows:
         return svg.empty(label, "No leads in this window yet")
-    frame = Frame(48, svg.LINE + 12, svg.WIDTH - 52, 200, svg.nice_top(max(row.leads for row in rows)))
+    frame = Frame(48, svg.LINE + 12, svg.WIDTH - 52, 200, svg.count_top(max(row.leads for row in rows)))
     parts = svg.legend(48, svg.LINE - 2, [("leads", svg.PALE), ("sql", svg.TEAL), ("mql to sql", svg.AMBER)])
-    parts += svg.grid_up(frame, 4, _count) + svg.grid_up(frame, 4, _whole_percent, top=1.0, right=True)
+    parts += svg.grid_up(frame, _count) + svg.grid_up(frame, _whole_percent, top=1.0, right=True)
     every = math.ceil(len(rows) / max(1, int(frame.width // 72)))  # as many names as fit side by side
     points, dots = [], []
     for index, row in enumerate(rows):
@@ -100,8 +100,8 @@ def days_to_sql(distribution: Distribution, edges: Sequence[int] = DAY_EDGES) ->
     if median is None:
         return svg.empty(label, "No lead has gone to sales in this window yet")
     buckets = distribution.buckets(edges)
-    frame = Frame(48, svg.LINE + 12, svg.WIDTH - 16, 200, svg.nice_top(max(count for _, count in buckets)))
-    parts = svg.grid_up(frame, 4, _count)
+    frame = Frame(48, svg.LINE + 12, svg.WIDTH - 16, 200, svg.count_top(max(count for _, count in buckets)))
+    parts = svg.grid_up(frame, _count)
     for index, (span, count) in enumerate(buckets):
         parts += [svg.column(frame, index, len(buckets), count, svg.TEAL, f"{span} days: {count} people"),
                   svg.text(svg.column_middle(frame, index, len(buckets)), frame.bottom + svg.LINE, f"{span} d",

@@ -79,12 +79,16 @@ def legend(x: float, y: float, entries: Sequence[tuple[str, str]]) -> list[str]:
     return parts
 
 
-def nice_top(largest: float) -> float:
-    """A round number at or above `largest` for the end of an axis of counts: 1, 2, 5 times a power of ten."""
-    if largest <= 0:
-        return 1
-    power = 10 ** math.floor(math.log10(largest))
-    return next(step * power for step in (1, 2, 5, 10) if step * power >= largest)
+TICKS = 4  # steps on an axis
+
+
+def count_top(largest: float) -> int:
+    """The end of an axis of counts reaching `largest` in TICKS whole, round steps (1, 1.5, 2, 2.5, 3, 4,
+    5, 6 or 8 times a power of ten): the scale reads 0, 150, 300, 450, 600, never 2.5 people."""
+    wanted = max(largest, 1) / TICKS
+    power = 10 ** math.floor(math.log10(wanted))
+    step = next(m * power for m in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10) if m * power >= wanted and m * power % 1 == 0)
+    return int(step * TICKS)
 
 
 @dataclass(frozen=True)
@@ -121,24 +125,24 @@ class Frame:
         return self.left + index * each + gap / 2, each - gap
 
 
-def grid_across(frame: Frame, ticks: int, shown: Callable[[float], str]) -> list[str]:
+def grid_across(frame: Frame, shown: Callable[[float], str]) -> list[str]:
     """Vertical grid lines of a horizontal scale, their values under the plot."""
     parts = []
-    for index in range(ticks + 1):
-        value = frame.top * index / ticks
+    for index in range(TICKS + 1):
+        value = frame.top * index / TICKS
         x = frame.left + frame.across(value)
         parts += [line(x, frame.top_y, x, frame.bottom), text(x, frame.bottom + LINE - 2, shown(value),
                                                                anchor="middle", fill=MUTED)]
     return parts
 
 
-def grid_up(frame: Frame, ticks: int, shown: Callable[[float], str], top: float | None = None,
+def grid_up(frame: Frame, shown: Callable[[float], str], top: float | None = None,
             right: bool = False) -> list[str]:
     """Horizontal grid lines of a vertical scale, their values left of the plot (or right: a second scale)."""
     parts = []
     scale = top or frame.top
-    for index in range(ticks + 1):
-        value = scale * index / ticks
+    for index in range(TICKS + 1):
+        value = scale * index / TICKS
         y = frame.up(value, scale)
         if not right:
             parts.append(line(frame.left, y, frame.right, y))
@@ -173,7 +177,7 @@ def rows_across(label: str, rows: Sequence[Row], top: float, notes: float = 150,
     head = LINE + 8 if key else 8
     row_height = BAR * max(len(row.bars) for row in rows) + 10
     frame = Frame(LABELS, head, WIDTH - notes, head + row_height * len(rows), top)
-    parts = legend(LABELS, LINE - 2, key) + (grid_across(frame, 4, scale) if scale else [])
+    parts = legend(LABELS, LINE - 2, key) + (grid_across(frame, scale) if scale else [])
     for index, row in enumerate(rows):
         y = frame.top_y + index * row_height + 5
         shown = clip(row.label, LABEL_CHARS)

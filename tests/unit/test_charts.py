@@ -13,6 +13,7 @@ from nurture.report.engagement import Step
 from nurture.report.funnel import Distribution, Stages
 from nurture.report.outcomes import Outcomes
 from nurture.report.sql import ALL_TIME
+from nurture.report.svg import count_top
 from nurture.report.tables import tables
 
 NS = "{http://www.w3.org/2000/svg}"
@@ -144,3 +145,7 @@ def test_each_chart_names_a_table_of_the_report_that_holds_its_numbers() -> None
                                                "outcomes"]
     assert all(chart.table in names for chart in drawn)
     assert "per week" in drawn[1].title
+
+
+def test_an_axis_of_counts_steps_in_whole_round_numbers() -> None:
+    assert [count_top(n) for n in (0, 3, 9, 40, 47, 600, 1234)] == [4, 4, 12, 40, 60, 600, 1600]
