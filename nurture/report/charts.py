@@ -30,6 +30,8 @@ def charts(report: Report) -> list[Chart]:
     return [
         Chart("funnel", "Funnel", funnel(report.funnel), "funnel"),
         Chart("cohorts", f"Leads per {per} and MQL to SQL", cohorts(report.cohorts, per), "cohorts"),
+        *([Chart("segments", f"MQL to SQL by {report.segment}", segments(report.segments, report.segment),
+                 "segments")] if report.segment else []),
         Chart("days_to_sql", "Days from lead to SQL", days_to_sql(report.days_to_sql), "days_to_sql"),
         Chart("engagement", "Opens and clicks by people, per email", engagement(report.steps), "steps"),
         Chart("machines", "Machine share of opens and clicks", machine_share(report.steps), "steps"),
@@ -91,6 +93,16 @@ def cohorts(rows: Sequence[Stages], period: str) -> str:
                                 f"{name}: MQL to SQL {percent(row.mql_to_sql)} ({row.sql} of {row.mql})"))
     line = [svg.path(points, svg.AMBER)] if len(points) > 1 else []
     return svg.image(label, frame.bottom + svg.LINE + 8, parts + line + dots)
+
+
+def segments(rows: Sequence[Stages], segment: str) -> str:
+    """Per value of a segment: the share of its MQLs that went to sales."""
+    label = f"MQL to SQL by {segment}"
+    if not rows:
+        return svg.empty(label, "No leads in this window yet")
+    return svg.rows_across(label, [Row(row.label, (Bar(
+        row.mql_to_sql or 0, svg.TEAL, f"{row.label}: {row.sql} of {row.mql} MQLs went to sales",
+        f"{percent(row.mql_to_sql)} \u00b7 {row.sql} of {row.mql}"),)) for row in rows], 1.0, scale=_whole_percent)
 
 
 def days_to_sql(distribution: Distribution, edges: Sequence[int] = DAY_EDGES) -> str:

@@ -91,8 +91,10 @@ def test_the_dashboard_reads_well_on_a_laptop(browser, program: Engine, tmp_path
         page.select_option("select[name=segment]", "industry")
         page.get_by_role("button", name="Show").click()
         page.wait_for_load_state()
-        assert "period=week" in page.url and page.locator("#table-segments").is_visible()
+        assert "period=week" in page.url and page.locator("svg.chart").count() == 7
+        page.locator("#segments").get_by_text("Numbers").click()
         assert page.locator("#table-segments").get_by_text("<health & care>").is_visible()
+        page.screenshot(path=str(tmp_path / "by-industry.png"), full_page=False)
         download = page.locator("a#json").get_attribute("href")
         assert download == "/admin/report.json?period=week&segment=industry"
         context.close()

@@ -8,7 +8,16 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from nurture.report import Report
-from nurture.report.charts import charts, cohorts, days_to_sql, engagement, funnel, machine_share, outcomes
+from nurture.report.charts import (
+    charts,
+    cohorts,
+    days_to_sql,
+    engagement,
+    funnel,
+    machine_share,
+    outcomes,
+    segments,
+)
 from nurture.report.engagement import Step
 from nurture.report.funnel import Distribution, Stages
 from nurture.report.outcomes import Outcomes
@@ -50,6 +59,7 @@ def texts(root: ET.Element) -> str:
 EVERY_CHART = {
     "funnel": lambda: funnel(FUNNEL),
     "cohorts": lambda: cohorts(COHORTS, "month"),
+    "segments": lambda: segments(COHORTS, "industry"),
     "days": lambda: days_to_sql(DAYS),
     "engagement": lambda: engagement(STEPS),
     "machines": lambda: machine_share(STEPS),
@@ -121,7 +131,8 @@ def test_a_hostile_template_name_is_escaped_and_read_back_as_text() -> None:
         assert any(HOSTILE in (rect.findtext(f"{NS}title") or "") for rect in bars(root))
 
 
-@pytest.mark.parametrize("drawn", [funnel(NOTHING), cohorts([], "week"), days_to_sql(Distribution(())),
+@pytest.mark.parametrize("drawn", [funnel(NOTHING), cohorts([], "week"), segments([], "locale"),
+                                   days_to_sql(Distribution(())),
                                    engagement([]), machine_share([]), outcomes(Outcomes(0, 0, (), ()))])
 def test_no_data_draws_an_honest_empty_chart(drawn: str) -> None:
     root = parsed(drawn)
@@ -145,6 +156,16 @@ def test_each_chart_names_a_table_of_the_report_that_holds_its_numbers() -> None
                                                "outcomes"]
     assert all(chart.table in names for chart in drawn)
     assert "per week" in drawn[1].title
+    with_segment = charts(Report(**{**vars(report), "segment": "industry", "segments": COHORTS}))
+    assert [chart.name for chart in with_segment][2] == "segments"
+    assert all(chart.table in {table.name for table in tables(Report(**{**vars(report), "segment": "industry"}))}
+               for chart in with_segment)
+
+
+def test_a_segment_without_mqls_shows_a_dash_not_a_division() -> None:
+    root = parsed(segments(COHORTS, "industry"))
+    assert [rect.findtext(f"{NS}title") for rect in bars(root)][1] == "2026-02-01: 0 of 0 MQLs went to sales"
+    assert "- \u00b7 0 of 0" in texts(root)
 
 
 def test_an_axis_of_counts_steps_in_whole_round_numbers() -> None:
