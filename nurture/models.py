@@ -74,6 +74,9 @@ class Outcome(StrEnum):
 
 
 class Lead(SQLModel, table=True):
+    # the admin's list pages newest first or by score (200,000 leads: 475 ms -> 9.6 ms, 117 ms -> 5.5 ms)
+    __table_args__ = (Index("ix_lead_created", "created_at", "id"), Index("ix_lead_score", "score", "id"))
+
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(index=True, unique=True)
     first_name: str = ""
@@ -95,6 +98,7 @@ class Lead(SQLModel, table=True):
     confirmed_at: datetime | None = None  # double opt-in: until then the lead gets its confirmation only
     tracking: bool = True  # False: its mails carry no pixel and plain links (it asked, or the operator did)
     erased_at: datetime | None = None  # its personal data removed (`leads erase`): never mailed, no token works
+    engaged_at: datetime | None = None  # when a person (never a machine) first opened or clicked one of its mails
 
     @property
     def name(self) -> str:
@@ -136,6 +140,13 @@ class Send(SQLModel, table=True):
     claimed_by: str | None = None  # the worker delivering it ("host:pid:nonce")
     claimed_at: datetime | None = None
     retry_at: datetime | None = None  # when a deferred send may be tried again
+    # what became of it, kept by the judge as it stores each hit (nurture.store.engagement), so that reports
+    # read one row a mail instead of every hit
+    opened_at: datetime | None = None  # a person's first open
+    clicked_at: datetime | None = None  # a person's first click
+    clicks: int = 0  # a person's clicks
+    hits: int = 0  # opens and clicks, a machine's among them
+    machine_hits: int = 0  # those judged a machine's
 
 
 class ResultLogMark(SQLModel, table=True):
@@ -158,11 +169,20 @@ class SendItem(SQLModel, table=True):
     position: int = 0
 
 
+PERSON_CLICKS = text("kind = 'CLICK' AND NOT machine")  # as stored: the enum's names
+NOTICES = text("kind IN ('UNSUBSCRIBE', 'BOUNCE', 'COMPLAINT')")
+
+
 class Event(SQLModel, table=True):
     """Something that happened to a lead; append-only. The score is the sum of counted points."""
 
     __table_args__ = (Index("ix_event_lead_cycle", "lead_id", "cycle"),
-                      Index("ix_event_send_at", "send_id", "occurred_at"))
+                      Index("ix_event_send_at", "send_id", "occurred_at"),
+                      # a person's clicks, for the report of links and tags
+                      Index("ix_event_person_click", "send_id", "link", "lead_id", postgresql_where=PERSON_CLICKS,
+                            sqlite_where=PERSON_CLICKS),
+                      # the few events that name a send and are neither a hit nor its cost
+                      Index("ix_event_send_notice", "send_id", postgresql_where=NOTICES, sqlite_where=NOTICES))
 
     id: int | None = Field(default=None, primary_key=True)
     lead_id: int = Field(foreign_key="lead.id")

@@ -28,7 +28,7 @@ from nurture.models import PENDING_HITS, Event, EventKind, Lead, Send, SendState
 from nurture.score import machines
 from nurture.score import rules as scoring
 from nurture.settings import Scoring
-from nurture.store import NewEvent, Store
+from nurture.store import NewEvent, Store, engagement
 from nurture.store.ledger import ADD_POINTS, HELD_CREDITS, event_row
 
 EVENTS = Event.__table__  # type: ignore[attr-defined]
@@ -243,6 +243,7 @@ class _Batch:
         self.delta: dict[int, int] = defaultdict(int)
         self.uncount: list[dict[str, Any]] = []  # stored events now judged a machine's
         self.recount: set[int] = set()  # leads whose score is recomputed exactly after an uncount
+        self.retallied: set[int] = set()  # mails whose engagement is counted again after an uncount
 
     def add(self, hit: JournalRow) -> None:
         facts = self.facts.get(hit.send_id)
@@ -280,16 +281,17 @@ class _Batch:
                          delivering=facts.delivering),
             [seen.prior for seen in earlier], self.judge.signals)
         for index in verdict.retroactive:
-            self._take_back(earlier[index], verdict.reason or "")
+            self._take_back(earlier[index], verdict.reason or "", hit.send_id)
         return verdict.reason
 
-    def _take_back(self, seen: Seen, why: str) -> None:
+    def _take_back(self, seen: Seen, why: str, send_id: int) -> None:
         if not seen.prior.counted:
             return
         seen.prior = machines.Prior(seen.prior.at, seen.prior.kind, seen.prior.link, False, seen.prior.honeypot)
         if seen.event is not None:  # stored by an earlier batch
             self.uncount.append({"event": seen.event, "why": why})
             self.recount.add(seen.lead_id)
+            self.retallied.add(send_id)
             return
         assert seen.row is not None
         row = self.rows[seen.row]
@@ -304,6 +306,9 @@ class _Batch:
         self._drop_held_credits()
         if self.rows:
             self.connection.execute(insert(EVENTS), self.rows)
+            engagement.add_hits(self.connection, self.rows)
+        if self.retallied:
+            engagement.recount(self.connection, self.retallied, self.recount)
         changes = [{"lead": lead_id, "delta": delta} for lead_id, delta in self.delta.items()
                    if delta and lead_id not in self.recount]
         if changes:

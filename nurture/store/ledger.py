@@ -24,6 +24,7 @@ from nurture.models import (
 )
 from nurture.score import rules as scoring
 from nurture.settings import Scoring
+from nurture.store import engagement
 from nurture.store.base import SUPPRESSION_EVENTS, Base, NewEvent, Recorded, chunked
 
 EVENTS = Event.__table__  # type: ignore[attr-defined]
@@ -174,6 +175,8 @@ class Ledger(Base):
                 event.detail = f"counted by {who}" + (f"; {event.detail}" if event.detail else "")
             session.add(event)
             session.flush()
+            if event.send_id is not None and event.kind in (EventKind.OPEN, EventKind.CLICK):
+                engagement.recount(session.connection(), [event.send_id], [event.lead_id])
             return self.qualify_in(session, lead, rules, now)
 
     def credited(self, key: str) -> bool:

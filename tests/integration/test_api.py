@@ -122,3 +122,19 @@ def test_an_admin_can_override_a_filtered_event(client: TestClient, engine: Engi
     assert client.post("/admin/leads/1/events/999", data={"counted": "yes"}, auth=auth).status_code == 404
     forged = client.post(path, data={"counted": "no"}, auth=auth, headers={"Origin": "https://evil.example"})
     assert forged.status_code == 403 and engine.store.lead(1).stage is Stage.SQL
+    for headers in ({"Sec-Fetch-Site": "cross-site", "Origin": "null"}, {"Sec-Fetch-Site": "same-site"},
+                    {"Origin": "null"}):  # a browser's word for another site, and an opaque origin without it
+        forged = client.post(path, data={"counted": "no"}, auth=auth, headers=headers)
+        assert forged.status_code == 403, headers
+    assert engine.store.lead(1).stage is Stage.SQL
+
+
+def test_a_browser_posting_the_admins_own_form_is_let_through(client: TestClient, engine: Engine) -> None:
+    """Under the pages' `Referrer-Policy: no-referrer` Chromium posts a same-origin form with `Origin: null`."""
+    make_lead(engine.store)
+    recorded = engine.store.record(NewEvent(1, EventKind.CLICK, T0, scoring.Credit(12, "callback:1"),
+                                       ignored="scanner user agent (mimecast)"), engine.settings.scoring)
+    done = client.post(f"/admin/leads/1/events/{recorded.event.id}", data={"counted": "yes"},
+                       auth=("admin", engine.settings.admin_key), follow_redirects=False,
+                       headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"})
+    assert done.status_code == 303 and engine.store.lead(1).stage is Stage.SQL

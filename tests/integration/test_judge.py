@@ -43,8 +43,18 @@ def judged(engine: Engine, *arrivals: Arrival) -> list[bool]:
 
 
 def exact(engine: Engine) -> None:
+    """The score is the sum of counted points; each mail's engagement is what its events say."""
     events = engine.store.events_of(1)
     assert engine.store.lead(1).score == sum(e.points for e in events if e.counted)
+    hits = [e for e in events if e.kind in (EventKind.OPEN, EventKind.CLICK)]
+    for send in engine.store.sends_of(1):
+        mine = [e for e in hits if e.send_id == send.id]
+        person = [e for e in mine if not e.machine]
+        assert (send.hits, send.machine_hits, send.clicks) == (
+            len(mine), len(mine) - len(person), sum(e.kind is EventKind.CLICK for e in person))
+        assert send.opened_at == min((e.occurred_at for e in person if e.kind is EventKind.OPEN), default=None)
+        assert send.clicked_at == min((e.occurred_at for e in person if e.kind is EventKind.CLICK), default=None)
+    assert engine.store.lead(1).engaged_at == min((e.occurred_at for e in hits if not e.machine), default=None)
 
 
 def test_a_honeypot_hit_in_the_same_batch_takes_back_its_neighbours(engine: Engine, mailer: MemoryMailer) -> None:
@@ -191,4 +201,29 @@ def test_a_credit_taken_back_goes_to_a_later_hit_of_the_same_batch(engine: Engin
     person = opened._replace(at=(now + timedelta(seconds=30)).timestamp())
     assert judged(engine, trap, person) == [False, True]
     assert engine.store.lead(1).score == 1
+    exact(engine)
+
+
+def test_a_mail_keeps_what_people_did_with_it_batch_after_batch(engine: Engine, mailer: MemoryMailer) -> None:
+    send_id, links = mailed(engine)
+    now = datetime.now(UTC)
+    opened = Arrival("open", send_id, None, "GET", BROWSER, "192.0.2.7", now.timestamp())
+    scanner = opened._replace(user_agent="Barracuda Sentinel (ESS)", at=(now - timedelta(seconds=5)).timestamp())
+    judged(engine, scanner, opened)
+    judged(engine, click(send_id, links["callback"], now + timedelta(seconds=40)),
+           click(send_id, links["callback"], now + timedelta(seconds=90)))
+    send = engine.store.send(send_id)
+    assert send is not None and (send.hits, send.machine_hits, send.clicks) == (4, 1, 2)
+    assert send.opened_at is not None and send.opened_at.timestamp() == pytest.approx(now.timestamp())
+    exact(engine)
+
+
+def test_an_operator_counting_a_machines_hit_makes_it_a_persons(engine: Engine, mailer: MemoryMailer) -> None:
+    send_id, links = mailed(engine)
+    now = datetime.now(UTC)
+    judged(engine, click(send_id, links["callback"], now)._replace(user_agent="Barracuda Sentinel (ESS)"))
+    assert engine.store.lead(1).engaged_at is None
+    event = engine.store.events_of(1)[-1]
+    engine.store.override(event.id or 0, True, "admin", engine.settings.scoring, now)
+    assert engine.store.lead(1).engaged_at is not None
     exact(engine)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -179,5 +180,35 @@ def test_events_judged_before_0011_are_marked_as_a_machines_by_their_reason(data
         assert {reason for reason, machine in marked.items() if machine} == {
             "HEAD request (prefetch)", "scanner user agent (Barracuda)", "click burst: 4 links in 1.2 s"}
         assert differences(store) == []
+    finally:
+        store.close()
+
+
+def test_engagement_is_counted_into_the_mails_and_leads_by_0012(database_url: str) -> None:
+    from alembic import command
+
+    store = Store(database_url)
+    try:
+        with store.engine.begin() as connection:
+            command.upgrade(schema.config(connection), "0011")
+            connection.execute(text("INSERT INTO lead (id, email, first_name, last_name, company, industry, interests, "
+                                    "locale, country, customer, stage, cycle, cycle_started_at, score, created_at, "
+                                    "tracking) VALUES (1, 'a@example.com', '', '', '', '', '[]', 'en', '', false, "
+                                    "'MQL', 0, :t, 0, :t, true)"), {"t": T0})
+            connection.execute(text("INSERT INTO send (id, lead_id, cycle, step, template, state, message_id, subject, "
+                                    "links, attempts, created_at) VALUES (1, 1, 0, 1, 'digest', 'SENT', '', '', '[]', "
+                                    "1, :t)"), {"t": T0})
+            hits = [("OPEN", True, 1), ("OPEN", False, 2), ("OPEN", False, 3), ("CLICK", False, 4),
+                    ("CLICK", True, 5), ("SENT", False, 6)]
+            for number, (kind, machine, minute) in enumerate(hits, start=1):
+                connection.execute(text("INSERT INTO event (id, lead_id, cycle, send_id, kind, points, counted, "
+                                        "machine, occurred_at) VALUES (:id, 1, 0, 1, :kind, 0, true, :machine, :at)"),
+                                   {"id": number, "kind": kind, "machine": machine,
+                                    "at": T0 + timedelta(minutes=minute)})
+            command.upgrade(schema.config(connection), "head")
+        [send] = store.sends_of(1)
+        assert (send.hits, send.machine_hits, send.clicks) == (5, 2, 1)
+        assert (send.opened_at, send.clicked_at) == (T0 + timedelta(minutes=2), T0 + timedelta(minutes=4))
+        assert store.lead(1).engaged_at == T0 + timedelta(minutes=2)
     finally:
         store.close()

@@ -126,11 +126,8 @@ def test_the_outbox_shows_sends_by_state_and_the_failed(browser, team: Engine, t
         page.context.close()
 
 
-# The server answers every page with Referrer-Policy: no-referrer, so chromium posts a form with
-# `Origin: null` (and `Sec-Fetch-Site: same-origin`); check_admin reads the null origin as another
-# site's and answers 403. The fix belongs in nurture/server/http.py: trust Sec-Fetch-Site where the
-# browser sends it. Strict, so that this test fails, to be unmarked, once the fix is in.
-@pytest.mark.xfail(strict=True, reason="admin POSTs from a browser carry Origin: null and are refused (http.py)")
+# Chromium posts a same-origin form with `Origin: null` under the pages' no-referrer policy: the
+# admin check reads Sec-Fetch-Site first (this failed with 403 before)
 def test_the_outbox_retries_failed_sends_from_the_browser(browser, team: Engine, tmp_path: Path) -> None:
     with serving(create_app(team), free_port()) as base:
         page = laptop(browser, team)
