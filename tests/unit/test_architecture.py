@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("score", ("nurture.score",)),
     ("hand-off", ("nurture.handoff",)),
     ("report", ("nurture.report",)),  # reads what the stages left behind
-    ("engine and tools", ("nurture.engine", "nurture.runtime", "nurture.preview", "nurture.lint")),
+    ("engine and tools", ("nurture.engine", "nurture.runtime", "nurture.preview", "nurture.lint", "nurture.demo")),
     ("server", ("nurture.server",)),
     ("scheduler", ("nurture.scheduler",)),  # `nurture run`: the jobs beside the server
     ("command line", ("nurture.cli", "nurture.console")),
