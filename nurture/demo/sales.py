@@ -37,9 +37,11 @@ def decide(person: Person, called_back: bool, rng: Random) -> Decision:
     if rng.random() < UNDECIDED:
         return Decision(None, after, "")
     weights = dict(BASE)
-    weights[Outcome.WON] *= (2.5 if called_back else 1.0) * (1.6 if person.fields["customer"] else 1.0)
-    weights[Outcome.WON] *= 0.4 + 1.6 * person.fit
-    weights[Outcome.NOT_A_FIT] *= (0.5 if called_back else 1.0) * (1.6 - 1.2 * person.fit)
+    if called_back:  # a person who asked to talk: more often a deal, seldom not a fit
+        weights[Outcome.WON] *= 3.0
+        weights[Outcome.NOT_A_FIT] *= 0.4
+    weights[Outcome.WON] *= (1.6 if person.fields["customer"] else 1.0) * (0.4 + 1.6 * person.fit)
+    weights[Outcome.NOT_A_FIT] *= 1.6 - 1.2 * person.fit
     outcome = rng.choices(list(weights), list(weights.values()))[0]
     return Decision(outcome, after, rng.choice(NOTES[outcome]))
 
