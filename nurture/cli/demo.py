@@ -22,7 +22,8 @@ from nurture.runtime import run_async
 @click.option("--months", type=click.IntRange(1, 60), default=6, show_default=True,
               help="How many months to simulate, ending today.")
 @click.option("--seed", type=int, default=1, show_default=True, help="The same seed makes the same population.")
-@click.option("--force", is_flag=True, help="Add to a database that holds leads already.")
+@click.option("--force", is_flag=True, help="Add to a database that holds leads already (what its own leads are "
+              "due in the simulated months goes to memory too, not to them).")
 @click.pass_context
 @friendly
 def demo(ctx: click.Context, count: int, months: int, seed: int, force: bool) -> None:
@@ -32,8 +33,11 @@ def demo(ctx: click.Context, count: int, months: int, seed: int, force: bool) ->
     settings = settings_of(ctx)
     started = time.monotonic()
     with _days() as progress:
-        census = run_async(simulated.fill(settings, count, months, seed, force, progress))
-    click.echo(f"{census.line()}; {time.monotonic() - started:.1f} s")
+        filled = run_async(simulated.fill(settings, count, months, seed, force, progress))
+    click.echo(f"{filled.census.line()}; {time.monotonic() - started:.1f} s")
+    if not filled.judged_right():  # some hits went to leads erased meanwhile, or the judge missed a machine
+        made = {f"{kind} by {'machines' if machine else 'people'}": n for (kind, machine), n in filled.made.items()}
+        click.echo(f"the simulation made {', '.join(f'{n} {what}' for what, n in sorted(made.items()))}")
     click.echo("Read it with `nurture report`, or on the dashboard: `nurture run`, then /admin/dashboard")
 
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from nurture.content.catalog import load_catalog
@@ -23,8 +24,20 @@ from nurture.store import Store
 DAYS_PER_MONTH = 30.44
 
 
+@dataclass(frozen=True)
+class Filled:
+    census: Census  # what the database holds
+    made: dict[tuple[str, bool], int]  # the opens and clicks the simulation made, by kind and by a machine or not
+
+    def judged_right(self) -> bool:
+        """The judge found a machine's every hit a machine made, and no other (hits on erased leads aside)."""
+        people = {kind: count for (kind, machine), count in self.made.items() if not machine}
+        machines = {kind: count for (kind, machine), count in self.made.items() if machine}
+        return people == self.census.people and machines == self.census.machines
+
+
 async def fill(settings: Settings, leads: int, months: float, seed: int, force: bool = False,
-               progress: Progress | None = None, end: datetime | None = None) -> Census:
+               progress: Progress | None = None, end: datetime | None = None) -> Filled:
     """Simulate `months` up to `end` (default: the start of today, UTC) with `leads` arriving, in the database
     of `settings`; refuse a database that holds leads already, unless `force`. Return what it holds then."""
     days = max(1, round(months * DAYS_PER_MONTH))
@@ -39,8 +52,9 @@ async def fill(settings: Settings, leads: int, months: float, seed: int, force: 
             raise InputError(f"the database holds {held} leads already; the demo fills an empty one "
                              "(name another with NURTURE_DATABASE_URL, or add to this one with --force)")
         people = population(leads, start, days, load_catalog(settings.feeds_file), seed, f"+demo{held}" if held else "")
-        await Simulation(_quick(settings), store, clock, seed, progress).run(people, start, days)
-        return census(store)
+        simulation = Simulation(_quick(settings), store, clock, seed, progress)
+        await simulation.run(people, start, days)
+        return Filled(census(store), dict(simulation.made))
     finally:
         store.close()
 
@@ -53,4 +67,4 @@ def _quick(settings: Settings) -> Settings:
     return settings.model_copy(update={"delivery": delivery})
 
 
-__all__ = ["Census", "census", "fill"]
+__all__ = ["Census", "Filled", "census", "fill"]

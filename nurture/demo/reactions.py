@@ -39,12 +39,15 @@ class Gateway:
     network: str  # its addresses' first two octets
     method: str = "GET"
     pixel: bool = False  # loads images too
+    hidden: bool = True  # follows the links no person can see (the honeypot)
+    delay: tuple[float, float] = (2.0, 60.0)  # seconds after delivery, at least and at most
 
 
 GATEWAYS = {
     "proofpoint": Gateway("Mozilla/5.0 (compatible; urldefense.proofpoint.com link check)", "148.163", pixel=True),
     "mimecast": Gateway("Mozilla/5.0 (compatible; Mimecast URL Protect)", "207.211", pixel=True),
-    "safelinks": Gateway(EDGE, "40.94"),  # looks like a browser: its burst and the honeypot give it away
+    # like a browser, and skips hidden links: that it comes during delivery and its burst give it away
+    "safelinks": Gateway(EDGE, "40.94", hidden=False, delay=(0.3, 1.8)),
     "barracuda": Gateway("Mozilla/5.0 (compatible; Barracuda Sentinel)", "209.222", method="HEAD"),
 }
 
@@ -74,7 +77,7 @@ class Reaction:
 def react(person: Person, mail: Mail, links: Sequence[Mapping[str, Any]], step: int, delivered: datetime,
           rng: Random) -> Reaction:
     """Everything that happens to one delivered mail (its `links` as the send stored them)."""
-    reaction = Reaction(hits=_machines(person, mail, delivered, rng))
+    reaction = Reaction(hits=_machines(person, mail, links, delivered, rng))
     if mail.confirm is not None and person.must_confirm:
         if person.confirms:
             reaction.confirm_at = delivered + timedelta(hours=_lognormal(rng, 0.3, 1.4, 72))
@@ -95,25 +98,29 @@ def react(person: Person, mail: Mail, links: Sequence[Mapping[str, Any]], step: 
     return reaction
 
 
-def _machines(person: Person, mail: Mail, delivered: datetime, rng: Random) -> list[Hit]:
+def _machines(person: Person, mail: Mail, links: Sequence[Mapping[str, Any]], delivered: datetime,
+              rng: Random) -> list[Hit]:
     hits = []
     if person.client == "apple" and mail.pixel:
         at = delivered + timedelta(seconds=rng.uniform(1, 45))
         hits.append(Hit(at, "open", mail.pixel, "GET", MPP, f"17.58.{rng.randrange(256)}.{rng.randrange(256)}", True))
     if person.gateway is not None:
-        hits += _scan(GATEWAYS[person.gateway], mail, delivered + timedelta(seconds=rng.uniform(0.5, 60)), rng)
+        gateway = GATEWAYS[person.gateway]
+        hits += _scan(gateway, mail, links, delivered + timedelta(seconds=rng.uniform(*gateway.delay)), rng)
     return hits
 
 
-def _scan(gateway: Gateway, mail: Mail, at: datetime, rng: Random) -> list[Hit]:
+def _scan(gateway: Gateway, mail: Mail, links: Sequence[Mapping[str, Any]], at: datetime, rng: Random) -> list[Hit]:
     """Every link of the mail in a second or so, in the order the gateway found them."""
     client = f"{gateway.network}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
     hits = []
     if gateway.pixel and mail.pixel:
         hits.append(Hit(at, "open", mail.pixel, "GET", gateway.user_agent, client, True))
     for index in sorted(mail.links):
-        at += timedelta(seconds=rng.uniform(0.02, 0.25))
+        if not gateway.hidden and index < len(links) and _kind(links[index]) == "honeypot":
+            continue
         hits.append(Hit(at, "click", mail.links[index], gateway.method, gateway.user_agent, client, True))
+        at += timedelta(seconds=rng.uniform(0.02, 0.25))
     return hits
 
 

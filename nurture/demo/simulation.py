@@ -15,7 +15,7 @@ import csv
 import heapq
 import itertools
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -75,6 +75,7 @@ class Simulation:
         self.people: dict[str, Person] = {}  # by address
         self.leads: dict[int, Person] = {}  # by lead id
         self.handed: set[int] = set()  # hand-offs sales has read
+        self.made: Counter[tuple[str, bool]] = Counter()  # hits posted, by kind and whether a machine made them
         self.end = clock.now
         self.folder = Path()
 
@@ -230,6 +231,7 @@ class Simulation:
 
     async def _post(self, hit: Hit) -> None:
         request = Request(hit.method, hit.user_agent, hit.client, hit.at.timestamp())
+        self.made[hit.kind, hit.machine] += 1
         if hit.kind == "open":
             await self.tracking.open(hit.token, request)
         else:
@@ -251,6 +253,8 @@ class Simulation:
         handoff = self.tracking.handoff_for(mail.profile)
         assert handoff.id is not None
         self.handed.add(handoff.id)
+        if handoff.lead_id not in self.leads:
+            return  # a lead the database held before (--force): what sales makes of it is not simulated
         why = self.tracking.profile(handoff.lead_id).why
         called_back = any(line.event.action == "callback" for line in why.read)
         decision = decide(self.leads[handoff.lead_id], called_back, Random(f"{self.seed}/handoff/{handoff.id}"))

@@ -26,14 +26,16 @@ LEADS, MONTHS, SEED = 120, 2, 2
 END = datetime(2026, 11, 30, tzinfo=UTC)
 
 
-def filled(settings: Settings) -> Census:
+def filled(settings: Settings) -> demo.Filled:
     return asyncio.run(demo.fill(settings, LEADS, MONTHS, SEED, end=END))
 
 
 def test_a_demo_fills_the_database_through_nurture_s_own_paths(settings: Settings, store: Store, database_url: str,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """One run (a few seconds), then what it must have left; each check below says what could go wrong."""
-    done = filled(settings)
+    run = filled(settings)
+    assert run.judged_right(), (run.made, run.census)  # every machine's hit found, no person's taken for one
+    done = run.census
     every_stage_and_outcome(done, store, settings)
     machines_recorded_not_counted(done, store)
     unconfirmed_sign_ups_got_no_digest(done, store)
@@ -45,7 +47,7 @@ def test_the_same_seed_makes_the_same_population(settings: Settings, tmp_path: P
     again = settings.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'again.db'}"})
     first = asyncio.run(demo.fill(settings, 40, 1, SEED, end=END))
     assert asyncio.run(demo.fill(again, 40, 1, SEED, end=END)) == first
-    assert asyncio.run(demo.fill(again, 40, 1, SEED + 1, end=END, force=True)).leads == 80
+    assert asyncio.run(demo.fill(again, 40, 1, SEED + 1, end=END, force=True)).census.leads == 80
 
 
 def everyone(store: Store) -> list[tuple[Lead, list[Event]]]:
