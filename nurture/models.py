@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlmodel import Field, SQLModel
@@ -112,6 +113,7 @@ def link_at(links: Sequence[Mapping[str, Any]] | None, index: int | None) -> Map
     return links[index]
 
 
+ZERO = {"server_default": text("0")}  # a counter added to a table that has rows, or filled by plain SQL
 OPEN_SENDS = text("state IN ('QUEUED', 'DEFERRED', 'SENDING')")  # the enum's names, as stored: not yet done with
 
 
@@ -144,9 +146,9 @@ class Send(SQLModel, table=True):
     # read one row a mail instead of every hit
     opened_at: datetime | None = None  # a person's first open
     clicked_at: datetime | None = None  # a person's first click
-    clicks: int = 0  # a person's clicks
-    hits: int = 0  # opens and clicks, a machine's among them
-    machine_hits: int = 0  # those judged a machine's
+    clicks: int = Field(default=0, sa_column_kwargs=ZERO)  # a person's clicks
+    hits: int = Field(default=0, sa_column_kwargs=ZERO)  # opens and clicks, a machine's among them
+    machine_hits: int = Field(default=0, sa_column_kwargs=ZERO)  # those judged a machine's
 
 
 class ResultLogMark(SQLModel, table=True):
@@ -194,7 +196,8 @@ class Event(SQLModel, table=True):
     points: int = 0  # what the rules say it is worth; it adds to the score only when counted
     counted: bool = True
     reason: str | None = None  # why an event is not counted
-    machine: bool = False  # an open or click judged a machine's (scanner, proxy, prefetch): never a person's
+    # an open or click judged a machine's (scanner, proxy, prefetch): never a person's
+    machine: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     credit_for: str | None = None  # the once-only credit it claims ("open:<send>", "callback:<send>", ...)
     credit_key: str | None = Field(default=None, unique=True)  # = credit_for while counted: one holder per credit
     occurred_at: datetime

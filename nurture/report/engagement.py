@@ -7,15 +7,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, case, desc, func, select
+from sqlalchemy import Connection, case, desc, func, literal, select, text, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
+from nurture import models
 from nurture.models import EventKind, SendState
 from nurture.report import sql
 from nurture.report.funnel import ratio
 from nurture.report.sql import EVENTS, SENDS, Window
 
 DONE = (SendState.SENT, SendState.BOUNCED)  # a send that went out, or was refused on the way
+# as the partial indexes of nurture.models say them, word for word: SQLite uses such an index only then
+PERSON_CLICKS = text(str(models.PERSON_CLICKS))
+NOTICES = text(str(models.NOTICES))
 
 
 @dataclass(frozen=True)
@@ -52,24 +56,18 @@ class Step:
 
 
 def steps(connection: Connection, window: Window) -> list[Step]:
-    """Each step and template, over the sends that went out in `window`."""
-    person = EVENTS.c.machine.is_(False)
-    hit = EVENTS.c.kind.in_([EventKind.OPEN, EventKind.CLICK])
-    per_send = (select(EVENTS.c.send_id,
-                       _ever((EVENTS.c.kind == EventKind.OPEN) & person).label("opened"),
-                       _ever((EVENTS.c.kind == EventKind.CLICK) & person).label("clicked"),
-                       _count((EVENTS.c.kind == EventKind.CLICK) & person).label("clicks"),
-                       _ever(EVENTS.c.kind == EventKind.UNSUBSCRIBE).label("unsubscribed"),
-                       _ever(EVENTS.c.kind == EventKind.BOUNCE).label("bounced"),
-                       _count(hit & EVENTS.c.machine.is_(True)).label("machine_hits"),
-                       _count(hit).label("hits"))
-                .where(EVENTS.c.send_id.is_not(None)).group_by(EVENTS.c.send_id).subquery("per_send"))
-    bounced = (SENDS.c.state == SendState.BOUNCED) | (per_send.c.bounced == 1)
-    query = (select(SENDS.c.template, SENDS.c.step, func.count(), func.sum(case((bounced, 1), else_=0)),
-                    *(func.coalesce(func.sum(column), 0) for column in (
-                        per_send.c.opened, per_send.c.clicked, per_send.c.clicks, per_send.c.unsubscribed,
-                        per_send.c.machine_hits, per_send.c.hits)))
-             .select_from(SENDS.outerjoin(per_send, per_send.c.send_id == SENDS.c.id))
+    """Each step and template, over the sends that went out in `window`: read off the sends, where the judge
+    keeps what people did with each (nurture.store.engagement); unsubscribes and later bounces from the few
+    events that name a send (a partial index holds them)."""
+    notices = (select(EVENTS.c.send_id, _ever(EVENTS.c.kind == EventKind.UNSUBSCRIBE).label("unsubscribed"),
+                      _ever(EVENTS.c.kind == EventKind.BOUNCE).label("bounced"))
+               .where(NOTICES).group_by(EVENTS.c.send_id).subquery("notices"))
+    bounced = (SENDS.c.state == SendState.BOUNCED) | (notices.c.bounced == 1)
+    query = (select(SENDS.c.template, SENDS.c.step, func.count(), _count(bounced),
+                    _count(SENDS.c.opened_at.is_not(None)), _count(SENDS.c.clicked_at.is_not(None)),
+                    func.sum(SENDS.c.clicks), func.coalesce(func.sum(notices.c.unsubscribed), 0),
+                    func.sum(SENDS.c.machine_hits), func.sum(SENDS.c.hits))
+             .select_from(SENDS.outerjoin(notices, notices.c.send_id == SENDS.c.id))
              .where(SENDS.c.state.in_(DONE), *window.holds(func.coalesce(SENDS.c.sent_at, SENDS.c.created_at)))
              .group_by(SENDS.c.step, SENDS.c.template).order_by(SENDS.c.step, SENDS.c.template))
     return [Step(template, int(step), *(int(value or 0) for value in rest))
@@ -93,18 +91,31 @@ class Clicks:
     people: int
 
 
-def clicks_by(connection: Connection, window: Window, field: str, limit: int = 25) -> list[Clicks]:
-    """People's clicks in `window` by the links' `field`: "url", or "tag" (a link's tag, else its action,
-    such as callback), the most clicked first."""
+def clicks(connection: Connection, window: Window, limit: int = 25) -> tuple[list[Clicks], list[Clicks]]:
+    """People's clicks in `window` by link (its address) and by tag (a link's tag, else its action, such as
+    callback), the most clicked first. The clicks are read once, off their partial index, grouped by mail
+    and link before each pair's link is looked up."""
     dialect = connection.dialect.name
-    name: Any = sql.link_field(dialect, SENDS.c.links, EVENTS.c.link, "url")
-    if field == "tag":
-        name = func.coalesce(sql.link_field(dialect, SENDS.c.links, EVENTS.c.link, "tag"),
-                             sql.link_field(dialect, SENDS.c.links, EVENTS.c.link, "action"), "(none)")
-    clicks = func.count().label("clicks")
-    query = (select(name.label("name"), clicks, func.count(EVENTS.c.lead_id.distinct()))
-             .select_from(EVENTS.join(SENDS, SENDS.c.id == EVENTS.c.send_id))
-             .where(EVENTS.c.kind == EventKind.CLICK, EVENTS.c.machine.is_(False),
-                    *window.holds(EVENTS.c.occurred_at))
-             .group_by(name).order_by(desc(clicks), name).limit(limit))
-    return [Clicks(str(value), int(count), int(people)) for value, count, people in connection.execute(query)]
+    pairs = (select(EVENTS.c.send_id, EVENTS.c.link, func.count().label("clicks"))
+             .where(PERSON_CLICKS, *window.holds(EVENTS.c.occurred_at))
+             .group_by(EVENTS.c.send_id, EVENTS.c.link).subquery("pairs"))
+    # each link read out of its mail's list once (materialized), then its fields out of it
+    links = (select(sql.link_at(dialect, SENDS.c.links, pairs.c.link).label("link"), pairs.c.clicks, SENDS.c.lead_id)
+             .select_from(pairs.join(SENDS, SENDS.c.id == pairs.c.send_id)).cte("links").prefix_with("MATERIALIZED"))
+    link = {part: sql.field_of(dialect, links.c.link, part) for part in ("url", "tag", "action")}
+    named = (select(link["url"].label("url"), func.coalesce(link["tag"], link["action"], "(none)").label("tag"),
+                    links.c.clicks, links.c.lead_id).cte("named"))
+
+    def most_clicked(field: str) -> Any:
+        total = func.sum(named.c.clicks).label("clicks")
+        return (select(literal(field).label("field"), named.c[field].label("name"), total,
+                       func.count(named.c.lead_id.distinct()).label("people"))  # a mail has one lead
+                .group_by(named.c[field]).order_by(desc(total), named.c[field]).limit(limit).subquery())
+
+    by_url, by_tag = most_clicked("url"), most_clicked("tag")
+    found: dict[str, list[Clicks]] = {"url": [], "tag": []}
+    for field, name, count, people in connection.execute(union_all(select(by_url), select(by_tag))):
+        found[field].append(Clicks(str(name), int(count), int(people)))
+    for rows in found.values():
+        rows.sort(key=lambda c: (-c.clicks, c.name))
+    return found["url"], found["tag"]

@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, case, exists, func, literal, select
+from sqlalchemy import Connection, case, func, literal, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from nurture.models import EventKind, Outcome, Stage
+from nurture.models import Outcome, Stage
 from nurture.report import sql
-from nurture.report.sql import CONSENTS, EVENTS, HANDOFFS, LEADS, SENDS, Window
+from nurture.report.sql import CONSENTS, HANDOFFS, LEADS, SENDS, Window
 
 SQL_WITHIN_DAYS = 120  # the case nurture copies measured "SQL within four months"
 SEGMENTS = ("industry", "customer", "locale", "country", "source", "interest")
@@ -60,19 +60,27 @@ def stages(connection: Connection, window: Window, by: str | None = None, period
     dialect = connection.dialect.name
     handoffs = _handoffs_by_lead()
     label, source = _label(dialect, by, period)
-    nurtured = exists().where(SENDS.c.lead_id == LEADS.c.id, SENDS.c.step >= 1, SENDS.c.sent_at.is_not(None))
-    engaged = exists().where(EVENTS.c.lead_id == LEADS.c.id, EVENTS.c.kind.in_([EventKind.OPEN, EventKind.CLICK]),
-                             EVENTS.c.machine.is_(False))
+    mailed = (select(SENDS.c.lead_id).where(SENDS.c.step == 1, SENDS.c.sent_at.is_not(None))
+              .group_by(SENDS.c.lead_id).subquery("nurtured"))  # its first digest went (in any cycle)
+    nurtured = mailed.c.lead_id.is_not(None)
+    engaged = LEADS.c.engaged_at.is_not(None)  # kept by the judge (nurture.store.engagement)
     within = sql.days_between(dialect, LEADS.c.created_at, handoffs.c.first_at) <= SQL_WITHIN_DAYS
     query = (select(label.label("label"), func.count().label("leads"), func.count(LEADS.c.confirmed_at),
                     _sum(nurtured), _sum(engaged), func.count(handoffs.c.first_at), _sum(within),
                     _sum(handoffs.c.won == 1), _sum((handoffs.c.no_deal == 1) & (handoffs.c.won == 0)),
                     _sum(handoffs.c.not_a_fit == 1))
-             .select_from(source.outerjoin(handoffs, handoffs.c.lead_id == LEADS.c.id))
+             .select_from(source.outerjoin(handoffs, handoffs.c.lead_id == LEADS.c.id)
+                          .outerjoin(mailed, mailed.c.lead_id == LEADS.c.id))
              .where(*window.holds(LEADS.c.created_at)))
     if by is not None:  # overall, one row even of no leads
         query = query.group_by(label).order_by(label)
     return [Stages(str(row[0]), *(int(value or 0) for value in row[1:])) for row in connection.execute(query)]
+
+
+def overall(cohorts: Sequence[Stages]) -> Stages:
+    """The funnel of every lead, from its cohorts (each lead is in one)."""
+    return Stages("all leads", *(sum(getattr(row, name) for row in cohorts) for name in (
+        "leads", "confirmed", "mql", "engaged", "sql", "sql_within", "won", "no_deal", "not_a_fit")))
 
 
 def _sum(condition: ColumnElement[bool]) -> ColumnElement[int]:

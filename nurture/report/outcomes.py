@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, String, and_, case, cast, func, literal, select, union_all
+from sqlalchemy import Connection, String, and_, case, cast, func, literal, select, true, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
 from nurture.models import EventKind, Outcome
@@ -83,31 +83,40 @@ def _features(dialect: str, made: Sequence[ColumnElement[bool]]) -> Any:
                .where(HANDOFFS.c.outcome.is_not(None), *made).subquery("decided"))
     before = and_(EVENTS.c.lead_id == decided.c.lead_id, EVENTS.c.cycle == decided.c.cycle,
                   EVENTS.c.occurred_at <= decided.c.created_at)
-    clicked = EVENTS.c.kind == EventKind.CLICK
-    url = sql.link_field(dialect, SENDS.c.links, EVENTS.c.link, "url")
-    tag = func.coalesce(sql.link_field(dialect, SENDS.c.links, EVENTS.c.link, "tag"),
-                        sql.link_field(dialect, SENDS.c.links, EVENTS.c.link, "action"))
-    rule = case((EVENTS.c.kind == EventKind.EXTERNAL, EVENTS.c.action),
-                (clicked & (EVENTS.c.action == "callback"), "callback click"),
-                (clicked & tag.is_not(None), "click on " + tag),
-                else_=func.lower(cast(EVENTS.c.kind, String)))
+    link = {part: sql.link_field(dialect, SENDS.c.links, EVENTS.c.link, part) for part in ("url", "tag", "action")}
+    # what each decided hand-off's cycle held up to it, read once (a CTE) for the rules, links, tags and feeds
+    read = (EVENTS.c.kind, EVENTS.c.action, EVENTS.c.counted, EVENTS.c.machine, EVENTS.c.send_id,
+            link["url"].label("url"), func.coalesce(link["tag"], link["action"]).label("tag"))
+    kinds = EVENTS.c.kind.in_([EventKind.OPEN, EventKind.CLICK, EventKind.EXTERNAL, EventKind.INACTIVITY])
+    if dialect == "postgresql":  # told to read each hand-off's events by their index (LATERAL): it scanned them all
+        events = (select(*read).select_from(EVENTS.outerjoin(SENDS, SENDS.c.id == EVENTS.c.send_id))
+                  .where(before, kinds).lateral("events"))
+        hits = select(decided.c.id.label("handoff"), decided.c.won, *events.c).select_from(
+            decided.join(events, true())).cte("hits")
+    else:
+        hits = select(decided.c.id.label("handoff"), decided.c.won, *read).select_from(
+            decided.join(EVENTS, before).outerjoin(SENDS, SENDS.c.id == EVENTS.c.send_id)).where(kinds).cte("hits")
+    clicked = hits.c.kind == EventKind.CLICK
+    rule = case((hits.c.kind == EventKind.EXTERNAL, hits.c.action),
+                (clicked & (hits.c.action == "callback"), "callback click"),
+                (clicked & hits.c.tag.is_not(None), "click on " + hits.c.tag),
+                else_=func.lower(cast(hits.c.kind, String)))
+    human_click = (clicked, hits.c.machine.is_(False))
 
     def seen(feature: str, value: Any, source: Any, *where: Any) -> Any:
+        handoff, won = (hits.c.handoff, hits.c.won) if source is not lead else (decided.c.id, decided.c.won)
         return (select(literal(feature).label("feature"), cast(value, String).label("value"),
-                       decided.c.id.label("handoff"), decided.c.won)
+                       handoff.label("handoff"), won.label("won"))
                 .select_from(source).where(*where).distinct())
 
-    events = decided.join(EVENTS, before).outerjoin(SENDS, SENDS.c.id == EVENTS.c.send_id)
-    human_clicks = (decided.join(EVENTS, before).join(SENDS, SENDS.c.id == EVENTS.c.send_id), clicked,
-                    EVENTS.c.machine.is_(False))
     lead = decided.join(LEADS, LEADS.c.id == decided.c.lead_id)
+    items = hits.join(SEND_ITEMS, SEND_ITEMS.c.send_id == hits.c.send_id).join(
+        ITEMS, (ITEMS.c.id == SEND_ITEMS.c.item_id) & (ITEMS.c.link == hits.c.url))
     parts = [
-        seen("rule", rule, events, EVENTS.c.counted.is_(True),
-             EVENTS.c.kind.in_([EventKind.OPEN, EventKind.CLICK, EventKind.EXTERNAL, EventKind.INACTIVITY])),
-        seen("link", url, human_clicks[0], *human_clicks[1:]),
-        seen("tag", tag, human_clicks[0], *human_clicks[1:], tag.is_not(None)),
-        seen("feed", ITEMS.c.feed, human_clicks[0].join(SEND_ITEMS, SEND_ITEMS.c.send_id == SENDS.c.id).join(
-            ITEMS, (ITEMS.c.id == SEND_ITEMS.c.item_id) & (ITEMS.c.link == url)), *human_clicks[1:]),
+        seen("rule", rule, hits, hits.c.counted.is_(True)),
+        seen("link", hits.c.url, hits, *human_click),
+        seen("tag", hits.c.tag, hits, *human_click, hits.c.tag.is_not(None)),
+        seen("feed", ITEMS.c.feed, items, *human_click),
         seen("industry", func.coalesce(func.nullif(LEADS.c.industry, ""), "(none)"), lead),
         seen("customer", case((LEADS.c.customer.is_(True), "customer"), else_="prospect"), lead),
         seen("locale", LEADS.c.locale, lead),

@@ -47,11 +47,23 @@ def period_of(dialect: str, moment: Any, period: str) -> ColumnElement[Any]:
     return func.to_char(func.date_trunc(period, moment), "YYYY-MM-DD")
 
 
+def link_at(dialect: str, links: Any, index: Any) -> ColumnElement[Any]:
+    """The tracked link at `index` of a send's `links`, as a JSON object: read it once, then its fields."""
+    if dialect == "sqlite":
+        return func.json_extract(links, literal("$[") + cast(index, String) + literal("]"))
+    return links.op("->")(index)
+
+
+def field_of(dialect: str, link: Any, field: str) -> ColumnElement[Any]:
+    """One field (url, tag, action) of a link that `link_at` read, as text."""
+    if dialect == "sqlite":
+        return cast(func.json_extract(link, literal(f"$.{field}")), String)
+    return type_coerce(link.op("->>")(literal(field)), String)
+
+
 def link_field(dialect: str, links: Any, index: Any, field: str) -> ColumnElement[Any]:
     """One field (url, tag, action) of the tracked link at `index` of a send's `links`, as text."""
-    if dialect == "sqlite":
-        return cast(func.json_extract(links, literal("$[") + cast(index, String) + literal(f"].{field}")), String)
-    return type_coerce(links.op("->")(index).op("->>")(literal(field)), String)
+    return field_of(dialect, link_at(dialect, links, index), field)
 
 
 def interests_of(dialect: str) -> Select[Any]:

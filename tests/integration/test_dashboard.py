@@ -38,6 +38,7 @@ def history(store: Store) -> Store:
     send = h.send(bob, 1)
     h.event(bob, send, EventKind.OPEN, 1.0001, machine=True)
     h.lead("dan@example.com", 40, confirmed=False, how="api")
+    h.tally()
     return store
 
 

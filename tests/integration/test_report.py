@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 
 from nurture.cli import main
 from nurture.models import (
@@ -30,7 +31,7 @@ from nurture.models import (
 from nurture.report import Report, Window, build
 from nurture.report.tables import tables
 from nurture.settings import Settings
-from nurture.store import Store
+from nurture.store import Store, engagement
 from tests.conftest import ROOT, SECRET
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday
@@ -74,6 +75,13 @@ class History:
                               machine=machine, counted=counted, points=points, action=action,
                               reason=None if counted else ("scanner user agent" if machine else "already credited"),
                               user_agent=SCANNER if machine else "Mozilla/5.0"))
+
+    def tally(self) -> None:
+        """What the judge keeps of the hits on each mail and lead, counted from the events written."""
+        with self.store.engine.begin() as connection:
+            sends = [id_ for (id_,) in connection.execute(select(Send.id))]  # type: ignore[call-overload]
+            leads = [id_ for (id_,) in connection.execute(select(Lead.id))]  # type: ignore[call-overload]
+            engagement.recount(connection, sends, leads)
 
     def handoff(self, lead_id: int, at: float, score: int, outcome: Outcome | None, cycle: int = 0) -> None:
         with self.store.session() as session:
@@ -120,6 +128,7 @@ def history(store: Store) -> Store:
     fay = h.lead("fay@example.com", 0, stage=Stage.DISQUALIFIED)
     h.send(fay, 1)
     h.handoff(fay, 130, 12, Outcome.NOT_A_FIT)
+    h.tally()
     return store
 
 

@@ -60,6 +60,7 @@ def program(engine: Engine) -> Engine:
             h.handoff(lead, created + 8 + n % 5 * 9, 13, outcomes[n // 4 % len(outcomes)])
             with engine.store.session() as session:
                 session.get_one(type(engine.store.lead(lead)), lead).stage = Stage.SQL
+    h.tally()
     return engine
 
 
