@@ -20,7 +20,7 @@ from nurture.engine import Report
 from nurture.models import Consent, Event, Handoff, InboundMail, Lead, Send, SinkMessage, WebhookDelivery
 from nurture.report.tables import Table, as_csv, as_json, shown
 from nurture.score.history import Line, Why
-from nurture.score.rescore import Change
+from nurture.score.rescore import Change, Replayed
 from nurture.send.run import Progress
 from nurture.settings import Settings
 from nurture.store import schema
@@ -155,6 +155,13 @@ def rescored(changes: Sequence[Change], dry_run: bool) -> None:
     verb = "would change" if dry_run else "changed"
     click.echo(f"{len(changes)} scores {verb}; {qualify} leads {'would become' if dry_run else 'became'} SQL"
                + ("" if dry_run else " (hand-offs go out at the next send)"))
+
+
+def replayed(funnel: Replayed) -> None:
+    click.echo(f"on the stored history, under these rules: {funnel.sql_now} of {funnel.leads} leads would have "
+               f"gone to sales ({funnel.sql_then} did; {funnel.new} of them never went)")
+    click.echo(f"  of the hand-offs sales decided: won deals {funnel.won_kept} kept, {funnel.won_missed} missed; "
+               f"lost, no result or not a fit: {funnel.others_sent} still sent, {funnel.others_spared} spared")
 
 
 def upgraded(done: schema.Upgraded) -> None:

@@ -24,12 +24,17 @@ from nurture.store import Store, schema
 @click.pass_context
 @friendly
 def rescore(ctx: click.Context, dry_run: bool) -> None:
-    """Recompute every score from the event log under the rules of --config; report stage changes."""
+    """Recompute every score from the event log under the rules of --config; report stage changes, and the
+    funnel these rules would have produced on the whole history (who would have gone to sales, which won
+    deals they keep or miss, which deals without result they spare)."""
+    from nurture.score.rescore import Replayed
     from nurture.score.rescore import rescore as replay
 
     settings = settings_of(ctx)
-    changes = replay(open_store(settings), settings.scoring, datetime.now(UTC), dry_run)
+    funnel = Replayed()
+    changes = replay(open_store(settings), settings.scoring, datetime.now(UTC), dry_run, funnel)
     console.rescored(changes, dry_run)
+    console.replayed(funnel)
 
 
 @main.command("admin-key")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from nurture.models import Event, Lead, Send, Stage, link_at
+from nurture.models import Event, EventKind, Handoff, Lead, Outcome, Send, Stage, link_at
 from nurture.score import rules as scoring
 from nurture.settings import Scoring
 from nurture.store import Store
@@ -39,12 +40,79 @@ def replay(lead: Lead, events: Sequence[Event], sends: Sequence[Send], rules: Sc
     return points, score
 
 
-def rescore(store: Store, rules: Scoring, now: datetime, dry_run: bool) -> list[Change]:
-    """Score every lead under `rules`; unless dry_run, store the new points and qualify who now qualifies."""
+def crossings(lead: Lead, events: Sequence[Event], points: Mapping[int, int], rules: Scoring) -> dict[int, datetime]:
+    """For each cycle of the lead's history, when its score would first have reached its threshold (or it
+    asked for sales: a form, a call back where that qualifies) had `points` been what its events earned
+    (pure). Events are taken as they were counted; points expire and cycles reset as `rules` say."""
+    line = scoring.threshold(rules, lead.customer, lead.industry)
+    window: deque[tuple[datetime, int, int]] = deque()  # (when, points, cycle) of the counted events in scope
+    score, reached = 0, {}
+    for event in sorted((e for e in events if e.counted), key=lambda e: (e.occurred_at, e.id or 0)):
+        if rules.reset_on_recycle:
+            while window and window[0][2] < event.cycle:
+                score -= window.popleft()[1]
+        if rules.expiry_days:
+            while window and window[0][0] < event.occurred_at - timedelta(days=rules.expiry_days):
+                score -= window.popleft()[1]
+        worth = points.get(event.id or 0, event.points)
+        window.append((event.occurred_at, worth, event.cycle))
+        score += worth
+        if event.cycle not in reached and (score >= line or _asks(event, rules)):
+            reached[event.cycle] = event.occurred_at
+    return reached
+
+
+def _asks(event: Event, rules: Scoring) -> bool:
+    """An explicit request, which goes to sales whatever the score."""
+    if event.kind is EventKind.EXTERNAL:
+        rule = rules.external.get(event.action or "")
+        return bool(rule and rule.qualify)
+    return rules.callback_qualifies and event.kind is EventKind.CLICK and event.action == "callback"
+
+
+@dataclass
+class Replayed:
+    """The funnel the rules would have produced on the stored history, next to what happened: leads sent
+    to sales, and of the hand-offs sales decided, the won ones the rules keep or miss and the others
+    (lost, no result, not a fit) they still send or spare; `new`: leads they would send that never went."""
+
+    leads: int = 0
+    sql_then: int = 0
+    sql_now: int = 0
+    won_kept: int = 0
+    won_missed: int = 0
+    others_sent: int = 0
+    others_spared: int = 0
+    new: int = 0
+
+    def add(self, reached: Mapping[int, datetime], handoffs: Sequence[Handoff]) -> None:
+        self.leads += 1
+        self.sql_then += bool(handoffs)
+        self.sql_now += bool(reached)
+        self.new += bool(reached) and not handoffs
+        for handoff in handoffs:
+            if handoff.outcome is None:
+                continue
+            kept = handoff.cycle in reached
+            if handoff.outcome is Outcome.WON:
+                self.won_kept += kept
+                self.won_missed += not kept
+            else:
+                self.others_sent += kept
+                self.others_spared += not kept
+
+
+def rescore(store: Store, rules: Scoring, now: datetime, dry_run: bool,
+            replayed: Replayed | None = None) -> list[Change]:
+    """Score every lead under `rules`; unless dry_run, store the new points and qualify who now qualifies.
+    `replayed` gathers the funnel the rules would have produced over the whole history."""
     changes = []
     for lead in store.leads(limit=10_000_000):
         assert lead.id is not None
-        points, score = replay(lead, store.events_of(lead.id), store.sends_of(lead.id), rules, now)
+        events = store.events_of(lead.id)
+        points, score = replay(lead, events, store.sends_of(lead.id), rules, now)
+        if replayed is not None:
+            replayed.add(crossings(lead, events, dict(points), rules), store.handoffs_of(lead.id))
         line = scoring.threshold(rules, lead.customer, lead.industry)
         change = Change(lead.email, lead.stage, lead.score, score,
                         would_qualify=lead.stage is Stage.MQL and lead.suppressed is None and score >= line,

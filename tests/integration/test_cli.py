@@ -103,6 +103,7 @@ def test_rescore_dry_run_reports_without_changing(run, tmp_path: Path) -> None: 
     run("leads", "add", "ada@example.com")
     code, output = run("rescore", "--dry-run")
     assert code == 0 and "0 scores would change; 0 leads would become SQL" in output
+    assert "on the stored history, under these rules: 0 of 1 leads would have gone to sales (0 did" in output
 
 
 def test_leads_show_says_how_many_hits_wait_to_be_judged(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

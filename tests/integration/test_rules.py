@@ -10,7 +10,7 @@ from nurture.engine import Engine
 from nurture.errors import InputError
 from nurture.models import EventKind, Stage
 from nurture.score import rules as scoring
-from nurture.score.rescore import rescore
+from nurture.score.rescore import Replayed, rescore
 from nurture.settings import Inactivity, Scoring, Settings
 from nurture.store import NewEvent, Store
 from tests.conftest import T0, make_lead
@@ -115,9 +115,11 @@ def test_rescore_reports_and_then_applies_new_rules(engine: Engine, settings: Se
     for n in range(5):
         engine.store.record(NewEvent(1, EventKind.OPEN, T0, scoring.Credit(1, f"open:{n}")), rules)
     generous = rules.model_copy(update={"points": rules.points.model_copy(update={"open": 3})})
-    changes = rescore(engine.store, generous, T0, dry_run=True)
+    funnel = Replayed()
+    changes = rescore(engine.store, generous, T0, dry_run=True, replayed=funnel)
     assert [(c.email, c.old_score, c.new_score, c.would_qualify) for c in changes] == [
         ("ada@example.com", 5, 15, True)]
+    assert (funnel.leads, funnel.sql_then, funnel.sql_now, funnel.new) == (2, 0, 1, 1)
     assert engine.store.lead(1).score == 5 and engine.store.lead(1).stage is Stage.MQL
     rescore(engine.store, generous, T0, dry_run=False)
     lead = engine.store.lead(1)
