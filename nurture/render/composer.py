@@ -85,7 +85,7 @@ class Composer:
         Message-ID, subject and links). Deterministic: a send built again carries the same message."""
         assert send.id is not None and lead.id is not None
         send_id = send.id
-        unsubscribe = self.urls.unsubscribe(lead.id)
+        unsubscribe = self.urls.unsubscribe(lead.id, send_id)
         variables = email_variables(self.settings, lead, items, unsubscribe_url=unsubscribe,
                                     preferences_url=self.urls.preferences(lead.id),
                                     confirm_url=self.urls.confirm(lead.id))

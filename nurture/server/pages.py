@@ -42,7 +42,7 @@ async def unsubscribe(request: Request) -> Response:
     if request.method == "POST":
         lead = await run_in_threadpool(tracking.unsubscribe, token, now())
         return page(request, "unsubscribed.html", lead=lead)
-    lead = await run_in_threadpool(tracking.lead_for, token, Purpose.UNSUBSCRIBE)
+    lead, _ = await run_in_threadpool(tracking.unsubscriber, token)
     return page(request, "unsubscribe.html", lead=lead)
 
 

@@ -104,7 +104,10 @@ class Tracking:
         return re.sub(rf"{base}/c/([A-Za-z0-9_-]+)", target, html)
 
     def lead_for(self, token: str, purpose: Purpose) -> Lead:
-        lead_id = self.signer.verify(token, purpose).subject
+        return self._living(self.signer.verify(token, purpose).subject)
+
+    def _living(self, lead_id: int) -> Lead:
+        """The lead, unless there is none or it was erased: then no token sent to it works any more."""
         try:
             lead = self.store.lead(lead_id)
         except InputError:
@@ -113,10 +116,22 @@ class Tracking:
             raise TokenError("no such lead")  # erased: no token sent to it works any more
         return lead
 
+    def unsubscriber(self, token: str) -> tuple[Lead, int | None]:
+        """The lead an unsubscribe link belongs to, and the mail it came in where the link names one."""
+        try:
+            send_id = self.signer.verify(token, Purpose.UNSUBSCRIBE_MAIL).subject
+        except TokenError:
+            return self.lead_for(token, Purpose.UNSUBSCRIBE), None
+        send = self.store.send(send_id)
+        if send is None:
+            raise TokenError("no such mail")
+        lead = self._living(send.lead_id)
+        return lead, send_id
+
     def unsubscribe(self, token: str, at: datetime) -> Lead:
-        lead = self.lead_for(token, Purpose.UNSUBSCRIBE)
+        lead, send_id = self.unsubscriber(token)
         assert lead.id is not None
-        self.store.suppress(lead.id, Suppression.UNSUBSCRIBED, at, self.settings.scoring)
+        self.store.suppress(lead.id, Suppression.UNSUBSCRIBED, at, self.settings.scoring, send_id=send_id)
         return lead
 
     def confirm(self, token: str, client: str | None, at: datetime) -> Lead:

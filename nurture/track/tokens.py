@@ -29,7 +29,8 @@ _LAYOUT = struct.Struct(">cQH")  # purpose, subject id, link index
 class Purpose(bytes, Enum):
     OPEN = b"o"
     CLICK = b"c"
-    UNSUBSCRIBE = b"u"
+    UNSUBSCRIBE = b"u"  # a lead's: in a mail that records no send (the reconfirmation), and in mail of older releases
+    UNSUBSCRIBE_MAIL = b"v"  # the unsubscribe link of one mail: the subject is the send, so reports know which
     PREFERENCES = b"p"
     PROFILE = b"h"
     CONFIRM = b"y"  # a lead confirms its address (double opt-in)
@@ -39,7 +40,7 @@ class Purpose(bytes, Enum):
 @dataclass(frozen=True)
 class Claim:
     purpose: Purpose
-    subject: int  # a send id (open, click), a lead id (unsubscribe, preferences) or a hand-off id
+    subject: int  # a send id (open, click, a mail's unsubscribe), a lead id (unsubscribe, preferences), a hand-off id
     link: int = 0
 
 

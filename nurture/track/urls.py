@@ -17,7 +17,11 @@ class Urls:
     def click(self, send_id: int, link: int) -> str:
         return f"{self.base}/c/{self.signer.sign(Purpose.CLICK, send_id, link)}"
 
-    def unsubscribe(self, lead_id: int) -> str:
+    def unsubscribe(self, lead_id: int, send_id: int | None = None) -> str:
+        """The unsubscribe link: of one mail where there is a send (so that its unsubscribe counts against
+        that mail), else of the lead."""
+        if send_id is not None:
+            return f"{self.base}/u/{self.signer.sign(Purpose.UNSUBSCRIBE_MAIL, send_id)}"
         return f"{self.base}/u/{self.signer.sign(Purpose.UNSUBSCRIBE, lead_id)}"
 
     def preferences(self, lead_id: int) -> str:

@@ -140,6 +140,8 @@ def test_one_click_unsubscribe_needs_no_cookie_or_page(client: TestClient, engin
     assert lead.suppressed is Suppression.UNSUBSCRIBED and lead.score == -25
     client.post(links["unsubscribe"])  # twice: still one unsubscribe event
     assert [e.kind for e in engine.store.events_of(1)].count(EventKind.UNSUBSCRIBE) == 1
+    [unsubscribed] = [e for e in engine.store.events_of(1) if e.kind is EventKind.UNSUBSCRIBE]
+    assert unsubscribed.send_id == engine.store.sends_of(1)[-1].id  # the mail it came in: reports count it there
     sent_before = len(mailer.sent)
     asyncio.run(engine.send_due(T0.replace(year=2027)))
     assert len(mailer.sent) == sent_before
@@ -333,3 +335,14 @@ def test_the_sink_viewer_shows_a_mail_without_its_pixel_and_with_links_where_the
     assert f"{base}/o/" not in shown.text and f"{base}/c/" not in shown.text
     assert 'href="https://example.com/thanks-we-will-call"' in shown.text  # the call-back link, untracked
     assert engine.store.events_of(1) == []
+
+
+def test_a_mails_unsubscribe_link_dies_with_an_erased_lead_and_a_forged_one_with_nothing(
+        client: TestClient, engine: Engine, mailer: MemoryMailer) -> None:
+    links = confirmation_links(engine, mailer)
+    token = links["unsubscribe"].rsplit("/", 1)[1]
+    assert Signer(SECRET).verify(token, Purpose.UNSUBSCRIBE_MAIL).subject == engine.store.sends_of(1)[-1].id
+    forged = Signer(SECRET).sign(Purpose.UNSUBSCRIBE_MAIL, 999)  # genuine, for a mail there never was
+    assert client.post(f"/u/{forged}").status_code == 404
+    engine.store.erase(1, T0)
+    assert client.get(links["unsubscribe"]).status_code == 404
