@@ -48,6 +48,7 @@ class Outcomes:
     won: int
     counts: tuple[tuple[str, int], ...]  # by outcome, awaiting included
     predictors: tuple[Predictor, ...]
+    days_to_outcome: Distribution  # whole days from the hand-off mail to the outcome sales recorded
 
     @property
     def rate(self) -> float | None:
@@ -68,7 +69,16 @@ def outcomes(connection: Connection, window: Window) -> Outcomes:
     predictors = sorted((Predictor(feature, str(value), int(n), int(wins), _lift(int(wins), int(n), base))
                          for feature, value, n, wins in found),
                         key=lambda p: (FEATURES.index(p.feature), -(p.lift or 0), -p.handoffs, p.value))
-    return Outcomes(decided, won, counts, tuple(predictors))
+    return Outcomes(decided, won, counts, tuple(predictors), days_to_outcome(connection, made))
+
+
+def days_to_outcome(connection: Connection, made: Sequence[ColumnElement[bool]]) -> Distribution:
+    """How long sales took to say what came of a hand-off: whole days from its mail to the outcome."""
+    days = sql.whole_days(connection.dialect.name, func.coalesce(HANDOFFS.c.sent_at, HANDOFFS.c.created_at),
+                          HANDOFFS.c.decided_at).label("days")
+    query = (select(days, func.count()).where(HANDOFFS.c.decided_at.is_not(None), *made)
+             .group_by(days).order_by(days))
+    return Distribution(tuple((int(value), int(count)) for value, count in connection.execute(query)))
 
 
 def _lift(won: int, handoffs: int, base: float | None) -> float | None:

@@ -15,6 +15,7 @@ from nurture.report.outcomes import SMALL_SAMPLE
 
 Value = str | int | float | None
 DAY_EDGES = (0, 7, 14, 30, 60, 120)
+OUTCOME_EDGES = (0, 1, 3, 7, 14, 30)
 PEOPLE = "people, not machines: a scanner's or a privacy proxy's open or click is never counted as a person's"
 
 
@@ -84,12 +85,17 @@ def _outcome_tables(report: Report) -> list[Table]:
     return [
         Table("outcomes", "Hand-offs by outcome", ("outcome", "hand-offs"), outcomes.counts,
               note=f"{outcomes.won} won of {outcomes.decided} decided ({_share(outcomes.rate)})"),
+        Table("days_to_outcome", "Days from hand-off to outcome", ("days", "hand-offs"),
+              tuple(outcomes.days_to_outcome.buckets(OUTCOME_EDGES)),
+              note=f"median {_number(outcomes.days_to_outcome.median)} days, 90% within "
+                   f"{_number(outcomes.days_to_outcome.quantile(0.9))} days: how long sales takes to say"),
         Table("predictors", "What goes with a won deal", ("feature", "value", "hand-offs", "won", "won rate", "lift",
                                                            "sample"),
               tuple((p.feature, p.value, p.handoffs, p.won, p.rate, p.lift, "small" if p.small else "")
                     for p in outcomes.predictors),
-              note=f"among decided hand-offs; lift: its won rate over the {_share(outcomes.rate)} of all; "
-                   f"'small': fewer than {SMALL_SAMPLE} hand-offs, read with care",
+              note=(f"among decided hand-offs; lift: its won rate over the {_share(outcomes.rate)} of all; "
+                    f"'small': fewer than {SMALL_SAMPLE} hand-offs, read with care") if outcomes.decided else
+              "no hand-off has an outcome yet: sales records them on the profile page or through the API",
               percents=("won rate",)),
         Table("thresholds", "Other thresholds, on the decided hand-offs",
               ("threshold", "won kept", "won missed", "others sent", "others spared", "more mqls now"),
