@@ -43,12 +43,28 @@ class Predictor:
 
 
 @dataclass(frozen=True)
+class Owner:
+    """One owner in sales (sales.routes, or the default address): the hand-offs it got and what it said."""
+
+    name: str
+    handoffs: int
+    won: int
+    awaiting: int
+    days_to_outcome: Distribution
+
+    @property
+    def decided(self) -> int:
+        return self.handoffs - self.awaiting
+
+
+@dataclass(frozen=True)
 class Outcomes:
     decided: int  # hand-offs with an outcome
     won: int
     counts: tuple[tuple[str, int], ...]  # by outcome, awaiting included
     predictors: tuple[Predictor, ...]
-    days_to_outcome: Distribution  # whole days from the hand-off mail to the outcome sales recorded
+    days_to_outcome: Distribution = Distribution(())  # whole days from the hand-off mail to the outcome
+    owners: tuple[Owner, ...] = ()
 
     @property
     def rate(self) -> float | None:
@@ -69,7 +85,29 @@ def outcomes(connection: Connection, window: Window) -> Outcomes:
     predictors = sorted((Predictor(feature, str(value), int(n), int(wins), _lift(int(wins), int(n), base))
                          for feature, value, n, wins in found),
                         key=lambda p: (FEATURES.index(p.feature), -(p.lift or 0), -p.handoffs, p.value))
-    return Outcomes(decided, won, counts, tuple(predictors), days_to_outcome(connection, made))
+    return Outcomes(decided, won, counts, tuple(predictors), days_to_outcome(connection, made),
+                    owners(connection, made))
+
+
+def owners(connection: Connection, made: Sequence[ColumnElement[bool]]) -> tuple[Owner, ...]:
+    """Each owner's hand-offs, won deals, those awaiting an outcome and how long it took to give one."""
+    days = sql.whole_days(connection.dialect.name, func.coalesce(HANDOFFS.c.sent_at, HANDOFFS.c.created_at),
+                          HANDOFFS.c.decided_at).label("days")
+    name = case((HANDOFFS.c.owner_email == "", "(the sales address)"),
+                else_=func.coalesce(func.nullif(HANDOFFS.c.owner_name, ""), HANDOFFS.c.owner_email)).label("name")
+    query = (select(name, HANDOFFS.c.outcome, days, func.count()).where(*made)
+             .group_by(name, HANDOFFS.c.outcome, days))
+    found: dict[str, dict[str, Any]] = {}
+    for owner, outcome, waited, count in connection.execute(query):
+        row = found.setdefault(owner, {"handoffs": 0, "won": 0, "awaiting": 0, "days": {}})
+        row["handoffs"] += count
+        row["won"] += count if outcome is Outcome.WON else 0
+        row["awaiting"] += count if outcome is None else 0
+        if waited is not None:
+            row["days"][int(waited)] = row["days"].get(int(waited), 0) + count
+    return tuple(Owner(owner, row["handoffs"], row["won"], row["awaiting"],
+                       Distribution(tuple(sorted(row["days"].items()))))
+                 for owner, row in sorted(found.items(), key=lambda item: (-item[1]["handoffs"], item[0])))
 
 
 def days_to_outcome(connection: Connection, made: Sequence[ColumnElement[bool]]) -> Distribution:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Float, Integer, Select, String, cast, func, literal, select, true, type_coerce
+from sqlalchemy import Float, Integer, Select, String, case, cast, func, literal, select, true, type_coerce
 from sqlalchemy.sql.elements import ColumnElement
 
 from nurture.models import Consent, Event, FeedItem, Handoff, Lead, Send, SendItem
@@ -32,8 +32,10 @@ def days_between(dialect: str, start: Any, end: Any) -> ColumnElement[Any]:
 
 
 def whole_days(dialect: str, start: Any, end: Any) -> ColumnElement[Any]:
-    """Whole days from `start` to `end`, rounded down."""
-    return cast(func.floor(days_between(dialect, start, end)), Integer)
+    """Whole days from `start` to `end`, rounded down; NULL where either is (SQLAlchemy's floor() for
+    SQLite raises on NULL)."""
+    return case((start.is_(None) | end.is_(None), None),
+                else_=cast(func.floor(days_between(dialect, start, end)), Integer))
 
 
 def period_of(dialect: str, moment: Any, period: str) -> ColumnElement[Any]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nurture.report import Report
-from nurture.report.funnel import SQL_WITHIN_DAYS, Stages
+from nurture.report.funnel import SQL_WITHIN_DAYS, Stages, ratio
 from nurture.report.outcomes import SMALL_SAMPLE
 
 Value = str | int | float | None
@@ -89,6 +89,11 @@ def _outcome_tables(report: Report) -> list[Table]:
               tuple(outcomes.days_to_outcome.buckets(OUTCOME_EDGES)),
               note=f"median {_number(outcomes.days_to_outcome.median)} days, 90% within "
                    f"{_number(outcomes.days_to_outcome.quantile(0.9))} days: how long sales takes to say"),
+        Table("owners", "Hand-offs by owner in sales", ("owner", "hand-offs", "won", "awaiting", "won rate",
+                                                        "median days to outcome"),
+              tuple((o.name, o.handoffs, o.won, o.awaiting, ratio(o.won, o.decided), o.days_to_outcome.median)
+                    for o in outcomes.owners),
+              note="won rate: of the hand-offs with an outcome", percents=("won rate",)),
         Table("predictors", "What goes with a won deal", ("feature", "value", "hand-offs", "won", "won rate", "lift",
                                                            "sample"),
               tuple((p.feature, p.value, p.handoffs, p.won, p.rate, p.lift, "small" if p.small else "")

@@ -84,10 +84,10 @@ class History:
             engagement.recount(connection, sends, leads)
 
     def handoff(self, lead_id: int, at: float, score: int, outcome: Outcome | None, cycle: int = 0,
-                decided_after: float = 3) -> None:
+                decided_after: float = 3, owner: tuple[str, str] = ("", "")) -> None:
         with self.store.session() as session:
             session.add(Handoff(lead_id=lead_id, cycle=cycle, score=score, state=HandoffState.SENT, outcome=outcome,
-                                created_at=day(at), sent_at=day(at),
+                                created_at=day(at), sent_at=day(at), owner_name=owner[0], owner_email=owner[1],
                                 decided_at=day(at + decided_after) if outcome else None))
 
 
@@ -101,7 +101,7 @@ def history(store: Store) -> Store:
     h.event(ada, send, EventKind.OPEN, 1.001, machine=True, points=1)
     h.event(ada, send, EventKind.CLICK, 2, link=0, points=12)
     h.event(ada, send, EventKind.CLICK, 3, link=0, counted=False)  # a person's, already credited
-    h.handoff(ada, 10, 14, Outcome.WON, decided_after=2.5)
+    h.handoff(ada, 10, 14, Outcome.WON, decided_after=2.5, owner=("Bea", "bea@example.com"))
     with store.session() as session:
         item = FeedItem(feed="cloud-news", guid="1", title="Pricing", link=HIGH_INTENT["url"], published=day(0),
                         fetched_at=day(0))
@@ -196,6 +196,8 @@ def test_outcomes_and_what_predicts_a_won_deal(history: Store, settings: Setting
     assert (outcomes.decided, outcomes.won) == (3, 1)
     assert outcomes.days_to_outcome.counts == ((2, 1), (3, 1), (20, 1))  # the one awaiting is not counted
     assert outcomes.days_to_outcome.median == 3
+    assert [(o.name, o.handoffs, o.won, o.awaiting, o.days_to_outcome.counts) for o in outcomes.owners] == [
+        ("(the sales address)", 3, 0, 1, ((3, 1), (20, 1))), ("Bea", 1, 1, 0, ((2, 1),))]
     found = {(p.feature, p.value): (p.handoffs, p.won, p.lift, p.small) for p in outcomes.predictors}
     assert found[("rule", "open")] == (2, 1, pytest.approx(1.5), True)  # ada's and cleo's counted opens
     assert found[("rule", "click on high-intent")] == (1, 1, pytest.approx(3.0), True)
