@@ -6,7 +6,7 @@ import email
 import email.policy
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from email.message import EmailMessage
 
@@ -255,3 +255,17 @@ def tables_json(found: Sequence[Table]) -> None:
 
 def tables_csv(found: Sequence[Table]) -> None:
     click.echo(as_csv(found), nl=False)
+
+
+@contextmanager
+def counting(what: str) -> Iterator[Callable[[int], None]]:
+    """A running count of `what` on a terminal (rich): `done(count)` adds to it. Silent otherwise, where the
+    command's own last line says what was done."""
+    if not sys.stdout.isatty():
+        yield lambda count: None
+        return
+    with rich.progress.Progress(rich.progress.SpinnerColumn(), rich.progress.TextColumn("{task.description}"),
+                                rich.progress.TextColumn("{task.completed:,}"), rich.progress.TimeElapsedColumn(),
+                                transient=True) as bar:
+        task = bar.add_task(what, total=None)
+        yield lambda count: bar.update(task, advance=count)

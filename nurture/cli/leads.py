@@ -14,7 +14,7 @@ from nurture import console
 from nurture.cli.base import friendly, main, settings_of
 from nurture.content.catalog import load_catalog
 from nurture.errors import InputError, UnknownLead
-from nurture.intake import new_lead, read_csv
+from nurture.intake import import_csv, new_lead
 from nurture.models import Lead
 from nurture.runtime import open_store
 from nurture.score import rules as scoring
@@ -70,11 +70,10 @@ def _lead_or_none(store: Store, email: str) -> Lead | None:
 def leads_import(ctx: click.Context, path: Path) -> None:
     """Import leads from a CSV file: all rows or none."""
     settings = settings_of(ctx)
-    rows = read_csv(path, load_catalog(settings.feeds_file), datetime.now(UTC))
-    for lead in rows:
-        lead.confirmed_at = lead.created_at  # an import vouches for the consent its list was collected with
-    open_store(settings).add_leads(rows, f"import {path.name}")
-    click.echo(f"imported {len(rows)} leads from {path}")
+    store = open_store(settings)
+    with console.counting(f"importing {path.name}") as done:
+        count = import_csv(store, path, load_catalog(settings.feeds_file), datetime.now(UTC), done)
+    click.echo(f"imported {count} leads from {path}")
 
 
 @leads.command("list")

@@ -11,12 +11,13 @@ from nurture.store.archive import Archive
 from nurture.store.base import NewEvent, Recorded, make_engine
 from nurture.store.browse import Browse
 from nurture.store.handoffs import Handoffs
+from nurture.store.imports import Imports
 from nurture.store.leads import Leads
 from nurture.store.limits import Limits
 from nurture.store.privacy import Privacy
 
 
-class Store(Leads, Handoffs, Archive, Limits, Privacy, Browse):
+class Store(Leads, Imports, Handoffs, Archive, Limits, Privacy, Browse):
     """Every query nurture needs, by concept: leads, the ledger of events, hand-offs, feeds and the sink,
     and the limits every process shares."""
 
