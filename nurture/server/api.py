@@ -163,24 +163,24 @@ async def subscribe(request: Request) -> Response:
     choices: dict[str, Any] = {"interests": sorted(engine.catalog.interests),
                                "industries": sorted(engine.catalog.industries)}
     if request.method == "GET":
-        return page(request, "subscribe.html", **choices, error=None, values={})
+        return page(request, "subscribe.html", branded=True, **choices, error=None, values={})
     form = await request.form()
     values = {name: str(form.get(name, "")) for name in ("email", "first_name", "company", "industry")}
     client = request.client.host if request.client else "unknown"
     count = await run_in_threadpool(engine.store.count_request, f"subscribe:{client}", SUBSCRIBE_WINDOW_SECONDS,
                                     time.time())
     if count > SUBSCRIBE_LIMIT:
-        return page(request, "subscribe.html", 429, **choices, values=values,
+        return page(request, "subscribe.html", 429, branded=True, **choices, values=values,
                     error="Too many sign-ups from your address; please try again in a few minutes.")
     if form.get("website"):  # the hidden honeypot: a person never fills it in
-        return page(request, "message.html", title="Thanks!", text="Check your inbox to confirm.")
+        return page(request, "message.html", branded=True, title="Thanks!", text="Check your inbox to confirm.")
     try:
         lead = await _create(request, "form", False, interests=[str(i) for i in form.getlist("interest")], **values)
     except LeadExists:  # the same answer as for a new address: whether one is known is nobody's business
         known = await run_in_threadpool(engine.store.lead_by_email, values["email"])
-        return page(request, "message.html", title="Thanks!", text="Check your inbox to confirm.",
+        return page(request, "message.html", branded=True, title="Thanks!", text="Check your inbox to confirm.",
                     background=BackgroundTask(engine.reconfirm, known.id, now()) if known.id else None)
     except NurtureError as error:
-        return page(request, "subscribe.html", 400, **choices, values=values, error=str(error))
-    return page(request, "message.html", title="Thanks!", text="Check your inbox to confirm.",
+        return page(request, "subscribe.html", 400, branded=True, **choices, values=values, error=str(error))
+    return page(request, "message.html", branded=True, title="Thanks!", text="Check your inbox to confirm.",
                 background=None if lead is None else BackgroundTask(_welcome, engine, lead.id))

@@ -68,6 +68,7 @@ def create_app(engine: Engine) -> HotPath:
     app.state.admin_logins = Throttle(ADMIN_TRIES, ADMIN_WINDOW_SECONDS)
     app.state.tracking = tracking
     app.state.templates = templates
+    app.state.brands = {}  # locale -> the mail layout's stylesheet (nurture.server.pages.brand_of)
     return HotPath(app, tracking)
 
 

@@ -8,20 +8,41 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from nurture.render.inline import stylesheet
 from nurture.server.http import now
 from nurture.track.actions import Tracking
 from nurture.track.tokens import Purpose
 
 
 def page(request: Request, name: str, status_code: int = 200, background: BackgroundTask | None = None,
-         locale: str | None = None, **context: object) -> Response:
+         locale: str | None = None, branded: bool = False, **context: object) -> Response:
     """A page, in the lead's language where the context has a lead (or in `locale`): the templates' own
-    `<locale>/pages/<name>` where there is one, else the program's default locale's, else the built-in."""
+    `<locale>/pages/<name>` where there is one, else the program's default locale's, else the built-in.
+    `branded`, for a recipient's page: it looks like the mail, in the stylesheet of that locale's layout."""
     lead = context.get("lead")
     wanted = locale or getattr(lead, "locale", None)
     templates = request.app.state.templates
+    if branded:
+        context.update(brand_css=brand_of(request, wanted), company=request.app.state.engine.settings.mail.company)
     return templates.TemplateResponse(request, localized(templates.env, name, wanted, request), context,
                                       status_code=status_code, background=background)
+
+
+def brand_of(request: Request, locale: str | None) -> str:
+    """The stylesheet of the mail layout in `locale` (else the default locale's), read once a process: the
+    marketer's colours, fonts and header on the pages a recipient sees. Trusted as the templates are; it
+    cannot close its <style> element."""
+    brands: dict[str | None, str] = request.app.state.brands
+    if locale not in brands:
+        settings = request.app.state.engine.settings
+        found = ""
+        for choice in dict.fromkeys(c for c in (locale, settings.program.default_locale) if c):
+            layout = settings.templates_dir / choice / "layout.html"
+            if layout.is_file():
+                found = stylesheet(layout.read_text(encoding="utf-8")).replace("</", "<\\/")
+                break
+        brands[locale] = found
+    return brands[locale]
 
 
 def localized(env: Environment, name: str, locale: str | None, request: Request) -> str:
@@ -41,9 +62,9 @@ async def unsubscribe(request: Request) -> Response:
     token = request.path_params["token"]
     if request.method == "POST":
         lead = await run_in_threadpool(tracking.unsubscribe, token, now())
-        return page(request, "unsubscribed.html", lead=lead)
+        return page(request, "unsubscribed.html", lead=lead, branded=True)
     lead, _ = await run_in_threadpool(tracking.unsubscriber, token)
-    return page(request, "unsubscribe.html", lead=lead)
+    return page(request, "unsubscribe.html", lead=lead, branded=True)
 
 
 async def confirm(request: Request) -> Response:
@@ -52,9 +73,9 @@ async def confirm(request: Request) -> Response:
     token = request.path_params["token"]
     if request.method == "POST":
         lead = await run_in_threadpool(tracking.confirm, token, client_of(request), now())
-        return page(request, "confirmed.html", lead=lead)
+        return page(request, "confirmed.html", lead=lead, branded=True)
     lead = await run_in_threadpool(tracking.lead_for, token, Purpose.CONFIRM)
-    return page(request, "confirm.html", lead=lead)
+    return page(request, "confirm.html", lead=lead, branded=True)
 
 
 def client_of(request: Request) -> str | None:
@@ -73,7 +94,7 @@ async def preferences(request: Request) -> Response:
         saved = True
     else:
         lead = await run_in_threadpool(tracking.lead_for, token, Purpose.PREFERENCES)
-    return page(request, "preferences.html", lead=lead, saved=saved,
+    return page(request, "preferences.html", lead=lead, saved=saved, branded=True,
                 interests=sorted(tracking.catalog.interests), industries=sorted(tracking.catalog.industries))
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -346,3 +348,21 @@ def test_a_mails_unsubscribe_link_dies_with_an_erased_lead_and_a_forged_one_with
     assert client.post(f"/u/{forged}").status_code == 404
     engine.store.erase(1, T0)
     assert client.get(links["unsubscribe"]).status_code == 404
+
+
+def test_a_recipients_page_wears_the_layouts_stylesheet_which_cannot_close_its_element(
+        engine: Engine, tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(engine.settings.templates_dir, templates)
+    layout = templates / "en" / "layout.html"
+    layout.write_text(layout.read_text(encoding="utf-8").replace(
+        "<style>", "<style>/* </style ><script>alert(1)</script> */ .header { color: #123456; }"), encoding="utf-8")
+    branded = Engine(engine.settings.model_copy(update={"templates_dir": templates}), engine.store, MemoryMailer())
+    make_lead(branded.store)
+    token = Signer(SECRET).sign(Purpose.PREFERENCES, 1)
+    with TestClient(create_app(branded), base_url="http://testserver", headers=BROWSER) as client:
+        page = client.get(f"/p/{token}").text
+        admin = client.get("/admin", auth=("admin", branded.settings.admin_key or "")).text
+    assert ".header { color: #123456; }" in page and '<div class="header">Acme Software</div>' in page
+    assert "</style ><script>" not in page and "<\\/style ><script>" in page  # an end tag, as browsers read it
+    assert "#123456" not in admin  # the team's pages keep their own look

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -190,3 +191,30 @@ def test_reading_a_mail_in_the_sink_viewer_credits_nobody(browser, engine: Engin
         page.close()
     assert not any("/o/" in url or "/c/" in url for url in loaded), loaded
     assert [event.kind for event in served.store.events_of(1)] == []  # no open, no click
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_recipients_pages_follow_the_mail_layouts_branding(browser, engine: Engine, tmp_path: Path) -> None:
+    """The marketer's layout gives the mail its colours and header; the pages a recipient opens from it
+    wear the same, in every locale (Dutch has no layout of its own: the default's)."""
+    templates = tmp_path / "templates"
+    shutil.copytree(engine.settings.templates_dir, templates)
+    layout = templates / "en" / "layout.html"
+    layout.write_text(layout.read_text(encoding="utf-8").replace("background: #0f766e", "background: #7c3aed")
+                      .replace("background: #f59e0b", "background: #be123c"), encoding="utf-8")
+    branded = Engine(engine.settings.model_copy(update={"templates_dir": templates}), engine.store, MemoryMailer())
+    make_lead(branded.store, email="joost@example.nl", locale="nl")
+    make_lead(branded.store, email="ada@example.com")
+    urls = Urls("", Signer(branded.settings.secret_key))
+    with serving(create_app(branded), free_port()) as base:
+        page = browser.new_page(user_agent=PERSON, viewport={"width": 800, "height": 900})
+        for lead_id, button in ((1, "Opslaan"), (2, "Save")):
+            page.goto(base + urls.preferences(lead_id))
+            header = page.locator("main .header")
+            assert header.inner_text() == branded.settings.mail.company
+            assert header.evaluate("node => getComputedStyle(node).backgroundColor") == "rgb(124, 58, 237)"
+            save = page.get_by_role("button", name=button)
+            assert save.evaluate("node => getComputedStyle(node).backgroundColor") == "rgb(190, 18, 60)"
+        page.screenshot(path=str(tmp_path / "preferences.png"), full_page=True)
+        assert (tmp_path / "preferences.png").stat().st_size > 0
+        page.close()
