@@ -3,8 +3,8 @@
 events (opens, clicks, costs of mails and web visits; a quarter of the opens and clicks a machine's), 3%
 handed to sales with outcomes, on SQLite and on PostgreSQL (where reachable). Prints, per database, the
 median of several runs of a bare `SELECT count(*) FROM event`, of the whole report (nurture.report.build,
-with the funnel per interest) and of the dashboard (the report, its tables and its charts), and each one's
-ratio to the count measured in the same run.
+as `nurture report` makes it, and again with the funnel per interest) and of the dashboard (the report,
+its tables and its charts), and each one's ratio to the count measured in the same run.
 
     python scripts/bench_report.py [LEADS] [EVENTS]          (default 100000 2000000)
 
@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from nurture.models import Event, Handoff, Lead, Send  # noqa: E402
 from nurture.report import build  # noqa: E402
+from nurture.report.charts import charts  # noqa: E402
 from nurture.report.tables import tables  # noqa: E402
 from nurture.settings import Scoring  # noqa: E402
 from nurture.store import Store  # noqa: E402
@@ -159,13 +160,9 @@ def count_events(connection: Connection) -> int:
 
 
 def dashboard(connection: Connection) -> object:
-    """What the dashboard draws: the report, its tables and, where the charts exist, each chart."""
-    found = tables(build(connection, Scoring()))
-    try:
-        from nurture.report import charts
-    except ImportError:
-        return found
-    return charts.all_charts(build(connection, Scoring())) if hasattr(charts, "all_charts") else found
+    """What the dashboard draws: the report, its tables and its charts (SVG)."""
+    built = build(connection, Scoring())
+    return tables(built), charts(built)
 
 
 def measure(name: str, store: Store, leads: int, events: int) -> None:
@@ -175,9 +172,11 @@ def measure(name: str, store: Store, leads: int, events: int) -> None:
         stored = count_events(connection)
     print(f"{name}: seeded {leads:,} leads and {stored:,} events in {time.perf_counter() - started:.1f} s")
     count = median_ms(count_events, store)
-    report = median_ms(lambda connection: build(connection, Scoring(), segment="interest"), store)
+    report = median_ms(lambda connection: build(connection, Scoring()), store)
+    segmented = median_ms(lambda connection: build(connection, Scoring(), segment="interest"), store)
     board = median_ms(dashboard, store)
     print(f"{name}: count(*) {count:8.1f} ms   report {report:8.1f} ms ({report / count:5.1f}x)   "
+          f"with --segment interest {segmented:8.1f} ms ({segmented / count:5.1f}x)   "
           f"dashboard {board:8.1f} ms ({board / count:5.1f}x)   medians of {RUNS}")
 
 
