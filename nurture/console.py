@@ -14,6 +14,7 @@ import click
 import rich.console
 import rich.progress
 import rich.table
+import rich.text
 from sqlalchemy import make_url
 
 from nurture.engine import Report
@@ -239,8 +240,8 @@ def tables_text(found: Sequence[Table]) -> None:
         for column in table.columns:
             grid.add_column(column, justify="left" if column == table.columns[0] else "right")
         for row in table.rows:
-            grid.add_row(*(shown(value, column in table.percents) for column, value in zip(table.columns, row,
-                                                                                          strict=True)))
+            grid.add_row(*(rich.text.Text(shown(value, column in table.percents))  # a link may hold [brackets]
+                           for column, value in zip(table.columns, row, strict=True)))
         if not table.rows:
             grid.add_row("(none)", *("" for _ in table.columns[1:]))
         out.print(grid)

@@ -62,7 +62,7 @@ def build(connection: Connection, rules: Scoring, window: Window = ALL_TIME, per
         tags=tags,
         mql_scores=scores,
         outcomes=outcomes(connection, window),
-        thresholds=thresholds(connection, window, rules, scores),
+        thresholds=thresholds(connection, window, rules),
     )
 
 

@@ -90,7 +90,7 @@ def cohorts(rows: Sequence[Stages], period: str) -> str:
         if row.mql_to_sql is not None:
             points.append((middle, frame.up(row.mql_to_sql, 1.0)))
             dots.append(svg.dot(*points[-1], svg.AMBER,
-                                f"{name}: MQL to SQL {percent(row.mql_to_sql)} ({row.sql} of {row.mql})"))
+                                f"{name}: MQL to SQL {percent(row.mql_to_sql)} ({row.sql_of_mql} of {row.mql})"))
     line = [svg.path(points, svg.AMBER)] if len(points) > 1 else []
     return svg.image(label, frame.bottom + svg.LINE + 8, parts + line + dots)
 
@@ -101,8 +101,9 @@ def segments(rows: Sequence[Stages], segment: str) -> str:
     if not rows:
         return svg.empty(label, "No leads in this window yet")
     return svg.rows_across(label, [Row(row.label, (Bar(
-        row.mql_to_sql or 0, svg.TEAL, f"{row.label}: {row.sql} of {row.mql} MQLs went to sales",
-        f"{percent(row.mql_to_sql)} \u00b7 {row.sql} of {row.mql}"),)) for row in rows], 1.0, scale=_whole_percent)
+        row.mql_to_sql or 0, svg.TEAL, f"{row.label}: {row.sql_of_mql} of {row.mql} MQLs went to sales",
+        f"{percent(row.mql_to_sql)} \u00b7 {row.sql_of_mql} of {row.mql}"),)) for row in rows], 1.0,
+        scale=_whole_percent)
 
 
 def days_to_sql(distribution: Distribution, edges: Sequence[int] = DAY_EDGES) -> str:

@@ -20,6 +20,7 @@ DONE = (SendState.SENT, SendState.BOUNCED)  # a send that went out, or was refus
 # as the partial indexes of nurture.models say them, word for word: SQLite uses such an index only then
 PERSON_CLICKS = text(str(models.PERSON_CLICKS))
 NOTICES = text(str(models.NOTICES))
+FORGOTTEN = "(forgotten: its lead was erased)"  # an erased lead's mails keep no links
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,8 @@ def clicks(connection: Connection, window: Window, limit: int = 25) -> tuple[lis
     links = (select(sql.link_at(dialect, SENDS.c.links, pairs.c.link).label("link"), pairs.c.clicks, SENDS.c.lead_id)
              .select_from(pairs.join(SENDS, SENDS.c.id == pairs.c.send_id)).cte("links").prefix_with("MATERIALIZED"))
     link = {part: sql.field_of(dialect, links.c.link, part) for part in ("url", "tag", "action")}
-    named = (select(link["url"].label("url"), func.coalesce(link["tag"], link["action"], "(none)").label("tag"),
+    named = (select(func.coalesce(link["url"], FORGOTTEN).label("url"),
+                    func.coalesce(link["tag"], link["action"], "(none)").label("tag"),
                     links.c.clicks, links.c.lead_id).cte("named"))
 
     def most_clicked(field: str) -> Any:

@@ -23,8 +23,8 @@ SEGMENTS = ("industry", "customer", "locale", "country", "source", "interest")
 
 @dataclass(frozen=True)
 class Stages:
-    """People at each stage of the funnel, each a subset of the one before it but for `engaged`
-    (a lead can qualify through the website, having opened nothing):
+    """People at each stage of the funnel. A lead may skip one: it can engage before it is nurtured (the
+    confirmation mail is tracked too) or go to sales having opened nothing (a form on the website):
 
     leads: created; confirmed: gave consent; mql: nurtured (a digest went out: a Marketing Qualified Lead);
     engaged: a person (never a machine) opened or clicked one of its mails; sql: handed to sales at least
@@ -42,10 +42,13 @@ class Stages:
     won: int
     no_deal: int
     not_a_fit: int
+    sql_of_mql: int  # handed to sales after its first digest went: the MQLs that became SQLs
 
     @property
     def mql_to_sql(self) -> float | None:
-        return ratio(self.sql, self.mql)
+        """Of the MQLs, the share that went to sales (a lead that asked before its first digest is an SQL
+        that was never an MQL: it is not counted here)."""
+        return ratio(self.sql_of_mql, self.mql)
 
     @property
     def sql_to_won(self) -> float | None:
@@ -70,7 +73,7 @@ def stages(connection: Connection, window: Window, by: str | None = None, period
     query = (select(label.label("label"), func.count().label("leads"), func.count(LEADS.c.confirmed_at),
                     _sum(nurtured), _sum(engaged), func.count(handoffs.c.first_at), _sum(within),
                     _sum(handoffs.c.won == 1), _sum((handoffs.c.no_deal == 1) & (handoffs.c.won == 0)),
-                    _sum(handoffs.c.not_a_fit == 1))
+                    _sum(handoffs.c.not_a_fit == 1), _sum(nurtured & handoffs.c.first_at.is_not(None)))
              .select_from(source.outerjoin(handoffs, handoffs.c.lead_id == LEADS.c.id)
                           .outerjoin(mailed, mailed.c.lead_id == LEADS.c.id))
              .where(*window.holds(LEADS.c.created_at)))
@@ -82,7 +85,7 @@ def stages(connection: Connection, window: Window, by: str | None = None, period
 def overall(cohorts: Sequence[Stages]) -> Stages:
     """The funnel of every lead, from its cohorts (each lead is in one)."""
     return Stages("all leads", *(sum(getattr(row, name) for row in cohorts) for name in (
-        "leads", "confirmed", "mql", "engaged", "sql", "sql_within", "won", "no_deal", "not_a_fit")))
+        "leads", "confirmed", "mql", "engaged", "sql", "sql_within", "won", "no_deal", "not_a_fit", "sql_of_mql")))
 
 
 def _sum(condition: ColumnElement[bool]) -> ColumnElement[int]:

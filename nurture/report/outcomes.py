@@ -8,10 +8,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, String, and_, case, cast, func, literal, select, true, union_all
+from sqlalchemy import Connection, String, and_, case, cast, exists, func, literal, select, true, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
-from nurture.models import EventKind, Outcome
+from nurture.models import EventKind, Outcome, Stage
 from nurture.report import sql
 from nurture.report.funnel import Distribution, ratio
 from nurture.report.sql import EVENTS, HANDOFFS, ITEMS, LEADS, SEND_ITEMS, SENDS, Window
@@ -93,7 +93,8 @@ def owners(connection: Connection, made: Sequence[ColumnElement[bool]]) -> tuple
     """Each owner's hand-offs, won deals, those awaiting an outcome and how long it took to give one."""
     days = sql.whole_days(connection.dialect.name, func.coalesce(HANDOFFS.c.sent_at, HANDOFFS.c.created_at),
                           HANDOFFS.c.decided_at).label("days")
-    name = case((HANDOFFS.c.owner_email == "", "(the sales address)"),
+    name = case((HANDOFFS.c.sent_at.is_(None), "(its mail not sent yet)"),
+                (HANDOFFS.c.owner_email == "", "(the sales address)"),
                 else_=func.coalesce(func.nullif(HANDOFFS.c.owner_name, ""), HANDOFFS.c.owner_email)).label("name")
     query = (select(name, HANDOFFS.c.outcome, days, func.count()).where(*made)
              .group_by(name, HANDOFFS.c.outcome, days))
@@ -162,7 +163,7 @@ def _features(dialect: str, made: Sequence[ColumnElement[bool]]) -> Any:
         ITEMS, (ITEMS.c.id == SEND_ITEMS.c.item_id) & (ITEMS.c.link == hits.c.url))
     parts = [
         seen("rule", rule, hits, hits.c.counted.is_(True)),
-        seen("link", hits.c.url, hits, *human_click),
+        seen("link", hits.c.url, hits, *human_click, hits.c.url.is_not(None)),
         seen("tag", hits.c.tag, hits, *human_click, hits.c.tag.is_not(None)),
         seen("feed", ITEMS.c.feed, items, *human_click),
         seen("industry", func.coalesce(func.nullif(LEADS.c.industry, ""), "(none)"), lead),
@@ -177,10 +178,11 @@ def _features(dialect: str, made: Sequence[ColumnElement[bool]]) -> Any:
 
 @dataclass(frozen=True)
 class Threshold:
-    """What one threshold for everybody would have done with the decided hand-offs: the won deals it still
-    hands off and those it misses, the deals without result it spares sales, and the MQLs in nurture now
-    that it would hand off too (their outcome unknown). A hand-off a lead asked for (a contact form, a call
-    back: it reached sales below its threshold) goes at any threshold."""
+    """What the thresholds moved by one step (the general one shown; a customer's and an industry's move
+    with it) would have done with the decided hand-offs: the won deals still handed off and those missed,
+    the others (lost, no result, not a fit) still sent or spared, and the MQLs in nurture now that would go
+    too (their outcome unknown). A lead that asked (a form, a call back where that qualifies) goes at any
+    threshold."""
 
     threshold: int
     won_kept: int
@@ -191,27 +193,42 @@ class Threshold:
     current: bool = False
 
 
-def thresholds(connection: Connection, window: Window, rules: Scoring, mqls: Distribution,
-               candidates: Iterable[int] | None = None) -> list[Threshold]:
-    """Each candidate threshold (by default around the configured one) applied to the decided hand-offs of
-    `window` by the score each lead had when it went to sales."""
-    query = (select(HANDOFFS.c.score, HANDOFFS.c.outcome, LEADS.c.customer, LEADS.c.industry, func.count())
-             .select_from(HANDOFFS.join(LEADS, LEADS.c.id == HANDOFFS.c.lead_id))
-             .where(HANDOFFS.c.outcome.is_not(None), *window.holds(HANDOFFS.c.created_at))
-             .group_by(HANDOFFS.c.score, HANDOFFS.c.outcome, LEADS.c.customer, LEADS.c.industry))
-    decided = [(int(score), outcome is Outcome.WON, int(count), int(score) < scoring.threshold(rules, customer,
-                                                                                               industry))
-               for score, outcome, customer, industry, count in connection.execute(query)]
-    chosen = sorted(set(candidates or (rules.threshold + step for step in (-6, -4, -2, 0, 2, 4, 8))))
-    return [_at(line, decided, mqls, rules.threshold) for line in chosen if line > 0]
+def thresholds(connection: Connection, window: Window, rules: Scoring,
+               steps: Iterable[int] = (-6, -4, -2, 0, 2, 4, 8)) -> list[Threshold]:
+    """Every threshold moved by each of `steps`, applied to the decided hand-offs of `window` by the score
+    each lead had when it went to sales, and to the MQLs in nurture now."""
+    actions, callback = scoring.requests(rules)
+    request = (EVENTS.c.kind == EventKind.EXTERNAL) & EVENTS.c.action.in_(sorted(actions))
+    if callback:
+        request = request | ((EVENTS.c.kind == EventKind.CLICK) & (EVENTS.c.action == "callback"))
+    asked = exists().where(EVENTS.c.lead_id == HANDOFFS.c.lead_id, EVENTS.c.cycle == HANDOFFS.c.cycle,
+                           EVENTS.c.occurred_at <= HANDOFFS.c.created_at, EVENTS.c.counted.is_(True), request)
+    each = (select(HANDOFFS.c.score, HANDOFFS.c.outcome, LEADS.c.customer, LEADS.c.industry,
+                   case((asked, 1), else_=0).label("asked"))
+            .select_from(HANDOFFS.join(LEADS, LEADS.c.id == HANDOFFS.c.lead_id))
+            .where(HANDOFFS.c.outcome.is_not(None), *window.holds(HANDOFFS.c.created_at)).subquery("decided"))
+    grouped = select(each.c.score, each.c.outcome, each.c.customer, each.c.industry, each.c.asked, func.count())
+    decided = [(int(score) - scoring.threshold(rules, customer, industry), outcome is Outcome.WON, bool(asked),
+                int(count))
+               for score, outcome, customer, industry, asked, count in connection.execute(grouped.group_by(*each.c))]
+    in_nurture = (select(LEADS.c.score, LEADS.c.customer, LEADS.c.industry, func.count())
+                  .where(LEADS.c.stage == Stage.MQL, LEADS.c.confirmed_at.is_not(None), LEADS.c.suppressed.is_(None),
+                         LEADS.c.erased_at.is_(None))
+                  .group_by(LEADS.c.score, LEADS.c.customer, LEADS.c.industry))
+    waiting = [(int(score) - scoring.threshold(rules, customer, industry), int(count))
+               for score, customer, industry, count in connection.execute(in_nurture)]
+    return [_moved(step, rules.threshold, decided, waiting) for step in sorted(set(steps))
+            if rules.threshold + step > 0]
 
 
-def _at(line: int, decided: Sequence[tuple[int, bool, int, bool]], mqls: Distribution, current: int) -> Threshold:
-    sent = [(won, count) for score, won, count, asked in decided if asked or score >= line]
-    spared = [(won, count) for score, won, count, asked in decided if not asked and score < line]
+def _moved(step: int, general: int, decided: Sequence[tuple[int, bool, bool, int]],
+           waiting: Sequence[tuple[int, int]]) -> Threshold:
+    """`decided`: (score over its own threshold, won, asked, how many); `waiting`: (score over it, how many)."""
+    sent = [(won, count) for above, won, asked, count in decided if asked or above >= step]
+    spared = [(won, count) for above, won, asked, count in decided if not asked and above < step]
     return Threshold(
-        line,
+        general + step,
         won_kept=sum(count for won, count in sent if won), won_missed=sum(count for won, count in spared if won),
         others_sent=sum(count for won, count in sent if not won),
         others_spared=sum(count for won, count in spared if not won),
-        more_now=sum(count for score, count in mqls.counts if score >= line), current=line == current)
+        more_now=sum(count for above, count in waiting if above >= step), current=step == 0)

@@ -46,7 +46,7 @@ def period_of(dialect: str, moment: Any, period: str) -> ColumnElement[Any]:
         if period == "month":
             return func.strftime("%Y-%m-01", moment)
         return func.date(moment, "-6 days", "weekday 1")  # the Monday on or before it
-    return func.to_char(func.date_trunc(period, moment), "YYYY-MM-DD")
+    return func.to_char(func.date_trunc(period, func.timezone("UTC", moment)), "YYYY-MM-DD")  # not the session's zone
 
 
 def link_at(dialect: str, links: Any, index: Any) -> ColumnElement[Any]:

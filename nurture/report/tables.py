@@ -15,6 +15,8 @@ from nurture.report.outcomes import SMALL_SAMPLE
 
 Value = str | int | float | None
 DAY_EDGES = (0, 7, 14, 30, 60, 120)
+INTERESTS = "a lead counts under each of its interests; leads without one are not shown"
+FORMULA = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run a cell that starts so
 OUTCOME_EDGES = (0, 1, 3, 7, 14, 30)
 PEOPLE = "people, not machines: a scanner's or a privacy proxy's open or click is never counted as a person's"
 
@@ -57,7 +59,8 @@ def tables(report: Report) -> list[Table]:
     ]
     if report.segment:
         found.append(Table("segments", f"By {report.segment}", (report.segment, *STAGE_COLUMNS),
-                           tuple(_stage_row(row) for row in report.segments), percents=("mql to sql", "sql to won")))
+                           tuple(_stage_row(row) for row in report.segments), percents=("mql to sql", "sql to won"),
+                           note=INTERESTS if report.segment == "interest" else ""))
     days = report.days_to_sql
     found += [
         Table("days_to_sql", "Days from lead to SQL", ("days", "people"), tuple(days.buckets(DAY_EDGES)),
@@ -141,5 +144,14 @@ def as_csv(found: Sequence[Table]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     for table in found:
         writer.writerow(["table", *table.columns])
-        writer.writerows([table.name, *("" if value is None else value for value in row)] for row in table.rows)
+        writer.writerows([table.name, *(_cell(value) for value in row)] for row in table.rows)
     return out.getvalue()
+
+
+def _cell(value: Value) -> Value:
+    """A value for a CSV cell: nothing as empty, text that a spreadsheet would take for a formula quoted."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA):
+        return "'" + value
+    return value

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from nurture.models import Event, EventKind, Handoff, Lead, Outcome, Send, Stage, link_at
+from nurture.models import Event, Handoff, Lead, Outcome, Send, Stage, link_at
 from nurture.score import rules as scoring
 from nurture.settings import Scoring
 from nurture.store import Store
@@ -57,17 +57,9 @@ def crossings(lead: Lead, events: Sequence[Event], points: Mapping[int, int], ru
         worth = points.get(event.id or 0, event.points)
         window.append((event.occurred_at, worth, event.cycle))
         score += worth
-        if event.cycle not in reached and (score >= line or _asks(event, rules)):
+        if event.cycle not in reached and (score >= line or scoring.asks(event.kind, event.action, rules)):
             reached[event.cycle] = event.occurred_at
     return reached
-
-
-def _asks(event: Event, rules: Scoring) -> bool:
-    """An explicit request, which goes to sales whatever the score."""
-    if event.kind is EventKind.EXTERNAL:
-        rule = rules.external.get(event.action or "")
-        return bool(rule and rule.qualify)
-    return rules.callback_qualifies and event.kind is EventKind.CLICK and event.action == "callback"
 
 
 @dataclass

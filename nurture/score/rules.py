@@ -47,6 +47,20 @@ def lowest_threshold(rules: Scoring) -> int:
     return min(rules.threshold, rules.customer_threshold, *rules.industry_thresholds.values())
 
 
+def requests(rules: Scoring) -> tuple[frozenset[str], bool]:
+    """What counts as a lead asking for sales, which hands it over whatever its score: the external events
+    whose rule qualifies (by action), and whether a click on a mail's "Call back" does."""
+    return frozenset(name for name, rule in rules.external.items() if rule.qualify), rules.callback_qualifies
+
+
+def asks(kind: EventKind, action: str | None, rules: Scoring) -> bool:
+    """Whether an event is such a request."""
+    actions, callback = requests(rules)
+    if kind is EventKind.EXTERNAL:
+        return (action or "") in actions
+    return callback and kind is EventKind.CLICK and action == "callback"
+
+
 def qualifies(stage: Stage, score: int, rules: Scoring, customer: bool, industry: str = "") -> bool:
     return stage is Stage.MQL and score >= threshold(rules, customer, industry)
 

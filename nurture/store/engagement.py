@@ -55,7 +55,8 @@ RECOUNT_SENDS = update(SENDS).where(SENDS.c.id.in_(bindparam("ids", expanding=Tr
     opened_at=_of_send(func.min(EVENTS.c.occurred_at), EVENTS.c.kind == EventKind.OPEN, PERSON),
     clicked_at=_of_send(func.min(EVENTS.c.occurred_at), EVENTS.c.kind == EventKind.CLICK, PERSON))
 RECOUNT_LEADS = update(LEADS).where(LEADS.c.id.in_(bindparam("ids", expanding=True))).values(
-    engaged_at=select(func.min(EVENTS.c.occurred_at)).where(EVENTS.c.lead_id == LEADS.c.id, HIT, PERSON)
+    engaged_at=select(func.min(EVENTS.c.occurred_at)).where(EVENTS.c.lead_id == LEADS.c.id, HIT, PERSON,
+                                                          EVENTS.c.send_id.is_not(None))
     .scalar_subquery())
 
 

@@ -29,7 +29,7 @@ from nurture.models import (
     Suppression,
 )
 from nurture.report import Report, Window, build
-from nurture.report.tables import tables
+from nurture.report.tables import Table, as_csv, tables
 from nurture.settings import Settings
 from nurture.store import Store, engagement
 from tests.conftest import ROOT, SECRET
@@ -144,6 +144,10 @@ def test_the_funnel_counts_people_at_each_stage(history: Store, settings: Settin
     assert (funnel.leads, funnel.confirmed, funnel.mql, funnel.engaged, funnel.sql, funnel.sql_within, funnel.won,
             funnel.no_deal, funnel.not_a_fit) == (6, 5, 4, 2, 3, 2, 1, 1, 1)
     assert funnel.mql_to_sql == 3 / 4 and funnel.sql_to_won == 1 / 3
+    h = History(history)  # one who asked for sales before any digest went: an SQL that was never an MQL
+    h.handoff(h.lead("gus@example.com", 0), 2, 0, None)
+    funnel = report(history, settings).funnel
+    assert (funnel.mql, funnel.sql, funnel.sql_of_mql, funnel.mql_to_sql) == (4, 4, 3, 3 / 4)
 
 
 def test_cohorts_and_the_window_follow_when_leads_were_created(history: Store, settings: Settings) -> None:
@@ -208,12 +212,19 @@ def test_outcomes_and_what_predicts_a_won_deal(history: Store, settings: Setting
 
 
 def test_other_thresholds_on_the_decided_handoffs(history: Store, settings: Settings) -> None:
-    found = {t.threshold: (t.won_kept, t.won_missed, t.others_sent, t.others_spared, t.more_now)
-             for t in report(history, settings).thresholds}
-    assert found[12] == (1, 0, 2, 0, 0)
-    assert found[14] == (1, 0, 0, 2, 0)
-    assert found[16] == (0, 1, 0, 2, 0)
+    """Each threshold moves with the general one: cleo, a customer (8), went at 12, four over hers."""
+    def moved() -> dict[int, tuple[int, ...]]:
+        return {t.threshold: (t.won_kept, t.won_missed, t.others_sent, t.others_spared, t.more_now)
+                for t in report(history, settings).thresholds}
+
+    found = moved()
+    assert found[12] == (1, 0, 2, 0, 0)  # today's rules sent all three
+    assert found[14] == (1, 0, 1, 1, 0)  # fay (12) spared; cleo still over hers
+    assert found[16] == (0, 1, 1, 1, 0)  # ada's won deal (14) missed
     assert found[8] == (1, 0, 2, 0, 1)  # bob's 9 points would send him too
+    fay = history.lead_by_email("fay@example.com").id
+    History(history).event(fay or 0, None, EventKind.EXTERNAL, 100, action="contact_form")
+    assert moved()[16] == (0, 1, 2, 0, 0)  # she asked: she goes at any threshold
 
 
 def test_every_table_has_rows_of_its_columns(history: Store, settings: Settings) -> None:
@@ -247,3 +258,31 @@ def test_nurture_report_as_json_csv_and_text(history: Store) -> None:
     assert code == 0 and "Funnel" in output and "What goes with a won deal" in output
     code, output = cli(history, "--since", "January")
     assert code == 2 and "not an ISO time: 'January'" in output
+
+
+def test_cohorts_are_utc_days_whatever_the_sessions_zone(store: Store, settings: Settings) -> None:
+    History(store).lead("late@example.com", 26.6)  # 2026-01-31 23:24 UTC: after midnight in Berlin
+    with store.reader.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET TIME ZONE 'Europe/Berlin'")
+        cohorts = build(connection, settings.scoring).cohorts
+    assert [row.label for row in cohorts] == ["2026-01-01"]
+
+
+def test_an_erased_leads_clicks_name_no_link(history: Store, settings: Settings) -> None:
+    history.erase(history.lead_by_email("ada@example.com").id or 0, day(300))
+    assert [c.name for c in report(history, settings).links] == ["(forgotten: its lead was erased)"]
+
+
+def test_the_csv_quotes_text_a_spreadsheet_would_run() -> None:
+    table = Table("links", "Links", ("link", "clicks"), (("=HYPERLINK('http://x')", 3), ("-1 day", 2), (None, 1)))
+    rows = list(csv.reader(io.StringIO(as_csv([table]))))
+    assert rows[1:] == [["links", "'=HYPERLINK('http://x')", "3"], ["links", "'-1 day", "2"], ["links", "", "1"]]
+
+
+def test_the_terminal_shows_brackets_in_a_link_as_they_are(capsys: pytest.CaptureFixture[str]) -> None:
+    from nurture import console
+
+    console.tables_text([Table("links", "Links", ("link", "clicks"),
+                               (("https://shop.example/list?filter[color]=red&x=[/b]", 3),))])
+    assert "https://shop.example/list?filter[color]=red&x=[/b]" in capsys.readouterr().out

@@ -27,10 +27,10 @@ from nurture.report.tables import tables
 
 NS = "{http://www.w3.org/2000/svg}"
 FUNNEL = Stages("all leads", leads=600, confirmed=520, mql=480, engaged=210, sql=90, sql_within=80, won=30,
-                no_deal=20, not_a_fit=9)
-NOTHING = Stages("all leads", 0, 0, 0, 0, 0, 0, 0, 0, 0)
-COHORTS = [Stages("2026-01-01", 40, 30, 28, 10, 7, 7, 2, 1, 0), Stages("2026-02-01", 50, 45, 0, 0, 0, 0, 0, 0, 0),
-           Stages("2026-03-01", 60, 50, 40, 12, 10, 9, 3, 1, 0)]
+                no_deal=20, not_a_fit=9, sql_of_mql=90)
+NOTHING = Stages("all leads", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+COHORTS = [Stages("2026-01-01", 40, 30, 28, 10, 7, 7, 2, 1, 0, 7), Stages("2026-02-01", 50, 45, 0, 0, 0, 0, 0, 0, 0, 0),
+           Stages("2026-03-01", 60, 50, 40, 12, 10, 9, 3, 1, 0, 10)]
 DAYS = Distribution(((2, 5), (10, 20), (20, 12), (130, 3)))
 STEPS = [Step("welcome", 0, sent=500, bounced=10, opened=300, clicked=60, clicks=80, unsubscribed=4, machine_hits=120,
               hits=600),
