@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict, defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,12 +45,15 @@ JUDGED = select(EVENTS.c.hit).where(EVENTS.c.hit.in_(bindparam("keys", expanding
 FACTS = select(SENDS.c.id, SENDS.c.lead_id, SENDS.c.sent_at, SENDS.c.links, SENDS.c.state).where(
     SENDS.c.id.in_(bindparam("ids", expanding=True)))
 RECENT = (select(EVENTS.c.id, EVENTS.c.send_id, EVENTS.c.lead_id, EVENTS.c.occurred_at, EVENTS.c.kind,
-                 EVENTS.c.link, EVENTS.c.counted, EVENTS.c.action)
+                 EVENTS.c.link, EVENTS.c.counted, EVENTS.c.action, EVENTS.c.machine)
           .where(EVENTS.c.send_id.in_(bindparam("ids", expanding=True)), EVENTS.c.occurred_at >= bindparam("since"),
                  EVENTS.c.kind.in_([EventKind.OPEN, EventKind.CLICK]))
           .order_by(EVENTS.c.occurred_at, EVENTS.c.id))
 UNCOUNT = update(EVENTS).where(EVENTS.c.id == bindparam("event"), EVENTS.c.counted.is_(True)).values(
     counted=False, credit_key=None, reason=bindparam("why"), machine=True)
+# a stored hit that earned nothing (already credited, the lead with sales) now seen to be a machine's
+MARK = update(EVENTS).where(EVENTS.c.id == bindparam("event"), EVENTS.c.machine.is_(False)).values(
+    reason=bindparam("why"), machine=True)
 
 
 @dataclass(frozen=True)
@@ -221,7 +224,8 @@ def _recent(connection: Any, send_ids: Any, first: datetime) -> dict[int, list[S
     if send_ids:
         for row in connection.execute(RECENT, {"ids": sorted(send_ids), "since": first - MEMORY}):
             prior = machines.Prior(at=_utc(row.occurred_at), kind=EventKind(row.kind).value,  # type: ignore[arg-type]
-                                   link=row.link, counted=row.counted, honeypot=row.action == "honeypot")
+                                   link=row.link, counted=row.counted, honeypot=row.action == "honeypot",
+                                   machine=row.machine)
             recent[row.send_id].append(Seen(prior, row.lead_id, row.id))
     return recent
 
@@ -243,7 +247,9 @@ class _Batch:
         self.delta: dict[int, int] = defaultdict(int)
         self.uncount: list[dict[str, Any]] = []  # stored events now judged a machine's
         self.recount: set[int] = set()  # leads whose score is recomputed exactly after an uncount
-        self.retallied: set[int] = set()  # mails whose engagement is counted again after an uncount
+        self.retallied: set[int] = set()  # mails whose engagement is counted again after a take-back...
+        self.reengaged: set[int] = set()  # ...and their leads
+        self.marked: list[dict[str, Any]] = []  # stored hits that earned nothing, now judged a machine's
 
     def add(self, hit: JournalRow) -> None:
         facts = self.facts.get(hit.send_id)
@@ -285,30 +291,37 @@ class _Batch:
         return verdict.reason
 
     def _take_back(self, seen: Seen, why: str, send_id: int) -> None:
-        if not seen.prior.counted:
-            return
-        seen.prior = machines.Prior(seen.prior.at, seen.prior.kind, seen.prior.link, False, seen.prior.honeypot)
+        """An earlier hit of the message is a machine's after all: it earns nothing (its credit and points
+        taken back where it had them) and no report counts it as a person's."""
+        counted = seen.prior.counted
+        seen.prior = replace(seen.prior, counted=False, machine=True)
         if seen.event is not None:  # stored by an earlier batch
-            self.uncount.append({"event": seen.event, "why": why})
-            self.recount.add(seen.lead_id)
+            (self.uncount if counted else self.marked).append({"event": seen.event, "why": why})
+            if counted:
+                self.recount.add(seen.lead_id)
+            self.reengaged.add(seen.lead_id)
             self.retallied.add(send_id)
             return
         assert seen.row is not None
         row = self.rows[seen.row]
-        self.taken.discard(row["credit_key"])
-        self.delta[row["lead_id"]] -= row["points"]
-        row.update(counted=False, credit_key=None, reason=why, machine=True)
+        if counted:
+            self.taken.discard(row["credit_key"])
+            self.delta[row["lead_id"]] -= row["points"]
+            row.update(counted=False, credit_key=None)
+        row.update(reason=why, machine=True)
 
     def commit(self) -> Judged:
         """Write the batch's events and score changes; qualify the leads that reached their threshold."""
         if self.uncount:  # first: a credit it frees may go to a later hit of this batch
             self.connection.execute(UNCOUNT, self.uncount)
+        if self.marked:
+            self.connection.execute(MARK, self.marked)
         self._drop_held_credits()
         if self.rows:
             self.connection.execute(insert(EVENTS), self.rows)
             engagement.add_hits(self.connection, self.rows)
         if self.retallied:
-            engagement.recount(self.connection, self.retallied, self.recount)
+            engagement.recount(self.connection, self.retallied, self.reengaged)
         changes = [{"lead": lead_id, "delta": delta} for lead_id, delta in self.delta.items()
                    if delta and lead_id not in self.recount]
         if changes:
@@ -363,7 +376,7 @@ class _Batch:
 
 def _prior(row: dict[str, Any]) -> machines.Prior:
     return machines.Prior(at=row["occurred_at"], kind=row["kind"].value, link=row["link"], counted=row["counted"],
-                          honeypot=row["action"] == "honeypot")
+                          honeypot=row["action"] == "honeypot", machine=row["machine"])
 
 
 def _link(facts: SendFacts, hit: JournalRow) -> Mapping[str, Any] | None:

@@ -164,20 +164,24 @@ class Hit:
 
 @dataclass(frozen=True)
 class Prior:
-    """An earlier open or click of the same message, and whether it was counted (earned its credit)."""
+    """An earlier open or click of the same message, whether it was counted (earned its credit), and whether
+    it was judged a machine's already."""
 
     at: datetime
     kind: str
     link: int | None = None
     counted: bool = True
     honeypot: bool = False
+    machine: bool = False
 
 
 @dataclass(frozen=True)
 class Verdict:
     """Why a hit is a machine (None: it may be a person), and which earlier hits to re-judge the same way.
 
-    `retroactive` holds indexes into the `earlier` hits passed to `classify`, only of those still counted.
+    `retroactive` holds indexes into the `earlier` hits passed to `classify`, only of those not judged a
+    machine's yet: counted or not (a scanner's second click on a link a person clicked earned nothing, and
+    is a machine's all the same).
     """
 
     reason: str | None = None
@@ -246,7 +250,7 @@ def _honeypot(hit: Hit, earlier: Sequence[Prior], signals: Signals) -> Verdict |
     traps += [p.at for p in earlier if p.honeypot and abs(p.at - hit.at) <= width]
     if not traps:
         return None
-    near = (i for i, p in enumerate(earlier) if p.counted and any(abs(p.at - trap) <= width for trap in traps))
+    near = (i for i, p in enumerate(earlier) if not p.machine and any(abs(p.at - trap) <= width for trap in traps))
     return Verdict("honeypot link", tuple(near))
 
 
@@ -304,8 +308,8 @@ def _burst(hit: Hit, earlier: Sequence[Prior], signals: Signals) -> Verdict | No
     burst = find_burst(hit, earlier, signals)
     if burst is None:
         return None
-    counted = tuple(i for i in burst.members if earlier[i].counted)
-    return Verdict(f"click burst: {burst.links} links in {_seconds(burst.span)} s", counted)
+    unjudged = tuple(i for i in burst.members if not earlier[i].machine)
+    return Verdict(f"click burst: {burst.links} links in {_seconds(burst.span)} s", unjudged)
 
 
 @lru_cache(maxsize=16)

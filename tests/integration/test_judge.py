@@ -11,7 +11,7 @@ from sqlalchemy import update
 from sqlmodel import col
 
 from nurture.engine import Engine
-from nurture.models import EventKind, Send, SendState
+from nurture.models import EventKind, Lead, Send, SendState, Stage
 from nurture.score import machines
 from nurture.score.judge import Judge
 from nurture.send.mailer import MemoryMailer
@@ -226,4 +226,24 @@ def test_an_operator_counting_a_machines_hit_makes_it_a_persons(engine: Engine, 
     event = engine.store.events_of(1)[-1]
     engine.store.override(event.id or 0, True, "admin", engine.settings.scoring, now)
     assert engine.store.lead(1).engaged_at is not None
+    exact(engine)
+
+
+def test_a_scanners_clicks_on_a_lead_with_sales_are_a_machines_every_one(engine: Engine,
+                                                                        mailer: MemoryMailer) -> None:
+    """Its first click earns nothing ("lead is sql") before the honeypot shows what it is: a machine's all
+    the same, so no report counts it as a person's click."""
+    send_id, links = mailed(engine)
+    with engine.store.session() as session:
+        session.get_one(Lead, 1).stage = Stage.SQL
+    now = datetime.now(UTC)
+    assert judged(engine, click(send_id, links["callback"], now)) == [False]
+    assert not engine.store.events_of(1)[-1].machine  # not yet known
+    send = engine.store.send(send_id)
+    assert send is not None and send.clicks == 1
+    judged(engine, click(send_id, links["honeypot"], now + timedelta(milliseconds=400)))
+    assert [event.machine for event in engine.store.events_of(1)] == [True, True]
+    send = engine.store.send(send_id)
+    assert send is not None and (send.clicks, send.clicked_at) == (0, None)
+    assert engine.store.lead(1).engaged_at is None
     exact(engine)

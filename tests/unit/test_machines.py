@@ -79,8 +79,9 @@ def hit(after: float = 600.0, *, method: str = "GET", agent: str = CHROME, kind:
                link=link if kind == "click" else None, honeypot=honeypot)
 
 
-def click(after: float, link: int, counted: bool = True, honeypot: bool = False) -> Prior:
-    return Prior(DELIVERED + timedelta(seconds=after), "click", link, counted=counted, honeypot=honeypot)
+def click(after: float, link: int, counted: bool = True, honeypot: bool = False, machine: bool = False) -> Prior:
+    return Prior(DELIVERED + timedelta(seconds=after), "click", link, counted=counted, honeypot=honeypot,
+                 machine=machine)
 
 
 def opened(after: float, counted: bool = True) -> Prior:
@@ -283,14 +284,17 @@ def test_the_burst_size_is_configurable():
     assert classify(hit(40.9, link=3), earlier, signals) == Verdict("click burst: 4 links in 0.9 s", (0, 1, 2))
 
 
-def test_retroactive_names_only_earlier_clicks_that_still_count():
-    earlier = [opened(39.9), click(40.0, 0, counted=False), click(40.4, 1), click(10.0, 2), click(40.8, 3)]
+def test_retroactive_names_the_earlier_clicks_of_the_burst_not_yet_judged_a_machines():
+    """Counted or not: a click that earned nothing (already credited, the lead with sales) is a machine's
+    all the same, and no report may count it as a person's."""
+    earlier = [opened(39.9), click(40.0, 0, counted=False), click(40.4, 1), click(10.0, 2), click(40.8, 3),
+               click(40.9, 5, counted=False, machine=True)]
     verdict = classify(hit(41.0, link=4), earlier)
-    assert verdict == Verdict("click burst: 4 links in 1 s", (2, 4))
+    assert verdict == Verdict("click burst: 5 links in 1 s", (1, 2, 4))
 
 
 def test_a_burst_already_judged_names_nothing_more_to_re_judge():
-    earlier = [click(40.0, 0, counted=False), click(40.3, 1, counted=False), click(40.6, 2, counted=False)]
+    earlier = [click(at, link, counted=False, machine=True) for at, link in ((40.0, 0), (40.3, 1), (40.6, 2))]
     assert classify(hit(40.9, link=3), earlier) == Verdict("click burst: 4 links in 0.9 s", ())
 
 
@@ -324,7 +328,7 @@ def test_find_burst_needs_a_click_on_a_known_link():
 def test_a_honeypot_hit_is_a_machine_and_so_is_the_message_around_it():
     earlier = [opened(10.0), opened(38.5), click(39.0, 0), click(39.9, 1, counted=False), click(37.9, 2)]
     verdict = classify(hit(40.0, link=9, honeypot=True), earlier)
-    assert verdict == Verdict("honeypot link", (1, 2))
+    assert verdict == Verdict("honeypot link", (1, 2, 3))  # the uncounted click too: a machine's all the same
 
 
 def test_a_hit_shortly_after_a_honeypot_hit_is_a_machine():
