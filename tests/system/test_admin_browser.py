@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -17,34 +14,15 @@ from nurture.program import CONFIRMATION
 from nurture.score.rules import Credit
 from nurture.server import create_app
 from nurture.store import NewEvent
+from tests.browsers import IN_CHROMIUM, run
 from tests.conftest import T0, free_port
 from tests.servers import serving
 
-CHROMIUM = Path("/usr/bin/chromium")
 LAPTOP = {"width": 1280, "height": 800}
 pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"),
+    *IN_CHROMIUM,
     pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
 ]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-background-networking",
-                                                 "--disable-gpu", "--disable-component-update"])
-        yield browser
-        browser.close()
-
-
-def run(coroutine):  # type: ignore[no-untyped-def]
-    """Run a coroutine beside Playwright's own event loop, which owns this thread."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
 @pytest.fixture

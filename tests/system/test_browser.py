@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -19,33 +16,14 @@ from nurture.send.mailer import MemoryMailer
 from nurture.server import create_app
 from nurture.track.tokens import Signer
 from nurture.track.urls import Urls
+from tests.browsers import IN_CHROMIUM, run
 from tests.conftest import free_port, make_lead
 from tests.servers import serving
 
-CHROMIUM = Path("/usr/bin/chromium")
 PERSON = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"),
+    *IN_CHROMIUM,
 ]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-background-networking",
-                                                 "--disable-gpu", "--disable-component-update"])
-        yield browser
-        browser.close()
-
-
-def run(coroutine):  # type: ignore[no-untyped-def]
-    """Run a coroutine beside Playwright's own event loop, which owns this thread."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
 def html_parts(mailer: MemoryMailer) -> list[str]:

@@ -3,7 +3,6 @@ uvicorn server, logged in with HTTP Basic credentials."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,29 +11,16 @@ from nurture.engine import Engine
 from nurture.models import EventKind, Outcome, SendState, Stage
 from nurture.report.svg import FONT, WIDTH
 from nurture.server import create_app
+from tests.browsers import IN_CHROMIUM
 from tests.conftest import free_port
 from tests.integration.test_report import History
 from tests.servers import serving
 
-CHROMIUM = Path("/usr/bin/chromium")
 LAPTOP = {"width": 1280, "height": 800}
 pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"),
+    *IN_CHROMIUM,
     pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
 ]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-background-networking",
-                                                 "--disable-gpu", "--disable-component-update"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
