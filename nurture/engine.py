@@ -55,7 +55,7 @@ class Engine:
     # the program
 
     def plan(self, now: datetime) -> list[program.Due]:
-        return program.due_all(self.store.histories(), now, self.settings.program)
+        return program.due_all(self.store.due_histories(now, self.settings.program), now, self.settings.program)
 
     def enqueue_due(self, now: datetime, report: Report, steps: list[program.Due] | None = None) -> int:
         """Record a queued send for every lead that is due (`steps`, when planned already) and has
@@ -132,7 +132,8 @@ class Engine:
     async def welcome(self, lead_id: int, now: datetime) -> Report:
         """Send a new lead its confirmation now rather than at the next tick."""
         report = Report()
-        self.outbox.enqueue(program.Due(lead_id, 0, 0, program.CONFIRMATION), now)
+        confirmed = self.store.lead(lead_id).confirmed_at is not None
+        self.outbox.enqueue(program.confirmation(lead_id, confirmed, now, self.settings.program), now)
         await self.deliver(now, report)
         return report
 

@@ -74,9 +74,16 @@ class Outcome(StrEnum):
     NOT_A_FIT = "not_a_fit"
 
 
+DUE = text("due_at IS NOT NULL")
+NEW = text("last_step IS NULL AND cycle = 0")  # never mailed: the confirmation is due at once
+
+
 class Lead(SQLModel, table=True):
-    # the admin's list pages newest first or by score (200,000 leads: 475 ms -> 9.6 ms, 117 ms -> 5.5 ms)
-    __table_args__ = (Index("ix_lead_created", "created_at", "id"), Index("ix_lead_score", "score", "id"))
+    # the admin's list pages newest first or by score (200,000 leads: 475 ms -> 9.6 ms, 117 ms -> 5.5 ms);
+    # a tick reads the leads that may be due, and no other (nurture.store.leads.Leads.due_histories)
+    __table_args__ = (Index("ix_lead_created", "created_at", "id"), Index("ix_lead_score", "score", "id"),
+                      Index("ix_lead_due", "due_at", postgresql_where=DUE, sqlite_where=DUE),
+                      Index("ix_lead_new", "id", postgresql_where=NEW, sqlite_where=NEW))
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(index=True, unique=True)
@@ -100,6 +107,10 @@ class Lead(SQLModel, table=True):
     tracking: bool = True  # False: its mails carry no pixel and plain links (it asked, or the operator did)
     erased_at: datetime | None = None  # its personal data removed (`leads erase`): never mailed, no token works
     engaged_at: datetime | None = None  # when a person (never a machine) first opened or clicked one of its mails
+    # what nurture.program.due reads of its sends, kept as they are recorded (nurture.send.outbox)
+    last_step: int | None = None  # the highest step recorded in its current cycle
+    last_mailed_at: datetime | None = None  # when that step was recorded
+    due_at: datetime | None = None  # when its next digest is due (nurture.program); None while none can be
 
     @property
     def name(self) -> str:

@@ -99,6 +99,7 @@ async def run(engine: Engine, listening: socket.socket) -> None:
     schedule = engine.settings.schedule
     scheduler = AsyncIOScheduler(timezone=UTC)
     leadership = Leadership(engine.store)
+    await asyncio.to_thread(engine.store.restore_due, engine.settings.program)  # see Store.restore_due
     await refresh_job(engine, leadership)  # the first digests should see the feeds
     every = timedelta(minutes=schedule.refresh_feeds_every_minutes)
     first = datetime.now(UTC)

@@ -92,7 +92,7 @@ def seed(folder: Path, sends: int) -> tuple[dict[str, str], list[str]]:
                      for n in range(leads)], "bench_track.py")
     outbox = Outbox(store)
     for step in range(3):  # three sent mails per lead
-        outbox.enqueue_many([(Due(n + 1, 0, step, "digest"), []) for n in range(leads)], NOW)
+        outbox.enqueue_many([(Due(n + 1, 0, step, "digest", None), []) for n in range(leads)], NOW)
     claimed = outbox.claim(sends, NOW, 300)
     for start in range(0, len(claimed), 5000):
         results = [Result(send, SendState.SENT) for send in claimed[start:start + 5000]]

@@ -68,6 +68,7 @@ def send_due(ctx: click.Context, at: str | None, dry_run: bool, no_refresh: bool
     """One pass of the program: send everything due now (or at --at), print what was done, exit."""
     now = parse_time(at)
     with engine_of(ctx) as engine:
+        engine.store.restore_due(engine.settings.program)  # due times the settings or an upgrade left out
         if not no_refresh and not dry_run:
             console.feed_results(run_async(engine.refresh_feeds(now)), quiet=True)
         report = run_async(_send_due(engine, now, dry_run))

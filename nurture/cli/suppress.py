@@ -59,7 +59,7 @@ def suppress_remove(ctx: click.Context, email: str) -> None:
     store = open_store(settings)
     lead = store.lead_by_email(email)
     assert lead.id is not None
-    lifted = store.lift_suppression(lead.id, getpass.getuser(), settings.scoring, datetime.now(UTC))
+    lifted = store.lift_suppression(lead.id, getpass.getuser(), settings.scoring, datetime.now(UTC), settings.program)
     if lifted is None:
         click.echo(f"{lead.email} is not suppressed")
         return

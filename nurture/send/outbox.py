@@ -27,7 +27,7 @@ from sqlalchemy import bindparam, func, or_, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
-from nurture.models import FeedItem, Send, SendItem, SendState
+from nurture.models import FeedItem, Lead, Send, SendItem, SendState
 from nurture.program import Due
 from nurture.send.replay import Replay
 from nurture.send.results import HELD, ClaimedSend, by_send
@@ -35,11 +35,18 @@ from nurture.settings import Scoring
 from nurture.store import Store
 
 _SENDS = Send.__table__  # type: ignore[attr-defined]
+_LEADS = Lead.__table__  # type: ignore[attr-defined]
 ITEMS = (  # built once: SQLAlchemy keys its statement cache on the statement, which costs as much as the query
     select(SendItem.send_id, SendItem.item_id).where(col(SendItem.send_id).in_(bindparam("send_ids", expanding=True)))
     .order_by(col(SendItem.send_id), col(SendItem.position)))
 FEED_ITEMS = select(FeedItem).where(col(FeedItem.id).in_(bindparam("item_ids", expanding=True)))
 
+# a recorded step moves its lead on (what nurture.program.due reads), in the transaction that records it;
+# a step of an earlier cycle, or below the one recorded, changes nothing
+MAILED = update(_LEADS).where(
+    _LEADS.c.id == bindparam("lead"), _LEADS.c.cycle == bindparam("of_cycle"),
+    or_(_LEADS.c.last_step.is_(None), _LEADS.c.last_step < bindparam("step")),
+).values(last_step=bindparam("step"), due_at=bindparam("next", type_=_LEADS.c.due_at.type))
 
 
 def worker_name() -> str:
@@ -101,8 +108,14 @@ class Outbox(Replay):
             statement = _insert(session, _SENDS).values(  # the same for every row: bound once, not per row
                 state=SendState.QUEUED, links=[], created_at=now, attempts=0, message_id="", subject="",
             ).on_conflict_do_nothing(index_elements=["lead_id", "cycle", "step"])
-            inserted = session.connection().execute(statement.returning(_SENDS.c.id, _SENDS.c.lead_id), rows).all()
-            send_of = {lead_id: send_id for send_id, lead_id in inserted}
+            inserted = session.connection().execute(
+                statement.returning(_SENDS.c.id, _SENDS.c.lead_id, _SENDS.c.step), rows).all()
+            send_of = {lead_id: send_id for send_id, lead_id, _ in inserted}
+            recorded = {(lead_id, step) for _, lead_id, step in inserted}
+            mailed = [{"lead": due.lead_id, "of_cycle": due.cycle, "step": due.step, "next": due.next_at}
+                      for due, _ in steps if (due.lead_id, due.step) in recorded]
+            if mailed:
+                session.connection().execute(MAILED.values(last_mailed_at=now), mailed)
             items = [{"send_id": send_of[due.lead_id], "lead_id": due.lead_id, "item_id": item_id, "position": n}
                      for due, item_ids in steps if due.lead_id in send_of for n, item_id in enumerate(item_ids)]
             if items:

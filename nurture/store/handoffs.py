@@ -18,7 +18,8 @@ from nurture.models import (
     WebhookDelivery,
 )
 from nurture.score import rules as scoring
-from nurture.settings import Scoring
+from nurture.settings import Program, Scoring
+from nurture.store.leads import schedule
 from nurture.store.ledger import Ledger
 
 OUTCOME_STAGES = {Outcome.WON: Stage.WON, Outcome.NOT_A_FIT: Stage.DISQUALIFIED}  # the rest: back to nurture
@@ -116,7 +117,8 @@ class Handoffs(Ledger):
             session.exec(update(Handoff).where(col(Handoff.id) == handoff_id)
                          .values(state=state, sent_at=sent_at))
 
-    def decide(self, handoff_id: int, outcome: Outcome, now: datetime, rules: Scoring, note: str | None = None) -> Lead:
+    def decide(self, handoff_id: int, outcome: Outcome, now: datetime, rules: Scoring, program: Program,
+               note: str | None = None) -> Lead:
         """Record sales' outcome (and its note): won ends the journey, not a fit disqualifies the lead (nurture
         stops), lost and no result start a new nurture cycle."""
         with self.session() as session:
@@ -133,6 +135,8 @@ class Handoffs(Ledger):
                 lead.stage = scoring.move(lead.stage, Stage.MQL)
                 lead.cycle += 1
                 lead.cycle_started_at = now
+                lead.last_step = lead.last_mailed_at = None  # nothing recorded in the new cycle yet
                 lead.score = self._score(session, lead, rules, now)
+            schedule(lead, program)  # the new cycle's first digest; none once won or not a fit
             session.add(lead)
             return lead

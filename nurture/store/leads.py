@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import bindparam, func, update
+from sqlalchemy import bindparam, func, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -22,7 +22,8 @@ from nurture.models import (
     SendState,
     Stage,
 )
-from nurture.program import History
+from nurture.program import History, next_digest_at
+from nurture.settings import Program
 from nurture.store.base import Base, chunked
 
 T = TypeVar("T")
@@ -30,6 +31,29 @@ LEADS = Lead.__table__  # type: ignore[attr-defined]
 SENT_ITEMS = select(SendItem.lead_id, SendItem.item_id, FeedItem.link).join(
     FeedItem, col(SendItem.item_id) == col(FeedItem.id))
 NEWEST = select(FeedItem).order_by(col(FeedItem.published).desc(), col(FeedItem.id).desc())
+
+
+DUE_COLUMNS = (Lead.id, Lead.stage, Lead.cycle, Lead.cycle_started_at, Lead.last_step, Lead.last_mailed_at,
+               Lead.confirmed_at)  # what History is made of, in its order
+MAILABLE = (Lead.stage == Stage.MQL, col(Lead.suppressed).is_(None), col(Lead.erased_at).is_(None))
+NEW_LEADS = col(Lead.last_step).is_(None) & (col(Lead.cycle) == 0)  # the condition of ix_lead_new, word for word
+_SELECT_DUE = ("SELECT id, stage, cycle, cycle_started_at, last_step, last_mailed_at, confirmed_at "
+               "FROM lead INDEXED BY {index} WHERE {condition} AND stage = 'MQL' AND suppressed IS NULL "
+               "AND erased_at IS NULL")
+_TYPED = [LEADS.c[name] for name in ("id", "stage", "cycle", "cycle_started_at", "last_step", "last_mailed_at",
+                                     "confirmed_at")]  # DUE_COLUMNS, for the text of SQLite's queries
+SQLITE_NEW = text(_SELECT_DUE.format(index="ix_lead_new", condition="last_step IS NULL AND cycle = 0")).columns(*_TYPED)
+SQLITE_DUE = text(_SELECT_DUE.format(index="ix_lead_due", condition="due_at <= :now")).bindparams(
+    bindparam("now", type_=LEADS.c.due_at.type)).columns(*_TYPED)
+
+
+def schedule(lead: Lead, program: Program) -> None:
+    """Set when the lead's next digest is due from its facts, by the program's rule: called by every
+    write that changes one of them (a confirmation, a new cycle, a suppression lifted, leaving nurture)."""
+    assert lead.id is not None
+    lead.due_at = next_digest_at(History(
+        lead.id, lead.stage, lead.suppressed is not None or lead.erased_at is not None, lead.cycle,
+        lead.cycle_started_at, lead.last_step, lead.last_mailed_at, lead.confirmed_at is not None), program)
 
 
 class Reader(NamedTuple):
@@ -68,13 +92,14 @@ class Leads(Base):
             session.add_all([Consent(lead_id=lead.id, at=lead.created_at, how=how) for lead in leads
                              if lead.id is not None])
 
-    def confirm(self, lead_id: int, how: str, client: str | None, now: datetime) -> bool:
+    def confirm(self, lead_id: int, how: str, client: str | None, now: datetime, program: Program) -> bool:
         """The lead confirmed its address (double opt-in): it may get digests. False when it had already."""
         with self.session() as session:
             lead = session.exec(select(Lead).where(Lead.id == lead_id).with_for_update()).one()
             if lead.confirmed_at is not None:
                 return False
             lead.confirmed_at = now
+            schedule(lead, program)
             session.add(lead)
             session.add(Consent(lead_id=lead_id, at=now, how=how, client=client))
             return True
@@ -144,23 +169,54 @@ class Leads(Base):
             if tracking is not None:
                 lead.tracking = tracking
 
-    def histories(self) -> list[History]:
-        """The send history of every lead the program may still mail."""
-        query = (
-            select(  # type: ignore[call-overload]
-                Lead.id, Lead.stage, Lead.cycle, Lead.cycle_started_at, func.max(Send.step), func.max(Send.created_at),
-                Lead.confirmed_at,
-            )
-            .join(Send, (col(Send.lead_id) == col(Lead.id)) & (col(Send.cycle) == col(Lead.cycle)),
-                  isouter=True)
-            .where(Lead.stage == Stage.MQL, col(Lead.suppressed).is_(None), col(Lead.erased_at).is_(None))
-            .group_by(col(Lead.id))
-            .order_by(col(Lead.id))
-        )
+    def due_histories(self, now: datetime, program: Program) -> list[History]:
+        """What `nurture.program.due` reads of every lead that may be due at `now`, by id: those never mailed
+        (their confirmation is due at once) and those whose next digest is due (`Lead.due_at`), each read
+        through its partial index, so that a tick costs what is due, not what is stored (scripts/bench_due.py:
+        0.9 ms idle at 10,000 leads and at 1,000,000 on SQLite; tests/integration/test_due.py).
+        The columns are a prefilter kept by the writes that change them; `nurture.program.due` judges."""
+        with self.reading() as session:
+            rows = [row for query in self._due_queries(now) for row in session.execute(query)]
+        found = {row[0]: row for row in rows}  # a lead in both is read once
+        return [History(lead_id, stage, False, cycle, started, step, mailed, confirmed is not None)
+                for lead_id, stage, cycle, started, step, mailed, confirmed in (found[key] for key in sorted(found))]
+
+    def _due_queries(self, now: datetime) -> tuple[Any, Any]:
+        """The leads never mailed, and those whose next digest is due at `now`, each through its partial index."""
+        if self.is_sqlite:  # SQLite's planner takes the stage's index, or a scan once ANALYZE ran: it is told
+            return SQLITE_NEW, SQLITE_DUE.bindparams(now=now)
+        query = select(*DUE_COLUMNS).where(*MAILABLE)  # type: ignore[call-overload]
+        return query.where(NEW_LEADS), query.where(col(Lead.due_at) <= now)
+
+    def restore_due(self, program: Program, page: int = 10_000) -> int:
+        """Give a due time, by the program's rule, to every lead that should have one and has none: the leads
+        of a database upgraded from before `Lead.due_at`, and those whose cycle had ended before
+        `max_digests_per_cycle` was raised; and take it from those whose cycle ends sooner now that it was
+        lowered. Run once as a run of the program starts (`nurture send-due`, `nurture run`): one pass over
+        the leads in pages of `page`. A change of `digest_every_days` applies from each lead's next mail.
+        Returns how many leads were given a due time."""
         with self.session() as session:
-            rows = session.exec(query).all()
-        return [History(lead_id, stage, False, cycle, started, step, last, confirmed is not None)
-                for lead_id, stage, cycle, started, step, last, confirmed in rows]
+            session.execute(update(LEADS).where(LEADS.c.due_at.is_not(None), LEADS.c.last_step.is_not(None),
+                                                LEADS.c.last_step >= program.max_digests_per_cycle)
+                            .values(due_at=None))
+        restored, after = 0, 0
+        while True:
+            with self.session() as session:
+                rows = session.execute(select(*DUE_COLUMNS).where(  # type: ignore[call-overload]
+                    col(Lead.id) > after, col(Lead.due_at).is_(None), col(Lead.confirmed_at).is_not(None),
+                    func.coalesce(Lead.last_step, 0) < program.max_digests_per_cycle, *MAILABLE,
+                ).order_by(col(Lead.id)).limit(page)).all()
+                if not rows:
+                    return restored
+                after = rows[-1][0]
+                due = [{"lead": history.lead_id, "due": at} for history in (
+                    History(lead_id, stage, False, cycle, started, step, mailed, confirmed is not None)
+                    for lead_id, stage, cycle, started, step, mailed, confirmed in rows)
+                    if (at := next_digest_at(history, program)) is not None]
+                if due:
+                    session.connection().execute(update(LEADS).where(LEADS.c.id == bindparam("lead")).values(
+                        due_at=bindparam("due", type_=LEADS.c.due_at.type)), due)
+                restored += len(due)
 
     # sends
 

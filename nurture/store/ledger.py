@@ -23,9 +23,10 @@ from nurture.models import (
     Suppression,
 )
 from nurture.score import rules as scoring
-from nurture.settings import Scoring
+from nurture.settings import Program, Scoring
 from nurture.store import engagement
 from nurture.store.base import SUPPRESSION_EVENTS, Base, NewEvent, Recorded, chunked
+from nurture.store.leads import schedule
 
 EVENTS = Event.__table__  # type: ignore[attr-defined]
 LEADS = Lead.__table__  # type: ignore[attr-defined]
@@ -126,6 +127,7 @@ class Ledger(Base):
             return score, None
         assert lead.id is not None
         lead.stage = scoring.move(lead.stage, Stage.SQL)
+        lead.due_at = None  # with sales: nurture stops
         handoff = Handoff(lead_id=lead.id, cycle=lead.cycle, score=score, created_at=now)
         session.add(handoff)
         session.flush()
@@ -244,11 +246,13 @@ class Ledger(Base):
             return False
         credit = scoring.credit_suppression(kind, lead_id, lead.cycle, rules)
         lead.suppressed = reason
+        lead.due_at = None
         self.record_in(session, NewEvent(lead_id, kind, now, credit, send_id=send_id, action=action, detail=detail),
                        rules)
         return True
 
-    def lift_suppression(self, lead_id: int, who: str, rules: Scoring, now: datetime) -> Suppression | None:
+    def lift_suppression(self, lead_id: int, who: str, rules: Scoring, now: datetime,
+                         program: Program) -> Suppression | None:
         """Let a suppressed lead be mailed again: the events that suppressed it in this cycle no longer
         count (a bounce that was the relay's fault, an unsubscribe the person took back), so a later one
         suppresses and scores afresh. Returns what the suppression was, or None when there was none."""
@@ -264,6 +268,7 @@ class Ledger(Base):
                 event.reason = f"suppression lifted by {who} on {now:%Y-%m-%d}"
                 session.add(event)
             lead.suppressed = None
+            schedule(lead, program)  # its next digest is due as if it had never been suppressed
             session.add(lead)
             session.flush()
             self.qualify_in(session, lead, rules, now)

@@ -55,6 +55,7 @@ class Privacy(Base):
             lead.interests = []
             lead.skip_reason = None
             lead.erased_at = now
+            lead.due_at = None  # never mailed again
             session.add(lead)
             connection = session.connection()
             connection.execute(update(SENDS).where(SENDS.c.lead_id == lead_id).values(links=[], subject="", error=None))

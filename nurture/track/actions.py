@@ -139,9 +139,10 @@ class Tracking:
         lead = self.lead_for(token, Purpose.CONFIRM)
         assert lead.id is not None
         if lead.suppressed is Suppression.UNSUBSCRIBED:  # it unsubscribed, then signed up anew: mailed again
-            self.store.lift_suppression(lead.id, "the lead, signing up anew", self.settings.scoring, at)
+            self.store.lift_suppression(lead.id, "the lead, signing up anew", self.settings.scoring, at,
+                                        self.settings.program)
             self.store.add_consent(lead.id, "re-subscribed: confirmed by link", client, at)
-        self.store.confirm(lead.id, "confirmed by link", client, at)
+        self.store.confirm(lead.id, "confirmed by link", client, at, self.settings.program)
         return self.store.lead(lead.id)
 
     def save_preferences(self, token: str, interests: Sequence[str], industry: str, client: str | None = None,
@@ -157,7 +158,7 @@ class Tracking:
             raise InputError(f"unknown industry: {industry}")
         self.store.set_preferences(lead.id, list(dict.fromkeys(interests)), industry, tracking)
         if lead.confirmed_at is None:
-            self.store.confirm(lead.id, "topics saved", client, at or self.store.clock())
+            self.store.confirm(lead.id, "topics saved", client, at or self.store.clock(), self.settings.program)
         return self.store.lead(lead.id)
 
     def handoff_for(self, token: str) -> Handoff:
@@ -185,4 +186,5 @@ class Tracking:
             raise InputError(f"unknown outcome: {outcome!r} (expected one of {expected})") from None
         if len(note) > NOTE_CHARS:
             raise InputError(f"the note is longer than {NOTE_CHARS} characters")
-        return self.store.decide(handoff_id, chosen, at, self.settings.scoring, note.strip() or None)
+        return self.store.decide(handoff_id, chosen, at, self.settings.scoring, self.settings.program,
+                                 note.strip() or None)

@@ -163,7 +163,8 @@ def test_a_lead_page_shows_its_mails_history_and_hand_offs(client: TestClient, e
     rules = engine.settings.scoring
     engine.store.record(NewEvent(1, EventKind.EXTERNAL, T0, Credit(20, "form:1"), action="contact_form"), rules)
     [handoff] = engine.store.handoffs_of(1)
-    engine.store.decide(handoff.id or 0, Outcome.NO_RESULT, T0 + timedelta(days=1), rules, "call again in May")
+    engine.store.decide(handoff.id or 0, Outcome.NO_RESULT, T0 + timedelta(days=1), rules,
+                        engine.settings.program, "call again in May")
     page = client.get("/admin/leads/1")
     assert page.status_code == 200
     mails = section(page.text, "mails")

@@ -28,7 +28,7 @@ def seen(events: list[Event]) -> list[tuple[Any, ...]]:
 
 def sends(store: Store, lead_id: int, count: int) -> list[int]:
     """Ids of `count` digests recorded for the lead (an event names a real send)."""
-    Outbox(store).enqueue_many([(Due(lead_id, 0, step, DIGEST), []) for step in range(1, count + 1)], T0)
+    Outbox(store).enqueue_many([(Due(lead_id, 0, step, DIGEST, None), []) for step in range(1, count + 1)], T0)
     return [send.id or 0 for send in store.sends_of(lead_id)]
 
 

@@ -25,7 +25,7 @@ def add_items(store: Store, feed: str, links: list[str]) -> list[FeedItem]:
 
 
 def send_items(store: Store, lead_id: int, step: int, items: list[FeedItem]) -> None:
-    Outbox(store).enqueue_many([(Due(lead_id, 0, step, DIGEST), [item.id or 0 for item in items])], T0)
+    Outbox(store).enqueue_many([(Due(lead_id, 0, step, DIGEST, None), [item.id or 0 for item in items])], T0)
 
 
 def titles(found: dict[str, list[FeedItem]]) -> dict[str, list[str]]:

@@ -137,7 +137,8 @@ def test_an_sql_gets_no_nurture_mail_and_no_result_starts_a_new_cycle(engine: En
     handoff_id = qualify(engine)
     tick(engine, 30)
     assert [m.recipient for m in mailer.sent] == ["ada@example.com", "sales@example.com"]
-    lead = engine.store.decide(handoff_id, Outcome.NO_RESULT, T0 + timedelta(days=31), engine.settings.scoring)
+    lead = engine.store.decide(handoff_id, Outcome.NO_RESULT, T0 + timedelta(days=31), engine.settings.scoring,
+                                 engine.settings.program)
     assert (lead.stage, lead.cycle, lead.score) == (Stage.MQL, 1, 0)
     assert tick(engine, 37).sent == []
     assert len(tick(engine, 38).sent) == 1  # a week after the new cycle began
@@ -196,7 +197,7 @@ def test_no_result_without_a_score_reset_keeps_the_score_exact(engine: Engine) -
     make_lead(engine.store)
     recorded = engine.store.record(NewEvent(1, EventKind.EXTERNAL, T0, Credit(12, "form:1"), qualify=True), rules)
     assert recorded.handoff_id is not None
-    lead = engine.store.decide(recorded.handoff_id, Outcome.NO_RESULT, T0, rules)
+    lead = engine.store.decide(recorded.handoff_id, Outcome.NO_RESULT, T0, rules, engine.settings.program)
     assert (lead.cycle, lead.score) == (1, 12)
 
 

@@ -22,7 +22,7 @@ LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
 
 def queue(store: Store, outbox: Outbox, first: int, count: int) -> None:
     leads = [make_lead(store, email=f"lead{n}@example.com") for n in range(first, first + count)]
-    outbox.enqueue_many([(Due(lead.id or 0, 0, 0, CONFIRMATION), []) for lead in leads], T0)
+    outbox.enqueue_many([(Due(lead.id or 0, 0, 0, CONFIRMATION, None), []) for lead in leads], T0)
 
 
 def test_a_renewal_extends_the_leases_of_its_worker_only(store: Store) -> None:

@@ -33,7 +33,7 @@ def database_url(tmp_path: Path) -> str:
 
 def claimed(store: Store, outbox: Outbox, count: int) -> list[ClaimedSend]:
     leads = [make_lead(store, email=f"lead{n}@example.com") for n in range(count)]
-    outbox.enqueue_many([(Due(lead.id or 0, 0, 0, CONFIRMATION), []) for lead in leads], T0)
+    outbox.enqueue_many([(Due(lead.id or 0, 0, 0, CONFIRMATION, None), []) for lead in leads], T0)
     return outbox.claim(count, T0, 600)
 
 

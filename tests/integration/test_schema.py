@@ -212,3 +212,33 @@ def test_engagement_is_counted_into_the_mails_and_leads_by_0012(database_url: st
         assert store.lead(1).engaged_at == T0 + timedelta(minutes=2)
     finally:
         store.close()
+
+
+def test_the_steps_of_each_leads_cycle_are_recorded_on_the_lead_by_0013(database_url: str) -> None:
+    from alembic import command
+
+    store = Store(database_url)
+    try:
+        with store.engine.begin() as connection:
+            command.upgrade(schema.config(connection), "0012")
+            for lead_id, cycle in ((1, 0), (2, 1), (3, 0)):
+                connection.execute(text("INSERT INTO lead (id, email, first_name, last_name, company, industry, "
+                                        "interests, locale, country, customer, stage, cycle, cycle_started_at, score, "
+                                        "created_at, tracking) VALUES (:id, :email, '', '', '', '', '[]', 'en', '', "
+                                        "false, 'MQL', :cycle, :t, 0, :t, true)"),
+                                   {"id": lead_id, "email": f"lead{lead_id}@example.com", "cycle": cycle, "t": T0})
+            sends = [(1, 0, 0, 0), (1, 0, 1, 7), (1, 0, 2, 14),  # lead 1: its confirmation and two digests
+                     (2, 0, 0, 0), (2, 0, 1, 7), (2, 0, 2, 14), (2, 0, 3, 21), (2, 1, 1, 40)]  # lead 2: recycled
+            for number, (lead_id, cycle, step, day) in enumerate(sends, start=1):
+                connection.execute(text("INSERT INTO send (id, lead_id, cycle, step, template, state, message_id, "
+                                        "subject, links, attempts, created_at) VALUES (:id, :lead, :cycle, :step, "
+                                        "'digest', 'SENT', '', '', '[]', 1, :at)"),
+                                   {"id": number, "lead": lead_id, "cycle": cycle, "step": step,
+                                    "at": T0 + timedelta(days=day)})
+            command.upgrade(schema.config(connection), "head")
+        found = {lead.id: (lead.last_step, lead.last_mailed_at, lead.due_at) for lead in store.leads()}
+        assert found == {1: (2, T0 + timedelta(days=14), None), 2: (1, T0 + timedelta(days=40), None),
+                         3: (None, None, None)}  # due_at is given by Store.restore_due, which knows the program
+        assert differences(store) == []
+    finally:
+        store.close()

@@ -253,7 +253,7 @@ def test_health_pings_the_database_without_reading_leads(client: TestClient, eng
     def every_lead(*args: object) -> None:
         raise AssertionError("a health probe read every lead")
 
-    monkeypatch.setattr(Store, "histories", every_lead)
+    monkeypatch.setattr(Store, "due_histories", every_lead)
     assert (client.get("/healthz").status_code, client.get("/healthz").text) == (200, "ok")
 
 
@@ -310,7 +310,7 @@ def test_links_mailed_before_a_key_rotation_keep_working(engine: Engine, mailer:
 def test_metrics_are_scraped_from_the_database(client: TestClient, engine: Engine, mailer: MemoryMailer) -> None:
     links = confirmation_links(engine, mailer)  # one lead, its confirmation sent
     make_lead(engine.store, email="bob@example.com")
-    engine.outbox.enqueue(Due(2, 0, 0, "confirmation"), T0)
+    engine.outbox.enqueue(Due(2, 0, 0, "confirmation", None), T0)
     client.get(links["pixel"])
     scraped = client.get("/metrics")
     assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain; version=0.0.4")

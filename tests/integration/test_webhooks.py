@@ -190,8 +190,8 @@ def test_a_forged_stale_or_replayed_mailgun_report_is_refused(client: TestClient
                      at=time.time() - 3600 if problem == "stale" else None)
     if problem == "replayed":
         assert client.post("/webhooks/mailgun", json=report).status_code == 200
-        store.lift_suppression(1, "test", client.app.state.engine.settings.scoring,  # type: ignore[attr-defined]
-                               datetime.now(UTC))
+        settings = client.app.state.engine.settings  # type: ignore[attr-defined]
+        store.lift_suppression(1, "test", settings.scoring, datetime.now(UTC), settings.program)
     answer = client.post("/webhooks/mailgun", json=report)
     assert answer.status_code == 403, answer.text
     assert store.lead_by_email("ada@example.com").suppressed is None

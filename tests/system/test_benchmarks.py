@@ -44,6 +44,14 @@ def test_bench_claim_runs_on_a_small_history() -> None:
     assert "claim of 200 with 2,000 sent and 300 queued" in done.stdout and "SQLite      partial index" in done.stdout
 
 
+@pytest.mark.timeout(120)
+def test_bench_due_runs_on_a_small_list() -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_due.py"), "200", "400"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=110)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "SQLite             400 due_histories (index)" in done.stdout and "histories (old scan)" in done.stdout
+
+
 def test_bench_dkim_prints_its_cost() -> None:
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_dkim.py"), "3"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
