@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from nurture.report.engagement import Clicks, Step, clicks, steps
-from nurture.report.funnel import SEGMENTS, Distribution, Stages, days_to_sql, mql_scores, overall, stages
+from nurture.report.funnel import SEGMENTS, Distribution, Stages, days_to_sql, in_nurture, overall, stages
 from nurture.report.outcomes import Outcomes, Threshold, outcomes, thresholds
 from nurture.report.sql import ALL_TIME, PERIODS, Window
 from nurture.settings import Scoring
@@ -48,7 +48,7 @@ def build(connection: Connection, rules: Scoring, window: Window = ALL_TIME, per
         # leads), and their sorts and hashes fit in memory instead of spilling to disk
         connection.exec_driver_sql("SET LOCAL jit = off")
         connection.exec_driver_sql("SET LOCAL work_mem = '64MB'")
-    scores = mql_scores(connection)
+    nurtured = in_nurture(connection)
     cohorts = stages(connection, window, "cohort", period)
     links, tags = clicks(connection, window)
     return Report(
@@ -60,9 +60,9 @@ def build(connection: Connection, rules: Scoring, window: Window = ALL_TIME, per
         steps=steps(connection, window),
         links=links,
         tags=tags,
-        mql_scores=scores,
+        mql_scores=nurtured.scores,
         outcomes=outcomes(connection, window),
-        thresholds=thresholds(connection, window, rules),
+        thresholds=thresholds(connection, window, rules, nurtured),
     )
 
 

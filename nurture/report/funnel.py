@@ -176,11 +176,25 @@ def days_to_sql(connection: Connection, window: Window) -> Distribution:
     return Distribution(tuple((int(value), int(count)) for value, count in connection.execute(query)))
 
 
-def mql_scores(connection: Connection) -> Distribution:
-    """The scores of the leads in nurture now: confirmed MQLs, neither suppressed nor erased."""
-    query = (select(LEADS.c.score, func.count())
+@dataclass(frozen=True)
+class InNurture:
+    """How many leads in nurture now (confirmed MQLs, neither suppressed nor erased) hold each score, by
+    segment (customer or not, industry): read once for their scores and for the thresholds."""
+
+    counts: tuple[tuple[int, bool, str, int], ...]  # (score, customer, industry, how many)
+
+    @property
+    def scores(self) -> Distribution:
+        found: dict[int, int] = {}
+        for score, _, _, count in self.counts:
+            found[score] = found.get(score, 0) + count
+        return Distribution(tuple(sorted(found.items())))
+
+
+def in_nurture(connection: Connection) -> InNurture:
+    query = (select(LEADS.c.score, LEADS.c.customer, LEADS.c.industry, func.count())
              .where(LEADS.c.stage == Stage.MQL, LEADS.c.confirmed_at.is_not(None), LEADS.c.suppressed.is_(None),
                     LEADS.c.erased_at.is_(None))
-             .group_by(LEADS.c.score).order_by(LEADS.c.score))
-    return Distribution(tuple((int(score), int(count)) for score, count in connection.execute(query)))
-
+             .group_by(LEADS.c.score, LEADS.c.customer, LEADS.c.industry))
+    return InNurture(tuple((int(score), bool(customer), str(industry), int(count))
+                           for score, customer, industry, count in connection.execute(query)))

@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import Connection, String, and_, case, cast, exists, func, literal, select, true, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
-from nurture.models import EventKind, Outcome, Stage
+from nurture.models import EventKind, Outcome
 from nurture.report import sql
-from nurture.report.funnel import Distribution, ratio
+from nurture.report.funnel import Distribution, InNurture, ratio
 from nurture.report.sql import EVENTS, HANDOFFS, ITEMS, LEADS, SEND_ITEMS, SENDS, Window
 from nurture.score import rules as scoring
 from nurture.settings import Scoring
@@ -193,7 +193,7 @@ class Threshold:
     current: bool = False
 
 
-def thresholds(connection: Connection, window: Window, rules: Scoring,
+def thresholds(connection: Connection, window: Window, rules: Scoring, nurtured: InNurture,
                steps: Iterable[int] = (-6, -4, -2, 0, 2, 4, 8)) -> list[Threshold]:
     """Every threshold moved by each of `steps`, applied to the decided hand-offs of `window` by the score
     each lead had when it went to sales, and to the MQLs in nurture now."""
@@ -211,12 +211,8 @@ def thresholds(connection: Connection, window: Window, rules: Scoring,
     decided = [(int(score) - scoring.threshold(rules, customer, industry), outcome is Outcome.WON, bool(asked),
                 int(count))
                for score, outcome, customer, industry, asked, count in connection.execute(grouped.group_by(*each.c))]
-    in_nurture = (select(LEADS.c.score, LEADS.c.customer, LEADS.c.industry, func.count())
-                  .where(LEADS.c.stage == Stage.MQL, LEADS.c.confirmed_at.is_not(None), LEADS.c.suppressed.is_(None),
-                         LEADS.c.erased_at.is_(None))
-                  .group_by(LEADS.c.score, LEADS.c.customer, LEADS.c.industry))
-    waiting = [(int(score) - scoring.threshold(rules, customer, industry), int(count))
-               for score, customer, industry, count in connection.execute(in_nurture)]
+    waiting = [(score - scoring.threshold(rules, customer, industry), count)
+               for score, customer, industry, count in nurtured.counts]
     return [_moved(step, rules.threshold, decided, waiting) for step in sorted(set(steps))
             if rules.threshold + step > 0]
 
