@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, case, func, literal, select, text
+from sqlalchemy import Connection, case, func, select, text
 from sqlalchemy.sql.elements import ColumnElement
 
 from nurture import models
@@ -59,9 +59,9 @@ def ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
-def stages(connection: Connection, window: Window, by: str | None = None, period: str = "month") -> list[Stages]:
-    """The funnel of the leads created in `window`: one row overall (`by` None), or one per cohort
-    (`by` "cohort": the `period` they were created in) or per value of a segment (SEGMENTS)."""
+def stages(connection: Connection, window: Window, by: str, period: str = "month") -> list[Stages]:
+    """The funnel of the leads created in `window`, one row per cohort (`by` "cohort": the `period` they
+    were created in) or per value of a segment (SEGMENTS); `overall` sums the cohorts."""
     dialect = connection.dialect.name
     handoffs = _handoffs_by_lead()
     label, source = _label(dialect, by, period)
@@ -76,9 +76,8 @@ def stages(connection: Connection, window: Window, by: str | None = None, period
                     _sum(handoffs.c.not_a_fit == 1), _sum(nurtured & handoffs.c.first_at.is_not(None)))
              .select_from(source.outerjoin(handoffs, handoffs.c.lead_id == LEADS.c.id)
                           .outerjoin(mailed, mailed.c.lead_id == LEADS.c.id))
-             .where(*window.holds(LEADS.c.created_at)))
-    if by is not None:  # overall, one row even of no leads
-        query = query.group_by(label).order_by(label)
+             .where(*window.holds(LEADS.c.created_at))
+             .group_by(label).order_by(label))
     return [Stages(str(row[0]), *(int(value or 0) for value in row[1:])) for row in connection.execute(query)]
 
 
@@ -103,11 +102,9 @@ def _handoffs_by_lead() -> Any:
             .group_by(HANDOFFS.c.lead_id).subquery("handoffs"))
 
 
-def _label(dialect: str, by: str | None, period: str) -> tuple[ColumnElement[Any], Any]:
+def _label(dialect: str, by: str, period: str) -> tuple[ColumnElement[Any], Any]:
     """What a row of the funnel is named by, and the leads (joined to what names them)."""
     match by:
-        case None:
-            return literal("all leads"), LEADS
         case "cohort":
             return sql.period_of(dialect, LEADS.c.created_at, period), LEADS
         case "industry":

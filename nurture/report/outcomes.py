@@ -91,8 +91,7 @@ def outcomes(connection: Connection, window: Window) -> Outcomes:
 
 def owners(connection: Connection, made: Sequence[ColumnElement[bool]]) -> tuple[Owner, ...]:
     """Each owner's hand-offs, won deals, those awaiting an outcome and how long it took to give one."""
-    days = sql.whole_days(connection.dialect.name, func.coalesce(HANDOFFS.c.sent_at, HANDOFFS.c.created_at),
-                          HANDOFFS.c.decided_at).label("days")
+    days = _waited(connection.dialect.name).label("days")
     name = case((HANDOFFS.c.sent_at.is_(None), "(its mail not sent yet)"),
                 (HANDOFFS.c.owner_email == "", "(the sales address)"),
                 else_=func.coalesce(func.nullif(HANDOFFS.c.owner_name, ""), HANDOFFS.c.owner_email)).label("name")
@@ -111,10 +110,14 @@ def owners(connection: Connection, made: Sequence[ColumnElement[bool]]) -> tuple
                  for owner, row in sorted(found.items(), key=lambda item: (-item[1]["handoffs"], item[0])))
 
 
+def _waited(dialect: str) -> ColumnElement[Any]:
+    """Whole days from a hand-off's mail to the outcome sales gave it (NULL while it has none)."""
+    return sql.whole_days(dialect, func.coalesce(HANDOFFS.c.sent_at, HANDOFFS.c.created_at), HANDOFFS.c.decided_at)
+
+
 def days_to_outcome(connection: Connection, made: Sequence[ColumnElement[bool]]) -> Distribution:
     """How long sales took to say what came of a hand-off: whole days from its mail to the outcome."""
-    days = sql.whole_days(connection.dialect.name, func.coalesce(HANDOFFS.c.sent_at, HANDOFFS.c.created_at),
-                          HANDOFFS.c.decided_at).label("days")
+    days = _waited(connection.dialect.name).label("days")
     query = (select(days, func.count()).where(HANDOFFS.c.decided_at.is_not(None), *made)
              .group_by(days).order_by(days))
     return Distribution(tuple((int(value), int(count)) for value, count in connection.execute(query)))
