@@ -64,7 +64,7 @@ def stages(connection: Connection, window: Window, by: str, period: str = "month
     were created in) or per value of a segment (SEGMENTS); `overall` sums the cohorts."""
     dialect = connection.dialect.name
     handoffs = _handoffs_by_lead()
-    label, source = _label(dialect, by, period)
+    label, source = segment_of(dialect, by, period)
     mailed = (select(SENDS.c.lead_id).where(FIRST_DIGESTS)  # its first digest went (in any cycle): a partial index
               .group_by(SENDS.c.lead_id).subquery("nurtured"))
     nurtured = mailed.c.lead_id.is_not(None)
@@ -102,8 +102,9 @@ def _handoffs_by_lead() -> Any:
             .group_by(HANDOFFS.c.lead_id).subquery("handoffs"))
 
 
-def _label(dialect: str, by: str, period: str) -> tuple[ColumnElement[Any], Any]:
-    """What a row of the funnel is named by, and the leads (joined to what names them)."""
+def segment_of(dialect: str, by: str, period: str = "month") -> tuple[ColumnElement[Any], Any]:
+    """What names a lead's row by `by` (a segment, or its cohort of `period`), and the leads joined to what
+    names them: a lead counts under each of its interests."""
     match by:
         case "cohort":
             return sql.period_of(dialect, LEADS.c.created_at, period), LEADS

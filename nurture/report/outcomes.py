@@ -13,13 +13,13 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from nurture.models import EventKind, Outcome
 from nurture.report import sql
-from nurture.report.funnel import Distribution, InNurture, ratio
+from nurture.report.funnel import SEGMENTS, Distribution, InNurture, ratio, segment_of
 from nurture.report.sql import EVENTS, HANDOFFS, ITEMS, LEADS, SEND_ITEMS, SENDS, Window
 from nurture.score import rules as scoring
 from nurture.settings import Scoring
 
 SMALL_SAMPLE = 10  # fewer hand-offs than this say little: marked, never hidden
-FEATURES = ("rule", "link", "tag", "feed", "industry", "customer", "locale", "country")
+FEATURES = ("rule", "link", "tag", "feed", *SEGMENTS)
 
 
 @dataclass(frozen=True)
@@ -155,13 +155,16 @@ def _features(dialect: str, made: Sequence[ColumnElement[bool]]) -> Any:
                 else_=func.lower(cast(hits.c.kind, String)))
     human_click = (clicked, hits.c.machine.is_(False))
 
-    def seen(feature: str, value: Any, source: Any, *where: Any) -> Any:
-        handoff, won = (hits.c.handoff, hits.c.won) if source is not lead else (decided.c.id, decided.c.won)
+    def seen(feature: str, value: Any, source: Any, *where: Any, by_lead: bool = False) -> Any:
+        handoff, won = (decided.c.id, decided.c.won) if by_lead else (hits.c.handoff, hits.c.won)
         return (select(literal(feature).label("feature"), cast(value, String).label("value"),
                        handoff.label("handoff"), won.label("won"))
                 .select_from(source).where(*where).distinct())
 
-    lead = decided.join(LEADS, LEADS.c.id == decided.c.lead_id)
+    def segment(name: str) -> Any:  # the segments name leads as the funnel's do
+        label, leads = segment_of(dialect, name)
+        return seen(name, label, decided.join(leads, LEADS.c.id == decided.c.lead_id), by_lead=True)
+
     items = hits.join(SEND_ITEMS, SEND_ITEMS.c.send_id == hits.c.send_id).join(
         ITEMS, (ITEMS.c.id == SEND_ITEMS.c.item_id) & (ITEMS.c.link == hits.c.url))
     parts = [
@@ -169,10 +172,7 @@ def _features(dialect: str, made: Sequence[ColumnElement[bool]]) -> Any:
         seen("link", hits.c.url, hits, *human_click, hits.c.url.is_not(None)),
         seen("tag", hits.c.tag, hits, *human_click, hits.c.tag.is_not(None)),
         seen("feed", ITEMS.c.feed, items, *human_click),
-        seen("industry", func.coalesce(func.nullif(LEADS.c.industry, ""), "(none)"), lead),
-        seen("customer", case((LEADS.c.customer.is_(True), "customer"), else_="prospect"), lead),
-        seen("locale", LEADS.c.locale, lead),
-        seen("country", func.coalesce(func.nullif(LEADS.c.country, ""), "(unknown)"), lead),
+        *(segment(name) for name in SEGMENTS),
     ]
     every = union_all(*parts).subquery("seen")
     return (select(every.c.feature, every.c.value, func.count(), func.sum(every.c.won))

@@ -103,7 +103,7 @@ def rescore(store: Store, rules: Scoring, now: datetime, dry_run: bool,
         assert lead.id is not None
         events = store.events_of(lead.id)
         points, score = replay(lead, events, store.sends_of(lead.id), rules, now)
-        if replayed is not None:
+        if replayed is not None and lead.erased_at is None:  # an erased lead is nobody to send to sales
             replayed.add(crossings(lead, events, dict(points), rules), store.handoffs_of(lead.id))
         line = scoring.threshold(rules, lead.customer, lead.industry)
         change = Change(lead.email, lead.stage, lead.score, score,

@@ -208,6 +208,8 @@ def test_outcomes_and_what_predicts_a_won_deal(history: Store, settings: Setting
     assert found[("link", HIGH_INTENT["url"])] == (1, 1, pytest.approx(3.0), True)
     assert found[("feed", "cloud-news")] == (1, 1, pytest.approx(3.0), True)
     assert found[("industry", "retail")] == (1, 0, 0.0, True)
+    assert found[("source", "form")] == (2, 1, pytest.approx(1.5), True)  # ada and fay signed up by form
+    assert found[("interest", "security")] == (1, 1, pytest.approx(3.0), True)
     assert ("link", CALLBACK["url"]) not in found  # only a machine clicked it
 
 
