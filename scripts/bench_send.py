@@ -28,6 +28,9 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
@@ -48,6 +51,7 @@ from nurture.runtime import run_async  # noqa: E402
 from nurture.send.mailer import Ready, SmtpMailer  # noqa: E402
 from nurture.settings import Settings, load_settings  # noqa: E402
 from nurture.store import Store  # noqa: E402
+from tests.conftest import POSTGRES_URL, _plain  # noqa: E402
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -106,11 +110,34 @@ def seed(url: str, count: int) -> Store:
     return store
 
 
-def nurture_run(port: int, leads: int, connections: int, mail: str) -> tuple[float, list[Envelope]]:
+@contextmanager
+def database(kind: str) -> Iterator[str]:
+    """A fresh database: a SQLite file, or a schema of its own on the test PostgreSQL (dropped after)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tempfile.mkdtemp(prefix='bench-send-')}/bench.db"
+        return
+    import psycopg
+
+    schema = f"bench_send_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(_plain(POSTGRES_URL), autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(_plain(POSTGRES_URL), autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def nurture_run(port: int, leads: int, connections: int, mail: str,
+                kind: str = "sqlite") -> tuple[float, list[Envelope]]:
     """Time one `send-due` pass on run_async's event loop, as the command runs it. For the digest, the
     confirmations go first in a loop of their own, as an earlier `send-due` would send them."""
-    folder = tempfile.mkdtemp(prefix="bench-send-")
-    environ = {"NURTURE_DATABASE_URL": f"sqlite:///{folder}/bench.db", "NURTURE_SECRET_KEY": "bench",
+    with database(kind) as url:
+        return _nurture_run(url, port, leads, connections, mail)
+
+
+def _nurture_run(url: str, port: int, leads: int, connections: int, mail: str) -> tuple[float, list[Envelope]]:
+    environ = {"NURTURE_DATABASE_URL": url, "NURTURE_SECRET_KEY": "bench",
                "NURTURE_SMTP_PORT": str(port), "NURTURE_SMTP_SINK": "false",
                **{name: os.environ[name] for name in ("HOME", "XDG_CACHE_HOME", "NURTURE_CACHE_DIR")
                   if name in os.environ}}  # where compiled templates are kept, as for the command
@@ -132,7 +159,10 @@ def nurture_run(port: int, leads: int, connections: int, mail: str) -> tuple[flo
         assert len(report.sent) == leads, f"sent {len(report.sent)} of {leads}: {report.failed[:3]} {report.paused}"
         return elapsed
 
-    return run_async(timed()), mailer.kept
+    try:
+        return run_async(timed()), mailer.kept
+    finally:
+        store.close()
 
 
 async def earlier_send_due(settings: Settings, store: Store, connections: int) -> None:
@@ -233,6 +263,8 @@ def main() -> None:
                         help="spool: the sink writes each message to a file (default); count: it only answers")
     parser.add_argument("--mail", choices=["confirmation", "digest"], default="confirmation",
                         help="what is timed: new leads' confirmations (default), or their first digest")
+    parser.add_argument("--postgres", action="store_true",
+                        help="time nurture on PostgreSQL too (127.0.0.1:5432, database test), in the same runs")
     parser.add_argument("--without", action="append", choices=sorted(WITHOUT), default=[],
                         help="time nurture without one piece of its delivery machinery (repeatable): what it buys")
     args = parser.parse_args()
@@ -244,7 +276,8 @@ def main() -> None:
     sink = multiprocessing.Process(target=sink_process, args=(port, ready, args.sink == "spool"), daemon=True)
     sink.start()
     ready.wait(10)
-    rates: dict[str, list[float]] = {"nurture": [], "raw": [], "naive": [], "vs_raw": [], "vs_naive": []}
+    rates: dict[str, list[float]] = {"nurture": [], "raw": [], "naive": [], "vs_raw": [], "vs_naive": [],
+                                     "postgres": [], "vs_sqlite": []}
     try:
         for run in range(1, args.runs + 1):
             # as `nurture send-due` runs: on run_async's event loop
@@ -258,9 +291,15 @@ def main() -> None:
             print(f"run {run}: nurture send-due {nurture_rate:7.0f} emails/s | raw blast {raw_rate:7.0f} emails/s | "
                   f"naive {naive_rate:6.0f} emails/s | nurture/raw {nurture_rate / raw_rate:.2f}x | "
                   f"nurture/naive {nurture_rate / naive_rate:.1f}x")
+            if args.postgres:
+                on_postgres = args.leads / nurture_run(port, args.leads, args.connections, args.mail, "postgres")[0]
+                rates["postgres"].append(on_postgres)
+                rates["vs_sqlite"].append(on_postgres / nurture_rate)
+                print(f"       on PostgreSQL {on_postgres:7.0f} emails/s | "
+                      f"PostgreSQL/SQLite {on_postgres / nurture_rate:.2f}x")
     finally:
         sink.terminate()
-    median = {key: statistics.median(values) for key, values in rates.items()}
+    median = {key: statistics.median(values) for key, values in rates.items() if values}
     print(f"\nmedian of {args.runs} runs, {args.leads} leads ({args.mail}), {args.connections} connections, "
           f"{args.sink} sink" + (f", without {', '.join(args.without)}" if args.without else "") + ":")
     print(f"  nurture send-due  {median['nurture']:7.0f} emails/s")
@@ -268,6 +307,9 @@ def main() -> None:
     print(f"  naive baseline    {median['naive']:7.0f} emails/s")
     print(f"  nurture / raw     {median['vs_raw']:.2f}x   (target >= 0.8)")
     print(f"  nurture / naive   {median['vs_naive']:.1f}x   (target >= 5)")
+    if args.postgres:
+        print(f"  on PostgreSQL     {median['postgres']:7.0f} emails/s, {median['vs_sqlite']:.2f}x SQLite's "
+              "(target >= 0.8)")
 
 
 if __name__ == "__main__":

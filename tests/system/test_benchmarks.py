@@ -30,6 +30,17 @@ def test_bench_send_runs_on_a_few_leads(mail: str) -> None:
     assert f"30 leads ({mail})" in done.stdout and "nurture / raw" in done.stdout
 
 
+@pytest.mark.timeout(120)
+def test_bench_send_times_postgresql_beside_sqlite(postgres_skip_reason: str | None) -> None:
+    if postgres_skip_reason:
+        pytest.skip(postgres_skip_reason)
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_send.py"), "--leads", "30", "--runs", "1",
+                           "--naive", "2", "--mail", "digest", "--postgres"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=110)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "on PostgreSQL" in done.stdout and "SQLite's (target >= 0.8)" in done.stdout
+
+
 def test_bench_track_seeds_sent_mail(tmp_path: Path) -> None:
     """The load itself needs wrk; what it loads is seeded here."""
     environ, paths = script("bench_track").seed(tmp_path, 30)
