@@ -125,7 +125,6 @@ def link_at(links: Sequence[Mapping[str, Any]] | None, index: int | None) -> Map
 
 
 ZERO = {"server_default": text("0")}  # a counter added to a table that has rows, or filled by plain SQL
-FIRST_DIGESTS = text("step = 1 AND sent_at IS NOT NULL")
 OPEN_SENDS = text("state IN ('QUEUED', 'DEFERRED', 'SENDING')")  # the enum's names, as stored: not yet done with
 
 
@@ -136,8 +135,6 @@ class Send(SQLModel, table=True):
         UniqueConstraint("lead_id", "cycle", "step", name="uq_send_step"),
         # the open sends in id order, and nothing else: a claim reads its batch, not every mail ever sent
         Index("ix_send_open", "id", postgresql_where=OPEN_SENDS, sqlite_where=OPEN_SENDS),
-        # the leads whose first digest of a cycle went out: the report's MQLs, read without the other mail
-        Index("ix_send_first_digest", "lead_id", postgresql_where=FIRST_DIGESTS, sqlite_where=FIRST_DIGESTS),
     )
 
     id: int | None = Field(default=None, primary_key=True)

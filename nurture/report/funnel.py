@@ -8,15 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, case, func, select, text
+from sqlalchemy import Connection, case, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from nurture import models
 from nurture.models import Outcome, Stage
 from nurture.report import sql
 from nurture.report.sql import CONSENTS, HANDOFFS, LEADS, SENDS, Window
 
-FIRST_DIGESTS = text(str(models.FIRST_DIGESTS))  # word for word as the index says it: SQLite uses it only then
 SQL_WITHIN_DAYS = 120  # the case nurture copies measured "SQL within four months"
 SEGMENTS = ("industry", "customer", "locale", "country", "source", "interest")
 
@@ -65,8 +63,8 @@ def stages(connection: Connection, window: Window, by: str, period: str = "month
     dialect = connection.dialect.name
     handoffs = _handoffs_by_lead()
     label, source = segment_of(dialect, by, period)
-    mailed = (select(SENDS.c.lead_id).where(FIRST_DIGESTS)  # its first digest went (in any cycle): a partial index
-              .group_by(SENDS.c.lead_id).subquery("nurtured"))
+    mailed = (select(SENDS.c.lead_id).where(SENDS.c.step == 1, SENDS.c.sent_at.is_not(None))
+              .group_by(SENDS.c.lead_id).subquery("nurtured"))  # its first digest went (in any cycle)
     nurtured = mailed.c.lead_id.is_not(None)
     engaged = LEADS.c.engaged_at.is_not(None)  # kept by the judge (nurture.store.engagement)
     within = sql.days_between(dialect, LEADS.c.created_at, handoffs.c.first_at) <= SQL_WITHIN_DAYS

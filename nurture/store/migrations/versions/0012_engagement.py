@@ -1,6 +1,6 @@
 """engagement kept per mail and lead: a person's first open and click, clicks, hits and a machine's hits on
 each send, when a person first engaged on each lead; partial indexes of a person's clicks and of notices;
-indexes of leads by creation and by score, for the admin's list; a partial index of first digests sent
+indexes of leads by creation and by score, for the admin's list
 
 Revision ID: 0012
 Revises: 0011
@@ -22,7 +22,6 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 PERSON_CLICKS = sa.text("kind = 'CLICK' AND NOT machine")
-FIRST_DIGESTS = sa.text("step = 1 AND sent_at IS NOT NULL")
 NOTICES = sa.text("kind IN ('UNSUBSCRIBE', 'BOUNCE', 'COMPLAINT')")
 EVENT = sa.table("event", sa.column("send_id", sa.Integer), sa.column("lead_id", sa.Integer),
                  sa.column("machine", sa.Boolean), sa.column("occurred_at", sa.DateTime))
@@ -49,8 +48,6 @@ def upgrade() -> None:
         batch_op.create_index("ix_lead_created", ["created_at", "id"], unique=False)
         batch_op.create_index("ix_lead_score", ["score", "id"], unique=False)
     with op.batch_alter_table("send", schema=None) as batch_op:
-        batch_op.create_index("ix_send_first_digest", ["lead_id"], unique=False, postgresql_where=FIRST_DIGESTS,
-                              sqlite_where=FIRST_DIGESTS)
         batch_op.add_column(sa.Column("opened_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
         batch_op.add_column(sa.Column("clicked_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
         for name in ("clicks", "hits", "machine_hits"):
@@ -68,7 +65,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("send", schema=None) as batch_op:
-        batch_op.drop_index("ix_send_first_digest")
         for name in ("machine_hits", "hits", "clicks", "clicked_at", "opened_at"):
             batch_op.drop_column(name)
     with op.batch_alter_table("lead", schema=None) as batch_op:
