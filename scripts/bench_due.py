@@ -23,18 +23,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, text
-from sqlmodel import col, select
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from nurture import program  # noqa: E402
-from nurture.models import Lead, Send, Stage  # noqa: E402
-from nurture.program import History  # noqa: E402
 from nurture.settings import Program  # noqa: E402
 from nurture.store import Store  # noqa: E402
 from tests.conftest import POSTGRES_URL, postgres_problem  # noqa: E402
+from tests.integration.test_due import every_history  # noqa: E402
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 PROGRAM = Program()
@@ -69,22 +67,8 @@ def plan(store: Store) -> list[program.Due]:
 
 
 def old_plan(store: Store) -> list[program.Due]:
-    """The plan of release 13517fd: every MQL lead joined with its sends, grouped, loaded."""
-    query = (
-        select(  # type: ignore[call-overload]
-            Lead.id, Lead.stage, Lead.cycle, Lead.cycle_started_at, func.max(Send.step), func.max(Send.created_at),
-            Lead.confirmed_at,
-        )
-        .join(Send, (col(Send.lead_id) == col(Lead.id)) & (col(Send.cycle) == col(Lead.cycle)), isouter=True)
-        .where(Lead.stage == Stage.MQL, col(Lead.suppressed).is_(None), col(Lead.erased_at).is_(None))
-        .group_by(col(Lead.id))
-        .order_by(col(Lead.id))
-    )
-    with store.session() as session:
-        rows = session.exec(query).all()
-    histories = [History(lead_id, stage, False, cycle, started, step, last, confirmed is not None)
-                 for lead_id, stage, cycle, started, step, last, confirmed in rows]
-    return program.due_all(histories, NOW, PROGRAM)
+    """The plan of release 13517fd: every MQL lead joined with its sends, grouped, loaded (the test's oracle)."""
+    return program.due_all(every_history(store), NOW, PROGRAM)
 
 
 def restore(store: Store) -> list[program.Due]:

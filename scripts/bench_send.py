@@ -28,7 +28,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -51,7 +50,7 @@ from nurture.runtime import run_async  # noqa: E402
 from nurture.send.mailer import Ready, SmtpMailer  # noqa: E402
 from nurture.settings import Settings, load_settings  # noqa: E402
 from nurture.store import Store  # noqa: E402
-from tests.conftest import POSTGRES_URL, _plain  # noqa: E402
+from tests.conftest import postgres_schema  # noqa: E402
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -116,16 +115,8 @@ def database(kind: str) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{tempfile.mkdtemp(prefix='bench-send-')}/bench.db"
         return
-    import psycopg
-
-    schema = f"bench_send_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(_plain(POSTGRES_URL), autocommit=True) as connection:
-        connection.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(_plain(POSTGRES_URL), autocommit=True) as connection:
-            connection.execute(f"DROP SCHEMA {schema} CASCADE")
+    with postgres_schema("bench_send") as url:
+        yield url
 
 
 def nurture_run(port: int, leads: int, connections: int, mail: str,

@@ -6,6 +6,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,9 +60,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_skip_r
         return
     if postgres_skip_reason:
         pytest.skip(postgres_skip_reason)
+    with postgres_schema() as url:
+        yield url
+
+
+@contextmanager
+def postgres_schema(prefix: str = "t") -> Iterator[str]:
+    """The URL of a schema of its own on the test PostgreSQL, dropped with all it holds afterwards (for the
+    tests and the benchmark scripts)."""
     import psycopg
 
-    schema = f"t_{uuid.uuid4().hex[:12]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(_plain(POSTGRES_URL), autocommit=True) as connection:
         connection.execute(f"CREATE SCHEMA {schema}")
     try:
