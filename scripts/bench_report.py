@@ -18,7 +18,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +34,7 @@ from nurture.report.charts import charts  # noqa: E402
 from nurture.report.tables import tables  # noqa: E402
 from nurture.settings import Scoring  # noqa: E402
 from nurture.store import Store  # noqa: E402
-from tests.conftest import POSTGRES_URL, _plain, postgres_problem  # noqa: E402
+from tests.conftest import postgres_problem, postgres_schema  # noqa: E402
 
 START = datetime(2025, 12, 1, tzinfo=UTC)
 RUNS = 5
@@ -180,35 +179,26 @@ def measure(name: str, store: Store, leads: int, events: int) -> None:
           f"dashboard {board:8.1f} ms ({board / count:5.1f}x)   medians of {RUNS}")
 
 
+def on(name: str, url: str, leads: int, events: int) -> None:
+    store = Store(url)
+    store.create()
+    try:
+        measure(name, store, leads, events)
+    finally:
+        store.close()
+
+
 def main() -> None:
     leads = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     events = int(sys.argv[2]) if len(sys.argv) > 2 else 2_000_000
     with tempfile.TemporaryDirectory() as folder:
-        store = Store(f"sqlite:///{folder}/bench.db")
-        store.create()
-        try:
-            measure("SQLite", store, leads, events)
-        finally:
-            store.close()
+        on("SQLite", f"sqlite:///{folder}/bench.db", leads, events)
     problem = postgres_problem()
     if problem:
         print(f"PostgreSQL: skipped ({problem})")
         return
-    import psycopg
-
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(_plain(POSTGRES_URL), autocommit=True) as connection:
-        connection.execute(f"CREATE SCHEMA {schema}")
-    try:
-        store = Store(f"{POSTGRES_URL}?options=-csearch_path%3D{schema}")
-        store.create()
-        try:
-            measure("PostgreSQL", store, leads, events)
-        finally:
-            store.close()
-    finally:
-        with psycopg.connect(_plain(POSTGRES_URL), autocommit=True) as connection:
-            connection.execute(f"DROP SCHEMA {schema} CASCADE")
+    with postgres_schema("bench_report") as url:
+        on("PostgreSQL", url, leads, events)
 
 
 if __name__ == "__main__":
