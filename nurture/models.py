@@ -126,6 +126,7 @@ def link_at(links: Sequence[Mapping[str, Any]] | None, index: int | None) -> Map
 
 ZERO = {"server_default": text("0")}  # a counter added to a table that has rows, or filled by plain SQL
 OPEN_SENDS = text("state IN ('QUEUED', 'DEFERRED', 'SENDING')")  # the enum's names, as stored: not yet done with
+UNSETTLED = text("unsettled")  # a result stored ahead of what it leads to (nurture.send.results: settle)
 
 
 class Send(SQLModel, table=True):
@@ -135,6 +136,7 @@ class Send(SQLModel, table=True):
         UniqueConstraint("lead_id", "cycle", "step", name="uq_send_step"),
         # the open sends in id order, and nothing else: a claim reads its batch, not every mail ever sent
         Index("ix_send_open", "id", postgresql_where=OPEN_SENDS, sqlite_where=OPEN_SENDS),
+        Index("ix_send_unsettled", "id", postgresql_where=UNSETTLED, sqlite_where=UNSETTLED),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -153,6 +155,9 @@ class Send(SQLModel, table=True):
     claimed_by: str | None = None  # the worker delivering it ("host:pid:nonce")
     claimed_at: datetime | None = None
     retry_at: datetime | None = None  # when a deferred send may be tried again
+    # its result is stored, what that leads to (a digest's cost, a bounce's suppression) not yet: a delivery
+    # run on PostgreSQL stores the result before the next message goes and the rest in batches (settle)
+    unsettled: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     # what became of it, kept by the judge as it stores each hit (nurture.store.engagement), so that reports
     # read one row a mail instead of every hit
     opened_at: datetime | None = None  # a person's first open

@@ -16,6 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from nurture.errors import NurtureError
 from nurture.models import FeedItem, SendState
 from nurture.render.composer import Composer
@@ -89,8 +91,7 @@ class Preparer:
     def next(self, size: int | None = None) -> list[Prepared]:
         """The next batch (of `size`, or the policy's batch size), built; empty when nothing is left to claim."""
         while True:
-            if self.log is not None and self.log.exists():
-                self.outbox.apply_log(self.log, self.settings.scoring)
+            self._store_results()
             sends = self.outbox.claim(size or self.policy.batch_size, self.now, self.policy.lease_seconds)
             if not sends:
                 return []
@@ -106,6 +107,20 @@ class Preparer:
                 self.outbox.finish(suppressed, self.now, self.settings.scoring, self.policy)
             if built:
                 return [prepared for prepared, _ in built]
+
+    def _store_results(self) -> None:
+        """Before a claim, store what the run's log holds (SQLite), or settle the results stored ahead
+        (PostgreSQL: see DeliveryRun._results); a settlement that fails is left to the next one."""
+        if self.log is not None:
+            if self.log.exists():
+                self.outbox.apply_log(self.log, self.settings.scoring)
+            return
+        if self.store.is_sqlite:
+            return
+        try:
+            self.outbox.settle(self.now, self.settings.scoring)
+        except DBAPIError:  # a deadlock PostgreSQL broke, say: the run settles again before it ends
+            log.warning("results not settled before a claim", exc_info=True)
 
     def _build(self, send: ClaimedSend, lead: Any, items: list[Any]) -> tuple[Prepared, dict[str, Any] | None]:
         """The send with its message, and what the message carries (None when it could not be built)."""

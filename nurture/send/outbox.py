@@ -10,8 +10,9 @@ worker stores what each carries (`describe`: Message-ID, subject, links) before 
 a click on a link finds it at once. A worker that dies leaves them so:
 on the same host a dead process's claims are taken back at once, elsewhere when the lease runs out.
 Claims use `FOR UPDATE SKIP LOCKED` on PostgreSQL, so many workers share one outbox. Results are
-stored in group commits on PostgreSQL; on SQLite a run logs them first (nurture.send.resultlog), and they
-reach the table a batch at a time (`apply_log`).
+stored in group commits on PostgreSQL, what they lead to settled a batch at a time after (`settle`); on
+SQLite a run logs them first (nurture.send.resultlog), and they reach the table a batch at a time
+(`apply_log`).
 """
 
 from __future__ import annotations
@@ -211,12 +212,6 @@ class Outbox(Replay):
         for send_id, item_id in carried:
             found[send_id].append(known[item_id])
         return found
-
-
-
-
-
-
 
 
     def oldest_due(self, now: datetime) -> datetime | None:

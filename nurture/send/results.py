@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlmodel import Session
 
-from nurture.models import EventKind, Send, SendItem, SendState, Suppression
+from nurture.models import UNSETTLED, EventKind, Send, SendItem, SendState, Suppression
 from nurture.score import rules as scoring
 from nurture.send import answers
 from nurture.settings import Delivery, Scoring
@@ -23,6 +23,12 @@ HELD = update(_SENDS).where(  # executemany, the columns set named by the rows: 
     _SENDS.c.id == bindparam("send_id"), _SENDS.c.claimed_by == bindparam("worker"))
 RELEASE_ITEMS = delete(SendItem.__table__).where(  # type: ignore[attr-defined]
     SendItem.__table__.c.send_id.in_(bindparam("sends", expanding=True)))  # type: ignore[attr-defined]
+UNSETTLED_SENDS = (select(_SENDS.c.id, _SENDS.c.lead_id).where(UNSETTLED)  # the index's words: both planners take it
+                   .order_by(_SENDS.c.id).limit(bindparam("limit")))
+SETTLED = (update(_SENDS).where(_SENDS.c.id.in_(bindparam("ids", expanding=True)), _SENDS.c.unsettled)
+           .values(unsettled=False).returning(_SENDS.c.id, _SENDS.c.lead_id, _SENDS.c.step, _SENDS.c.state,
+                                              _SENDS.c.error))
+SETTLE_BATCH = 1_000  # sends a transaction of `settle`
 LIVE = timedelta(minutes=10)  # a run whose clock is this close to the wall clock is live
 
 
@@ -78,14 +84,38 @@ class Results:
     worker: str
 
     def finish(self, results: Sequence[Result], now: datetime, rules: Scoring, policy: Delivery,
-               connection: Connection | None = None) -> None:
+               connection: Connection | None = None, settle: bool = True) -> None:
         """Record a group of results in one transaction; a sent digest books its cost, a bounce suppresses.
 
-        `connection`, when given, is used instead of one from the pool.
+        `connection`, when given, is used instead of one from the pool. `settle=False` stores the results
+        alone, in one statement, each marked unsettled where it leads to more: `settle` stores the rest
+        later, a batch at a time (a delivery run on PostgreSQL, whose next message waits for this write).
         """
-        if results:
-            with transaction(self.store, connection) as held:
-                self.write_in(held, [self.finished(result, now, policy) for result in results], now, rules)
+        if not results:
+            return
+        finished = [self.finished(result, now, policy) for result in results]
+        with transaction(self.store, connection) as held:
+            self.write_in(held, finished, now, rules, settle)
+
+    def settle(self, now: datetime, rules: Scoring, batch: int = SETTLE_BATCH) -> int:
+        """Store what results recorded with `settle=False` lead to, `batch` sends a transaction; return how
+        many were settled. Any worker may settle any send (a dead worker's too, on whatever host): each
+        transaction locks the leads first, as the judge does, then takes the sends still unsettled, so two
+        settlers never settle one send twice nor wait for each other in a circle."""
+        settled = 0
+        while True:
+            with self.store.engine.begin() as connection:
+                waiting = connection.execute(UNSETTLED_SENDS, {"limit": batch}).all()
+                if not waiting:
+                    return settled
+                locked = self.store.lock_leads_in(connection, [lead_id for _, lead_id in waiting])
+                taken = connection.execute(SETTLED, {"ids": [send_id for send_id, _ in waiting]}).all()
+                finished = (Finished({"send_id": send_id, "state": state, "error": error}, lead_id, step)
+                            for send_id, lead_id, step, state, error in taken)
+                self._consequences(connection, [done for done in finished if done.follows], now, rules, locked)
+            settled += len(taken)
+            if len(waiting) < batch:
+                return settled
 
     def finished(self, result: Result, now: datetime, policy: Delivery) -> Finished:
         """What the outbox stores of a result."""
@@ -99,14 +129,18 @@ class Results:
                "retry_at": now + timedelta(minutes=policy.retry_after_minutes) if state is SendState.DEFERRED else None}
         return Finished(row, send.lead_id, send.step)
 
-    def write_in(self, connection: Connection, sends: Sequence[Finished], now: datetime, rules: Scoring) -> None:
-        """Store finished sends, and what they lead to, in the caller's transaction: only those this
-        worker still holds the claim of (HELD)."""
+    def write_in(self, connection: Connection, sends: Sequence[Finished], now: datetime, rules: Scoring,
+                 settle: bool = True) -> None:
+        """Store finished sends, and what they lead to (or, `settle=False`, mark them unsettled where they
+        lead to more), in the caller's transaction: only those this worker still holds the claim of (HELD)."""
+        if not settle:
+            connection.execute(HELD, sorted(({**done.row, "unsettled": done.follows} for done in sends), key=by_send))
+            return
         connection.execute(HELD, sorted((finished.row for finished in sends), key=by_send))
         self._consequences(connection, [finished for finished in sends if finished.follows], now, rules)
 
     def _consequences(self, connection: Connection, followups: Sequence[Finished], now: datetime,
-                      rules: Scoring) -> None:
+                      rules: Scoring, locked: Mapping[int, Any] | None = None) -> None:
         """A sent digest books its cost (all of them in a few statements); a bounce suppresses its lead; a
         failed send gives back the items it would have carried (`nurture sends retry` chooses anew)."""
         failed = [finished.row["send_id"] for finished in followups if finished.row["state"] is SendState.FAILED]
@@ -117,7 +151,8 @@ class Results:
                      if finished.row["state"] in (SendState.SENT, SendState.BOUNCED) or finished.mailbox_full]
         if not followups:
             return
-        locked = self.store.lock_leads_in(connection, [finished.lead_id for finished in followups])  # in order
+        if locked is None:
+            locked = self.store.lock_leads_in(connection, [finished.lead_id for finished in followups])  # in order
         costs: list[NewEvent] = []
         earning: list[NewEvent] = []  # under rules that pay for a digest, which may qualify a lead
         bounces: list[tuple[int, int, str | None]] = []

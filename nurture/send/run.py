@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PROCESS_AFTER_BATCHES = 2  # a run of more batches than this builds its messages in a process of its own
-STORE_SECONDS = 1.0  # a run's log reaches the outbox at least this often, however slowly the run goes
+STORE_SECONDS = 1.0  # a run's log reaches the outbox, and its results are settled, at least this often
 Stored = asyncio.Future[None]  # a result handed to the run's results: done once it is recorded
 Progress = Callable[[int, int, bool], None]  # (messages done in this run, messages to do, a batch just ended)
 T = TypeVar("T")
@@ -81,6 +81,7 @@ class DeliveryRun:
         self.sqlite = store.is_sqlite  # a SQLite write is shorter than a hop to a thread
         folder = resultlog.folder_for(store.url)
         self.log_path = None if folder is None else resultlog.path_for(folder, self.outbox.worker)  # see _results
+        self.ahead = not self.sqlite  # results stored ahead of what they lead to, settled in batches: see _results
         self.results: GroupCommit[Result, None] | ResultLog[Result]  # where the lanes record what they did
         self.stopping = False  # a lane failed: the others finish the send they hold and stop
         self.preparer = Preparer(settings, composer, store, self.outbox, now, self.log_path)
@@ -112,6 +113,7 @@ class DeliveryRun:
         """
         rules = self.settings.scoring
         await off_loop(self.threaded, self.outbox.reclaim_orphans, rules)
+        await off_loop(self.threaded, self.outbox.settle, self.now, rules)  # what a run that died left, on any host
         counts = await off_loop(self.threaded, self.outbox.counts)
         self.total = sum(counts.get(state, 0) for state in (SendState.QUEUED, SendState.DEFERRED, SendState.SENDING))
         self.done = 0
@@ -128,9 +130,9 @@ class DeliveryRun:
         rules = self.settings.scoring
         renewing = asyncio.create_task(self._renew_leases())  # until every result is stored
         try:
-            with self._results() as self.results:  # opened after the fork: the builder holds no copy of a log's lock
+            async with self._results() as self.results:  # after the fork: the builder holds no copy of a log's lock
                 over = asyncio.Event()
-                storing = asyncio.create_task(self._store_logged(rules, over))
+                storing = asyncio.create_task(self._keep_storing(rules, over))
                 try:
                     failures, backlog = await self._deliver_all(Backlog(builder))
                 finally:
@@ -164,25 +166,33 @@ class DeliveryRun:
         return [outcome for outcome in outcomes if isinstance(outcome, BaseException)], backlog
 
     async def _conclude(self, rules: Scoring, failures: list[BaseException]) -> bool:
-        """Store the rest of the run's log, if it has one; False when that failed after a lane failed
-        (the lane's failure is the one to tell), and raise when it failed alone."""
-        if self.log_path is None:
-            return True
+        """Store the rest of the run's log, if it has one, or settle its results; False when that failed
+        after a lane failed (the lane's failure is the one to tell), and raise when it failed alone."""
         try:
-            await off_loop(self.threaded, self.outbox.conclude_log, self.log_path, rules)
+            if self.log_path is not None:
+                await off_loop(self.threaded, self.outbox.conclude_log, self.log_path, rules)
+            elif self.ahead:
+                await off_loop(self.threaded, self.outbox.settle, self.now, rules)
         except Exception:
             if not failures:
                 raise
-            log.exception("the results of a failed run stay in %s for the next run to store", self.log_path)
+            log.exception("the results of a failed run are left for the next run to store (%s)",
+                          self.log_path or "unsettled in the outbox")
             return False
         return True
 
-    @contextmanager
-    def _results(self) -> Iterator[GroupCommit[Result, None] | ResultLog[Result]]:
+    @asynccontextmanager
+    async def _results(self) -> AsyncIterator[GroupCommit[Result, None] | ResultLog[Result]]:
         """Where the lanes' results go: on a SQLite file, the run's log (nurture.send.resultlog); elsewhere to
-        the database in group commits. There a group is one transaction that writes only the sends this
-        worker still holds (HELD), and a credit is booked once: trying a failed group again (a deadlock
-        broken by PostgreSQL, say) is safe."""
+        the database in group commits, each one transaction that writes only the sends this worker still
+        holds (HELD): trying a failed group again (a deadlock broken by PostgreSQL, say) is safe.
+
+        On PostgreSQL a group stores the results alone, in one statement on a connection of the event
+        loop's own, each marked unsettled where it leads to more (a digest's cost, a bounce's suppression):
+        the lanes wait for that write only, and what the results lead to is stored in batches (`settle`,
+        before each claim of the builder, every STORE_SECONDS and at the end). A result is stored before
+        its lane's next message goes, so kill -9 still sends at most `smtp.concurrency` messages twice,
+        and the next run, on any host, settles what a dead one left."""
         if self.log_path is not None:
             logged: ResultLog[Result] = ResultLog(self.log_path, self.outbox.worker, self.now,
                                                   lambda result: self.outbox.log_record(result, self.now, self.policy))
@@ -190,6 +200,10 @@ class DeliveryRun:
                 yield logged
             finally:
                 logged.close()
+            return
+        if self.ahead:
+            async with self.store.loop_connection() as self.loop_connection:
+                yield GroupCommit(self._record_ahead, attempts=3)
             return
         with self.store.connection(on_loop=self.sqlite) as self.connection:
             yield GroupCommit(self._record, on_loop=self.sqlite, attempts=3)
@@ -204,20 +218,24 @@ class DeliveryRun:
             self.stopping = True
             return
 
-    async def _store_logged(self, rules: Scoring, over: asyncio.Event) -> None:
-        """Until the lanes are done, store what the run's log holds every STORE_SECONDS. The builder stores
-        it before each claim, which a slow run (a low rate limit) seldom makes; the judge counts no hit
-        of a message whose result is not stored yet (nurture.score.machines: "during delivery")."""
-        if self.log_path is None:
+    async def _keep_storing(self, rules: Scoring, over: asyncio.Event) -> None:
+        """Until the lanes are done, store what the run's log holds, or settle its results, every
+        STORE_SECONDS. The builder does it before each claim, which a slow run (a low rate limit) seldom
+        makes; the judge counts no hit of a message whose result is not stored yet (nurture.score.machines:
+        "during delivery")."""
+        if self.log_path is None and not self.ahead:
             return
         while not over.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(over.wait(), STORE_SECONDS)
                 return
             try:
-                await asyncio.to_thread(self.outbox.apply_log, self.log_path, rules)
+                if self.log_path is not None:
+                    await asyncio.to_thread(self.outbox.apply_log, self.log_path, rules)
+                else:
+                    await asyncio.to_thread(self.outbox.settle, self.now, rules)
             except Exception:  # noqa: BLE001 - the end of the run stores it, or the next run does
-                log.exception("results of %s not stored yet", self.log_path)
+                log.exception("results of %s not stored yet", self.log_path or "this run")
 
     async def _renew_leases(self) -> None:
         """Keep the claims of a long run from looking abandoned to other workers. A renewal that fails (the
@@ -300,3 +318,9 @@ class DeliveryRun:
     def _record(self, results: Sequence[Result]) -> None:
         """Write delivery results on the run's own connection: a pool checkout costs as much as the update."""
         self.outbox.finish(results, self.now, self.settings.scoring, self.policy, self.connection)
+
+    async def _record_ahead(self, results: Sequence[Result]) -> None:
+        """Write delivery results, unsettled, on the run's connection of the event loop (see _results)."""
+        await self.loop_connection.run_sync(
+            lambda connection: self.outbox.finish(results, self.now, self.settings.scoring, self.policy, connection,
+                                                  settle=False))

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 from sqlalchemy import event as sa_event
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
 from nurture.clock import Clock, wall_clock
@@ -171,6 +173,21 @@ class Base:
     def _engines(self) -> set[Engine]:
         return {self.engine, self.journal_engine, self.journal_reader, self.reader} | (
             {self._loop_engine} if self._loop_engine else set())
+
+    @asynccontextmanager
+    async def loop_connection(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for a writer on an event loop that must not wait on a thread (PostgreSQL, through
+        psycopg's async API): its statements are awaited on the loop, and `run_sync` runs the store's
+        synchronous code there. Opened and closed with the block, on the loop that awaits it."""
+        url = make_url(self.url)
+        if url.get_backend_name() == "postgresql":
+            url = url.set(drivername="postgresql+psycopg")  # the driver with both APIs
+        engine = create_async_engine(url, poolclass=NullPool)
+        try:
+            async with engine.connect() as connection:
+                yield connection
+        finally:
+            await engine.dispose()
 
     @contextmanager
     def session(self) -> Iterator[Session]:

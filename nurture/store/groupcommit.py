@@ -4,20 +4,22 @@ Delivery results and tracking hits each must be stored before their sender goes 
 taken, a hit answered), yet a transaction per item would cap either at the speed of a commit. Items
 that arrive while one group is being written form the next group.
 
-Where the write runs: in a thread, or, for SQLite (a local file, a write shorter than a hop to a
-thread), on the event loop itself. There SQLite's own wait for another writer's lock would block the
-loop, sleeping up to 100 ms at a time; the writer's connection instead fails at once ("database is
-locked", see Store.connection) and the write is tried again after a millisecond, then at growing
-intervals up to five, while the loop goes on serving everything else. (uvloop rounds its timers to
-whole milliseconds: a shorter wait would not wait at all.)
+Where the write runs: in a thread; on the event loop where it is a coroutine (an async driver's
+connection, which waits for the database without a thread or the GIL); or, for SQLite (a local file, a
+write shorter than a hop to a thread), on the event loop itself. There SQLite's own wait for another
+writer's lock would block the loop, sleeping up to 100 ms at a time; the writer's connection instead
+fails at once ("database is locked", see Store.connection) and the write is tried again after a
+millisecond, then at growing intervals up to five, while the loop goes on serving everything else.
+(uvloop rounds its timers to whole milliseconds: a shorter wait would not wait at all.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -33,13 +35,14 @@ class GroupCommit(Generic[T, R]):
     """Collects items and writes them in groups; `put` returns once its item is committed, with what
     `write` returned for it (write returns one result per item, or None for none).
 
+    `write` may be a coroutine function: it is awaited on the event loop.
     `on_loop`: write on the event loop, waiting for SQLite's lock without blocking it (see above).
     `attempts`: how often a group is tried when the write fails for another reason; the last failure
     goes to every waiter of the group.
     """
 
-    def __init__(self, write: Callable[[Sequence[T]], Sequence[R] | None], *, on_loop: bool = False,
-                 attempts: int = 1, lock_wait: float = LOCK_WAIT_SECONDS):
+    def __init__(self, write: Callable[[Sequence[T]], Sequence[R] | None | Awaitable[Sequence[R] | None]], *,
+                 on_loop: bool = False, attempts: int = 1, lock_wait: float = LOCK_WAIT_SECONDS):
         self.write = write
         self.on_loop = on_loop
         self.attempts = attempts
@@ -83,7 +86,10 @@ class GroupCommit(Generic[T, R]):
         deadline = time.monotonic() + self.lock_wait
         while True:
             try:
-                return self.write(items) if self.on_loop else await asyncio.to_thread(self.write, items)
+                if self.on_loop or inspect.iscoroutinefunction(self.write):
+                    written = self.write(items)
+                    return await written if inspect.isawaitable(written) else written
+                return await asyncio.to_thread(self.write, items)  # type: ignore[return-value, arg-type]
             except DBAPIError as error:
                 if locked(error) and time.monotonic() < deadline:
                     await asyncio.sleep(LOCK_RETRY_SECONDS[min(waits, len(LOCK_RETRY_SECONDS) - 1)])

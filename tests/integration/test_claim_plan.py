@@ -1,6 +1,7 @@
 """A claim reads the open sends, not the history: with thousands of mails sent and a few queued, the
 database's own plan for the claim uses the partial index ix_send_open (on SQLite and PostgreSQL), and
-fails this test the day a change makes it walk every send ever made."""
+fails this test the day a change makes it walk every send ever made. So does the search for unsettled
+results that every run makes as it starts (ix_send_unsettled)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import timedelta
 from sqlalchemy import text
 
 from nurture.send.outbox import Outbox, claimable
+from nurture.send.results import UNSETTLED_SENDS
 from nurture.store import Store
 from tests.conftest import T0, make_lead
 
@@ -50,3 +52,13 @@ def test_a_claim_reads_the_open_sends_through_their_partial_index(store: Store) 
     assert "Seq Scan" not in plan and "USE TEMP B-TREE" not in plan and plan.count("SCAN send") <= 1, plan
     claimed = Outbox(store, "worker-1").claim(200, T0, 300)
     assert [send.step for send in claimed] == [SENT + n for n in range(1, 6)]
+
+
+def test_the_search_for_unsettled_results_reads_their_partial_index(store: Store) -> None:
+    history(store)
+    with store.engine.connect() as connection:
+        compiled = UNSETTLED_SENDS.compile(store.engine, compile_kwargs={"literal_binds": True})
+        explain = "EXPLAIN QUERY PLAN" if store.is_sqlite else "EXPLAIN"
+        plan = " ".join(str(row[-1]) for row in connection.execute(text(f"{explain} {compiled}"), {"limit": 1000}))
+    assert "ix_send_unsettled" in plan, plan
+    assert "Seq Scan" not in plan and "USE TEMP B-TREE" not in plan, plan

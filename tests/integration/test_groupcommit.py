@@ -301,3 +301,43 @@ def test_an_on_loop_connection_neither_waits_nor_checkpoints_even_after_a_reconn
         assert pragmas(connection) == (0, 0)
     with local.connection() as connection, local.engine.connect() as pooled:
         assert pragmas(connection) == pragmas(pooled) == (30_000, 1000)  # everyone else waits, and checkpoints
+
+
+def test_a_coroutine_writes_on_the_loop_and_items_that_come_meanwhile_form_the_next_group() -> None:
+    """An async driver's write (a delivery run's results on PostgreSQL) is awaited on the event loop itself."""
+    groups: list[list[int]] = []
+    threads: set[threading.Thread] = set()
+
+    async def write(items: Sequence[int]) -> None:
+        threads.add(threading.current_thread())
+        groups.append(list(items))
+        await asyncio.sleep(0.01)  # the database answering
+
+    async def main() -> None:
+        committer: GroupCommit[int, None] = GroupCommit(write)
+        first = asyncio.create_task(committer.put(0))
+        await asyncio.sleep(0.001)  # the first group is being written
+        await asyncio.gather(first, *(committer.put(n) for n in range(1, 5)))
+
+    asyncio.run(main())
+    assert threads == {threading.main_thread()}
+    assert groups == [[0], [1, 2, 3, 4]]
+
+
+def test_a_run_on_postgresql_writes_its_results_on_a_connection_of_the_loop(postgres_skip_reason: str | None) -> None:
+    """Store.loop_connection: psycopg's async API, given a URL without the driver's name too."""
+    if postgres_skip_reason:
+        pytest.skip(postgres_skip_reason)
+    from tests.conftest import postgres_schema
+
+    with postgres_schema() as url:
+        store = Store(url.replace("postgresql+psycopg://", "postgresql://"))
+
+        async def ask() -> int:
+            async with store.loop_connection() as connection:
+                return int((await connection.execute(text("select 41 + 1"))).scalar_one())
+
+        try:
+            assert asyncio.run(ask()) == 42
+        finally:
+            store.close()

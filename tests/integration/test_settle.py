@@ -1,0 +1,83 @@
+"""Results stored ahead of what they lead to (a delivery run on PostgreSQL stores each result before the
+next message goes, and its consequences in batches: nurture.send.results, `settle`): settled later, by
+any worker, exactly once, into the same events, scores and suppressions as storing them at once."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlalchemy import func, select
+
+from nurture.engine import Engine
+from nurture.models import Event, EventKind, Send, SendState, Suppression
+from nurture.program import DIGEST, Due
+from nurture.send.outbox import Outbox
+from nurture.send.results import Result
+from nurture.settings import Settings
+from nurture.store import Store
+from tests.conftest import T0, make_lead
+
+ENDINGS = {1: (SendState.SENT, None), 2: (SendState.SENT, None),
+           3: (SendState.DEFERRED, "452 4.2.2 Mailbox full"),  # a soft bounce: counted towards suppression
+           4: (SendState.BOUNCED, "550 5.1.1 no such user")}  # suppresses the lead
+
+
+def deliver(store: Store, settings: Settings, lead_id: int, worker: str, settle: bool) -> None:
+    """Record digests 1-4 for the lead, claim them as `worker` and store how each ended."""
+    outbox = Outbox(store, worker)
+    outbox.enqueue_many([(Due(lead_id, 0, step, DIGEST, None), []) for step in ENDINGS], T0)
+    claimed = outbox.claim(len(ENDINGS), T0, 300)
+    results = [Result(send, *ENDINGS[send.step], at=T0) for send in claimed]
+    outbox.finish(results, T0, settings.scoring, settings.delivery, settle=settle)
+
+
+def history(store: Store, lead_id: int) -> list[tuple[Any, ...]]:
+    """What two leads' events share (their ids, sends and credit keys differ)."""
+    return [(event.kind, event.points, event.counted, event.reason, event.occurred_at)
+            for event in store.events_of(lead_id)]
+
+
+def unsettled(store: Store) -> int:
+    with store.engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(Send).where(Send.unsettled)).scalar_one())
+
+
+def test_results_settled_later_by_another_worker_are_those_stored_at_once(store: Store, settings: Settings) -> None:
+    now, later = (make_lead(store, email=email).id or 0 for email in ("now@example.com", "later@example.com"))
+    deliver(store, settings, now, "here:1:aaaaaa", settle=True)
+    deliver(store, settings, later, "gone:2:bbbbbb", settle=False)  # a worker that died before settling
+    assert unsettled(store) == 4 and store.events_of(later) == [] and store.lead(later).suppressed is None
+    assert {send.state for send in store.sends_of(later)} == {SendState.SENT, SendState.DEFERRED, SendState.BOUNCED}
+
+    assert Outbox(store, "there:3:cccccc").settle(T0, settings.scoring) == 4
+    assert history(store, later) == history(store, now) != []
+    assert store.lead(later).suppressed is store.lead(now).suppressed is Suppression.BOUNCED
+    assert store.lead(later).score == store.lead(now).score
+    assert unsettled(store) == 0
+    assert Outbox(store).settle(T0, settings.scoring) == 0  # nothing is settled twice
+    assert history(store, later) == history(store, now)
+
+
+def test_settlers_at_work_together_settle_each_result_once(store: Store, settings: Settings) -> None:
+    leads = [make_lead(store, email=f"lead{n}@example.com").id or 0 for n in range(60)]
+    for lead_id in leads:
+        deliver(store, settings, lead_id, "gone:2:bbbbbb", settle=False)
+    settler = Outbox(store)
+    with ThreadPoolExecutor(4) as pool:
+        settled = list(pool.map(lambda _: settler.settle(T0, settings.scoring, batch=7), range(4)))
+    assert sum(settled) == 4 * len(leads)
+    with store.engine.connect() as connection:
+        booked = connection.execute(select(Event.send_id, func.count()).where(Event.kind == EventKind.SENT)
+                                    .group_by(Event.send_id)).all()
+    assert len(booked) == 2 * len(leads) and {count for _, count in booked} == {1}  # each sent digest once
+
+
+def test_a_run_settles_what_a_run_that_died_left(engine: Engine, store: Store, settings: Settings) -> None:
+    lead_id = make_lead(store).id or 0
+    deliver(store, settings, lead_id, "gone:2:bbbbbb", settle=False)
+    asyncio.run(engine.send_due(T0))
+    assert unsettled(store) == 0
+    assert store.lead(lead_id).suppressed is Suppression.BOUNCED
+    assert [event.kind for event in store.events_of(lead_id)].count(EventKind.SENT) == 2
