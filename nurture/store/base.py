@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,8 +12,6 @@ from typing import Any, TypeVar
 from sqlalchemy import event as sa_event
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
-from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
 from nurture.clock import Clock, wall_clock
@@ -103,6 +101,17 @@ def journal_url(url: str) -> str:
     return parsed.set(database=f"{parsed.database}-hits").render_as_string(hide_password=False)
 
 
+def copy_rows(connection: Connection, statement: str, rows: Iterable[Sequence[Any]]) -> None:
+    """PostgreSQL: rows through `COPY ... FROM STDIN` (`statement`) on the connection's driver, in the
+    caller's transaction; each value as the driver adapts it. Many rows at once cost a fraction of an
+    INSERT of many VALUES, whose text the driver parses anew for every statement."""
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
 def _sqlite_file(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite" and not _sqlite_memory(url)
 
@@ -175,19 +184,18 @@ class Base:
             {self._loop_engine} if self._loop_engine else set())
 
     @asynccontextmanager
-    async def loop_connection(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for a writer on an event loop that must not wait on a thread (PostgreSQL, through
-        psycopg's async API): its statements are awaited on the loop, and `run_sync` runs the store's
-        synchronous code there. Opened and closed with the block, on the loop that awaits it."""
-        url = make_url(self.url)
-        if url.get_backend_name() == "postgresql":
-            url = url.set(drivername="postgresql+psycopg")  # the driver with both APIs
-        engine = create_async_engine(url, poolclass=NullPool)
+    async def loop_connection(self) -> AsyncIterator[Any]:
+        """A connection for a writer on an event loop that must not wait on a thread: PostgreSQL's, through
+        psycopg's async API (a `psycopg.AsyncConnection`, made with the arguments the store's engine
+        connects with), whose statements are awaited on the loop. Opened and closed with the block."""
+        import psycopg  # PostgreSQL's driver: installed with it
+
+        args, options = self.engine.dialect.create_connect_args(self.engine.url)
+        connection = await psycopg.AsyncConnection.connect(*args, **options)
         try:
-            async with engine.connect() as connection:
-                yield connection
+            yield connection
         finally:
-            await engine.dispose()
+            await connection.close()
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from nurture.errors import InputError, LeadExists
 from nurture.models import Consent, Lead
-from nurture.store.base import Base
+from nurture.store.base import Base, copy_rows
 
 CHUNK = 5_000  # rows a statement: under SQLite's and PostgreSQL's limits on an IN list's parameters
 LEADS = Lead.__table__  # type: ignore[attr-defined]
@@ -70,13 +70,9 @@ def _copy(connection: Connection, chunk: Sequence[Row]) -> None:
     leads: 8.1 s and 7.3 CPU-s, against 10.7 s and 9.0 CPU-s by INSERT executemany (scripts/bench_import.py)."""
     convert = [(name, json.dumps if isinstance(LEADS.c[name].type, JSON) else  # the driver's Json wraps it
                 LEADS.c[name].type.bind_processor(connection.dialect)) for name in COLUMNS]
-    raw = connection.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cursor, cursor.copy(COPY_LEADS) as copy:
-        for _, lead in chunk:
-            values = _values(lead)
-            copy.write_row([value if to is None or value is None else to(value)
-                            for name, to in convert for value in (values[name],)])
+    copy_rows(connection, COPY_LEADS, ([value if to is None or value is None else to(value)
+                                        for name, to in convert for value in (values[name],)]
+                                       for values in (_values(lead) for _, lead in chunk)))
 
 
 def _chunks(rows: Iterable[Row]) -> Iterator[list[Row]]:

@@ -28,7 +28,7 @@ from nurture.send import batch
 from nurture.send import builder as workshop_
 from nurture.send.mailer import MemoryMailer, Ready
 from nurture.send.outbox import Outbox
-from nurture.send.results import Finished
+from nurture.send.results import Finished, Result
 from nurture.settings import Settings
 from nurture.store import Store
 from tests.conftest import T0, make_lead
@@ -422,13 +422,21 @@ def test_a_run_whose_results_cannot_be_stored_stops_and_the_next_run_ends_the_wo
             raise RuntimeError("the database went away")
         write_in(self, connection, sends, *args)
 
+    async def failing_ahead(self: Outbox, results: list[Result], *args: Any) -> None:  # PostgreSQL's way
+        if any(result.send.id > 8 for result in results):
+            raise RuntimeError("the database went away")
+        await finish_ahead(self, results, *args)
+
+    finish_ahead = Outbox.finish_ahead
     monkeypatch.setattr(Outbox, "write_in", failing)
+    monkeypatch.setattr(Outbox, "finish_ahead", failing_ahead)
     mailer = MemoryMailer()
     engine = small_batches(settings, store, mailer)
     many(store)
     with pytest.raises(RuntimeError, match="the database went away"):
         asyncio.run(engine.send_due(T0))
     monkeypatch.setattr(Outbox, "write_in", write_in)
+    monkeypatch.setattr(Outbox, "finish_ahead", finish_ahead)
     asyncio.run(engine.send_due(T0))
     counts = Outbox(store).counts()
     assert counts == {SendState.SENT: LEADS}  # nothing left claimed, nothing lost

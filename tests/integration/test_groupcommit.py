@@ -324,20 +324,22 @@ def test_a_coroutine_writes_on_the_loop_and_items_that_come_meanwhile_form_the_n
     assert groups == [[0], [1, 2, 3, 4]]
 
 
-def test_a_run_on_postgresql_writes_its_results_on_a_connection_of_the_loop(postgres_skip_reason: str | None) -> None:
-    """Store.loop_connection: psycopg's async API, given a URL without the driver's name too."""
+def test_a_connection_of_the_loop_is_psycopgs_async_one(postgres_skip_reason: str | None) -> None:
+    """Store.loop_connection, where a delivery run on PostgreSQL writes its results: awaited on the loop."""
     if postgres_skip_reason:
         pytest.skip(postgres_skip_reason)
     from tests.conftest import postgres_schema
 
     with postgres_schema() as url:
-        store = Store(url.replace("postgresql+psycopg://", "postgresql://"))
+        store = Store(url)
 
-        async def ask() -> int:
+        async def ask() -> tuple[int, str]:
             async with store.loop_connection() as connection:
-                return int((await connection.execute(text("select 41 + 1"))).scalar_one())
+                cursor = await connection.execute("select 41 + 1, current_schema()")
+                answer, schema = await cursor.fetchone()
+                return int(answer), str(schema)
 
         try:
-            assert asyncio.run(ask()) == 42
+            assert asyncio.run(ask()) == (42, url.rpartition("%3D")[2])  # the store's own options, its schema
         finally:
             store.close()

@@ -8,6 +8,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from nurture.engine import Engine
@@ -24,13 +25,22 @@ ENDINGS = {1: (SendState.SENT, None), 2: (SendState.SENT, None),
            4: (SendState.BOUNCED, "550 5.1.1 no such user")}  # suppresses the lead
 
 
-def deliver(store: Store, settings: Settings, lead_id: int, worker: str, settle: bool) -> None:
-    """Record digests 1-4 for the lead, claim them as `worker` and store how each ended."""
+def deliver(store: Store, settings: Settings, lead_id: int, worker: str, settle: bool, on_loop: bool = False) -> None:
+    """Record digests 1-4 for the lead, claim them as `worker` and store how each ended (`on_loop`: as a
+    delivery run on PostgreSQL does, on a connection of the event loop)."""
     outbox = Outbox(store, worker)
     outbox.enqueue_many([(Due(lead_id, 0, step, DIGEST, None), []) for step in ENDINGS], T0)
     claimed = outbox.claim(len(ENDINGS), T0, 300)
     results = [Result(send, *ENDINGS[send.step], at=T0) for send in claimed]
-    outbox.finish(results, T0, settings.scoring, settings.delivery, settle=settle)
+    if not on_loop:
+        outbox.finish(results, T0, settings.scoring, settings.delivery, settle=settle)
+        return
+
+    async def ahead() -> None:
+        async with store.loop_connection() as connection:
+            await outbox.finish_ahead(results, T0, settings.delivery, connection)
+
+    asyncio.run(ahead())
 
 
 def history(store: Store, lead_id: int) -> list[tuple[Any, ...]]:
@@ -44,10 +54,14 @@ def unsettled(store: Store) -> int:
         return int(connection.execute(select(func.count()).select_from(Send).where(Send.unsettled)).scalar_one())
 
 
-def test_results_settled_later_by_another_worker_are_those_stored_at_once(store: Store, settings: Settings) -> None:
+@pytest.mark.parametrize("on_loop", [False, True], ids=["finish", "finish_ahead"])
+def test_results_settled_later_by_another_worker_are_those_stored_at_once(store: Store, settings: Settings,
+                                                                          on_loop: bool) -> None:
+    if on_loop and store.is_sqlite:
+        pytest.skip("a connection of the loop is PostgreSQL's (a run on SQLite logs its results instead)")
     now, later = (make_lead(store, email=email).id or 0 for email in ("now@example.com", "later@example.com"))
     deliver(store, settings, now, "here:1:aaaaaa", settle=True)
-    deliver(store, settings, later, "gone:2:bbbbbb", settle=False)  # a worker that died before settling
+    deliver(store, settings, later, "gone:2:bbbbbb", settle=False, on_loop=on_loop)  # it died before settling
     assert unsettled(store) == 4 and store.events_of(later) == [] and store.lead(later).suppressed is None
     assert {send.state for send in store.sends_of(later)} == {SendState.SENT, SendState.DEFERRED, SendState.BOUNCED}
 
