@@ -17,7 +17,7 @@ from nurture.send import resultlog
 from nurture.send.backlog import Backlog
 from nurture.send.batch import Prepared, Preparer
 from nurture.send.builder import Builder
-from nurture.send.outbox import Outbox
+from nurture.send.outbox import OPEN, Outbox
 from nurture.send.policy import Breaker, Pacer, attempt
 from nurture.send.resultlog import ResultLog
 from nurture.send.results import Result, final_state
@@ -114,7 +114,7 @@ class DeliveryRun:
         rules = self.settings.scoring
         await off_loop(self.threaded, self.outbox.reclaim_orphans, rules)
         await off_loop(self.threaded, self.outbox.settle, self.now, rules)  # what a run that died left, on any host
-        counts = await off_loop(self.threaded, self.outbox.counts)
+        counts = await off_loop(self.threaded, self.outbox.counts, OPEN)  # not the history: a tick's cost
         self.total = sum(counts.get(state, 0) for state in (SendState.QUEUED, SendState.DEFERRED, SendState.SENDING))
         self.done = 0
         builder = self.early_builder or Builder(self.preparer,  # one `builder` started is closed by it

@@ -1,7 +1,7 @@
 """`GET /metrics`: what an operator watches, in Prometheus' text format, read from the database at each
 scrape (aggregates over indexed columns; nothing is kept in the process, so every node says the same).
 
-    nurture_sends{state}                  sends in the outbox by state
+    nurture_sends{state}                  sends in the outbox that are queued, deferred, sending or failed
     nurture_outbox_oldest_due_seconds     how long the oldest send due for delivery has waited
     nurture_hits_pending                  opens and clicks stored and not yet judged (the judge's lag)
     nurture_handoffs_pending              hand-offs whose mail has not gone out
@@ -25,6 +25,9 @@ from nurture.send.outbox import Outbox
 from nurture.store import Store
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# the states a scrape counts, through the index of states: those that wait or need a hand. Sent and bounced
+# mails are the history, which a scrape every few seconds would read whole (`nurture report` counts them)
+WATCHED = (SendState.QUEUED, SendState.DEFERRED, SendState.SENDING, SendState.FAILED)
 
 
 class StoreCollector(Collector):
@@ -33,9 +36,10 @@ class StoreCollector(Collector):
         self.outbox = Outbox(store)
 
     def collect(self) -> Iterator[Metric]:
-        sends = GaugeMetricFamily("nurture_sends", "Sends in the outbox by state.", labels=["state"])
-        counts = self.outbox.counts()
-        for state in SendState:
+        sends = GaugeMetricFamily("nurture_sends", "Sends in the outbox by state: queued, deferred, sending, failed.",
+                                  labels=["state"])
+        counts = self.outbox.counts(WATCHED)
+        for state in WATCHED:
             sends.add_metric([state.value], counts.get(state, 0))
         yield sends
         oldest = self.outbox.oldest_due(datetime.now(UTC))
