@@ -29,5 +29,6 @@ def test_the_targets_compare_the_largest_size_with_the_smallest() -> None:
                 "import": {10_000: Figures(0.7, 0.8, 2.0, 10_000), 100_000: Figures(7.0, 9.0, 4.0, 100_000)}}
     lines = targets("SQLite", measured, [10_000, 100_000])
     assert [line.split()[0] for line in lines] == ["MISS", "PASS", "PASS"]
-    assert "CPU 3.00x" in lines[0] and "CPU per lead 1.10x" in lines[1] and "90 s for 1,000,000 (projected" in lines[2]
+    assert "CPU 3.00x, wall 2.50x" in lines[0] and "CPU per lead 1.10x" in lines[1]
+    assert "90 s for 1,000,000 (projected" in lines[2]
     assert targets("SQLite", measured, [10_000]) == ["SQLite: one size measured, no target to read"]
