@@ -76,6 +76,7 @@ class Outcome(StrEnum):
 
 DUE = text("due_at IS NOT NULL")
 NEW = text("last_step IS NULL AND cycle = 0")  # never mailed: the confirmation is due at once
+UNCONFIRMED = text("confirmed_at IS NULL AND erased_at IS NULL")  # waits for its confirmation (or its expiry)
 
 
 class Lead(SQLModel, table=True):
@@ -83,7 +84,9 @@ class Lead(SQLModel, table=True):
     # a tick reads the leads that may be due, and no other (nurture.store.leads.Leads.due_histories)
     __table_args__ = (Index("ix_lead_created", "created_at", "id"), Index("ix_lead_score", "score", "id"),
                       Index("ix_lead_due", "due_at", postgresql_where=DUE, sqlite_where=DUE),
-                      Index("ix_lead_new", "id", postgresql_where=NEW, sqlite_where=NEW))
+                      Index("ix_lead_new", "id", postgresql_where=NEW, sqlite_where=NEW),
+                      Index("ix_lead_unconfirmed", "created_at", postgresql_where=UNCONFIRMED,
+                            sqlite_where=UNCONFIRMED))
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(index=True, unique=True)
@@ -263,16 +266,24 @@ class FeedState(SQLModel, table=True):
     checked_at: datetime | None = None
 
 
+# a hand-off whose mail has not gone to sales; one with sales and no outcome yet: what a tick looks for,
+# each through a partial index, never through every hand-off ever made (the enum's names, as stored)
+OPEN_HANDOFFS = text("state IN ('PENDING', 'SENDING')")
+AWAITING = text("state = 'SENT' AND outcome IS NULL")
+
+
 class Handoff(SQLModel, table=True):
     """One qualification of a lead; the unique key makes a second hand-off for one cycle impossible."""
 
-    __table_args__ = (UniqueConstraint("lead_id", "cycle", name="uq_handoff_cycle"),)
+    __table_args__ = (UniqueConstraint("lead_id", "cycle", name="uq_handoff_cycle"),
+                      Index("ix_handoff_open", "id", postgresql_where=OPEN_HANDOFFS, sqlite_where=OPEN_HANDOFFS),
+                      Index("ix_handoff_awaiting", "sent_at", postgresql_where=AWAITING, sqlite_where=AWAITING))
 
     id: int | None = Field(default=None, primary_key=True)
     lead_id: int = Field(foreign_key="lead.id", index=True)
     cycle: int
     score: int
-    state: HandoffState = Field(default=HandoffState.PENDING, index=True)
+    state: HandoffState = Field(default=HandoffState.PENDING)  # read through the partial indexes above
     outcome: Outcome | None = None
     message_id: str = ""
     created_at: datetime

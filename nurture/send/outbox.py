@@ -29,7 +29,7 @@ from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
-from nurture.models import FeedItem, Lead, Send, SendItem, SendState
+from nurture.models import OPEN_SENDS, FeedItem, Lead, Send, SendItem, SendState
 from nurture.program import Due
 from nurture.send.replay import Replay
 from nurture.send.results import HELD, ClaimedSend, by_send
@@ -83,6 +83,9 @@ SQLITE_CLAIMABLE = text(
     "(state = 'QUEUED' OR (state = 'DEFERRED' AND retry_at <= :now) OR (state = 'SENDING' AND claimed_at < :expired))"
     " ORDER BY id LIMIT :limit"
 ).bindparams(bindparam("now", type_=_SENDS.c.retry_at.type), bindparam("expired", type_=_SENDS.c.claimed_at.type))
+
+SQLITE_CLAIMANTS = text("SELECT DISTINCT claimed_by FROM send INDEXED BY ix_send_open WHERE "
+                        "state IN ('QUEUED', 'DEFERRED', 'SENDING') AND state = 'SENDING'").columns(_SENDS.c.claimed_by)
 
 
 def claimable(limit: int, now: datetime, expired: datetime, sqlite: bool = False) -> Any:
@@ -179,7 +182,9 @@ class Outbox(Replay):
         log no run holds (its results are stored first); return how many."""
         over = self.conclude_abandoned(rules)
         with self.store.session() as session:
-            owners = session.exec(select(Send.claimed_by).where(Send.state == SendState.SENDING).distinct()).all()
+            claimants = SQLITE_CLAIMANTS if self.store.is_sqlite else select(Send.claimed_by).where(
+                OPEN_SENDS, col(Send.state) == SendState.SENDING).distinct()  # through ix_send_open
+            owners = session.execute(claimants).scalars().all()
             dead = [owner for owner in owners if owner and owner != self.worker and (owner in over or _gone(owner))]
             if not dead:
                 return 0

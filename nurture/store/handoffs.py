@@ -10,6 +10,8 @@ from sqlmodel import col, select
 
 from nurture.errors import InputError
 from nurture.models import (
+    AWAITING,
+    OPEN_HANDOFFS,
     Handoff,
     HandoffState,
     Lead,
@@ -38,7 +40,7 @@ class Handoffs(Ledger):
             return list(session.exec(query).all())
 
     def pending_handoffs(self) -> list[Handoff]:
-        query = select(Handoff).where(col(Handoff.state).in_([HandoffState.PENDING, HandoffState.SENDING]))
+        query = select(Handoff).where(OPEN_HANDOFFS)  # through ix_handoff_open
         with self.session() as session:
             return list(session.exec(query.order_by(col(Handoff.id))).all())
 
@@ -57,7 +59,7 @@ class Handoffs(Ledger):
         column = col(getattr(Handoff, unset))
         with self.reading() as session:
             return list(session.exec(select(Handoff).join(Lead, col(Lead.id) == col(Handoff.lead_id)).where(
-                col(Handoff.state) == HandoffState.SENT, col(Handoff.outcome).is_(None), column.is_(None),
+                AWAITING, column.is_(None),  # through ix_handoff_awaiting
                 col(Handoff.sent_at) < sent_before, col(Lead.cycle) == col(Handoff.cycle))).all())
 
     def claim_follow_up(self, handoff_id: int, unset: str, now: datetime) -> bool:
@@ -107,7 +109,7 @@ class Handoffs(Ledger):
         """Hand-offs left 'sending' by a worker that died go back to pending (sent again, same Message-ID)."""
         with self.session() as session:
             result = session.exec(update(Handoff).where(  # type: ignore[call-overload]
-                col(Handoff.state) == HandoffState.SENDING, col(Handoff.claimed_at) < before,
+                OPEN_HANDOFFS, col(Handoff.state) == HandoffState.SENDING, col(Handoff.claimed_at) < before,
             ).values(state=HandoffState.PENDING))
             return int(result.rowcount)
 

@@ -46,6 +46,9 @@ SQLITE_NEW = text(_SELECT_DUE.format(index="ix_lead_new", condition="last_step I
 SQLITE_DUE = text(_SELECT_DUE.format(index="ix_lead_due", condition="due_at <= :now")).bindparams(
     bindparam("now", type_=LEADS.c.due_at.type)).columns(*_TYPED)
 
+SQLITE_SCORED = text("SELECT id FROM lead INDEXED BY ix_lead_score WHERE score >= :score AND stage = :stage "
+                     "ORDER BY id").bindparams(bindparam("stage", type_=LEADS.c.stage.type)).columns(LEADS.c.id)
+
 
 def schedule(lead: Lead, program: Program) -> None:
     """Set when the lead's next digest is due from its facts, by the program's rule: called by every
@@ -132,11 +135,14 @@ class Leads(Base):
 
     def lead_ids_in(self, stage: Stage, min_score: int | None = None) -> list[int]:
         """The leads in `stage` (with at least `min_score` points, when given), by id."""
-        query = select(Lead.id).where(Lead.stage == stage)
-        if min_score is not None:
+        query: Any = select(Lead.id).where(Lead.stage == stage)
+        if min_score is not None:  # the few at or above a score, through ix_lead_score: not every lead of the stage
             query = query.where(Lead.score >= min_score)
+        query = query.order_by(LEADS.c.id)
+        if min_score is not None and self.is_sqlite:  # whose planner, not knowing how scores spread, reads the stage's
+            query = SQLITE_SCORED.bindparams(stage=stage, score=min_score)
         with self.reading() as session:
-            return [lead_id for lead_id in session.exec(query.order_by(col(Lead.id))).all() if lead_id is not None]
+            return [lead_id for lead_id in session.execute(query).scalars() if lead_id is not None]
 
     def leads_by_id(self, ids: Sequence[int]) -> dict[int, Lead]:
         with self.reading() as session:

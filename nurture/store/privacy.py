@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from nurture.models import Consent, Event, Handoff, InboundMail, Lead, Send, SendState, SinkMessage
+from nurture.models import UNCONFIRMED, Consent, Event, Handoff, InboundMail, Lead, Send, SendState, SinkMessage
 from nurture.store.base import Base
 
 SENDS = Send.__table__  # type: ignore[attr-defined]
@@ -21,8 +21,8 @@ class Privacy(Base):
     def unconfirmed_since(self, before: datetime) -> list[int]:
         """The leads that signed up before `before` and never confirmed (nor were erased)."""
         with self.reading() as session:
-            return [lead_id for lead_id in session.exec(select(Lead.id).where(
-                col(Lead.confirmed_at).is_(None), col(Lead.erased_at).is_(None), col(Lead.created_at) < before)).all()
+            return [lead_id for lead_id in session.exec(select(Lead.id).where(  # through ix_lead_unconfirmed
+                UNCONFIRMED, col(Lead.created_at) < before)).all()
                 if lead_id is not None]
 
     def everything_about(self, lead_id: int) -> dict[str, Any]:
