@@ -30,11 +30,11 @@ from nurture.score import rules as scoring
 from nurture.settings import Scoring
 from nurture.store import NewEvent, Store, engagement
 from nurture.store.ledger import ADD_POINTS, HELD_CREDITS, event_row
+from nurture.store.locks import Lock
 
 EVENTS = Event.__table__  # type: ignore[attr-defined]
 SENDS = Send.__table__  # type: ignore[attr-defined]
 PENDING = PENDING_HITS
-JUDGE_LOCK = 0x6E756A67  # "nujg": judges on PostgreSQL take turns on this transaction lock
 MEMORY = timedelta(minutes=1)  # how far back a burst can reach
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class Judge:
         hits whose events exist: the next batch passes them over (by key)."""
         with self.store.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
-                connection.execute(text("select pg_advisory_xact_lock(:key)"), {"key": JUDGE_LOCK})
+                connection.execute(text("select pg_advisory_xact_lock(:key)"), {"key": Lock.JUDGE})
             hits = self._oldest(connection, limit)
             self.taking = [hit.id for hit in hits]
             if not hits:

@@ -29,12 +29,12 @@ from sqlmodel import SQLModel
 
 from nurture.errors import ConfigError
 from nurture.models import JOURNAL
+from nurture.store.locks import Lock
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines ("Context impl ...") come at every open
 BASELINE = "0001"  # the schema of the last release without migrations (225c8d7)
 JOURNAL_VERSION = 1  # of the SQLite journal of hits; a journal made before versions had 0 and this schema
-MIGRATION_LOCK = 0x6E757274  # PostgreSQL advisory lock: one process creates or upgrades the schema at a time
 
 
 class SchemaBehind(ConfigError):
@@ -172,7 +172,7 @@ def _locked(engine: Engine, foreign_keys: bool = True) -> Iterator[Connection]:
         try:
             with connection.begin():
                 if connection.dialect.name == "postgresql":
-                    connection.execute(text("select pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+                    connection.execute(text("select pg_advisory_xact_lock(:key)"), {"key": Lock.MIGRATION})
                 yield connection
         finally:
             if connection.dialect.name == "sqlite" and not foreign_keys:

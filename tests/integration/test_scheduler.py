@@ -49,3 +49,20 @@ def test_the_send_job_runs_only_where_the_lock_is_held(settings: Settings, store
         holder.release()
         follower.release()
         other.close()
+
+
+def test_the_leader_holds_up_no_process_that_opens_the_database(settings: Settings, store: Store) -> None:
+    """Every command checks the schema as it opens the database (Store.create) and `nurture db upgrade`
+    upgrades it, each under the schema's lock: neither waits for the node that leads, whose lock once had
+    the schema's key (they waited forever; here the wait is cut at 2 s)."""
+    if store.engine.dialect.name != "postgresql":
+        return
+    leader = Leadership(store)
+    impatient = Store(settings.database_url + "%20-clock_timeout%3D2000")  # a wait for a lock fails after 2 s
+    try:
+        assert leader.held()
+        impatient.create()
+        assert impatient.upgrade().now == impatient.upgrade().was
+    finally:
+        leader.release()
+        impatient.close()
