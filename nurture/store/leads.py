@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import bindparam, func, text, update
+from sqlalchemy import bindparam, func, literal, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -37,14 +37,21 @@ DUE_COLUMNS = (Lead.id, Lead.stage, Lead.cycle, Lead.cycle_started_at, Lead.last
                Lead.confirmed_at)  # what History is made of, in its order
 MAILABLE = (Lead.stage == Stage.MQL, col(Lead.suppressed).is_(None), col(Lead.erased_at).is_(None))
 NEW_LEADS = col(Lead.last_step).is_(None) & (col(Lead.cycle) == 0)  # the condition of ix_lead_new, word for word
-_SELECT_DUE = ("SELECT id, stage, cycle, cycle_started_at, last_step, last_mailed_at, confirmed_at "
+_SELECT_DUE = ("SELECT id, stage, cycle, cycle_started_at, last_step, last_mailed_at, confirmed_at, due_at "
                "FROM lead INDEXED BY {index} WHERE {condition} AND stage = 'MQL' AND suppressed IS NULL "
                "AND erased_at IS NULL")
 _TYPED = [LEADS.c[name] for name in ("id", "stage", "cycle", "cycle_started_at", "last_step", "last_mailed_at",
-                                     "confirmed_at")]  # DUE_COLUMNS, for the text of SQLite's queries
-SQLITE_NEW = text(_SELECT_DUE.format(index="ix_lead_new", condition="last_step IS NULL AND cycle = 0")).columns(*_TYPED)
-SQLITE_DUE = text(_SELECT_DUE.format(index="ix_lead_due", condition="due_at <= :now")).bindparams(
-    bindparam("now", type_=LEADS.c.due_at.type)).columns(*_TYPED)
+                                     "confirmed_at", "due_at")]  # DUE_COLUMNS and due_at, for SQLite's queries
+_DUE_AT = LEADS.c.due_at.type
+SQLITE_NEW = text(_SELECT_DUE.format(index="ix_lead_new", condition="last_step IS NULL AND cycle = 0")
+                  + " AND id > :after ORDER BY id LIMIT :size").columns(*_TYPED)
+SQLITE_DUE = text(_SELECT_DUE.format(index="ix_lead_due", condition="due_at <= :now")
+                  + " AND (due_at, id) > (:at, :after) ORDER BY due_at, id LIMIT :size").bindparams(
+    bindparam("now", type_=_DUE_AT), bindparam("at", type_=_DUE_AT)).columns(*_TYPED)
+SQLITE_MAY_BE_DUE = text("SELECT (SELECT count(*) FROM lead INDEXED BY ix_lead_new WHERE last_step IS NULL AND "
+                         "cycle = 0) + (SELECT count(*) FROM lead INDEXED BY ix_lead_due WHERE due_at <= :now)"
+                         ).bindparams(bindparam("now", type_=_DUE_AT))
+FIRST = datetime(1, 1, 1, tzinfo=UTC)  # before every due time: where the first page of due leads starts
 
 SQLITE_SCORED = text("SELECT id FROM lead INDEXED BY ix_lead_score WHERE score >= :score AND stage = :stage "
                      "ORDER BY id").bindparams(bindparam("stage", type_=LEADS.c.stage.type)).columns(LEADS.c.id)
@@ -57,6 +64,12 @@ def schedule(lead: Lead, program: Program) -> None:
     lead.due_at = next_digest_at(History(
         lead.id, lead.stage, lead.suppressed is not None or lead.erased_at is not None, lead.cycle,
         lead.cycle_started_at, lead.last_step, lead.last_mailed_at, lead.confirmed_at is not None), program)
+
+
+def _history(row: Sequence[Any]) -> History:
+    """A History from a row of DUE_COLUMNS."""
+    lead_id, stage, cycle, started, step, mailed, confirmed = row[:7]
+    return History(lead_id, stage, False, cycle, started, step, mailed, confirmed is not None)
 
 
 class Reader(NamedTuple):
@@ -175,24 +188,61 @@ class Leads(Base):
             if tracking is not None:
                 lead.tracking = tracking
 
-    def due_histories(self, now: datetime, program: Program) -> list[History]:
-        """What `nurture.program.due` reads of every lead that may be due at `now`, by id: those never mailed
-        (their confirmation is due at once) and those whose next digest is due (`Lead.due_at`), each read
-        through its partial index, so that a tick costs what is due, not what is stored (scripts/bench_due.py:
-        0.9 ms idle at 10,000 leads and at 1,000,000 on SQLite; tests/integration/test_due.py).
-        The columns are a prefilter kept by the writes that change them; `nurture.program.due` judges."""
-        with self.reading() as session:
-            rows = [row for query in self._due_queries(now) for row in session.execute(query)]
-        found = {row[0]: row for row in rows}  # a lead in both is read once
-        return [History(lead_id, stage, False, cycle, started, step, mailed, confirmed is not None)
-                for lead_id, stage, cycle, started, step, mailed, confirmed in (found[key] for key in sorted(found))]
+    def due_pages(self, now: datetime, size: int) -> Iterator[list[History]]:
+        """What `nurture.program.due` reads of every lead that may be due at `now`, `size` leads at a time:
+        the leads never mailed (their confirmation is due at once) by id through ix_lead_new, then those whose
+        next digest is due by (`Lead.due_at`, id) through ix_lead_due. Each page is read in a transaction of
+        its own from where the last one ended (keyset), so that a pass holds one page, however many are
+        due, and records it before the next is read. A step recorded moves its lead out of both (its due
+        time after `now`, as digest_every_days > 0): no lead comes back in the pass. Reading costs what
+        is due, not what is stored (scripts/bench_due.py; tests/integration/test_due.py). The columns are
+        a prefilter kept by the writes that change them; `nurture.program.due` judges."""
+        if size < 1:
+            raise ValueError(f"a page of due leads holds at least one lead, not {size}")
+        after = 0
+        while rows := self._read_due(self._new_leads(after, size)):
+            yield [_history(row) for row in rows]
+            if len(rows) < size:
+                break
+            after = rows[-1][0]
+        at, after = FIRST, 0
+        while rows := self._read_due(self._due_leads(now, at, after, size)):
+            yield [_history(row) for row in rows]
+            if len(rows) < size:
+                break
+            at, after = rows[-1][-1], rows[-1][0]
 
-    def _due_queries(self, now: datetime) -> tuple[Any, Any]:
-        """The leads never mailed, and those whose next digest is due at `now`, each through its partial index."""
+    def may_be_due(self, now: datetime) -> int:
+        """How many leads may be due at `now`, at most: counted in the two partial indexes alone (no lead
+        row read), to size a pass before it is planned (a long one starts its builder process early)."""
+        if self.is_sqlite:
+            query: Any = SQLITE_MAY_BE_DUE.bindparams(now=now)
+        else:
+            count = select(func.count()).select_from(LEADS)
+            query = select(count.where(NEW_LEADS).scalar_subquery() + count.where(LEADS.c.due_at <= now)
+                           .scalar_subquery())
+        with self.reading() as session:
+            return int(session.execute(query).scalar_one())
+
+    def _read_due(self, query: Any) -> Sequence[Any]:
+        with self.reading() as session:
+            return session.execute(query).all()
+
+    def _new_leads(self, after: int, size: int) -> Any:
+        """The page of leads never mailed after lead `after`, by id."""
         if self.is_sqlite:  # SQLite's planner takes the stage's index, or a scan once ANALYZE ran: it is told
-            return SQLITE_NEW, SQLITE_DUE.bindparams(now=now)
-        query = select(*DUE_COLUMNS).where(*MAILABLE)  # type: ignore[call-overload]
-        return query.where(NEW_LEADS), query.where(col(Lead.due_at) <= now)
+            return SQLITE_NEW.bindparams(after=after, size=size)
+        return (select(*DUE_COLUMNS, Lead.due_at).where(  # type: ignore[call-overload]
+            *MAILABLE, NEW_LEADS, col(Lead.id) > after).order_by(col(Lead.id)).limit(size))
+
+    def _due_leads(self, now: datetime, at: datetime, after: int, size: int) -> Any:
+        """The page of leads whose next digest is due at `now`, after (due time `at`, lead `after`)."""
+        if self.is_sqlite:
+            return SQLITE_DUE.bindparams(now=now, at=at, after=after, size=size)
+        return (select(*DUE_COLUMNS, Lead.due_at).where(  # type: ignore[call-overload]
+            *MAILABLE, col(Lead.due_at) <= now,
+            tuple_(LEADS.c.due_at, LEADS.c.id) > tuple_(literal(at, _DUE_AT), literal(after)),
+        ).order_by(col(Lead.due_at), col(Lead.id)).limit(size))
 
     def restore_due(self, program: Program, page: int = 10_000) -> int:
         """Give a due time, by the program's rule, to every lead that should have one and has none: the leads
@@ -215,10 +265,8 @@ class Leads(Base):
                 if not rows:
                     return restored
                 after = rows[-1][0]
-                due = [{"lead": history.lead_id, "due": at} for history in (
-                    History(lead_id, stage, False, cycle, started, step, mailed, confirmed is not None)
-                    for lead_id, stage, cycle, started, step, mailed, confirmed in rows)
-                    if (at := next_digest_at(history, program)) is not None]
+                due = [{"lead": history.lead_id, "due": at} for history in map(_history, rows)
+                       if (at := next_digest_at(history, program)) is not None]
                 if due:
                     session.connection().execute(update(LEADS).where(LEADS.c.id == bindparam("lead")).values(
                         due_at=bindparam("due", type_=LEADS.c.due_at.type)), due)

@@ -1,15 +1,16 @@
-"""Who is due, answered by the database: the leads `Store.due_histories` reads through its two partial
-indexes are, once `program.due` has judged them, exactly those the full scan of every lead's sends found
-(kept here as the oracle), at every moment of a varied life; the database's own plans for both queries
-read an index, never the lead table; and `Store.restore_due` gives a due time to a cycle that ended before
-`max_digests_per_cycle` was raised."""
+"""Who is due, answered by the database: the leads `Store.due_pages` reads through its two partial
+indexes, a page at a time, are, once `program.due` has judged them, exactly those the full scan of every
+lead's sends found (kept here as the oracle), each once, at every moment of a varied life; the database's
+own plans for both queries read an index, never the lead table, and a page starts where the last ended
+without reading or sorting what came before; and `Store.restore_due` gives a due time to a cycle that
+ended before `max_digests_per_cycle` was raised."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, text
+from sqlalchemy import bindparam, func, text
 from sqlmodel import col, select
 
 from nurture import program
@@ -18,6 +19,7 @@ from nurture.models import EventKind, Lead, Outcome, Send, Stage, Suppression
 from nurture.program import History
 from nurture.score.rules import Credit
 from nurture.store import NewEvent, Store
+from nurture.store.leads import FIRST
 from nurture.track.actions import Tracking
 from nurture.track.tokens import Purpose, Signer
 from tests.conftest import SECRET, T0, make_lead
@@ -44,10 +46,17 @@ def every_history(store: Store) -> list[History]:
             for lead_id, stage, cycle, started, step, last, confirmed in rows]
 
 
+def by_lead(steps: list[program.Due]) -> list[program.Due]:
+    return sorted(steps, key=lambda step: step.lead_id)
+
+
 def assert_same_leads_due(engine: Engine, now: datetime) -> list[program.Due]:
     rules = engine.settings.program
-    found = program.due_all(engine.store.due_histories(now, rules), now, rules)
+    read = [history for page in engine.store.due_pages(now, 2) for history in page]  # many pages of each kind
+    assert len(read) == len({history.lead_id for history in read}), now  # no lead twice
+    found = by_lead(program.due_all(read, now, rules))
     assert found == program.due_all(every_history(engine.store), now, rules), now
+    assert by_lead(engine.plan(now)) == found
     return found
 
 
@@ -93,6 +102,7 @@ def test_the_due_leads_are_those_the_full_scan_finds(engine: Engine) -> None:
 
 
 LEADS = 20_000
+DATETIME = Lead.__table__.c.due_at.type  # type: ignore[attr-defined]
 
 
 def none_due(store: Store) -> None:
@@ -108,20 +118,24 @@ def none_due(store: Store) -> None:
             "stage, cycle, cycle_started_at, score, created_at, tracking, confirmed_at, last_step, last_mailed_at, "
             "due_at) SELECT 'lead' || i || '@example.com', '', '', '', '', '[]', 'en', '', false, 'MQL', 0, :t, 0, "
             ":t, true, :t, CASE WHEN i % 2 = 0 THEN 12 ELSE 1 END, :t, CASE WHEN i % 2 = 0 THEN NULL ELSE :later END "
-            f"FROM ({series}) AS leads"), {"t": T0, "later": T0 + 7 * DAY})
+            f"FROM ({series}) AS leads").bindparams(  # times written as nurture writes them (on SQLite, text)
+                bindparam("t", type_=DATETIME), bindparam("later", type_=DATETIME)), {"t": T0, "later": T0 + 7 * DAY})
         connection.execute(text("ANALYZE"))
 
 
 def plans(store: Store, now: datetime) -> list[str]:
-    """The database's plan for each of the two queries of `due_histories`."""
+    """The database's plan for each query of `due_pages`: the first page of new leads, the first page of
+    leads with a due time, and one that starts amid the leads sharing a due time, T0 + 7 days."""
     found = []
+    middle = T0 + 7 * DAY, LEADS // 2
+    queries = store._new_leads(0, 100), store._due_leads(now, FIRST, 0, 100), store._due_leads(now, *middle, 100)
     with store.engine.connect() as connection:
-        for query in store._due_queries(now):
+        for query in queries:
             if store.is_sqlite:
-                compiled = str(query)
-                params = {"now": now.isoformat(" ")} if ":now" in compiled else {}
+                params = {name: value.isoformat(" ") if isinstance(value, datetime) else value
+                          for name, value in query.compile().params.items()}
                 found.append(" ".join(str(row[-1]) for row in connection.execute(
-                    text(f"EXPLAIN QUERY PLAN {compiled}"), params)))
+                    text(f"EXPLAIN QUERY PLAN {query}"), params)))
             else:
                 literal = query.compile(store.engine, compile_kwargs={"literal_binds": True})
                 found.append(str(connection.execute(text(f"EXPLAIN {literal}")).all()))
@@ -131,11 +145,15 @@ def plans(store: Store, now: datetime) -> list[str]:
 def test_both_due_queries_read_their_partial_index_not_the_leads(engine: Engine) -> None:
     none_due(engine.store)
     now = T0 + DAY
-    new, due = plans(engine.store, now)
-    assert "ix_lead_new" in new and "ix_lead_due" in due, (new, due)
-    for plan in (new, due):  # SQLite: SEARCH/SCAN lead USING INDEX ...; PostgreSQL: Index Scan using ...
+    new, due, middle = plans(engine.store, now)
+    assert "ix_lead_new" in new and "ix_lead_due" in due and "ix_lead_due" in middle, (new, due, middle)
+    for plan in (new, due, middle):  # SQLite: SEARCH/SCAN lead USING INDEX ...; PostgreSQL: Index Scan using ...
         assert "Seq Scan" not in plan and "SCAN lead" not in plan.replace("SCAN lead USING INDEX", ""), plan
+        assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan  # read in the index's order: no page sorted
     assert engine.plan(now) == []
+    assert engine.plan(T0 + 8 * DAY) == program.due_all(  # everybody with a due time, a page past the first
+        [history for page in engine.store.due_pages(T0 + 8 * DAY, 1_000) for history in page], T0 + 8 * DAY,
+        engine.settings.program)
 
 
 def test_restore_due_gives_a_due_time_to_a_cycle_that_ended_before_more_digests_were_allowed(

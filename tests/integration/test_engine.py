@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import nurture.engine
 from nurture.engine import Engine, Report
 from nurture.errors import DeliveryError, Fault
 from nurture.models import EventKind, HandoffState, Outcome, SendState, Stage, Suppression
@@ -250,3 +251,22 @@ def test_the_tracking_server_marks_its_engine_as_serving(engine: Engine) -> None
     assert not engine.serving
     create_app(engine)
     assert engine.serving
+
+
+def test_a_pass_plans_and_records_the_due_leads_a_page_at_a_time(engine: Engine, mailer: MemoryMailer,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Confirmations, then digests, over several pages (3 leads a page here): each due lead once."""
+    monkeypatch.setattr(nurture.engine, "PAGE", 3)
+    refresh(engine)
+    emails = [f"lead{n}@example.com" for n in range(7)]
+    for email in emails:
+        make_lead(engine.store, email=email)
+    assert [line.split(":")[0] for line in asyncio.run(engine.send_due(T0, dry_run=True)).enqueued] == emails
+    report = tick(engine)
+    assert sorted(line.split(":")[0] for line in report.enqueued) == emails
+    assert sorted(envelope.recipient for envelope in mailer.sent) == emails
+    report = tick(engine, 7)
+    assert sorted(line.split(":")[0] for line in report.enqueued) == emails and report.skipped == []
+    assert [len(engine.store.sends_of(n)) for n in range(1, 8)] == [2] * 7
+    assert engine.plan(T0 + WEEK) == []
+

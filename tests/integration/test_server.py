@@ -253,7 +253,7 @@ def test_health_pings_the_database_without_reading_leads(client: TestClient, eng
     def every_lead(*args: object) -> None:
         raise AssertionError("a health probe read every lead")
 
-    monkeypatch.setattr(Store, "due_histories", every_lead)
+    monkeypatch.setattr(Store, "due_pages", every_lead)
     assert (client.get("/healthz").status_code, client.get("/healthz").text) == (200, "ok")
 
 

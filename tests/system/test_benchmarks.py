@@ -60,7 +60,15 @@ def test_bench_due_runs_on_a_small_list() -> None:
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_due.py"), "200", "400"], cwd=ROOT,
                           capture_output=True, text=True, timeout=110)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "SQLite             400 due_histories (index)" in done.stdout and "histories (old scan)" in done.stdout
+    assert "SQLite             400 due_pages (index)" in done.stdout and "histories (old scan)" in done.stdout
+
+
+@pytest.mark.timeout(120)
+def test_bench_due_measures_a_pass_with_everybody_due() -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_due.py"), "--enqueue", "300", "600"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=110)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "planning MB" in done.stdout and "       600 " in done.stdout
 
 
 def test_bench_dkim_prints_its_cost() -> None:
