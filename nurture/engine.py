@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -27,6 +28,7 @@ from nurture.send.run import DeliveryRun, Progress, Report, off_loop
 from nurture.settings import Settings
 from nurture.store import NewEvent, Store
 from nurture.store.base import chunked
+from nurture.store.locks import Lock
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -171,16 +173,26 @@ class Engine:
         return DeliveryRun(self.settings, self.composer, self.store, self.mailer, now, report, progress, self.serving)
 
     async def send_due(self, now: datetime, dry_run: bool = False, progress: Progress | None = None) -> Report:
-        """One pass of the program: enqueue what is due, deliver the outbox, deliver hand-offs."""
+        """One pass of the program: enqueue what is due, deliver the outbox, deliver hand-offs.
+
+        On PostgreSQL one worker plans at a time (Lock.PLAN, held while it records the due sends): a worker
+        that finds another planning does not read the same leads again, and delivers from the outbox the
+        sends the other records. On SQLite, with one writer, every worker plans."""
         report = Report()
         if dry_run:
             await self.off_loop(self._say_due, now, report)
             return report
         await self.off_loop(self.apply_rules, now)
         run = self._delivery_run(now, report, progress)
-        expected = await self.off_loop(self.store.may_be_due, now)
-        with run.builder(expected):  # a long run's builder forks and compiles while the sends are recorded
-            await self.off_loop(self.enqueue_due, now, report)
+        with ExitStack() as delivering:
+            with self.store.turn(Lock.PLAN) as planning:
+                expected = await self.off_loop(self.store.may_be_due, now) if planning else 0
+                # a long run's builder forks and compiles while the sends are recorded
+                delivering.enter_context(run.builder(expected))
+                if planning:
+                    await self.off_loop(self.enqueue_due, now, report)
+                else:
+                    log.info("another worker is planning this pass: this one delivers from the outbox")
             await run.run()
         await self.deliver_handoffs(now, report)
         return report

@@ -24,6 +24,7 @@ from nurture.inbound.mailbox import poll
 from nurture.send.builder import start_fork_server
 from nurture.server import create_app
 from nurture.store import Store
+from nurture.store.base import TRY_LOCK, UNLOCK
 from nurture.store.locks import Lock
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class Leadership:
         try:
             if self.connection is None:
                 connection = self.store.engine.connect()
-                if not connection.execute(text("select pg_try_advisory_lock(:key)"), {"key": Lock.LEADER}).scalar():
+                if not connection.execute(TRY_LOCK, {"key": Lock.LEADER}).scalar():
                     connection.close()
                     return False
                 connection.commit()
@@ -58,7 +59,7 @@ class Leadership:
         """Give up the lock (a pooled connection would otherwise keep holding it)."""
         if self.connection is not None:
             try:
-                self.connection.execute(text("select pg_advisory_unlock(:key)"), {"key": Lock.LEADER})
+                self.connection.execute(UNLOCK, {"key": Lock.LEADER})
                 self.connection.commit()
             except DBAPIError:
                 self.connection.invalidate()

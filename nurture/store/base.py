@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import event as sa_event
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, create_engine
 
 from nurture.clock import Clock, wall_clock
@@ -23,6 +24,7 @@ from nurture.models import (
 )
 from nurture.score.rules import Credit
 from nurture.store import schema
+from nurture.store.locks import Lock
 
 SUPPRESSION_EVENTS = {Suppression.UNSUBSCRIBED: EventKind.UNSUBSCRIBE, Suppression.BOUNCED: EventKind.BOUNCE,
                       Suppression.COMPLAINED: EventKind.COMPLAINT}
@@ -55,6 +57,8 @@ class Recorded:
     handoff_id: int | None  # set when this event qualified the lead
 
 
+TRY_LOCK = text("select pg_try_advisory_lock(:key)")
+UNLOCK = text("select pg_advisory_unlock(:key)")
 IN_LIST = 10_000  # values per IN (...): PostgreSQL's driver takes at most 65,535 parameters a statement
 BUSY_SECONDS = 30
 
@@ -110,6 +114,16 @@ def copy_rows(connection: Connection, statement: str, rows: Iterable[Sequence[An
     with raw.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row(row)
+
+
+def _unlock(connection: Connection, lock: Lock) -> None:
+    """Give back a session advisory lock; a connection that broke gave it back as it went, and is not
+    pooled again (a pooled connection would otherwise hold it on)."""
+    try:
+        connection.execute(UNLOCK, {"key": lock})
+        connection.commit()
+    except DBAPIError:
+        connection.invalidate()
 
 
 def _sqlite_file(url: str) -> bool:
@@ -196,6 +210,24 @@ class Base:
             yield connection
         finally:
             await connection.close()
+
+    @contextmanager
+    def turn(self, lock: Lock) -> Iterator[bool]:
+        """Whether this process has `lock`'s turn for the block: on PostgreSQL a session advisory lock, tried,
+        never waited for (False: another process has it), held on a connection of its own and given back
+        when the block ends, or when the process dies with its connection. On SQLite always True: one
+        connection writes at a time, which takes turns already."""
+        if self.is_sqlite:
+            yield True
+            return
+        with self.engine.connect() as connection:
+            taken = bool(connection.execute(TRY_LOCK, {"key": lock}).scalar())
+            connection.commit()
+            try:
+                yield taken
+            finally:
+                if taken:
+                    _unlock(connection, lock)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

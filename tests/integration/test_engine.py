@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +17,9 @@ from nurture.models import EventKind, HandoffState, Outcome, SendState, Stage, S
 from nurture.score.rules import Credit
 from nurture.send.mailer import MemoryMailer
 from nurture.server import create_app
-from nurture.store import NewEvent, base
+from nurture.settings import Settings
+from nurture.store import NewEvent, Store, base
+from nurture.store.locks import Lock
 from tests.conftest import T0, make_lead
 
 WEEK = timedelta(days=7)
@@ -270,3 +273,26 @@ def test_a_pass_plans_and_records_the_due_leads_a_page_at_a_time(engine: Engine,
     assert [len(engine.store.sends_of(n)) for n in range(1, 8)] == [2] * 7
     assert engine.plan(T0 + WEEK) == []
 
+
+def test_a_worker_that_finds_another_planning_delivers_what_is_queued(settings: Settings, engine: Engine,
+                                                                      mailer: MemoryMailer,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """On PostgreSQL one worker plans at a time (Lock.PLAN): while another holds the turn, a pass reads no
+    lead, says so, and delivers what the other has recorded; with the turn free, it plans."""
+    if engine.store.is_sqlite:
+        return  # one writer at a time: every worker plans
+    make_lead(engine.store, email="ada@example.com")
+    make_lead(engine.store, email="bob@example.com")
+    engine.outbox.enqueue(engine.plan(T0)[0], T0)  # what the planning worker has recorded so far
+    planner = Store(settings.database_url)
+    try:
+        with planner.turn(Lock.PLAN) as planning, caplog.at_level(logging.INFO, logger="nurture.engine"):
+            assert planning
+            report = tick(engine)
+        assert [envelope.recipient for envelope in mailer.sent] == ["ada@example.com"] and report.enqueued == []
+        assert "another worker is planning this pass" in caplog.text
+        report = tick(engine)
+        assert [envelope.recipient for envelope in mailer.sent] == ["ada@example.com", "bob@example.com"]
+        assert report.enqueued == ["bob@example.com: confirmation (cycle 0, step 0)"]
+    finally:
+        planner.close()

@@ -7,6 +7,7 @@ and what the outbox says (state, attempts, error), plus what a bounce does to th
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 import time
@@ -497,7 +498,11 @@ def test_an_address_the_smtp_client_refuses_fails_alone(settings: Settings, stor
 
 
 @pytest.mark.timeout(60)
-def test_two_workers_on_one_outbox_deliver_each_mail_exactly_once(settings: Settings) -> None:
+def test_two_workers_on_one_outbox_deliver_each_mail_exactly_once(settings: Settings,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """Two `send-due` workers started at once: each mail goes out once; on PostgreSQL one of them plans
+    the pass (Lock.PLAN) and the other only delivers, while on SQLite both plan (one writer at a time)."""
+    caplog.set_level(logging.INFO, logger="nurture.engine")
     setup = Store(settings.database_url)
     setup.create()
     emails = [f"lead{n:02}@example.com" for n in range(60)]
@@ -533,6 +538,8 @@ def test_two_workers_on_one_outbox_deliver_each_mail_exactly_once(settings: Sett
     assert len(sent) == 60 and len(set(sent)) == 60
     enqueued = [line for report in reports for line in report.enqueued]
     assert len(enqueued) == 60  # each confirmation was recorded by exactly one of the two
+    planning = [record for record in caplog.records if record.getMessage().startswith("another worker is planning")]
+    assert len(planning) == (0 if settings.database_url.startswith("sqlite") else 1)
     check = Store(settings.database_url)
     try:
         for lead in check.leads(100):
