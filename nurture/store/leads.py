@@ -213,8 +213,9 @@ class Leads(Base):
             at, after = rows[-1][-1], rows[-1][0]
 
     def may_be_due(self, now: datetime) -> int:
-        """How many leads may be due at `now`, at most: counted in the two partial indexes alone (no lead
-        row read), to size a pass before it is planned (a long one starts its builder process early)."""
+        """How many leads may be due at `now`, at most: counted through the two partial indexes on their own
+        conditions (not the stage or suppression, which need each lead's row), to size a pass before it is
+        planned (a long one starts its builder process early)."""
         if self.is_sqlite:
             query: Any = SQLITE_MAY_BE_DUE.bindparams(now=now)
         else:
