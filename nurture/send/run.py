@@ -192,7 +192,10 @@ class DeliveryRun:
         the lanes wait for that write only, and what the results lead to is stored in batches (`settle`,
         before each claim of the builder, every STORE_SECONDS and at the end). A result is stored before
         its lane's next message goes, so kill -9 still sends at most `smtp.concurrency` messages twice,
-        and the next run, on any host, settles what a dead one left."""
+        and the next run, on any host, settles what a dead one left. Its commits do not wait for the disk
+        (synchronous_commit off, as the result log's writes and SQLite's `synchronous=NORMAL` commits do
+        not): a killed nurture loses none of them, a crash of the database server or a power cut may lose
+        the last fraction of a second of them, whose messages go out again."""
         if self.log_path is not None:
             logged: ResultLog[Result] = ResultLog(self.log_path, self.outbox.worker, self.now,
                                                   lambda result: self.outbox.log_record(result, self.now, self.policy))
@@ -203,6 +206,8 @@ class DeliveryRun:
             return
         if self.ahead:
             async with self.store.loop_connection() as self.loop_connection:
+                await self.loop_connection.execute("SET synchronous_commit = off")
+                await self.loop_connection.commit()
                 yield GroupCommit(self._record_ahead, attempts=3)
             return
         with self.store.connection(on_loop=self.sqlite) as self.connection:

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import update
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from nurture.engine import Engine, Report
-from nurture.models import Send, SendState
-from nurture.program import CONFIRMATION, Due
+from nurture.models import Lead, Send, SendState
+from nurture.program import CONFIRMATION, DIGEST, Due
 from nurture.send.outbox import Outbox
 from nurture.send.run import DeliveryRun
 from nurture.store import Store
@@ -82,3 +82,23 @@ def test_claims_and_leases_read_the_clock_they_are_given(database_url: str) -> N
         assert sorted(send.id for send in other.claim(2, T0, 600)) == sorted(send.id for send in held)
     finally:
         store.close()
+
+
+def test_recording_a_batch_moves_each_lead_to_its_last_step_in_its_own_cycle(store: Store) -> None:
+    """What recording queued sends writes on the leads (one statement for the batch on PostgreSQL): the step
+    and the next due time, a lead's later step when it has two, never a lead that moved to another cycle
+    or past that step since."""
+    two, moved, ahead = (make_lead(store, email=f"{name}@example.com") for name in ("two", "moved", "ahead"))
+    with Session(store.engine) as session:
+        session.get(Lead, moved.id).cycle = 1  # type: ignore[union-attr]
+        session.get(Lead, ahead.id).last_step = 5  # type: ignore[union-attr]
+        session.commit()
+    nexts = {step: T0 + timedelta(days=step) for step in (1, 2)}
+    steps = [(Due(two.id or 0, 0, 1, DIGEST, nexts[1]), []), (Due(two.id or 0, 0, 2, DIGEST, nexts[2]), []),
+             (Due(moved.id or 0, 0, 1, DIGEST, nexts[1]), []), (Due(ahead.id or 0, 0, 2, DIGEST, nexts[2]), [])]
+    Outbox(store).enqueue_many(steps, T0)
+    found = {lead.id: (lead.last_step, _utc(lead.due_at) if lead.due_at else None, lead.last_mailed_at is not None)
+             for lead in store.leads()}
+    assert found[two.id] == (2, nexts[2], True)
+    assert found[moved.id][0] is None and not found[moved.id][2]
+    assert found[ahead.id][0] == 5 and not found[ahead.id][2]

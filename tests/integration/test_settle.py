@@ -95,3 +95,30 @@ def test_a_run_settles_what_a_run_that_died_left(engine: Engine, store: Store, s
     assert unsettled(store) == 0
     assert store.lead(lead_id).suppressed is Suppression.BOUNCED
     assert [event.kind for event in store.events_of(lead_id)].count(EventKind.SENT) == 2
+
+
+@pytest.mark.parametrize("on_loop", [False, True], ids=["finish", "finish_ahead"])
+def test_a_result_is_stored_only_while_its_worker_holds_the_claim(store: Store, settings: Settings,
+                                                                  on_loop: bool) -> None:
+    """A worker whose lease ran out, and whose send another worker claimed since, stores nothing of it."""
+    if on_loop and store.is_sqlite:
+        pytest.skip("a connection of the loop is PostgreSQL's (a run on SQLite logs its results instead)")
+    lead_id = make_lead(store).id or 0
+    late = Outbox(store, "late:1:aaaaaa")
+    late.enqueue_many([(Due(lead_id, 0, step, DIGEST, None), []) for step in (1, 2)], T0)
+    kept, taken = late.claim(2, T0, 300)
+    with store.engine.begin() as connection:
+        connection.execute(Send.__table__.update().where(Send.__table__.c.id == taken.id)  # type: ignore[attr-defined]
+                           .values(claimed_by="next:2:bbbbbb"))
+    results = [Result(send, SendState.SENT, at=T0) for send in (kept, taken)]
+    if on_loop:
+        async def ahead() -> None:
+            async with store.loop_connection() as connection:
+                await late.finish_ahead(results, T0, settings.delivery, connection)
+
+        asyncio.run(ahead())
+    else:
+        late.finish(results, T0, settings.scoring, settings.delivery)
+    sends = {send.id: send for send in store.sends_of(lead_id)}
+    assert sends[kept.id].state is SendState.SENT and sends[kept.id].claimed_by is None
+    assert sends[taken.id].state is SendState.SENDING and sends[taken.id].claimed_by == "next:2:bbbbbb"
