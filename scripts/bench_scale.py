@@ -3,13 +3,13 @@
 database (SQLite, and PostgreSQL where reachable, in a schema of its own), the CPU seconds and the peak
 memory of each of these, through nurture's own entry points:
 
-    idle plan       Engine.plan with nobody due (median of 5 runs, after one to warm up)
+    idle plan       Engine.plan with nobody due (median of 15 runs, after one to warm up)
     idle tick       Engine.send_due with nobody due: what the scheduler's send job runs every minute
     /healthz        GET through Starlette's TestClient on create_app
-    planning        Engine.plan with the due leads due (median of 5)
+    planning        Engine.plan with the due leads due (median of 15)
     digest pass     Engine.send_due delivering the due leads' digests to a local SMTP sink
     confirmation    Engine.send_due delivering the confirmations of as many new sign-ups
-    claim           Outbox.claim of 200 among 1,000 queued, over the whole history (median of 5)
+    claim           Outbox.claim of 200 among 1,000 queued, over the whole history (median of 15)
     leads import    nurture.intake.import_csv (`nurture leads import`) of a CSV of SIZE leads, empty database
 
 Each runs in a fresh process (multiprocessing 'spawn'): CPU is its user + system time and its children's
@@ -74,7 +74,7 @@ from tests.conftest import SECRET, postgres_problem, postgres_schema  # noqa: E4
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 IDLE = NOW - timedelta(hours=2)  # the due leads are due an hour before NOW; at IDLE nobody is
-RUNS = 5
+RUNS = 15  # fixed costs of a few milliseconds: fewer runs left their verdicts to the host's noise
 CLAIM, QUEUED = 200, 1_000
 MEMORY_LIMIT_MB = 300
 DATETIME = Lead.__table__.c.due_at.type  # type: ignore[attr-defined]
