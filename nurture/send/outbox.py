@@ -35,7 +35,7 @@ from nurture.send.replay import Replay
 from nurture.send.results import HELD, ClaimedSend, by_send
 from nurture.settings import Scoring
 from nurture.store import Store
-from nurture.store.base import copy_rows
+from nurture.store.base import arrays, copy_rows
 
 _SENDS = Send.__table__  # type: ignore[attr-defined]
 _LEADS = Lead.__table__  # type: ignore[attr-defined]
@@ -50,10 +50,10 @@ MAILED = update(_LEADS).where(
     _LEADS.c.id == bindparam("lead"), _LEADS.c.cycle == bindparam("of_cycle"),
     or_(_LEADS.c.last_step.is_(None), _LEADS.c.last_step < bindparam("step")),
 ).values(last_step=bindparam("step"), due_at=bindparam("next", type_=_LEADS.c.due_at.type))
-# MAILED for many leads in one statement on PostgreSQL, each column an array (psycopg's executemany parses
-# and binds each row in Python: 10,000 rows cost the sender more than the COPY of their sends): the leads
-# locked in the order of their ids, as the judge and the settler lock them, then written (a lead's last
-# step in the batch when it has two)
+
+# MAILED for many leads in one statement on PostgreSQL, each column an array (`arrays`): the leads locked in
+# the order of their ids, as the judge and the settler lock them, then written (a lead's last step in the
+# batch when it has two)
 MAILED_EACH = text("""
 WITH given AS (
     SELECT DISTINCT ON (lead) * FROM unnest(CAST(:lead AS integer[]), CAST(:of_cycle AS integer[]),
@@ -66,6 +66,10 @@ taken AS (
     ORDER BY lead.id FOR UPDATE OF lead)
 UPDATE lead SET last_step = given.step, due_at = given.next, last_mailed_at = :now
 FROM given JOIN taken ON taken.id = given.lead WHERE lead.id = given.lead""")
+ITEMS_EACH = text(  # a send's items, as MAILED_EACH writes its lead (by COPY no faster: their foreign keys cost most)
+    "INSERT INTO senditem (send_id, lead_id, item_id, position) SELECT * FROM unnest(CAST(:send_id AS integer[]), "
+    "CAST(:lead_id AS integer[]), CAST(:item_id AS integer[]), CAST(:position AS integer[])) "
+    "ON CONFLICT (lead_id, item_id) DO NOTHING")
 
 # PostgreSQL records many queued sends through COPY into a table of the transaction
 QUEUED_SENDS = text("CREATE TEMPORARY TABLE queued_send (lead_id integer, cycle integer, step integer, "
@@ -145,17 +149,20 @@ class Outbox(Replay):
             recorded = {(lead_id, step) for _, lead_id, step in inserted}
             mailed = [{"lead": due.lead_id, "of_cycle": due.cycle, "step": due.step, "next": due.next_at}
                       for due, _ in steps if (due.lead_id, due.step) in recorded]
-            if mailed and self.store.engine.dialect.name == "postgresql":
-                session.connection().execute(MAILED_EACH, {"now": now, **{
-                    key: [row[key] for row in mailed] for key in ("lead", "of_cycle", "step", "next")}})
-            elif mailed:
-                session.connection().execute(MAILED.values(last_mailed_at=now), mailed)
             items = [{"send_id": send_of[due.lead_id], "lead_id": due.lead_id, "item_id": item_id, "position": n}
                      for due, item_ids in steps if due.lead_id in send_of for n, item_id in enumerate(item_ids)]
-            if items:  # by COPY no faster: their foreign keys cost the server most
-                statement = _insert(session, SendItem.__table__)  # type: ignore[attr-defined]
-                session.connection().execute(statement.on_conflict_do_nothing(index_elements=["lead_id", "item_id"]),
-                                             items)
+            connection = session.connection()
+            if self.store.engine.dialect.name == "postgresql":  # a statement for all rows, not one a row
+                if mailed:
+                    connection.execute(MAILED_EACH, {"now": now, **arrays(mailed)})
+                if items:
+                    connection.execute(ITEMS_EACH, arrays(items))
+                return [due.lead_id in send_of for due, _ in steps]
+            if mailed:
+                connection.execute(MAILED.values(last_mailed_at=now), mailed)
+            if items:
+                statement = sqlite.insert(SendItem.__table__)  # type: ignore[attr-defined]
+                connection.execute(statement.on_conflict_do_nothing(index_elements=["lead_id", "item_id"]), items)
         return [due.lead_id in send_of for due, _ in steps]
 
     @staticmethod

@@ -17,6 +17,7 @@ from nurture.score import rules as scoring
 from nurture.send import answers
 from nurture.settings import Delivery, Scoring
 from nurture.store import NewEvent, Store
+from nurture.store.base import arrays
 
 _SENDS = Send.__table__  # type: ignore[attr-defined]
 HELD = update(_SENDS).where(  # executemany, the columns set named by the rows: only while this worker holds the claim
@@ -141,7 +142,7 @@ class Results:
         if not results:
             return
         rows = _ahead([self.finished(result, now, policy) for result in results])
-        columns = {key: [row[key] for row in rows] for key in HELD_COLUMNS}
+        columns = arrays(rows, HELD_COLUMNS)
         columns["state"] = [state.name for state in columns["state"]]  # as SQLAlchemy binds the enum
         try:
             async with connection.pipeline():

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -114,6 +114,13 @@ def copy_rows(connection: Connection, statement: str, rows: Iterable[Sequence[An
     with raw.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row(row)
+
+
+def arrays(rows: Sequence[Mapping[str, Any]], keys: Iterable[str] | None = None) -> dict[str, list[Any]]:
+    """PostgreSQL: rows as one list a column (of `keys`, else of the first row's), for a statement that
+    reads them with unnest(): one statement binds many rows in a few arrays, where psycopg's executemany
+    parses and binds each row in Python (a third of a millisecond a row of the sender's time)."""
+    return {key: [row[key] for row in rows] for key in (keys if keys is not None else rows[0])}
 
 
 def _unlock(connection: Connection, lock: Lock) -> None:
