@@ -32,11 +32,12 @@ from sqlmodel import col, select
 from nurture.models import OPEN_SENDS, FeedItem, Lead, Send, SendItem, SendState
 from nurture.program import Due
 from nurture.send.replay import Replay
-from nurture.send.results import HELD, ClaimedSend, by_send
+from nurture.send.results import HELD, ClaimedSend, by_send, held_each
 from nurture.settings import Scoring
 from nurture.store import Store
-from nurture.store.base import arrays, copy_rows
+from nurture.store.base import arrays, copy_rows, insert_rows
 
+_ITEMS = SendItem.__table__  # type: ignore[attr-defined]
 _SENDS = Send.__table__  # type: ignore[attr-defined]
 _LEADS = Lead.__table__  # type: ignore[attr-defined]
 ITEMS = (  # built once: SQLAlchemy keys its statement cache on the statement, which costs as much as the query
@@ -66,11 +67,6 @@ taken AS (
     ORDER BY lead.id FOR UPDATE OF lead)
 UPDATE lead SET last_step = given.step, due_at = given.next, last_mailed_at = :now
 FROM given JOIN taken ON taken.id = given.lead WHERE lead.id = given.lead""")
-ITEMS_EACH = text(  # a send's items, as MAILED_EACH writes its lead (by COPY no faster: their foreign keys cost most)
-    "INSERT INTO senditem (send_id, lead_id, item_id, position) SELECT * FROM unnest(CAST(:send_id AS integer[]), "
-    "CAST(:lead_id AS integer[]), CAST(:item_id AS integer[]), CAST(:position AS integer[])) "
-    "ON CONFLICT (lead_id, item_id) DO NOTHING")
-
 # PostgreSQL records many queued sends through COPY into a table of the transaction
 QUEUED_SENDS = text("CREATE TEMPORARY TABLE queued_send (lead_id integer, cycle integer, step integer, "
                     "template varchar) ON COMMIT DROP")
@@ -152,17 +148,11 @@ class Outbox(Replay):
             items = [{"send_id": send_of[due.lead_id], "lead_id": due.lead_id, "item_id": item_id, "position": n}
                      for due, item_ids in steps if due.lead_id in send_of for n, item_id in enumerate(item_ids)]
             connection = session.connection()
-            if self.store.engine.dialect.name == "postgresql":  # a statement for all rows, not one a row
-                if mailed:
-                    connection.execute(MAILED_EACH, {"now": now, **arrays(mailed)})
-                if items:
-                    connection.execute(ITEMS_EACH, arrays(items))
-                return [due.lead_id in send_of for due, _ in steps]
-            if mailed:
+            if mailed and self.store.engine.dialect.name == "postgresql":  # a statement for all rows, not one a row
+                connection.execute(MAILED_EACH, {"now": now, **arrays(mailed)})
+            elif mailed:
                 connection.execute(MAILED.values(last_mailed_at=now), mailed)
-            if items:
-                statement = sqlite.insert(SendItem.__table__)  # type: ignore[attr-defined]
-                connection.execute(statement.on_conflict_do_nothing(index_elements=["lead_id", "item_id"]), items)
+            insert_rows(connection, _ITEMS, items, unless=("lead_id", "item_id"))
         return [due.lead_id in send_of for due, _ in steps]
 
     @staticmethod
@@ -258,7 +248,10 @@ class Outbox(Replay):
             rows = sorted(({"send_id": send_id, "worker": self.worker, **described} for send_id, described in built),
                           key=by_send)
             with self.store.engine.begin() as connection:
-                connection.execute(HELD, rows)
+                if connection.dialect.name == "postgresql":  # one statement, not one a row
+                    connection.exec_driver_sql(*held_each(connection.dialect, self.worker, rows))
+                else:
+                    connection.execute(HELD, rows)
 
     def items(self, send_ids: Sequence[int], known: dict[int, FeedItem] | None = None) -> dict[int, list[FeedItem]]:
         """The items of many sends, in the order each send carries them. `known`: items read before, by

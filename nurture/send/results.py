@@ -3,13 +3,14 @@ digest, the suppression of a bounced lead."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy import Connection, Dialect, bindparam, delete, select, update
 from sqlmodel import Session
 
 from nurture.models import UNSETTLED, EventKind, Send, SendItem, SendState, Suppression
@@ -17,7 +18,7 @@ from nurture.score import rules as scoring
 from nurture.send import answers
 from nurture.settings import Delivery, Scoring
 from nurture.store import NewEvent, Store
-from nurture.store.base import arrays
+from nurture.store.base import column_arrays, unnest
 
 _SENDS = Send.__table__  # type: ignore[attr-defined]
 HELD = update(_SENDS).where(  # executemany, the columns set named by the rows: only while this worker holds the claim
@@ -29,21 +30,6 @@ UNSETTLED_SENDS = (select(_SENDS.c.id, _SENDS.c.lead_id).where(UNSETTLED)  # the
 SETTLED = (update(_SENDS).where(_SENDS.c.id.in_(bindparam("ids", expanding=True)), _SENDS.c.unsettled)
            .values(unsettled=False).returning(_SENDS.c.id, _SENDS.c.lead_id, _SENDS.c.step, _SENDS.c.state,
                                               _SENDS.c.error))
-# HELD for many rows in one statement on PostgreSQL, each column an array: the sends still held by this
-# worker locked in the order of their ids (as HELD's rows are written, see by_send), then written
-HELD_COLUMNS = ("send_id", "state", "attempts", "error", "sent_at", "retry_at", "unsettled")
-HELD_EACH = f"""
-WITH given AS (
-    SELECT * FROM unnest(%(send_id)s::bigint[], %(state)s::text[], %(attempts)s::int[], %(error)s::text[],
-                         %(sent_at)s::timestamptz[], %(retry_at)s::timestamptz[], %(unsettled)s::boolean[])
-        AS given (id, state, attempts, error, sent_at, retry_at, unsettled)),
-held AS (
-    SELECT send.id FROM send JOIN given ON given.id = send.id WHERE send.claimed_by = %(worker)s
-    ORDER BY send.id FOR UPDATE OF send)
-UPDATE send SET state = CAST(given.state AS {_SENDS.c.state.type.name}), attempts = given.attempts,
-    error = given.error, claimed_by = NULL, claimed_at = NULL, sent_at = given.sent_at, retry_at = given.retry_at,
-    unsettled = given.unsettled
-FROM given JOIN held ON held.id = given.id WHERE send.id = given.id"""
 SETTLE_BATCH = 1_000  # sends a transaction of `settle`
 LIVE = timedelta(minutes=10)  # a run whose clock is this close to the wall clock is live
 
@@ -135,18 +121,17 @@ class Results:
 
     async def finish_ahead(self, results: Sequence[Result], now: datetime, policy: Delivery, connection: Any) -> None:
         """`finish(settle=False)` for a writer on an event loop, on a `psycopg.AsyncConnection` (see
-        Store.loop_connection): one statement writes every row (HELD_EACH, the rows as arrays), sent with the
+        Store.loop_connection): one statement writes every row (held_each: the rows as arrays), sent with the
         commit in one round trip (psycopg's pipeline), and nothing waits on a thread. 5,000 digests on
         PostgreSQL (bench_send --postgres): 10.3 s through SQLAlchemy's async engine, 9.3 s with a
         statement a row in the pipeline, whose parsing and binding of each row cost the sender 0.4 ms a row."""
         if not results:
             return
-        rows = _ahead([self.finished(result, now, policy) for result in results])
-        columns = arrays(rows, HELD_COLUMNS)
-        columns["state"] = [state.name for state in columns["state"]]  # as SQLAlchemy binds the enum
+        statement, params = held_each(self.store.engine.dialect, self.worker,
+                                      _ahead([self.finished(result, now, policy) for result in results]))
         try:
             async with connection.pipeline():
-                await connection.execute(HELD_EACH, {**columns, "worker": self.worker})
+                await connection.execute(statement, params)
                 await connection.commit()
         except BaseException:
             await connection.rollback()
@@ -221,6 +206,24 @@ def _ahead(sends: Sequence[Finished]) -> list[dict[str, Any]]:
     """The rows HELD writes for results stored ahead of what they lead to: each marked unsettled where it
     leads to more, in the order of their ids."""
     return sorted(({**done.row, "unsettled": done.follows} for done in sends), key=by_send)
+
+
+def held_each(dialect: Dialect, worker: str, rows: Sequence[Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """HELD for many rows in one statement on PostgreSQL (rows of the same columns, `send_id` naming the
+    send), and its parameters: the rows as arrays (store.base.unnest); the sends still held by `worker`
+    locked in the order of their ids, as HELD's rows are (by_send), then written."""
+    keys = tuple(key for key in rows[0] if key not in ("send_id", "worker"))
+    params = column_arrays(dialect, _SENDS, [{**row, "id": row["send_id"]} for row in rows], ("id", *keys))
+    return _held_each(dialect, keys), {**params, "worker": worker}
+
+
+@functools.cache
+def _held_each(dialect: Dialect, keys: tuple[str, ...]) -> str:
+    return (f"WITH given AS (SELECT * FROM {unnest(dialect, _SENDS, ('id', *keys))} AS given (id, {', '.join(keys)})), "
+            "held AS (SELECT send.id FROM send JOIN given ON given.id = send.id WHERE send.claimed_by = %(worker)s "
+            "ORDER BY send.id FOR UPDATE OF send) "
+            f"UPDATE send SET {', '.join(f'{key} = given.{key}' for key in keys)} "
+            "FROM given JOIN held ON held.id = given.id WHERE send.id = given.id")
 
 
 def by_send(row: Mapping[str, Any]) -> int:

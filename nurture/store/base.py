@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from sqlalchemy import JSON, Table, text
 from sqlalchemy import event as sa_event
-from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, create_engine
 
@@ -121,6 +124,44 @@ def arrays(rows: Sequence[Mapping[str, Any]], keys: Iterable[str] | None = None)
     reads them with unnest(): one statement binds many rows in a few arrays, where psycopg's executemany
     parses and binds each row in Python (a third of a millisecond a row of the sender's time)."""
     return {key: [row[key] for row in rows] for key in (keys if keys is not None else rows[0])}
+
+
+def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]],
+                unless: tuple[str, ...] = ()) -> None:
+    """INSERT many rows, each with the columns of the first (`unless`: the columns of a unique key; a row
+    that would repeat one is left out). On PostgreSQL one statement that reads them as arrays (see
+    `arrays`); on SQLite an executemany, which costs little there."""
+    if not rows:
+        return
+    if connection.dialect.name != "postgresql":
+        statement = sqlite.insert(table)
+        connection.execute(statement.on_conflict_do_nothing(index_elements=list(unless)) if unless else statement, rows)
+        return
+    keys = tuple(rows[0])
+    conflict = f" ON CONFLICT ({', '.join(unless)}) DO NOTHING" if unless else ""
+    connection.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(keys)}) "
+                               f"SELECT * FROM {unnest(connection.dialect, table, keys)}{conflict}",
+                               column_arrays(connection.dialect, table, rows, keys))
+
+
+@functools.cache
+def unnest(dialect: Dialect, table: Table, keys: tuple[str, ...]) -> str:
+    """PostgreSQL: unnest() of an array a column of `table` (`keys`), each bound as %(key)s (psycopg's
+    style) and cast to the column's type: the rows that `column_arrays` binds."""
+    return f"unnest({', '.join(f'CAST(%({key})s AS {table.c[key].type.compile(dialect=dialect)}[])' for key in keys)})"
+
+
+def column_arrays(dialect: Dialect, table: Table, rows: Sequence[Mapping[str, Any]],
+                  keys: Iterable[str]) -> dict[str, list[Any]]:
+    """`arrays` of columns of `table`, each value bound as SQLAlchemy binds it (an enum by its name) or, for
+    JSON, which SQLAlchemy leaves to psycopg, as its text: for `unnest`."""
+    found = arrays(rows, keys)
+    for key, values in found.items():
+        kind = table.c[key].type
+        processor = json.dumps if isinstance(kind, JSON) else kind.bind_processor(dialect)  # psycopg's own
+        if processor is not None:
+            found[key] = [None if value is None else processor(value) for value in values]
+    return found
 
 
 def _unlock(connection: Connection, lock: Lock) -> None:

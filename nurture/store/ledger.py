@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, update
+from sqlalchemy import Connection, bindparam, func, update
 from sqlalchemy import select as core_select  # for table columns; sqlmodel's select is for models
 from sqlmodel import Session, col, select
 
@@ -25,7 +25,7 @@ from nurture.models import (
 from nurture.score import rules as scoring
 from nurture.settings import Program, Scoring
 from nurture.store import engagement
-from nurture.store.base import SUPPRESSION_EVENTS, Base, NewEvent, Recorded, chunked
+from nurture.store.base import SUPPRESSION_EVENTS, Base, NewEvent, Recorded, chunked, insert_rows
 from nurture.store.leads import schedule
 
 EVENTS = Event.__table__  # type: ignore[attr-defined]
@@ -102,8 +102,7 @@ class Ledger(Base):
             if reason is None:
                 delta[hit.lead_id] += hit.credit.points
             rows.append(event_row(hit, lead.cycle, reason))
-        if rows:
-            connection.execute(insert(EVENTS), rows)
+        insert_rows(connection, EVENTS, rows)
         changes = [{"lead": lead_id, "delta": points} for lead_id, points in delta.items() if points]
         if changes:
             connection.execute(ADD_POINTS, changes)
