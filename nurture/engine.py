@@ -176,8 +176,9 @@ class Engine:
         """One pass of the program: enqueue what is due, deliver the outbox, deliver hand-offs.
 
         On PostgreSQL one worker plans at a time (Lock.PLAN, held while it records the due sends): a worker
-        that finds another planning does not read the same leads again, and delivers from the outbox the
-        sends the other records. On SQLite, with one writer, every worker plans."""
+        that finds another planning does not read the same leads again: it waits until the other has
+        recorded the sends, then delivers from the outbox with it (before, it found the outbox empty
+        when it came first, and ended). On SQLite, with one writer, every worker plans."""
         report = Report()
         if dry_run:
             await self.off_loop(self._say_due, now, report)
@@ -193,6 +194,7 @@ class Engine:
                     await self.off_loop(self.enqueue_due, now, report)
                 else:
                     log.info("another worker is planning this pass: this one delivers from the outbox")
+                    await self.off_loop(self.store.after_turn, Lock.PLAN)
             await run.run()
         await self.deliver_handoffs(now, report)
         return report

@@ -62,6 +62,7 @@ class Recorded:
 
 TRY_LOCK = text("select pg_try_advisory_lock(:key)")
 UNLOCK = text("select pg_advisory_unlock(:key)")
+WAIT_TURN = text("select pg_advisory_xact_lock(:key)")
 IN_LIST = 10_000  # values per IN (...): PostgreSQL's driver takes at most 65,535 parameters a statement
 BUSY_SECONDS = 30
 
@@ -276,6 +277,13 @@ class Base:
             finally:
                 if taken:
                     _unlock(connection, lock)
+
+    def after_turn(self, lock: Lock) -> None:
+        """Return once no other process holds `lock` (at once on SQLite): its turn waited for, then given up."""
+        if self.is_sqlite:
+            return
+        with self.engine.begin() as connection:
+            connection.execute(WAIT_TURN, {"key": lock})  # given back as the transaction ends
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -278,17 +280,21 @@ def test_a_worker_that_finds_another_planning_delivers_what_is_queued(settings: 
                                                                       mailer: MemoryMailer,
                                                                       caplog: pytest.LogCaptureFixture) -> None:
     """On PostgreSQL one worker plans at a time (Lock.PLAN): while another holds the turn, a pass reads no
-    lead, says so, and delivers what the other has recorded; with the turn free, it plans."""
+    lead, says so, waits for the other to record what is due, then delivers it; with the turn free, it plans."""
     if engine.store.is_sqlite:
         return  # one writer at a time: every worker plans
     make_lead(engine.store, email="ada@example.com")
     make_lead(engine.store, email="bob@example.com")
-    engine.outbox.enqueue(engine.plan(T0)[0], T0)  # what the planning worker has recorded so far
     planner = Store(settings.database_url)
     try:
-        with planner.turn(Lock.PLAN) as planning, caplog.at_level(logging.INFO, logger="nurture.engine"):
-            assert planning
-            report = tick(engine)
+        with ThreadPoolExecutor(1) as pool, caplog.at_level(logging.INFO, logger="nurture.engine"):
+            with planner.turn(Lock.PLAN) as planning:
+                assert planning
+                ticking = pool.submit(tick, engine)
+                time.sleep(0.5)
+                assert not ticking.done()  # it came first: the outbox is empty until the planner records
+                engine.outbox.enqueue(engine.plan(T0)[0], T0)  # what the planning worker records
+            report = ticking.result(timeout=30)
         assert [envelope.recipient for envelope in mailer.sent] == ["ada@example.com"] and report.enqueued == []
         assert "another worker is planning this pass" in caplog.text
         report = tick(engine)
