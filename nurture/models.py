@@ -22,6 +22,7 @@ from sqlalchemy import (
     false,
     text,
 )
+from sqlalchemy.dialects import postgresql
 from sqlmodel import Field, SQLModel
 
 
@@ -130,6 +131,7 @@ def link_at(links: Sequence[Mapping[str, Any]] | None, index: int | None) -> Map
 ZERO = {"server_default": text("0")}  # a counter added to a table that has rows, or filled by plain SQL
 OPEN_SENDS = text("state IN ('QUEUED', 'DEFERRED', 'SENDING')")  # the enum's names, as stored: not yet done with
 UNSETTLED = text("unsettled")  # a result stored ahead of what it leads to (nurture.send.results: settle)
+LINKS = JSON().with_variant(postgresql.JSONB(), "postgresql")  # a send's tracked links
 
 
 class Send(SQLModel, table=True):
@@ -150,7 +152,8 @@ class Send(SQLModel, table=True):
     state: SendState = Field(default=SendState.QUEUED, index=True)
     message_id: str = ""
     subject: str = ""
-    links: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # binary on PostgreSQL: the report reads a link out of it for every clicked mail (nurture.report.engagement)
+    links: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(LINKS, nullable=False))
     attempts: int = 0
     error: str | None = None
     created_at: datetime

@@ -97,7 +97,7 @@ def seed(store: Store, leads: int, events: int) -> None:
     hashed = h.replace("k", "s.k")
     machine = f"(s.k % 20 < 14 AND {hashed} % 4 = 0)"
     interests = """CASE k % 3 WHEN 0 THEN '["cloud"]' WHEN 1 THEN '["cloud", "security"]' ELSE '["data"]' END"""
-    links = f"'{LINKS}'" if store.is_sqlite else f"CAST('{LINKS}' AS json)"
+    links = f"'{LINKS}'" if store.is_sqlite else f"CAST('{LINKS}' AS jsonb)"  # as models.Send.links stores them
     if not store.is_sqlite:
         interests = f"CAST({interests} AS json)"
     statements = [

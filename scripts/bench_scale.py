@@ -183,7 +183,7 @@ def history(store: Store, connection: Any) -> Iterator[tuple[Any, dict[str, Any]
     """The statements of the two earlier cycles: mails, their items, events and hand-offs."""
     sent, handed, no_result = (enum(store, table, column, value) for table, column, value in (
         (Send, "state", "'SENT'"), (Handoff, "state", "'SENT'"), (Handoff, "outcome", "'NO_RESULT'")))
-    links = as_json(store, f"'{LINKS}'")
+    links = as_json(store, f"'{LINKS}'", "jsonb")  # as models.Send.links stores them
     sent_days = {(cycle, step): days for cycle, step, _, days in HISTORY}
     for cycle, step, template, days in HISTORY:
         at = {"at": NOW - timedelta(days=days)}
@@ -236,8 +236,9 @@ def case(starts: list[tuple[str, datetime]], name: str) -> str:
     return "CASE " + " ".join(f"WHEN {condition} THEN :{name}{n}" for n, (condition, _) in enumerate(starts)) + " END"
 
 
-def as_json(store: Store, value: str) -> str:
-    return value if store.is_sqlite else f"CAST({value} AS json)"
+def as_json(store: Store, value: str, kind: str = "json") -> str:
+    """A JSON literal as the column's type: text on SQLite, `kind` (json or jsonb) on PostgreSQL."""
+    return value if store.is_sqlite else f"CAST({value} AS {kind})"
 
 
 def typed(statement: str, params: dict[str, Any]) -> Any:

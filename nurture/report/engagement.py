@@ -94,22 +94,20 @@ class Clicks:
 
 def clicks(connection: Connection, window: Window, limit: int = 25) -> tuple[list[Clicks], list[Clicks]]:
     """People's clicks in `window` by link (its address) and by tag (a link's tag, else its action, such as
-    callback), the most clicked first. The clicks are read once, off their partial index, grouped by mail
-    and link before each pair's link is looked up."""
+    callback), the most clicked first. The clicks are read once, off their partial index, each with its link
+    read out of its mail's list."""
     dialect = connection.dialect.name
-    pairs = (select(EVENTS.c.send_id, EVENTS.c.link, func.count().label("clicks"))
-             .where(PERSON_CLICKS, *window.holds(EVENTS.c.occurred_at))
-             .group_by(EVENTS.c.send_id, EVENTS.c.link).subquery("pairs"))
-    # each link read out of its mail's list once (materialized), then its fields out of it
-    links = (select(sql.link_at(dialect, SENDS.c.links, pairs.c.link).label("link"), pairs.c.clicks, SENDS.c.lead_id)
-             .select_from(pairs.join(SENDS, SENDS.c.id == pairs.c.send_id)).cte("links").prefix_with("MATERIALIZED"))
+    # joined as they are, not grouped by mail and link first: PostgreSQL knows nothing of a grouped query's
+    # mails, so it hashed every send to find those few (100,000 clicks: 1.0 s; hashing the clicks: 0.6 s)
+    links = (select(sql.link_at(dialect, SENDS.c.links, EVENTS.c.link).label("link"), SENDS.c.lead_id)
+             .select_from(EVENTS.join(SENDS, SENDS.c.id == EVENTS.c.send_id))
+             .where(PERSON_CLICKS, *window.holds(EVENTS.c.occurred_at)).cte("links").prefix_with("MATERIALIZED"))
     link = {part: sql.field_of(dialect, links.c.link, part) for part in ("url", "tag", "action")}
     named = (select(func.coalesce(link["url"], FORGOTTEN).label("url"),
-                    func.coalesce(link["tag"], link["action"], "(none)").label("tag"),
-                    links.c.clicks, links.c.lead_id).cte("named"))
+                    func.coalesce(link["tag"], link["action"], "(none)").label("tag"), links.c.lead_id).cte("named"))
 
     def most_clicked(field: str) -> Any:
-        total = func.sum(named.c.clicks).label("clicks")
+        total = func.count().label("clicks")
         return (select(literal(field).label("field"), named.c[field].label("name"), total,
                        func.count(named.c.lead_id.distinct()).label("people"))  # a mail has one lead
                 .group_by(named.c[field]).order_by(desc(total), named.c[field]).limit(limit).subquery())

@@ -100,31 +100,34 @@ def _handoffs_by_lead() -> Any:
             .group_by(HANDOFFS.c.lead_id).subquery("handoffs"))
 
 
-def segment_of(dialect: str, by: str, period: str = "month") -> tuple[ColumnElement[Any], Any]:
+def segment_of(dialect: str, by: str, period: str = "month", leads: Any = LEADS) -> tuple[ColumnElement[Any], Any]:
     """What names a lead's row by `by` (a segment, or its cohort of `period`), and the leads joined to what
-    names them: a lead counts under each of its interests."""
+    names them: a lead counts under each of its interests. `leads` is the lead table, or a selection of
+    leads with its columns and their `id`: only those are named."""
     match by:
         case "cohort":
-            return sql.period_of(dialect, LEADS.c.created_at, period), LEADS
+            return sql.period_of(dialect, leads.c.created_at, period), leads
         case "industry":
-            return func.coalesce(func.nullif(LEADS.c.industry, ""), "(none)"), LEADS
+            return func.coalesce(func.nullif(leads.c.industry, ""), "(none)"), leads
         case "customer":
-            return case((LEADS.c.customer.is_(True), "customer"), else_="prospect"), LEADS
+            return case((leads.c.customer.is_(True), "customer"), else_="prospect"), leads
         case "locale":
-            return LEADS.c.locale, LEADS
+            return leads.c.locale, leads
         case "country":
-            return func.coalesce(func.nullif(LEADS.c.country, ""), "(unknown)"), LEADS
+            return func.coalesce(func.nullif(leads.c.country, ""), "(unknown)"), leads
         case "source":
-            first = (select(CONSENTS.c.lead_id, func.min(CONSENTS.c.id).label("first"))
-                     .group_by(CONSENTS.c.lead_id).subquery("first_consent"))
+            consents = select(CONSENTS.c.lead_id, func.min(CONSENTS.c.id).label("first"))
+            if leads is not LEADS:  # the first consents of those leads alone, not of every lead
+                consents = consents.where(CONSENTS.c.lead_id.in_(select(leads.c.id)))
+            first = consents.group_by(CONSENTS.c.lead_id).subquery("first_consent")
             how = CONSENTS.alias("signup")
             name = case((how.c.how.like("import%"), "import"), (how.c.how.like("api%"), "api"),
                         else_=func.coalesce(how.c.how, "(unknown)"))
-            return name, LEADS.outerjoin(first, first.c.lead_id == LEADS.c.id).outerjoin(
+            return name, leads.outerjoin(first, first.c.lead_id == leads.c.id).outerjoin(
                 how, how.c.id == first.c.first)
         case "interest":
-            interests = sql.interests_of(dialect).subquery("interests")
-            return interests.c.value, LEADS.join(interests, interests.c.lead_id == LEADS.c.id)
+            interests = sql.interests_of(dialect, leads).subquery("interests")
+            return interests.c.value, leads.join(interests, interests.c.lead_id == leads.c.id)
     raise ValueError(f"segment {by!r}: one of {', '.join(SEGMENTS)}")
 
 

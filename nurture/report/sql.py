@@ -63,18 +63,14 @@ def field_of(dialect: str, link: Any, field: str) -> ColumnElement[Any]:
     return type_coerce(link.op("->>")(literal(field)), String)
 
 
-def link_field(dialect: str, links: Any, index: Any, field: str) -> ColumnElement[Any]:
-    """One field (url, tag, action) of the tracked link at `index` of a send's `links`, as text."""
-    return field_of(dialect, link_at(dialect, links, index), field)
-
-
-def interests_of(dialect: str) -> Select[Any]:
-    """(lead_id, value): a row for each interest of each lead."""
+def interests_of(dialect: str, leads: Any = LEADS) -> Select[Any]:
+    """(lead_id, value): a row for each interest of each lead of `leads` (the lead table, or a selection of
+    it with the columns `id` and `interests`)."""
     if dialect == "sqlite":
-        each = func.json_each(LEADS.c.interests).table_valued("value")
-        return select(LEADS.c.id.label("lead_id"), each.c.value.label("value")).select_from(LEADS.join(each, true()))
+        each = func.json_each(leads.c.interests).table_valued("value")
+        return select(leads.c.id.label("lead_id"), each.c.value.label("value")).select_from(leads.join(each, true()))
     # PostgreSQL: a set-returning function in the select list yields a row per element
-    return select(LEADS.c.id.label("lead_id"), func.json_array_elements_text(LEADS.c.interests).label("value"))
+    return select(leads.c.id.label("lead_id"), func.json_array_elements_text(leads.c.interests).label("value"))
 
 
 @dataclass(frozen=True)
