@@ -44,6 +44,8 @@ class Backlog:
     async def _refill(self) -> None:
         upcoming = self.upcoming.popleft()
         while not upcoming.done():  # hurried again and again: the builder lowers itself for each batch
+            if self.builder.gone():
+                self.builder.abandon()
             await self.builder.hurry()
             await asyncio.wait([upcoming], timeout=HURRY_AGAIN_SECONDS)
         try:
@@ -71,6 +73,8 @@ class Backlog:
         they are built: nothing is claimed after this returns)."""
         rest = list(self.items)
         self.items.clear()
+        if self.builder.gone():  # its pool would wait for a batch it died writing
+            self.builder.abandon()
         built = await asyncio.gather(*self.upcoming, return_exceptions=True)
         self.upcoming.clear()
         for batch in built:

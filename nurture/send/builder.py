@@ -91,6 +91,32 @@ class Builder:
         with contextlib.suppress(OSError):  # it may have left
             os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
 
+    def gone(self) -> bool:
+        """Whether the builder process has died. A builder killed while it wrote a batch back leaves half a
+        message in the pipe, which the pool's reader waits for the rest of forever: `abandon` it then."""
+        if self.builder_pid is None or not self.builder_pid.done() or self.builder_pid.exception() is not None:
+            return False
+        pid = self.builder_pid.result()
+        try:  # a child of this process: dead, not yet collected (WNOWAIT: the pool still collects it)
+            return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:  # a child of the fork server
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False
+            return False
+
+    def abandon(self) -> None:
+        """End the wait of the pool's reader for a dead builder's half-written batch: with this process's end
+        of the pipe closed as well, the reader meets its end, and the pool breaks (BrokenProcessPool) as it
+        does for a builder that died between batches."""
+        queue = getattr(self.pool, "_result_queue", None)  # CPython's ProcessPoolExecutor: no public way
+        writer = getattr(queue, "_writer", None)
+        if writer is not None and not writer.closed:
+            writer.close()
+
     def close(self) -> None:
         """Let the builder go."""
         if self.pool is not None:

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing.connection
 import os
 import re
+import struct
 import subprocess
 import sys
 import threading
@@ -19,7 +21,7 @@ from typing import Any
 import pytest
 
 from nurture.engine import Engine, Report
-from nurture.errors import DeliveryError, NurtureError
+from nurture.errors import DeliveryError, NurtureError, RunFailed
 from nurture.models import Lead, SendState, Suppression
 from nurture.render.composer import Composer
 from nurture.render.message import Envelope
@@ -323,6 +325,42 @@ def test_a_sender_that_waits_hurries_the_builder(settings: Settings, store: Stor
             workshop.close()
 
     assert asyncio.run(main()) == [os.SCHED_IDLE, os.SCHED_OTHER]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.usefixtures("idle_builder")
+def test_a_builder_killed_while_it_writes_a_batch_back_ends_the_run(settings: Settings, store: Store,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed halfway through sending a batch back (its pipe holds half a message), the builder is still
+    found dead: the run ends with the reason (it waited forever for the rest of the message)."""
+    sender, send_bytes = os.getpid(), multiprocessing.connection.Connection.send_bytes
+    sent = [0]  # in the builder (forked with this patch): its first answer is its pid, its second a batch
+
+    def half_then_die(self: Any, buf: Any, *args: Any) -> None:
+        if os.getpid() == sender:
+            return send_bytes(self, buf, *args)
+        sent[0] += 1
+        if sent[0] < 2:
+            return send_bytes(self, buf, *args)
+        self._send(struct.pack("!i", len(bytes(buf)) + 1_000) + bytes(buf)[:16])  # the header, a little of it
+        os._exit(9)
+
+    monkeypatch.setattr(multiprocessing.connection.Connection, "send_bytes", half_then_die)
+    engine = small_batches(settings, store, MemoryMailer())
+    many(store)
+    engine.enqueue_due(T0, Report())
+
+    async def main() -> BaseException:
+        preparer = batch.Preparer(engine.settings, engine.composer, store, Outbox(store), T0)
+        workshop = workshop_.Builder(preparer, in_process=True)
+        try:
+            with pytest.raises(RunFailed) as failed:
+                await asyncio.wait_for(backlog_.Backlog(workshop).take(), 30)
+            return failed.value
+        finally:
+            workshop.close()
+
+    assert str(asyncio.run(main())) == workshop_.BUILDER_DIED
 
 
 @pytest.mark.parametrize("ahead", [1, 2, 3])
