@@ -6,6 +6,7 @@ by the caller and handed in as `now`. Each stage is given the small things it ne
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
@@ -73,13 +74,21 @@ class Engine:
         the plan (tests, benches). A pass goes a page at a time (enqueue_due)."""
         return [step for page in self.plan_pages(now) for step in page]
 
-    def enqueue_due(self, now: datetime, report: Report, steps: Sequence[program.Due] | None = None) -> int:
+    def enqueue_due(self, now: datetime, report: Report, steps: Sequence[program.Due] | None = None,
+                    recorded: Callable[[int], None] | None = None) -> int:
         """Record a queued send for every lead that is due (`steps`, when planned already) and has content,
         and note the skips, a page at a time, each page in transactions of its own: a pass holds one page
         of histories, steps, addresses and digests, however many leads are due (scripts/bench_due.py
-        --enqueue). The report keeps its line per lead. Return how many sends were recorded."""
+        --enqueue). `recorded` hears how many sends each page recorded. The report keeps its line per
+        lead. Return how many sends were recorded."""
         pages = self.plan_pages(now) if steps is None else chunked(steps, PAGE)
-        return sum(self._enqueue(now, report, page) for page in pages)
+        total = 0
+        for page in pages:
+            count = self._enqueue(now, report, page)
+            if recorded is not None:
+                recorded(count)
+            total += count
+        return total
 
     def _enqueue(self, now: datetime, report: Report, steps: Sequence[program.Due]) -> int:
         emails = self.store.emails_by_id([step.lead_id for step in steps])
@@ -173,7 +182,8 @@ class Engine:
         return DeliveryRun(self.settings, self.composer, self.store, self.mailer, now, report, progress, self.serving)
 
     async def send_due(self, now: datetime, dry_run: bool = False, progress: Progress | None = None) -> Report:
-        """One pass of the program: enqueue what is due, deliver the outbox, deliver hand-offs.
+        """One pass of the program: enqueue what is due, deliver the outbox, deliver hand-offs. The run
+        delivers while the due sends are recorded, from the first page on (_plan, in a thread).
 
         On PostgreSQL one worker plans at a time (Lock.PLAN, held while it records the due sends): a worker
         that finds another planning does not read the same leads again: it waits until the other has
@@ -185,19 +195,26 @@ class Engine:
             return report
         await self.off_loop(self.apply_rules, now)
         run = self._delivery_run(now, report, progress)
-        with ExitStack() as delivering:
-            with self.store.turn(Lock.PLAN) as planning:
-                expected = await self.off_loop(self.store.may_be_due, now) if planning else 0
-                # a long run's builder forks and compiles while the sends are recorded
-                delivering.enter_context(run.builder(expected))
+        with ExitStack() as turn:
+            planning = turn.enter_context(self.store.turn(Lock.PLAN))
+            expected = await self.off_loop(self.store.may_be_due, now) if planning else 0
+            with run.builder(expected):  # a long run's builder forks and compiles while the sends are recorded
                 if planning:
-                    await self.off_loop(self.enqueue_due, now, report)
+                    await run.run(functools.partial(self._plan, now, report, turn))
                 else:
                     log.info("another worker is planning this pass: this one delivers from the outbox")
                     await self.off_loop(self.store.after_turn, Lock.PLAN)
-            await run.run()
+                    await run.run()
         await self.deliver_handoffs(now, report)
         return report
+
+    def _plan(self, now: datetime, report: Report, turn: ExitStack, recorded: Callable[[int], None]) -> int:
+        """The planner of a pass, in a thread while its run delivers: the due sends recorded, a page at a
+        time; then the plan's `turn` given back, and the other workers deliver with this one."""
+        try:
+            return self.enqueue_due(now, report, recorded=recorded)
+        finally:
+            turn.close()
 
     # hand-offs
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from nurture.errors import Fault
 from nurture.models import SendState
 from nurture.send import resultlog
-from nurture.send.backlog import Backlog
+from nurture.send.backlog import Backlog, Planner, Planning
 from nurture.send.batch import Prepared, Preparer
 from nurture.send.builder import Builder
 from nurture.send.outbox import OPEN, Outbox
@@ -103,8 +103,9 @@ class DeliveryRun:
             if self.early_builder is not None:
                 self.early_builder.close()
 
-    async def run(self) -> None:
-        """Work the outbox until it is empty or the breaker trips.
+    async def run(self, planner: Planner | None = None) -> None:
+        """Work the outbox until it is empty or the breaker trips; with a `planner`, deliver while it
+        records the due sends (in a thread: see Planning), and end once it has and they are delivered.
 
         `smtp.concurrency` lanes take sends from one backlog; the next batches are claimed and built (see
         nurture.send.batch and nurture.send.builder) while the lanes deliver. What was built (Message-ID, subject,
@@ -119,13 +120,21 @@ class DeliveryRun:
         self.done = 0
         builder = self.early_builder or Builder(self.preparer,  # one `builder` started is closed by it
                                              in_process=self.total > PROCESS_AFTER_BATCHES * self.policy.batch_size)
+        planning = None if planner is None else Planning(planner, self._planned)  # after the fork: a thread
         try:
-            await self._work(builder)
+            await self._work(builder, planning)
         finally:
-            if builder is not self.early_builder:
-                builder.close()
+            try:
+                if planning is not None:
+                    await planning.over()  # what it recorded after a failed run waits for the next
+            finally:
+                if builder is not self.early_builder:
+                    builder.close()
 
-    async def _work(self, builder: Builder) -> None:
+    def _planned(self, count: int) -> None:
+        self.total += count
+
+    async def _work(self, builder: Builder, planning: Planning | None) -> None:
         """Deliver with the lanes, store every result, and give back what was claimed but not sent."""
         rules = self.settings.scoring
         renewing = asyncio.create_task(self._renew_leases())  # until every result is stored
@@ -134,7 +143,7 @@ class DeliveryRun:
                 over = asyncio.Event()
                 storing = asyncio.create_task(self._keep_storing(rules, over))
                 try:
-                    failures, backlog = await self._deliver_all(Backlog(builder))
+                    failures, backlog = await self._deliver_all(Backlog(builder, planning))
                 finally:
                     over.set()
                     await storing

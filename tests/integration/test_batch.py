@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+import nurture.engine
 from nurture.engine import Engine, Report
 from nurture.errors import DeliveryError, NurtureError, RunFailed
 from nurture.models import Lead, SendState, Suppression
@@ -81,6 +82,69 @@ def another_thread() -> Iterator[None]:
     finally:
         stop.set()
         other.join()
+
+
+class Noting(MemoryMailer):
+    """A MemoryMailer that tells when its first message has gone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = threading.Event()
+
+    async def send(self, envelope: Envelope, ready: Any = None) -> None:
+        await super().send(envelope, ready)
+        self.first.set()
+
+
+def paged(monkeypatch: pytest.MonkeyPatch, page: Any) -> list[int]:
+    """Plans of BATCH leads a page, each recorded through `page(pages so far)` first; the pages' sizes."""
+    monkeypatch.setattr(nurture.engine, "PAGE", BATCH)
+    pages: list[int] = []
+    original = Engine._enqueue
+
+    def enqueue(self: Engine, now: Any, report: Report, steps: Any) -> int:
+        page(len(pages))
+        pages.append(len(steps))
+        return original(self, now, report, steps)
+
+    monkeypatch.setattr(Engine, "_enqueue", enqueue)
+    return pages
+
+
+def test_a_pass_delivers_while_its_plan_is_recorded(settings: Settings, store: Store,
+                                                   workshops: list[workshop_.Builder],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each page after the first waits here until a message has gone: were the plan recorded before the run
+    began to deliver, it would wait in vain. Every lead gets its one mail, and the long pass's builder is
+    still forked from this process (before the planner's thread starts)."""
+    if threading.active_count() > 1:
+        pytest.skip("another thread runs: a builder cannot be forked from this process")
+    mailer = Noting()
+    engine = small_batches(settings, store, mailer)
+    many(store)
+    pages = paged(monkeypatch, lambda done: done == 0 or mailer.first.wait(30) or pytest.fail("nothing went out"))
+    report = asyncio.run(engine.send_due(T0))
+    assert pages == [BATCH] * (LEADS // BATCH) + [LEADS % BATCH]
+    assert sorted(envelope.recipient for envelope in mailer.sent) == [f"lead{n:02}@example.com" for n in range(LEADS)]
+    assert len(report.sent) == LEADS and not report.failed
+    assert [(workshop.pool is not None, workshop.forked) for workshop in workshops] == [(True, True)]
+
+
+def test_a_plan_that_fails_halfway_fails_the_pass_once_what_it_recorded_has_gone(
+        settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    mailer = Noting()
+    engine = small_batches(settings, store, mailer)
+    many(store)
+
+    def page(done: int) -> None:
+        if done == 2:
+            raise NurtureError("the third page could not be read")
+
+    paged(monkeypatch, page)
+    with pytest.raises(NurtureError, match="third page"):
+        asyncio.run(engine.send_due(T0))
+    assert len(mailer.sent) == 2 * BATCH
+    assert Outbox(store).counts() == {SendState.SENT: 2 * BATCH}
 
 
 @pytest.mark.parametrize("threads", [False, True], ids=["forked", "from the fork server"])
