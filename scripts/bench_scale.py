@@ -96,6 +96,7 @@ class Figures:
     wall: float  # wall seconds of that run
     peak_mb: float  # peak resident memory above the process's before the first run
     count: int = 0  # leads planned, mails sent or leads imported
+    server: float = 0.0  # CPU seconds of the local PostgreSQL server's processes in that run (0 on SQLite)
 
     @property
     def cpu_per_lead_us(self) -> float:
@@ -258,6 +259,22 @@ def usage() -> tuple[float, float]:
     return cpu, max(own.ru_maxrss, children.ru_maxrss) / 1024
 
 
+def server_cpu() -> float:
+    """CPU seconds of this machine's PostgreSQL processes so far: the live ones', and those of the backends
+    that ended (the postmaster's children's, once it reaped them)."""
+    found = {}  # pid -> (parent, own ticks, reaped children's ticks)
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        if stat[stat.index("(") + 1:stat.rindex(")")].startswith("postgres"):
+            fields = stat[stat.rindex(")") + 2:].split()  # from field 3, state
+            found[entry.name] = (fields[1], int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14]))
+    ticks = sum(own + (reaped if parent not in found else 0) for parent, own, reaped in found.values())
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def settings_for(url: str, port: int) -> Settings:
     environ = {"NURTURE_DATABASE_URL": url, "NURTURE_SECRET_KEY": SECRET, "NURTURE_SMTP_PORT": str(port),
                "NURTURE_SMTP_SINK": "false", **{name: os.environ[name] for name in (
@@ -339,13 +356,14 @@ def measure(name: str, url: str, port: int, population: Population, delivery: in
     _, baseline = usage()
     timings = []
     for _ in range(runs):
-        cpu, started = usage()[0], time.perf_counter()
+        cpu, server, started = usage()[0], server_cpu(), time.perf_counter()
         count = once()
-        timings.append((usage()[0] - cpu, time.perf_counter() - started))
+        timings.append((usage()[0] - cpu, time.perf_counter() - started, server_cpu() - server))
         reset()
-    cpu, wall = statistics.median(timings[-RUNS:]) if runs > 1 else timings[0]  # the run of the median CPU
+    cpu, wall, server = statistics.median(timings[-RUNS:]) if runs > 1 else timings[0]  # the run of the median CPU
     store.close()
-    return Figures(cpu, wall, max(usage()[1] - baseline, 0.0), count if name in PER_LEAD else 0)
+    return Figures(cpu, wall, max(usage()[1] - baseline, 0.0), count if name in PER_LEAD else 0,
+                   0.0 if store.is_sqlite else server)
 
 
 def measure_import(url: str, csv: str, size: int) -> Figures:
@@ -389,6 +407,8 @@ def cell(name: str, figures: Figures | None) -> str:
     if figures is None:
         return "-"
     shown = f"{seconds(figures.cpu)} s / {figures.peak_mb:.1f} MB, "
+    if name in DELIVERY and figures.server:
+        shown += f"server {seconds(figures.server)} s, "
     shown += f"{figures.rate:.0f}/s" if name in DELIVERY else f"wall {seconds(figures.wall)} s"
     if name in ("plan", *DELIVERY):
         shown += f", {figures.cpu_per_lead_us:.0f} µs"
@@ -478,9 +498,9 @@ def machine() -> str:
 NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 
 
-def measure_size(kind: str, population: Population, names: list[str], port: int, delivery: int, csv: Path,
+def measure_size(kind: str, population: Population, names: list[str], port: int, delivery: int, csv: Path | None,
                  folder: Path) -> dict[str, Figures]:
-    """Seed one database, measure each of `names` against it in order, and the import into an empty one."""
+    """Seed one database, measure each of `names` against it in order, and the import of `csv` into an empty one."""
     found = {}
     with database(kind, folder) as url:
         started = time.perf_counter()
@@ -489,6 +509,8 @@ def measure_size(kind: str, population: Population, names: list[str], port: int,
         for name in names:
             found[name] = in_child(measure, name, url, port, population, delivery)
             print(f"  {LABELS[name]:<24} {cell(name, found[name])}", flush=True)
+    if csv is None:
+        return found
     with database(kind, folder) as url:
         found["import"] = in_child(measure_import, url, str(csv), population.size)
         print(f"  {LABELS['import']:<24} {cell('import', found['import'])}", flush=True)
@@ -502,6 +524,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--skip-delivery", action="store_true", help="no digest or confirmation pass")
     parser.add_argument("--delivery-leads", type=int, default=10_000, help="leads due for each delivery pass")
     parser.add_argument("--full-delivery", action="store_true", help="every stored lead due for its digest")
+    parser.add_argument("--only", default="", help="comma-separated measurements to take (default: all): "
+                        + ", ".join(PREPARE) + ", import")
     return parser.parse_args()
 
 
@@ -526,8 +550,10 @@ def main() -> None:
     args = arguments()
     sizes = sorted(int(size) for size in args.sizes.split(","))
     kinds = databases(args.db)
-    names = [name for name in PREPARE if not (args.skip_delivery and name in DELIVERY)]
-    sink, port = (None, 25) if args.skip_delivery else start_sink()  # no mail goes to 25
+    only = set(filter(None, args.only.split(","))) or {*PREPARE, "import"}
+    names = [name for name in PREPARE if name in only and not (args.skip_delivery and name in DELIVERY)]
+    delivering = any(name in DELIVERY for name in names)
+    sink, port = start_sink() if delivering else (None, 25)  # no mail goes to 25
     measured: dict[str, Measured] = {NAMES[kind]: {} for kind in kinds}
     started = time.perf_counter()
     try:
@@ -535,12 +561,13 @@ def main() -> None:
             for size in sizes:
                 delivery = size if args.full_delivery else min(args.delivery_leads, size)
                 population = Population.of(size, delivery)
-                csv = write_csv(Path(temp) / f"leads-{size}.csv", size)
+                csv = write_csv(Path(temp) / f"leads-{size}.csv", size) if "import" in only else None
                 for kind in kinds:
                     found = measure_size(kind, population, names, port, delivery, csv, Path(temp))
                     for name, figures in found.items():
                         measured[NAMES[kind]].setdefault(name, {})[size] = figures
-                csv.unlink()
+                if csv is not None:
+                    csv.unlink()
     finally:
         if sink is not None:
             sink.terminate()
