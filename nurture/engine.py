@@ -202,6 +202,7 @@ class Engine:
                 if planning:
                     await run.run(functools.partial(self._plan, now, report, turn))
                 else:
+                    turn.close()  # the connection it was tried on goes back to the pool
                     log.info("another worker is planning this pass: this one delivers from the outbox")
                     await self.off_loop(self.store.after_turn, Lock.PLAN)
                     await run.run()

@@ -24,8 +24,7 @@ from nurture.inbound.mailbox import poll
 from nurture.send.builder import start_fork_server
 from nurture.server import create_app
 from nurture.store import Store
-from nurture.store.base import TRY_LOCK, UNLOCK
-from nurture.store.locks import Lock
+from nurture.store.locks import TRY_LOCK, UNLOCK, Lock
 
 log = logging.getLogger(__name__)
 

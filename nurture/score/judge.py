@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, text, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
@@ -30,7 +30,7 @@ from nurture.score import rules as scoring
 from nurture.settings import Scoring
 from nurture.store import NewEvent, Store, engagement
 from nurture.store.ledger import ADD_POINTS, HELD_CREDITS, event_row
-from nurture.store.locks import Lock
+from nurture.store.locks import XACT_LOCK, Lock
 
 EVENTS = Event.__table__  # type: ignore[attr-defined]
 SENDS = Send.__table__  # type: ignore[attr-defined]
@@ -155,7 +155,7 @@ class Judge:
         hits whose events exist: the next batch passes them over (by key)."""
         with self.store.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
-                connection.execute(text("select pg_advisory_xact_lock(:key)"), {"key": Lock.JUDGE})
+                connection.execute(XACT_LOCK, {"key": Lock.JUDGE})
             hits = self._oldest(connection, limit)
             self.taking = [hit.id for hit in hits]
             if not hits:

@@ -27,7 +27,7 @@ from nurture.models import (
 )
 from nurture.score.rules import Credit
 from nurture.store import schema
-from nurture.store.locks import Lock
+from nurture.store.locks import TRY_LOCK, UNLOCK, XACT_LOCK, Lock
 
 SUPPRESSION_EVENTS = {Suppression.UNSUBSCRIBED: EventKind.UNSUBSCRIBE, Suppression.BOUNCED: EventKind.BOUNCE,
                       Suppression.COMPLAINED: EventKind.COMPLAINT}
@@ -60,9 +60,6 @@ class Recorded:
     handoff_id: int | None  # set when this event qualified the lead
 
 
-TRY_LOCK = text("select pg_try_advisory_lock(:key)")
-UNLOCK = text("select pg_advisory_unlock(:key)")
-WAIT_TURN = text("select pg_advisory_xact_lock(:key)")
 IN_LIST = 10_000  # values per IN (...): PostgreSQL's driver takes at most 65,535 parameters a statement
 BUSY_SECONDS = 30
 
@@ -287,7 +284,7 @@ class Base:
         if self.is_sqlite:
             return
         with self.engine.begin() as connection:
-            connection.execute(WAIT_TURN, {"key": lock})  # given back as the transaction ends
+            connection.execute(XACT_LOCK, {"key": lock})  # given back as the transaction ends
 
     @contextmanager
     def session(self) -> Iterator[Session]:

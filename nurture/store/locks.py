@@ -1,13 +1,23 @@
-"""The advisory locks nurture takes on PostgreSQL, every key in one table.
+"""The advisory locks nurture takes on PostgreSQL, every key in one table, and the statements that take them.
 
 Two holders that share a key wait on each other for no reason: `nurture db upgrade` once waited forever
 on the `nurture run` node that held the scheduler's lock, which had the schema's key. `unique` refuses a
-key given twice as the module is imported. On SQLite there are none: one connection writes at a time.
+key given twice as the module is imported. An advisory lock belongs to the whole database, so each is
+taken with the schema's name as its second key: two installations in schemas of one database never
+share one (before, only one of them ran its scheduled jobs, and each waited out the other's plans).
+On SQLite there are none: one connection writes at a time.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum, unique
+
+from sqlalchemy import text
+
+_KEYS = "(:key, hashtext(current_schema()))"  # the lock's key, and the schema's
+TRY_LOCK = text(f"select pg_try_advisory_lock{_KEYS}")  # a session lock, if free: true when taken
+UNLOCK = text(f"select pg_advisory_unlock{_KEYS}")
+XACT_LOCK = text(f"select pg_advisory_xact_lock{_KEYS}")  # waited for, held until the transaction ends
 
 
 @unique

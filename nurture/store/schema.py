@@ -24,12 +24,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine, inspect
 from sqlmodel import SQLModel
 
 from nurture.errors import ConfigError
 from nurture.models import JOURNAL
-from nurture.store.locks import Lock
+from nurture.store.locks import XACT_LOCK, Lock
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines ("Context impl ...") come at every open
@@ -172,7 +172,7 @@ def _locked(engine: Engine, foreign_keys: bool = True) -> Iterator[Connection]:
         try:
             with connection.begin():
                 if connection.dialect.name == "postgresql":
-                    connection.execute(text("select pg_advisory_xact_lock(:key)"), {"key": Lock.MIGRATION})
+                    connection.execute(XACT_LOCK, {"key": Lock.MIGRATION})
                 yield connection
         finally:
             if connection.dialect.name == "sqlite" and not foreign_keys:

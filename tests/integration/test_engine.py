@@ -276,6 +276,26 @@ def test_a_pass_plans_and_records_the_due_leads_a_page_at_a_time(engine: Engine,
     assert engine.plan(T0 + WEEK) == []
 
 
+def test_installations_in_two_schemas_of_one_database_never_share_a_lock(settings: Settings, store: Store) -> None:
+    """An advisory lock belongs to the whole database: each is taken with its schema's name as well. Two
+    workers of one installation take turns; one in another schema has turns of its own (before, only one
+    of the two installations ran its scheduled jobs, and each waited out the other's plans)."""
+    if store.is_sqlite:
+        return  # no advisory locks: a SQLite file is an installation of its own
+    from tests.conftest import postgres_schema
+
+    same = Store(settings.database_url)
+    with postgres_schema() as url:
+        other = Store(url)
+        try:
+            for lock in Lock:
+                with store.turn(lock) as first, same.turn(lock) as second, other.turn(lock) as elsewhere:
+                    assert (first, second, elsewhere) == (True, False, True), lock.name
+        finally:
+            other.close()
+            same.close()
+
+
 def test_a_worker_that_finds_another_planning_delivers_what_is_queued(settings: Settings, engine: Engine,
                                                                       mailer: MemoryMailer,
                                                                       caplog: pytest.LogCaptureFixture) -> None:
