@@ -16,8 +16,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
-
 from nurture.errors import NurtureError
 from nurture.models import FeedItem, SendState
 from nurture.render.composer import Composer
@@ -57,8 +55,8 @@ class Preparer:
     """Claims the next batch for one worker and builds its messages; sends to suppressed leads fail at once.
     What the messages carry is stored before the batch is handed on (Outbox.describe).
 
-    Before each claim it stores what the sender's result log (nurture.send.resultlog) holds by then: in
-    groups of a batch, a transaction the sender need not wait for.
+    Before each claim it stores what the sender's result log (nurture.send.resultlog) holds by then, on SQLite:
+    in groups of a batch, a transaction the sender need not wait for.
     """
 
     def __init__(self, settings: Settings, composer: Composer, store: Store, outbox: Outbox, now: datetime,
@@ -109,18 +107,12 @@ class Preparer:
                 return [prepared for prepared, _ in built]
 
     def _store_results(self) -> None:
-        """Before a claim, store what the run's log holds (SQLite), or settle the results stored ahead
-        (PostgreSQL: see DeliveryRun._results); a settlement that fails is left to the next one."""
-        if self.log is not None:
-            if self.log.exists():
-                self.outbox.apply_log(self.log, self.settings.scoring)
-            return
-        if self.store.is_sqlite:
-            return
-        try:
-            self.outbox.settle(self.now, self.settings.scoring)
-        except DBAPIError:  # a deadlock PostgreSQL broke, say: the run settles again before it ends
-            log.warning("results not settled before a claim", exc_info=True)
+        """Before a claim, store what the run's log holds (SQLite). On PostgreSQL the run settles the results
+        it stored ahead (DeliveryRun._keep_storing), not the builder: two settlers took turns at the same
+        leads' locks, and the builder, which paces a long run, waited on them (10,000 digests, 3 runs:
+        851 -> 914 mails/s median)."""
+        if self.log is not None and self.log.exists():
+            self.outbox.apply_log(self.log, self.settings.scoring)
 
     def _build(self, send: ClaimedSend, lead: Any, items: list[Any]) -> tuple[Prepared, dict[str, Any] | None]:
         """The send with its message, and what the message carries (None when it could not be built)."""

@@ -199,7 +199,7 @@ class DeliveryRun:
         On PostgreSQL a group stores the results alone, in one statement on a connection of the event
         loop's own, each marked unsettled where it leads to more (a digest's cost, a bounce's suppression):
         the lanes wait for that write only, and what the results lead to is stored in batches (`settle`,
-        before each claim of the builder, every STORE_SECONDS and at the end). A result is stored before
+        every STORE_SECONDS and at the end). A result is stored before
         its lane's next message goes, so kill -9 still sends at most `smtp.concurrency` messages twice,
         and the next run, on any host, settles what a dead one left. Its commits do not wait for the disk
         (synchronous_commit off, as the result log's writes and SQLite's `synchronous=NORMAL` commits do
@@ -233,9 +233,9 @@ class DeliveryRun:
 
     async def _keep_storing(self, rules: Scoring, over: asyncio.Event) -> None:
         """Until the lanes are done, store what the run's log holds, or settle its results, every
-        STORE_SECONDS. The builder does it before each claim, which a slow run (a low rate limit) seldom
-        makes; the judge counts no hit of a message whose result is not stored yet (nurture.score.machines:
-        "during delivery")."""
+        STORE_SECONDS. On SQLite the builder also stores the log before each claim, which a slow run (a low
+        rate limit) seldom makes; the judge counts no hit of a message whose result is not stored yet
+        (nurture.score.machines: "during delivery")."""
         if self.log_path is None and not self.ahead:
             return
         while not over.is_set():
