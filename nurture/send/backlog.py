@@ -4,7 +4,9 @@ and while a planner records more sends (Planning)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
@@ -23,18 +25,28 @@ Asked = tuple[asyncio.Future[list[Prepared]], int]  # a batch to come, and the p
 Planner = Callable[[Callable[[int], None]], object]  # records the due sends, telling how many after each page
 
 
+class PlanStopped(Exception):
+    """Raised in the planner's thread as it tells of a page after the run asked it to stop."""
+
+
 class Planning:
     """A plan recorded while the run delivers: `planner` runs in a thread and tells the run of each page
     of sends it recorded (Engine.send_due). A backlog that finds the outbox empty asks again once a page
-    more is recorded, and ends when the plan is over. `on_page` hears each page's count, on the loop."""
+    more is recorded, and ends when the plan is over. `on_page` hears each page's count, on the loop.
+    A run that stops early (the breaker tripped, a lane failed, Ctrl-C) stops the plan after its page
+    under way: the leads not planned are due at the next pass."""
 
     def __init__(self, planner: Planner, on_page: Callable[[int], None]):
         loop = asyncio.get_running_loop()
         self.pages = 0
         self.on_page = on_page
         self.changed = asyncio.Event()
+        self.stopped = threading.Event()
+
         def recorded(count: int) -> None:  # in the planner's thread
             loop.call_soon_threadsafe(self._recorded, count)
+            if self.stopped.is_set():
+                raise PlanStopped
 
         self.task = asyncio.ensure_future(asyncio.to_thread(planner, recorded))
         self.task.add_done_callback(lambda _: self.changed.set())
@@ -52,9 +64,14 @@ class Planning:
             await self.changed.wait()
         return self.pages > pages
 
+    def stop(self) -> None:
+        """Record no page after the one under way."""
+        self.stopped.set()
+
     async def over(self) -> None:
-        """Wait for the planner to finish; raise what it raised."""
-        await self.task
+        """Wait for the planner to finish; raise what it raised, unless it was stopped."""
+        with contextlib.suppress(PlanStopped):
+            await self.task
 
 
 class Backlog:

@@ -126,7 +126,8 @@ class DeliveryRun:
         finally:
             try:
                 if planning is not None:
-                    await planning.over()  # what it recorded after a failed run waits for the next
+                    planning.stop()  # over already, unless the run stopped early: then no page more
+                    await planning.over()
             finally:
                 if builder is not self.early_builder:
                     builder.close()

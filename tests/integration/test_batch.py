@@ -130,6 +130,26 @@ def test_a_pass_delivers_while_its_plan_is_recorded(settings: Settings, store: S
     assert [(workshop.pool is not None, workshop.forked) for workshop in workshops] == [(True, True)]
 
 
+def test_a_pass_that_pauses_stops_its_plan_after_the_page_under_way(settings: Settings, store: Store,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mail server refuses everyone: the breaker pauses the run while the third page waits here, and
+    the plan ends with that page (the leads not planned are due at the next pass), not after every page."""
+    engine = server_down(settings, store)
+    many(store)
+    stopping = threading.Event()
+    stop = backlog_.Planning.stop
+
+    def stopped(self: backlog_.Planning) -> None:
+        stop(self)
+        stopping.set()
+
+    monkeypatch.setattr(backlog_.Planning, "stop", stopped)
+    pages = paged(monkeypatch, lambda done: done < 2 or stopping.wait(30) or pytest.fail("the plan was not stopped"))
+    report = asyncio.run(engine.send_due(T0))
+    assert report.paused is not None and pages == [BATCH] * 3
+    assert sum(Outbox(store).counts().values()) == 3 * BATCH
+
+
 def test_a_plan_that_fails_halfway_fails_the_pass_once_what_it_recorded_has_gone(
         settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     mailer = Noting()
