@@ -131,6 +131,7 @@ def link_at(links: Sequence[Mapping[str, Any]] | None, index: int | None) -> Map
 ZERO = {"server_default": text("0")}  # a counter added to a table that has rows, or filled by plain SQL
 OPEN_SENDS = text("state IN ('QUEUED', 'DEFERRED', 'SENDING')")  # the enum's names, as stored: not yet done with
 UNSETTLED = text("unsettled")  # a result stored ahead of what it leads to (nurture.send.results: settle)
+FIRST_DIGESTS = text("step = 1 AND sent_at IS NOT NULL")  # a cycle's first digest went: its lead was nurtured
 LINKS = JSON().with_variant(postgresql.JSONB(), "postgresql")  # a send's tracked links
 
 
@@ -142,6 +143,8 @@ class Send(SQLModel, table=True):
         # the open sends in id order, and nothing else: a claim reads its batch, not every mail ever sent
         Index("ix_send_open", "id", postgresql_where=OPEN_SENDS, sqlite_where=OPEN_SENDS),
         Index("ix_send_unsettled", "id", postgresql_where=UNSETTLED, sqlite_where=UNSETTLED),
+        # the report's nurtured leads (nurture.report.funnel) without reading every mail's row, links and all
+        Index("ix_send_first_digest", "lead_id", postgresql_where=FIRST_DIGESTS, sqlite_where=FIRST_DIGESTS),
     )
 
     id: int | None = Field(default=None, primary_key=True)

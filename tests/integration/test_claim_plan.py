@@ -1,14 +1,18 @@
 """A claim reads the open sends, not the history: with thousands of mails sent and a few queued, the
 database's own plan for the claim uses the partial index ix_send_open (on SQLite and PostgreSQL), and
 fails this test the day a change makes it walk every send ever made. So does the search for unsettled
-results that every run makes as it starts (ix_send_unsettled)."""
+results that every run makes as it starts (ix_send_unsettled), and the report's search for the leads whose
+first digest went out (ix_send_first_digest)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 
+from nurture.report.funnel import stages
+from nurture.report.sql import ALL_TIME
 from nurture.send.outbox import Outbox, claimable
 from nurture.send.results import UNSETTLED_SENDS
 from nurture.store import Store
@@ -62,3 +66,22 @@ def test_the_search_for_unsettled_results_reads_their_partial_index(store: Store
         plan = " ".join(str(row[-1]) for row in connection.execute(text(f"{explain} {compiled}"), {"limit": 1000}))
     assert "ix_send_unsettled" in plan, plan
     assert "Seq Scan" not in plan and "USE TEMP B-TREE" not in plan, plan
+
+
+def test_the_reports_nurtured_leads_read_their_partial_index(store: Store) -> None:
+    """The funnel finds the leads whose first digest went out through ix_send_first_digest, not by reading
+    every mail ever sent (each row with its links)."""
+    history(store)
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE send SET sent_at = created_at WHERE state = 'SENT'"))
+        connection.execute(text("ANALYZE"))
+    statements: list[tuple[str, Any]] = []
+    with store.engine.connect() as connection:
+        event.listen(connection, "before_cursor_execute",
+                     lambda _c, _cursor, statement, parameters, *_: statements.append((statement, parameters)))
+        cohorts = stages(connection, ALL_TIME, "cohort")
+        (statement, parameters), = [(s, p) for s, p in statements if "nurtured" in s]
+        explain = "EXPLAIN QUERY PLAN " if store.is_sqlite else "EXPLAIN "
+        plan = str(connection.exec_driver_sql(explain + statement, parameters).all())
+    assert "ix_send_first_digest" in plan, plan
+    assert [(row.leads, row.mql) for row in cohorts] == [(1, 1)]
