@@ -198,6 +198,9 @@ class SendItem(SQLModel, table=True):
 
 PERSON_CLICKS = text("kind = 'CLICK' AND NOT machine")  # as stored: the enum's names
 NOTICES = text("kind IN ('UNSUBSCRIBE', 'BOUNCE', 'COMPLAINT')")
+# what the report reads of a person's click, and the columns of PERSON_CLICKS: SQLite (3.40) reads those from
+# the row unless the index holds them, even where the index's own condition says what they are
+CLICK_REPORT = ("url", "tag", "action", "lead_id", "occurred_at", "kind", "machine")
 
 
 class Event(SQLModel, table=True):
@@ -205,9 +208,9 @@ class Event(SQLModel, table=True):
 
     __table_args__ = (Index("ix_event_lead_cycle", "lead_id", "cycle"),
                       Index("ix_event_send_at", "send_id", "occurred_at"),
-                      # a person's clicks, for the report of links and tags
-                      Index("ix_event_person_click", "send_id", "link", "lead_id", postgresql_where=PERSON_CLICKS,
-                            sqlite_where=PERSON_CLICKS),
+                      # a person's clicks, for the report of links and tags: all it reads, without the rows
+                      Index("ix_event_person_click", *CLICK_REPORT,
+                            postgresql_where=PERSON_CLICKS, sqlite_where=PERSON_CLICKS),
                       # the few events that name a send and are neither a hit nor its cost
                       Index("ix_event_send_notice", "send_id", postgresql_where=NOTICES, sqlite_where=NOTICES))
 
@@ -217,6 +220,8 @@ class Event(SQLModel, table=True):
     send_id: int | None = Field(default=None, foreign_key="send.id")
     kind: EventKind
     link: int | None = None  # index into Send.links for clicks
+    url: str | None = None  # a click's link as it was when clicked: its address and tag (Send.links)
+    tag: str | None = None
     action: str | None = None
     points: int = 0  # what the rules say it is worth; it adds to the score only when counted
     counted: bool = True

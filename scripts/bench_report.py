@@ -95,6 +95,7 @@ def seed(store: Store, leads: int, events: int) -> None:
     outcome = enum(store, Handoff, "outcome", "CASE id % 5 WHEN 0 THEN 'WON' WHEN 1 THEN 'LOST' "
                                               "WHEN 2 THEN 'NO_RESULT' WHEN 3 THEN 'NOT_A_FIT' END")
     hashed = h.replace("k", "s.k")
+    click = "CASE WHEN s.k % 20 IN (12, 13) THEN"  # the link clicked: the index into LINKS
     machine = f"(s.k % 20 < 14 AND {hashed} % 4 = 0)"
     interests = """CASE k % 3 WHEN 0 THEN '["cloud"]' WHEN 1 THEN '["cloud", "security"]' ELSE '["data"]' END"""
     links = f"'{LINKS}'" if store.is_sqlite else f"CAST('{LINKS}' AS jsonb)"  # as models.Send.links stores them
@@ -120,9 +121,12 @@ def seed(store: Store, leads: int, events: int) -> None:
          f"{links}, 1, lead.created_at, lead.created_at "
          f"FROM ({series(store)}) AS s JOIN lead ON lead.id = (s.k - 1) / {STEPS} + 1 "
          f"WHERE lead.confirmed_at IS NOT NULL OR s.k % {STEPS} = 0", leads * STEPS),
-        (f"INSERT INTO event (lead_id, cycle, send_id, kind, link, action, points, counted, machine, reason, "
-         f"occurred_at, method, user_agent) SELECT send.lead_id, 0, send.id, {kind}, "
-         f"CASE WHEN s.k % 20 IN (12, 13) THEN s.k % 3 END, CASE WHEN s.k % 20 = 19 THEN 'web_visit' END, "
+        (f"INSERT INTO event (lead_id, cycle, send_id, kind, link, url, tag, action, points, counted, machine, "
+         f"reason, occurred_at, method, user_agent) SELECT send.lead_id, 0, send.id, {kind}, "
+         f"{click} s.k % 3 END, {click} CASE s.k % 3 WHEN 0 THEN 'https://example.com/pricing' "
+         f"WHEN 1 THEN 'https://example.com/call' ELSE 'https://example.com/blog' END END, "
+         f"{click} CASE WHEN s.k % 3 = 0 THEN 'high-intent' END END, "  # each click with its link, as judged
+         f"CASE WHEN s.k % 20 = 19 THEN 'web_visit' WHEN s.k % 20 IN (12, 13) AND s.k % 3 = 1 THEN 'callback' END, "
          f"CASE WHEN s.k % 20 < 12 THEN 1 WHEN s.k % 20 < 14 THEN 0 WHEN s.k % 20 < 19 THEN -1 ELSE 1 END, "
          f"NOT ({machine}), {machine}, CASE WHEN {machine} THEN 'scanner user agent (bench)' END, "
          f"{later(store, 'send.created_at', 's.k % 172800')}, 'GET', 'Mozilla/5.0' "

@@ -12,7 +12,6 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from nurture import models
 from nurture.models import EventKind, SendState
-from nurture.report import sql
 from nurture.report.funnel import ratio
 from nurture.report.sql import EVENTS, SENDS, Window
 
@@ -20,7 +19,7 @@ DONE = (SendState.SENT, SendState.BOUNCED)  # a send that went out, or was refus
 # as the partial indexes of nurture.models say them, word for word: SQLite uses such an index only then
 PERSON_CLICKS = text(str(models.PERSON_CLICKS))
 NOTICES = text(str(models.NOTICES))
-FORGOTTEN = "(forgotten: its lead was erased)"  # an erased lead's mails keep no links
+FORGOTTEN = "(forgotten: its lead was erased)"  # an erased lead's clicks keep no links
 
 
 @dataclass(frozen=True)
@@ -94,17 +93,12 @@ class Clicks:
 
 def clicks(connection: Connection, window: Window, limit: int = 25) -> tuple[list[Clicks], list[Clicks]]:
     """People's clicks in `window` by link (its address) and by tag (a link's tag, else its action, such as
-    callback), the most clicked first. The clicks are read once, off their partial index, each with its link
-    read out of its mail's list."""
-    dialect = connection.dialect.name
-    # joined as they are, not grouped by mail and link first: PostgreSQL knows nothing of a grouped query's
-    # mails, so it hashed every send to find those few (100,000 clicks: 1.0 s; hashing the clicks: 0.6 s)
-    links = (select(sql.link_at(dialect, SENDS.c.links, EVENTS.c.link).label("link"), SENDS.c.lead_id)
-             .select_from(EVENTS.join(SENDS, SENDS.c.id == EVENTS.c.send_id))
-             .where(PERSON_CLICKS, *window.holds(EVENTS.c.occurred_at)).cte("links").prefix_with("MATERIALIZED"))
-    link = {part: sql.field_of(dialect, links.c.link, part) for part in ("url", "tag", "action")}
-    named = (select(func.coalesce(link["url"], FORGOTTEN).label("url"),
-                    func.coalesce(link["tag"], link["action"], "(none)").label("tag"), links.c.lead_id).cte("named"))
+    callback), the most clicked first. Each click keeps its link as the judge found it; the partial index of
+    a person's clicks holds all this reads of them (no mail is looked up: that was 330 ms of PostgreSQL's
+    1.1 s report at 100,000 leads)."""
+    named = (select(func.coalesce(EVENTS.c.url, FORGOTTEN).label("url"),
+                    func.coalesce(EVENTS.c.tag, EVENTS.c.action, "(none)").label("tag"), EVENTS.c.lead_id)
+             .where(PERSON_CLICKS, *window.holds(EVENTS.c.occurred_at)).cte("named"))
 
     def most_clicked(field: str) -> Any:
         total = func.count().label("clicks")

@@ -14,7 +14,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from nurture.models import EventKind, Outcome
 from nurture.report import sql
 from nurture.report.funnel import SEGMENTS, Distribution, InNurture, ratio, segment_of
-from nurture.report.sql import EVENTS, HANDOFFS, ITEMS, LEADS, SEND_ITEMS, SENDS, Window
+from nurture.report.sql import EVENTS, HANDOFFS, ITEMS, LEADS, SEND_ITEMS, Window
 from nurture.score import rules as scoring
 from nurture.settings import Scoring
 
@@ -133,7 +133,7 @@ def _features(dialect: str, made: Sequence[ColumnElement[bool]]) -> Any:
     decided = (select(HANDOFFS.c.id, HANDOFFS.c.lead_id, HANDOFFS.c.cycle, HANDOFFS.c.created_at,
                       case((HANDOFFS.c.outcome == Outcome.WON, 1), else_=0).label("won"))
                .where(HANDOFFS.c.outcome.is_not(None), *made).subquery("decided"))  # where PostgreSQL knows its size
-    hits, people = _hits(dialect, decided), _people(decided)
+    hits, people = _hits(decided), _people(decided)
     clicked = hits.c.kind == EventKind.CLICK
     rule = case((hits.c.kind == EventKind.EXTERNAL, hits.c.action),
                 (clicked & (hits.c.action == "callback"), "callback click"),
@@ -164,23 +164,18 @@ def _features(dialect: str, made: Sequence[ColumnElement[bool]]) -> Any:
             .group_by(every.c.feature, every.c.value))
 
 
-def _hits(dialect: str, decided: Any) -> Any:
-    """What each decided hand-off's cycle held up to it, read once (materialized) for the rules, links, tags
-    and feeds: (handoff, won, kind, action, counted, machine, send_id, url, tag)."""
-    # only a click names a link: its mail is looked up for it alone, by its key (33 ms at 2,400 hand-offs),
-    # where a join looked up the mail of every open too (100 ms)
-    link = case((EVENTS.c.kind == EventKind.CLICK, select(sql.link_at(dialect, SENDS.c.links, EVENTS.c.link))
-                 .where(SENDS.c.id == EVENTS.c.send_id).scalar_subquery()))
+def _hits(decided: Any) -> Any:
+    """What each decided hand-off's cycle held up to it, read once for the rules, links, tags and feeds:
+    (handoff, won, kind, action, counted, machine, send_id, url, tag); a click keeps its link's address and
+    tag (a link without a tag: its action)."""
     before = and_(EVENTS.c.lead_id == decided.c.lead_id, EVENTS.c.cycle == decided.c.cycle,
                   EVENTS.c.occurred_at <= decided.c.created_at)
-    read = (select(decided.c.id.label("handoff"), decided.c.won, EVENTS.c.kind, EVENTS.c.action, EVENTS.c.counted,
-                   EVENTS.c.machine, EVENTS.c.send_id, link.label("link"))
+    tag = case((EVENTS.c.kind == EventKind.CLICK, func.coalesce(EVENTS.c.tag, EVENTS.c.action)))
+    return (select(decided.c.id.label("handoff"), decided.c.won, EVENTS.c.kind, EVENTS.c.action, EVENTS.c.counted,
+                   EVENTS.c.machine, EVENTS.c.send_id, EVENTS.c.url, tag.label("tag"))
             .select_from(decided.join(EVENTS, before))
             .where(EVENTS.c.kind.in_([EventKind.OPEN, EventKind.CLICK, EventKind.EXTERNAL, EventKind.INACTIVITY]))
-            .cte("read").prefix_with("MATERIALIZED"))
-    field = {part: sql.field_of(dialect, read.c.link, part) for part in ("url", "tag", "action")}
-    return select(*(read.c[name] for name in ("handoff", "won", "kind", "action", "counted", "machine", "send_id")),
-                  field["url"].label("url"), func.coalesce(field["tag"], field["action"]).label("tag")).cte("hits")
+            .cte("hits"))
 
 
 def _people(decided: Any) -> Any:

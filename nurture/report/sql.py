@@ -1,6 +1,6 @@
 """What the report's queries say differently on SQLite and PostgreSQL: days between two moments, the
-start of a week or month, the elements of a JSON list, a field of a send's tracked link. Each function
-takes the dialect's name and returns an expression; the queries stay one text for both databases."""
+start of a week or month, the elements of a JSON list. Each function takes the dialect's name and returns
+an expression; the queries stay one text for both databases."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Float, Integer, Select, String, case, cast, func, literal, select, true, type_coerce
+from sqlalchemy import Float, Integer, Select, case, cast, func, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from nurture.models import Consent, Event, FeedItem, Handoff, Lead, Send, SendItem
@@ -47,20 +47,6 @@ def period_of(dialect: str, moment: Any, period: str) -> ColumnElement[Any]:
             return func.strftime("%Y-%m-01", moment)
         return func.date(moment, "-6 days", "weekday 1")  # the Monday on or before it
     return func.to_char(func.date_trunc(period, func.timezone("UTC", moment)), "YYYY-MM-DD")  # not the session's zone
-
-
-def link_at(dialect: str, links: Any, index: Any) -> ColumnElement[Any]:
-    """The tracked link at `index` of a send's `links`, as a JSON object: read it once, then its fields."""
-    if dialect == "sqlite":
-        return func.json_extract(links, literal("$[") + cast(index, String) + literal("]"))
-    return links.op("->")(index)
-
-
-def field_of(dialect: str, link: Any, field: str) -> ColumnElement[Any]:
-    """One field (url, tag, action) of a link that `link_at` read, as text."""
-    if dialect == "sqlite":
-        return cast(func.json_extract(link, literal(f"$.{field}")), String)
-    return type_coerce(link.op("->>")(literal(field)), String)
 
 
 def interests_of(dialect: str, leads: Any = LEADS) -> Select[Any]:

@@ -44,6 +44,8 @@ class NewEvent:
     credit: Credit
     send_id: int | None = None
     link: int | None = None
+    url: str | None = None  # a click's link: its address and tag
+    tag: str | None = None
     action: str | None = None
     ignored: str | None = None  # why it earns nothing (a machine, say)
     qualify: bool = False  # a rule that sends the lead to sales at once (a contact form)

@@ -44,7 +44,7 @@ def event_row(hit: NewEvent, cycle: int, reason: str | None, journalled: int | N
     key of the tracking server's hit it was judged from; `machine`: the reason is that a machine made it."""
     key = hit.credit.key
     return dict(lead_id=hit.lead_id, cycle=cycle, send_id=hit.send_id, kind=hit.kind, link=hit.link,
-                action=hit.action, occurred_at=hit.occurred_at, method=hit.method,
+                url=hit.url, tag=hit.tag, action=hit.action, occurred_at=hit.occurred_at, method=hit.method,
                 user_agent=(hit.user_agent or "")[:300] or None, client=hit.client, detail=hit.detail,
                 points=hit.credit.points, counted=reason is None, reason=reason, credit_for=key,
                 credit_key=key if reason is None else None, hit=journalled, machine=machine)

@@ -63,7 +63,7 @@ class Privacy(Base):
                 SENDS.c.lead_id == lead_id, SENDS.c.state.in_([SendState.QUEUED, SendState.DEFERRED])).values(
                 state=SendState.FAILED, error="the lead was erased"))
             connection.execute(update(EVENTS).where(EVENTS.c.lead_id == lead_id).values(
-                user_agent=None, client=None, detail=None))
+                user_agent=None, client=None, detail=None, url=None, tag=None))
             connection.execute(update(CONSENTS).where(CONSENTS.c.lead_id == lead_id).values(client=None))
             connection.execute(update(INBOUND).where(INBOUND.c.lead_id == lead_id).values(
                 data=b"", mail_from="", recipients=[], outcome="erased"))

@@ -1,8 +1,9 @@
 """A claim reads the open sends, not the history: with thousands of mails sent and a few queued, the
 database's own plan for the claim uses the partial index ix_send_open (on SQLite and PostgreSQL), and
 fails this test the day a change makes it walk every send ever made. So does the search for unsettled
-results that every run makes as it starts (ix_send_unsettled), and the report's search for the leads whose
-first digest went out (ix_send_first_digest)."""
+results that every run makes as it starts (ix_send_unsettled), the report's search for the leads whose
+first digest went out (ix_send_first_digest) and its count of people's clicks by link and tag (read off
+ix_event_person_click alone)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 
+from nurture.report.engagement import clicks
 from nurture.report.funnel import stages
 from nurture.report.sql import ALL_TIME
 from nurture.send.outbox import Outbox, claimable
@@ -85,3 +87,31 @@ def test_the_reports_nurtured_leads_read_their_partial_index(store: Store) -> No
         plan = str(connection.exec_driver_sql(explain + statement, parameters).all())
     assert "ix_send_first_digest" in plan, plan
     assert [(row.leads, row.mql) for row in cohorts] == [(1, 1)]
+
+
+def test_the_reports_clicks_read_their_partial_index_alone(store: Store) -> None:
+    """People's clicks by link and tag are counted off ix_event_person_click, which holds all the query reads:
+    neither the events' rows nor their mails' (each with its links) are looked up."""
+    history(store)
+    kind = "CASE WHEN id % 10 = 0 THEN 'CLICK' ELSE 'OPEN' END"
+    with store.engine.begin() as connection:  # an open of every mail; a person's click on every tenth
+        connection.execute(text(
+            "INSERT INTO event (lead_id, cycle, send_id, kind, link, url, tag, action, points, counted, machine, "
+            f"occurred_at) SELECT lead_id, 0, id, {kind if store.is_sqlite else f'CAST({kind} AS eventkind)'}, "
+            "CASE WHEN id % 10 = 0 THEN 0 END, CASE WHEN id % 10 = 0 THEN 'https://example.com/pricing' END, "
+            "CASE WHEN id % 20 = 0 THEN 'high-intent' END, NULL, 1, true, false, created_at FROM send"))
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("ANALYZE" if store.is_sqlite else "VACUUM ANALYZE event"))
+    statements: list[tuple[str, Any]] = []
+    with store.engine.connect() as connection:
+        event.listen(connection, "before_cursor_execute",
+                     lambda _c, _cursor, statement, parameters, *_: statements.append((statement, parameters)))
+        links, tags = clicks(connection, ALL_TIME)
+        (statement, parameters), = [(s, p) for s, p in statements if "named" in s]
+        explain = "EXPLAIN QUERY PLAN " if store.is_sqlite else "EXPLAIN "
+        plan = str(connection.exec_driver_sql(explain + statement, parameters).all())
+    assert ("USING COVERING INDEX ix_event_person_click" if store.is_sqlite
+            else "Index Only Scan using ix_event_person_click") in plan, plan
+    assert "send" not in plan and "Seq Scan" not in plan, plan
+    assert [(c.name, c.clicks, c.people) for c in links] == [("https://example.com/pricing", SENT // 10, 1)]
+    assert [(c.name, c.clicks) for c in tags] == [("(none)", SENT // 20), ("high-intent", SENT // 20)]

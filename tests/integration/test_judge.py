@@ -43,12 +43,16 @@ def judged(engine: Engine, *arrivals: Arrival) -> list[bool]:
 
 
 def exact(engine: Engine) -> None:
-    """The score is the sum of counted points; each mail's engagement is what its events say."""
+    """The score is the sum of counted points; each mail's engagement is what its events say; each click keeps
+    the link it was on (for the report of links and tags)."""
     events = engine.store.events_of(1)
     assert engine.store.lead(1).score == sum(e.points for e in events if e.counted)
     hits = [e for e in events if e.kind in (EventKind.OPEN, EventKind.CLICK)]
     for send in engine.store.sends_of(1):
         mine = [e for e in hits if e.send_id == send.id]
+        assert [(e.url, e.tag, e.action) for e in mine if e.kind is EventKind.CLICK] == [
+            (link["url"], link.get("tag"), link.get("action")) for link in
+            (send.links[e.link or 0] for e in mine if e.kind is EventKind.CLICK)]
         person = [e for e in mine if not e.machine]
         assert (send.hits, send.machine_hits, send.clicks) == (
             len(mine), len(mine) - len(person), sum(e.kind is EventKind.CLICK for e in person))

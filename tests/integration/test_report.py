@@ -38,6 +38,7 @@ T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday
 SCANNER = "Barracuda Sentinel"
 HIGH_INTENT = {"url": "https://example.com/pricing", "tag": "high-intent", "action": None, "points": None}
 CALLBACK = {"url": "https://example.com/call", "tag": None, "action": "callback", "points": None}
+LINKS = [HIGH_INTENT, CALLBACK]  # every mail's
 
 
 def day(n: float) -> datetime:
@@ -59,7 +60,7 @@ class History:
     def send(self, lead_id: int, at: float, state: SendState = SendState.SENT, step: int = 1, cycle: int = 0) -> int:
         with self.store.session() as session:
             send = Send(lead_id=lead_id, cycle=cycle, step=step, template="digest", state=state,
-                        links=[HIGH_INTENT, CALLBACK], created_at=day(at),
+                        links=LINKS, created_at=day(at),
                         sent_at=day(at) if state is SendState.SENT else None)
             session.add(send)
             session.flush()
@@ -70,9 +71,11 @@ class History:
               counted: bool | None = None, link: int | None = None, points: int = 0, cycle: int = 0,
               action: str | None = None) -> None:
         counted = not machine if counted is None else counted
+        clicked = LINKS[link] if kind is EventKind.CLICK and link is not None else {}  # as the judge keeps it
         with self.store.session() as session:
             session.add(Event(lead_id=lead_id, cycle=cycle, send_id=send_id, kind=kind, occurred_at=day(at), link=link,
-                              machine=machine, counted=counted, points=points, action=action,
+                              url=clicked.get("url"), tag=clicked.get("tag"), action=action or clicked.get("action"),
+                              machine=machine, counted=counted, points=points,
                               reason=None if counted else ("scanner user agent" if machine else "already credited"),
                               user_agent=SCANNER if machine else "Mozilla/5.0"))
 

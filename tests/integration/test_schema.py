@@ -242,3 +242,40 @@ def test_the_steps_of_each_leads_cycle_are_recorded_on_the_lead_by_0013(database
         assert differences(store) == []
     finally:
         store.close()
+
+
+def test_clicks_stored_before_0019_are_given_their_links_address_and_tag(database_url: str) -> None:
+    from alembic import command
+
+    from nurture.report import build
+    from nurture.settings import Scoring
+
+    store = Store(database_url)
+    links = ('[{"url": "https://example.com/pricing", "tag": "high-intent", "action": null, "points": null}, '
+             '{"url": "https://example.com/call", "tag": null, "action": "callback", "points": null}]')
+    try:
+        with store.engine.begin() as connection:
+            command.upgrade(schema.config(connection), "0018")
+            connection.execute(text("INSERT INTO lead (id, email, first_name, last_name, company, industry, interests, "
+                                    "locale, country, customer, stage, cycle, cycle_started_at, score, created_at, "
+                                    "tracking) VALUES (1, 'a@example.com', '', '', '', '', '[]', 'en', '', false, "
+                                    "'MQL', 0, :t, 0, :t, true)"), {"t": T0})
+            connection.execute(text("INSERT INTO send (id, lead_id, cycle, step, template, state, message_id, subject, "
+                                    "links, attempts, created_at) VALUES (1, 1, 0, 1, 'digest', 'SENT', '', '', "
+                                    ":links, 1, :t)"), {"t": T0, "links": links})
+            clicks = [("CLICK", 0, None), ("CLICK", 1, "callback"), ("OPEN", None, None)]
+            for number, (kind, link, action) in enumerate(clicks, start=1):
+                connection.execute(text("INSERT INTO event (id, lead_id, cycle, send_id, kind, link, action, points, "
+                                        "counted, machine, occurred_at) VALUES (:id, 1, 0, 1, :kind, :link, :action, "
+                                        "0, true, false, :at)"),
+                                   {"id": number, "kind": kind, "link": link, "action": action, "at": T0})
+            command.upgrade(schema.config(connection), "head")
+            found = connection.execute(text("SELECT url, tag FROM event ORDER BY id")).all()
+        assert [tuple(row) for row in found] == [("https://example.com/pricing", "high-intent"),
+                                                 ("https://example.com/call", None), (None, None)]
+        with store.reader.connect() as connection:
+            report = build(connection, Scoring())
+        assert sorted((c.name, c.clicks) for c in report.tags) == [("callback", 1), ("high-intent", 1)]
+        assert differences(store) == []
+    finally:
+        store.close()
