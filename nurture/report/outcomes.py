@@ -132,7 +132,10 @@ def _features(dialect: str, made: Sequence[ColumnElement[bool]]) -> Any:
     """(feature, value, hand-offs, won) for every feature value seen among the decided hand-offs."""
     decided = (select(HANDOFFS.c.id, HANDOFFS.c.lead_id, HANDOFFS.c.cycle, HANDOFFS.c.created_at,
                       case((HANDOFFS.c.outcome == Outcome.WON, 1), else_=0).label("won"))
-               .where(HANDOFFS.c.outcome.is_not(None), *made).subquery("decided"))  # where PostgreSQL knows its size
+               .where(HANDOFFS.c.outcome.is_not(None), *made)
+               # read once, first: SQLite, with no statistics, otherwise read every event and looked each one's
+               # hand-off up (100,000 leads: 555 -> 172 ms)
+               .cte("decided").prefix_with("MATERIALIZED"))
     hits, people = _hits(decided), _people(decided)
     clicked = hits.c.kind == EventKind.CLICK
     rule = case((hits.c.kind == EventKind.EXTERNAL, hits.c.action),

@@ -2,8 +2,8 @@
 database's own plan for the claim uses the partial index ix_send_open (on SQLite and PostgreSQL), and
 fails this test the day a change makes it walk every send ever made. So does the search for unsettled
 results that every run makes as it starts (ix_send_unsettled), the report's search for the leads whose
-first digest went out (ix_send_first_digest) and its count of people's clicks by link and tag (read off
-ix_event_person_click alone)."""
+first digest went out (ix_send_first_digest), its count of people's clicks by link and tag (read off
+ix_event_person_click alone) and its outcome analysis (the events of the decided hand-offs alone)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sqlalchemy import event, text
 
 from nurture.report.engagement import clicks
 from nurture.report.funnel import stages
+from nurture.report.outcomes import outcomes
 from nurture.report.sql import ALL_TIME
 from nurture.send.outbox import Outbox, claimable
 from nurture.send.results import UNSETTLED_SENDS
@@ -115,3 +116,40 @@ def test_the_reports_clicks_read_their_partial_index_alone(store: Store) -> None
     assert "send" not in plan and "Seq Scan" not in plan, plan
     assert [(c.name, c.clicks, c.people) for c in links] == [("https://example.com/pricing", SENT // 10, 1)]
     assert [(c.name, c.clicks) for c in tags] == [("(none)", SENT // 20), ("high-intent", SENT // 20)]
+
+
+def test_the_outcome_analysis_reads_the_events_of_the_decided_handoffs_alone(store: Store) -> None:
+    """2,000 leads with 20 events each, one of them handed off with an outcome: the analysis reads that lead's
+    events by index. SQLite, which has no statistics (nothing runs ANALYZE on it), read every event and
+    looked each one's hand-off up."""
+    series = ("WITH RECURSIVE n(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM n WHERE k < :count) SELECT k FROM n"
+              if store.is_sqlite else "SELECT generate_series(1, :count) AS k")
+    kind = "'OPEN'" if store.is_sqlite else "CAST('OPEN' AS eventkind)"
+    with store.engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO lead (id, email, first_name, last_name, company, industry, interests, locale, country, "
+            "customer, stage, cycle, cycle_started_at, score, created_at, tracking) SELECT k, 'lead' || k || "
+            "'@example.com', '', '', '', '', '[]', 'en', '', false, 'MQL', 0, :at, 0, :at, true "
+            f"FROM ({series}) AS s"), {"count": 2_000, "at": T0})
+        connection.execute(text(
+            "INSERT INTO event (lead_id, cycle, kind, points, counted, machine, occurred_at) "
+            f"SELECT (k - 1) % 2000 + 1, 0, {kind}, 1, true, false, :at FROM ({series}) AS s"),
+            {"count": 40_000, "at": T0})
+        connection.execute(text(
+            "INSERT INTO handoff (lead_id, cycle, score, state, outcome, message_id, created_at, owner_name, "
+            "owner_email) VALUES (7, 0, 12, 'SENT', 'WON', '', :later, '', '')"), {"later": T0 + timedelta(days=1)})
+    if not store.is_sqlite:
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE"))
+    statements: list[tuple[str, Any]] = []
+    with store.engine.connect() as connection:
+        event.listen(connection, "before_cursor_execute",
+                     lambda _c, _cursor, statement, parameters, *_: statements.append((statement, parameters)))
+        found = outcomes(connection, ALL_TIME)
+        (statement, parameters), = [(s, p) for s, p in statements if "hits" in s]
+        explain = "EXPLAIN QUERY PLAN " if store.is_sqlite else "EXPLAIN "
+        plan = str(connection.exec_driver_sql(explain + statement, parameters).all())
+    assert ("SEARCH event USING INDEX ix_event_lead_cycle" if store.is_sqlite else "ix_event_lead_cycle") in plan, plan
+    assert "SCAN event" not in plan and "Seq Scan on event" not in plan, plan
+    assert (found.decided, found.won) == (1, 1)
+    assert ("rule", "open", 1, 1) in [(p.feature, p.value, p.handoffs, p.won) for p in found.predictors]
