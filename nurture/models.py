@@ -155,7 +155,7 @@ class Send(SQLModel, table=True):
     state: SendState = Field(default=SendState.QUEUED, index=True)
     message_id: str = ""
     subject: str = ""
-    # binary on PostgreSQL: the report reads a link out of it for every clicked mail (nurture.report.engagement)
+    # jsonb on PostgreSQL (schema 0017); a click keeps its own link's address and tag (Event.url, Event.tag)
     links: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(LINKS, nullable=False))
     attempts: int = 0
     error: str | None = None

@@ -202,10 +202,13 @@ def history(store: Store, connection: Any) -> Iterator[tuple[Any, dict[str, Any]
                    f"step = {step}"), {"cloud": items["cloud"][n], "security": items["security"][n]}
     for kind, cycle, step, points, credit, link in EVENTS:
         at = {"at": NOW - timedelta(days=sent_days[cycle, step] - 1)}  # the day after the mail
+        field = {name: "NULL" if link == "NULL" else f"json_extract(links, '$[{link}].{name}')" if store.is_sqlite
+                 else f"links -> {link} ->> '{name}'" for name in ("url", "tag")}  # a click keeps its link's
         yield typed(
-            "INSERT INTO event (lead_id, cycle, send_id, kind, link, points, counted, machine, credit_for, "
+            "INSERT INTO event (lead_id, cycle, send_id, kind, link, url, tag, points, counted, machine, credit_for, "
             f"credit_key, occurred_at, method, user_agent) SELECT lead_id, cycle, id, "
-            f"{enum(store, Event, 'kind', repr(kind))}, {link}, {points}, true, false, {credit}, {credit}, :at, "
+            f"{enum(store, Event, 'kind', repr(kind))}, {link}, {field['url']}, {field['tag']}, {points}, true, "
+            f"false, {credit}, {credit}, :at, "
             f"'GET', 'Mozilla/5.0' FROM send WHERE cycle = {cycle} AND step = {step}", at), at
     for cycle, days in ((0, 150), (1, 60)):
         at = {"at": NOW - timedelta(days=days), "decided": NOW - timedelta(days=days - 3)}

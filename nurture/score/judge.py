@@ -269,9 +269,9 @@ class _Batch:
         if reason is None:
             self.taken.add(credit.key or "")
             self.delta[facts.lead_id] += credit.points
-        clicked = link or {}
+        found = link or {}
         event = NewEvent(facts.lead_id, hit.kind, hit.at, credit, send_id=hit.send_id, link=hit.link,
-                         url=clicked.get("url"), tag=clicked.get("tag"), action=clicked.get("action"),
+                         url=found.get("url"), tag=found.get("tag"), action=found.get("action"),
                          method=hit.method, user_agent=hit.user_agent, client=hit.client)
         row = event_row(event, lead.cycle, reason, journalled=hit.key, machine=machine_made is not None)
         self.rows.append(row)

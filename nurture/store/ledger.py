@@ -38,14 +38,24 @@ HELD_CREDITS = core_select(EVENTS.c.credit_key).where(EVENTS.c.credit_key.in_(bi
 ADD_POINTS = update(LEADS).where(LEADS.c.id == bindparam("lead")).values(score=LEADS.c.score + bindparam("delta"))
 
 
+# characters kept of a click's link: ix_event_person_click holds them, and PostgreSQL takes 2,704 bytes an entry
+URL_KEPT = 2000
+TAG_KEPT = 200
+
+
+def _kept(text: str | None, length: int) -> str | None:
+    return None if text is None else text[:length]
+
+
 def event_row(hit: NewEvent, cycle: int, reason: str | None, journalled: int | None = None,
               machine: bool = False) -> dict[str, Any]:
     """The Event row of a hit: counted unless there is a reason not to (scoring.refusal). `journalled`: the
     key of the tracking server's hit it was judged from; `machine`: the reason is that a machine made it."""
     key = hit.credit.key
     return dict(lead_id=hit.lead_id, cycle=cycle, send_id=hit.send_id, kind=hit.kind, link=hit.link,
-                url=hit.url, tag=hit.tag, action=hit.action, occurred_at=hit.occurred_at, method=hit.method,
-                user_agent=(hit.user_agent or "")[:300] or None, client=hit.client, detail=hit.detail,
+                url=_kept(hit.url, URL_KEPT), tag=_kept(hit.tag, TAG_KEPT), action=hit.action,
+                occurred_at=hit.occurred_at, method=hit.method, user_agent=(hit.user_agent or "")[:300] or None,
+                client=hit.client, detail=hit.detail,
                 points=hit.credit.points, counted=reason is None, reason=reason, credit_for=key,
                 credit_key=key if reason is None else None, hit=journalled, machine=machine)
 

@@ -276,7 +276,10 @@ def test_cohorts_are_utc_days_whatever_the_sessions_zone(store: Store, settings:
 
 def test_an_erased_leads_clicks_name_no_link(history: Store, settings: Settings) -> None:
     history.erase(history.lead_by_email("ada@example.com").id or 0, day(300))
-    assert [c.name for c in report(history, settings).links] == ["(forgotten: its lead was erased)"]
+    found = report(history, settings)
+    assert [c.name for c in found.links] == ["(forgotten: its lead was erased)"]
+    assert [c.name for c in found.tags] == ["(forgotten: its lead was erased)"]
+    assert not [p for p in found.outcomes.predictors if p.feature in ("link", "tag")]
 
 
 def test_the_csv_quotes_text_a_spreadsheet_would_run() -> None:
