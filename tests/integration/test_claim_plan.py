@@ -101,8 +101,9 @@ def test_the_reports_clicks_read_their_partial_index_alone(store: Store) -> None
             f"occurred_at) SELECT lead_id, 0, id, {kind if store.is_sqlite else f'CAST({kind} AS eventkind)'}, "
             "CASE WHEN id % 10 = 0 THEN 0 END, CASE WHEN id % 10 = 0 THEN 'https://example.com/pricing' END, "
             "CASE WHEN id % 20 = 0 THEN 'high-intent' END, NULL, 1, true, false, created_at FROM send"))
-    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(text("ANALYZE" if store.is_sqlite else "VACUUM ANALYZE event"))
+    if not store.is_sqlite:  # as autovacuum leaves a live database; nothing analyzes SQLite's events
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE event"))
     statements: list[tuple[str, Any]] = []
     with store.engine.connect() as connection:
         event.listen(connection, "before_cursor_execute",
