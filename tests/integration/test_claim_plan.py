@@ -7,10 +7,11 @@ ix_event_person_click alone) and its outcome analysis (the events of the decided
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import Connection, event, text
 
 from nurture.report.engagement import clicks
 from nurture.report.funnel import stages
@@ -22,6 +23,7 @@ from nurture.store import Store
 from tests.conftest import T0, make_lead
 
 SENT = 20_000
+T = TypeVar("T")
 
 
 def history(store: Store) -> None:
@@ -42,6 +44,18 @@ def history(store: Store) -> None:
             "created_at) SELECT 1, 0, step + :sent, 'digest', 'QUEUED', '', '', '[]', 0, :at FROM "
             f"({series.replace(':sent', '5')}) AS steps"), {"sent": SENT, "at": T0})
         connection.execute(text("ANALYZE"))
+
+
+def planned(store: Store, report: Callable[[Connection], T], marker: str) -> tuple[T, str]:
+    """What `report` returns, and the database's plan of the one statement it ran that holds `marker`."""
+    statements: list[tuple[str, Any]] = []
+    with store.engine.connect() as connection:
+        event.listen(connection, "before_cursor_execute",
+                     lambda _c, _cursor, statement, parameters, *_: statements.append((statement, parameters)))
+        found = report(connection)
+        (statement, parameters), = [(s, p) for s, p in statements if marker in s]
+        explain = "EXPLAIN QUERY PLAN " if store.is_sqlite else "EXPLAIN "
+        return found, str(connection.exec_driver_sql(explain + statement, parameters).all())
 
 
 def test_a_claim_reads_the_open_sends_through_their_partial_index(store: Store) -> None:
@@ -78,14 +92,7 @@ def test_the_reports_nurtured_leads_read_their_partial_index(store: Store) -> No
     with store.engine.begin() as connection:
         connection.execute(text("UPDATE send SET sent_at = created_at WHERE state = 'SENT'"))
         connection.execute(text("ANALYZE"))
-    statements: list[tuple[str, Any]] = []
-    with store.engine.connect() as connection:
-        event.listen(connection, "before_cursor_execute",
-                     lambda _c, _cursor, statement, parameters, *_: statements.append((statement, parameters)))
-        cohorts = stages(connection, ALL_TIME, "cohort")
-        (statement, parameters), = [(s, p) for s, p in statements if "nurtured" in s]
-        explain = "EXPLAIN QUERY PLAN " if store.is_sqlite else "EXPLAIN "
-        plan = str(connection.exec_driver_sql(explain + statement, parameters).all())
+    cohorts, plan = planned(store, lambda connection: stages(connection, ALL_TIME, "cohort"), "nurtured")
     assert "ix_send_first_digest" in plan, plan
     assert [(row.leads, row.mql) for row in cohorts] == [(1, 1)]
 
@@ -104,14 +111,7 @@ def test_the_reports_clicks_read_their_partial_index_alone(store: Store) -> None
     if not store.is_sqlite:  # as autovacuum leaves a live database; nothing analyzes SQLite's events
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("VACUUM ANALYZE event"))
-    statements: list[tuple[str, Any]] = []
-    with store.engine.connect() as connection:
-        event.listen(connection, "before_cursor_execute",
-                     lambda _c, _cursor, statement, parameters, *_: statements.append((statement, parameters)))
-        links, tags = clicks(connection, ALL_TIME)
-        (statement, parameters), = [(s, p) for s, p in statements if "named" in s]
-        explain = "EXPLAIN QUERY PLAN " if store.is_sqlite else "EXPLAIN "
-        plan = str(connection.exec_driver_sql(explain + statement, parameters).all())
+    (links, tags), plan = planned(store, lambda connection: clicks(connection, ALL_TIME), "named")
     assert ("USING COVERING INDEX ix_event_person_click" if store.is_sqlite
             else "Index Only Scan using ix_event_person_click") in plan, plan
     assert "send" not in plan and "Seq Scan" not in plan, plan
@@ -142,14 +142,7 @@ def test_the_outcome_analysis_reads_the_events_of_the_decided_handoffs_alone(sto
     if not store.is_sqlite:
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("VACUUM ANALYZE"))
-    statements: list[tuple[str, Any]] = []
-    with store.engine.connect() as connection:
-        event.listen(connection, "before_cursor_execute",
-                     lambda _c, _cursor, statement, parameters, *_: statements.append((statement, parameters)))
-        found = outcomes(connection, ALL_TIME)
-        (statement, parameters), = [(s, p) for s, p in statements if "hits" in s]
-        explain = "EXPLAIN QUERY PLAN " if store.is_sqlite else "EXPLAIN "
-        plan = str(connection.exec_driver_sql(explain + statement, parameters).all())
+    found, plan = planned(store, lambda connection: outcomes(connection, ALL_TIME), "hits")
     assert ("SEARCH event USING INDEX ix_event_lead_cycle" if store.is_sqlite else "ix_event_lead_cycle") in plan, plan
     assert "SCAN event" not in plan and "Seq Scan on event" not in plan, plan
     assert (found.decided, found.won) == (1, 1)

@@ -15,7 +15,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlmodel import SQLModel
 
 from nurture.cli import main
@@ -51,6 +51,14 @@ def load_release(database_url: str, release: str = "225c8d7") -> None:
     name = unquote(database_url).rsplit("search_path=", 1)[1]
     with psycopg.connect(_plain(database_url.split("?")[0]), autocommit=True) as connection:
         connection.execute((folder / "postgresql.sql").read_text(encoding="utf-8").replace("__SCHEMA__", name))
+
+
+def add_lead(connection: Connection, lead_id: int = 1, cycle: int = 0) -> None:
+    """A lead as a database at an earlier revision holds it (the columns every revision since 0010 has)."""
+    connection.execute(text("INSERT INTO lead (id, email, first_name, last_name, company, industry, interests, locale, "
+                            "country, customer, stage, cycle, cycle_started_at, score, created_at, tracking) VALUES "
+                            "(:id, :email, '', '', '', '', '[]', 'en', '', false, 'MQL', :cycle, :t, 0, :t, true)"),
+                       {"id": lead_id, "email": f"lead{lead_id}@example.com", "cycle": cycle, "t": T0})
 
 
 def differences(store: Store) -> list[object]:
@@ -165,10 +173,7 @@ def test_events_judged_before_0011_are_marked_as_a_machines_by_their_reason(data
     try:
         with store.engine.begin() as connection:
             command.upgrade(schema.config(connection), "0010")
-            connection.execute(text("INSERT INTO lead (id, email, first_name, last_name, company, industry, interests, "
-                                    "locale, country, customer, stage, cycle, cycle_started_at, score, created_at, "
-                                    "tracking) VALUES (1, 'a@example.com', '', '', '', '', '[]', 'en', '', false, "
-                                    "'MQL', 0, :t, 0, :t, true)"), {"t": T0})
+            add_lead(connection)
             reasons = [None, "HEAD request (prefetch)", "scanner user agent (Barracuda)", "already credited",
                        "lead is sql", "not counted, by admin", "click burst: 4 links in 1.2 s"]
             for number, reason in enumerate(reasons, start=1):
@@ -191,10 +196,7 @@ def test_engagement_is_counted_into_the_mails_and_leads_by_0012(database_url: st
     try:
         with store.engine.begin() as connection:
             command.upgrade(schema.config(connection), "0011")
-            connection.execute(text("INSERT INTO lead (id, email, first_name, last_name, company, industry, interests, "
-                                    "locale, country, customer, stage, cycle, cycle_started_at, score, created_at, "
-                                    "tracking) VALUES (1, 'a@example.com', '', '', '', '', '[]', 'en', '', false, "
-                                    "'MQL', 0, :t, 0, :t, true)"), {"t": T0})
+            add_lead(connection)
             connection.execute(text("INSERT INTO send (id, lead_id, cycle, step, template, state, message_id, subject, "
                                     "links, attempts, created_at) VALUES (1, 1, 0, 1, 'digest', 'SENT', '', '', '[]', "
                                     "1, :t)"), {"t": T0})
@@ -222,11 +224,7 @@ def test_the_steps_of_each_leads_cycle_are_recorded_on_the_lead_by_0013(database
         with store.engine.begin() as connection:
             command.upgrade(schema.config(connection), "0012")
             for lead_id, cycle in ((1, 0), (2, 1), (3, 0)):
-                connection.execute(text("INSERT INTO lead (id, email, first_name, last_name, company, industry, "
-                                        "interests, locale, country, customer, stage, cycle, cycle_started_at, score, "
-                                        "created_at, tracking) VALUES (:id, :email, '', '', '', '', '[]', 'en', '', "
-                                        "false, 'MQL', :cycle, :t, 0, :t, true)"),
-                                   {"id": lead_id, "email": f"lead{lead_id}@example.com", "cycle": cycle, "t": T0})
+                add_lead(connection, lead_id, cycle)
             sends = [(1, 0, 0, 0), (1, 0, 1, 7), (1, 0, 2, 14),  # lead 1: its confirmation and two digests
                      (2, 0, 0, 0), (2, 0, 1, 7), (2, 0, 2, 14), (2, 0, 3, 21), (2, 1, 1, 40)]  # lead 2: recycled
             for number, (lead_id, cycle, step, day) in enumerate(sends, start=1):
@@ -256,10 +254,7 @@ def test_clicks_stored_before_0019_are_given_their_links_address_and_tag(databas
     try:
         with store.engine.begin() as connection:
             command.upgrade(schema.config(connection), "0018")
-            connection.execute(text("INSERT INTO lead (id, email, first_name, last_name, company, industry, interests, "
-                                    "locale, country, customer, stage, cycle, cycle_started_at, score, created_at, "
-                                    "tracking) VALUES (1, 'a@example.com', '', '', '', '', '[]', 'en', '', false, "
-                                    "'MQL', 0, :t, 0, :t, true)"), {"t": T0})
+            add_lead(connection)
             connection.execute(text("INSERT INTO send (id, lead_id, cycle, step, template, state, message_id, subject, "
                                     "links, attempts, created_at) VALUES (1, 1, 0, 1, 'digest', 'SENT', '', '', "
                                     ":links, 1, :t)"), {"t": T0, "links": links})
