@@ -61,6 +61,13 @@ def add_lead(connection: Connection, lead_id: int = 1, cycle: int = 0) -> None:
                        {"id": lead_id, "email": f"lead{lead_id}@example.com", "cycle": cycle, "t": T0})
 
 
+def add_digest(connection: Connection, links: str = "[]") -> None:
+    """Lead 1's first digest, sent, with its tracked links (JSON), as an earlier revision holds it."""
+    connection.execute(text("INSERT INTO send (id, lead_id, cycle, step, template, state, message_id, subject, links, "
+                            "attempts, created_at) VALUES (1, 1, 0, 1, 'digest', 'SENT', '', '', :links, 1, :t)"),
+                       {"t": T0, "links": links})
+
+
 def differences(store: Store) -> list[object]:
     """What separates the database's schema from the models' (the journal of hits aside)."""
     with store.engine.connect() as connection:
@@ -197,9 +204,7 @@ def test_engagement_is_counted_into_the_mails_and_leads_by_0012(database_url: st
         with store.engine.begin() as connection:
             command.upgrade(schema.config(connection), "0011")
             add_lead(connection)
-            connection.execute(text("INSERT INTO send (id, lead_id, cycle, step, template, state, message_id, subject, "
-                                    "links, attempts, created_at) VALUES (1, 1, 0, 1, 'digest', 'SENT', '', '', '[]', "
-                                    "1, :t)"), {"t": T0})
+            add_digest(connection)
             hits = [("OPEN", True, 1), ("OPEN", False, 2), ("OPEN", False, 3), ("CLICK", False, 4),
                     ("CLICK", True, 5), ("SENT", False, 6)]
             for number, (kind, machine, minute) in enumerate(hits, start=1):
@@ -255,9 +260,7 @@ def test_clicks_stored_before_0019_are_given_their_links_address_and_tag(databas
         with store.engine.begin() as connection:
             command.upgrade(schema.config(connection), "0018")
             add_lead(connection)
-            connection.execute(text("INSERT INTO send (id, lead_id, cycle, step, template, state, message_id, subject, "
-                                    "links, attempts, created_at) VALUES (1, 1, 0, 1, 'digest', 'SENT', '', '', "
-                                    ":links, 1, :t)"), {"t": T0, "links": links})
+            add_digest(connection, links)
             clicks = [("CLICK", 0, None), ("CLICK", 1, "callback"), ("OPEN", None, None)]
             for number, (kind, link, action) in enumerate(clicks, start=1):
                 connection.execute(text("INSERT INTO event (id, lead_id, cycle, send_id, kind, link, action, points, "
