@@ -194,7 +194,7 @@ def _names(settings: Settings) -> dict[str, set[str]]:
     """The variables each kind of email is given, asked of the code that builds them."""
     lead = set(email_variables(settings, sample_lead(), [], unsubscribe_url="", preferences_url="",
                                    confirm_url=""))
-    sales = set(handoff.context(settings, sample_lead(), _sample_handoff(), [], [], "", NOW))
+    sales = set(handoff.context(settings, sample_lead(), _sample_handoff(), [], "", NOW))
     return {"lead": lead | RENDERER_NAMES, "handoff": sales | RENDERER_NAMES,
             "shared": lead | sales | RENDERER_NAMES}
 
@@ -318,7 +318,7 @@ def _context(settings: Settings, name: str, locale: str, items: list[Any], confi
     lead.locale = locale
     lead.confirmed_at = NOW if confirmed else None
     if name == HANDOFF:
-        return handoff.context(settings, lead, _sample_handoff(), [], [], "https://lint.invalid/sales/profile", NOW)
+        return handoff.context(settings, lead, _sample_handoff(), [], "https://lint.invalid/sales/profile", NOW)
     return email_variables(settings, lead, items, unsubscribe_url=UNSUBSCRIBE,
                            preferences_url="https://lint.invalid/p/preferences",
                            confirm_url="https://lint.invalid/confirm/token")

@@ -96,7 +96,7 @@ def leads_show(ctx: click.Context, email: str, as_json: bool) -> None:
     lead = store.lead_by_email(email)
     assert lead.id is not None
     sends = store.sends_of(lead.id)
-    lines = history(store.events_of(lead.id), sends, lead.cycle, settings.scoring, store.clock())
+    lines = history(store.events_of(lead.id), lead.cycle, settings.scoring, store.clock())
     handoffs = store.handoffs_of(lead.id)
     threshold = scoring.threshold(settings.scoring, lead.customer, lead.industry)
     console.lead(lead, lines, sends, handoffs, store.consents_of(lead.id),

@@ -68,9 +68,9 @@ class HandoffMail:
               ) -> Envelope:
         """The hand-off mail (or its `follow_up`: reminder, escalation) for `record`, to `to`."""
         assert record.id is not None
-        events, sends = self.store.events_of(record.lead_id), self.store.sends_of(record.lead_id)
-        variables = summary.context(self.settings, lead, record, events, sends, self.composer.urls.profile(record.id),
-                                    now, self.store.handoffs_of(record.lead_id), follow_up)
+        variables = summary.context(self.settings, lead, record, self.store.events_of(record.lead_id),
+                                    self.composer.urls.profile(record.id), now, self.store.handoffs_of(record.lead_id),
+                                    follow_up)
         rendered = self.composer.renderer.render("handoff", self.settings.program.default_locale, variables)
         return self.composer.signed(build(
             sender=self.settings.mail.from_email, to=to, subject=rendered.subject, html=rendered.html,

@@ -37,8 +37,8 @@ def payload(settings: Settings, store: Store, handoff: Handoff, lead: Lead, prof
             now: datetime) -> dict[str, Any]:
     """What the receiver gets of a hand-off."""
     assert handoff.id is not None and lead.id is not None
-    read = summary.context(settings, lead, handoff, store.events_of(lead.id), store.sends_of(lead.id), profile_url,
-                           now, store.handoffs_of(lead.id))  # what the hand-off mail says, as data
+    read = summary.context(settings, lead, handoff, store.events_of(lead.id), profile_url, now,
+                           store.handoffs_of(lead.id))  # what the hand-off mail says, as data
     reasons, threshold = read["why"], read["threshold"]
 
     def line(entry: Any) -> dict[str, Any]:

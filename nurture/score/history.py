@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from nurture.models import Event, EventKind, Handoff, Send, link_at
+from nurture.models import Event, EventKind, Handoff
 from nurture.score.rules import scope
 from nurture.settings import Scoring
 
@@ -18,20 +18,19 @@ from nurture.settings import Scoring
 @dataclass(frozen=True)
 class Line:
     event: Event
-    url: str | None  # where a click went
+    url: str | None  # where a click went (the link it kept: Event.url)
     counts: bool  # its points make the score now
     reason: str | None  # why not: the judge's reason, a person's, expiry or an earlier cycle
 
 
-def history(events: Sequence[Event], sends: Sequence[Send], cycle: int, rules: Scoring, now: datetime) -> list[Line]:
+def history(events: Sequence[Event], cycle: int, rules: Scoring, now: datetime) -> list[Line]:
     """The lines of a lead in `cycle`, at `now`, in the order of `events`."""
-    links = {send.id: send.links for send in sends}
     within = scope(rules, cycle, now)
     lines = []
     for event in events:
-        link = link_at(links.get(event.send_id), event.link)
         reason = event.reason if not event.counted else within.excludes(event.cycle, event.occurred_at)
-        lines.append(Line(event, str(link["url"]) if link else None, event.counted and reason is None, reason))
+        url = event.url if event.kind is EventKind.CLICK else None
+        lines.append(Line(event, url, event.counted and reason is None, reason))
     return lines
 
 

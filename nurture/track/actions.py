@@ -173,7 +173,7 @@ class Tracking:
         open_handoff = next((h for h in reversed(handoffs) if h.outcome is None and h.cycle == lead.cycle), None)
         sends = self.store.sends_of(lead_id)
         rules = self.settings.scoring
-        lines = history(self.store.events_of(lead_id), sends, lead.cycle, rules, self.store.clock())
+        lines = history(self.store.events_of(lead_id), lead.cycle, rules, self.store.clock())
         threshold = scoring.threshold(rules, lead.customer, lead.industry)
         return Profile(lead, open_handoff, lines, sends, threshold, why(lines, lead.cycle, threshold, rules, handoffs))
 

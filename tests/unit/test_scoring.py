@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from nurture.errors import InputError
-from nurture.models import Event, EventKind, Send, Stage, link_at
+from nurture.models import Event, EventKind, Stage, link_at
 from nurture.score import rules as scoring
 from nurture.score.history import history
 from nurture.score.history import score as history_score
@@ -233,15 +233,13 @@ def test_a_link_is_looked_up_by_its_index_or_not_at_all() -> None:
 def test_the_history_says_why_points_do_not_count_and_sums_to_the_score() -> None:
     now = datetime(2026, 6, 1, tzinfo=UTC)
     rules = DEFAULTS.model_copy(update={"expiry_days": 30.0})
-    send = Send(id=7, lead_id=1, cycle=0, step=1, template="digest", created_at=now,
-                links=[{"url": "https://a.example/"}])
     events = [Event(id=1, lead_id=1, cycle=0, kind=EventKind.OPEN, occurred_at=now - timedelta(days=40), points=1,
                     counted=True, send_id=7),
               Event(id=2, lead_id=1, cycle=0, kind=EventKind.CLICK, occurred_at=now, points=12, counted=True,
-                    send_id=7, link=0),
+                    send_id=7, link=0, url="https://a.example/"),
               Event(id=3, lead_id=1, cycle=0, kind=EventKind.OPEN, occurred_at=now, points=1, counted=False,
                     reason="HEAD request", send_id=7)]
-    lines = history(events, [send], 0, rules, now)
+    lines = history(events, 0, rules, now)
     assert [(line.counts, line.reason, line.url) for line in lines] == [
         (False, "expired after 30 days", None), (True, None, "https://a.example/"), (False, "HEAD request", None)]
     assert history_score(lines) == 12
