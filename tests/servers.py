@@ -41,12 +41,18 @@ from aiosmtpd.controller import Controller
 
 
 class Handler:
-    def __init__(self, path, delay):
+    def __init__(self, path, delay, hold_after):
         self.out = open(path, "a", encoding="utf-8")
         self.delay = delay
+        self.hold_after = hold_after
+        self.released = path + ".release"  # the file `release` makes
+        self.taken = 0
 
     async def handle_DATA(self, server, session, envelope):
         await asyncio.sleep(self.delay)  # a server that takes its time over each message
+        self.taken += 1
+        while 0 <= self.hold_after < self.taken and not os.path.exists(self.released):
+            await asyncio.sleep(0.01)  # held until the test lets it go on (`release`)
         mid = message_from_bytes(envelope.original_content)["Message-ID"]
         for recipient in envelope.rcpt_tos:
             self.out.write(f"{time.time()} {recipient} {mid}\\n")
@@ -55,8 +61,8 @@ class Handler:
         return "250 OK"
 
 
-port, path, delay = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
-controller = Controller(Handler(path, delay), hostname="127.0.0.1", port=port, ready_timeout=10)
+port, path, delay, hold_after = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+controller = Controller(Handler(path, delay, hold_after), hostname="127.0.0.1", port=port, ready_timeout=10)
 controller.start()
 print("ready", flush=True)
 sys.stdin.read()  # serve until the test closes stdin
@@ -65,14 +71,18 @@ controller.stop()
 
 
 @contextmanager
-def smtp_sink(folder: Path, port: int, delay: float = 0.0) -> Iterator[Path]:
+def smtp_sink(folder: Path, port: int, delay: float = 0.0, hold_after: int | None = None) -> Iterator[Path]:
     """An SMTP server on 127.0.0.1:port in a process of its own, taking `delay` seconds over each message;
     yields the file where it writes, before answering 250, each message it accepted (see `arrived`). Being
-    apart from the sender, the file is the truth about what went out, whatever happened to the sender."""
+    apart from the sender, the file is the truth about what went out, whatever happened to the sender.
+
+    `hold_after`: it accepts that many messages, then holds the next ones (no 250, nothing written) until
+    `release`: a test can act on a sender caught mid-run, however fast or slow the machine."""
     script, received = folder / "smtp_sink.py", folder / "received.txt"
     script.write_text(SMTP_SINK, encoding="utf-8")
     received.touch()
-    server = subprocess.Popen([sys.executable, str(script), str(port), str(received), str(delay)],
+    server = subprocess.Popen([sys.executable, str(script), str(port), str(received), str(delay),
+                               str(-1 if hold_after is None else hold_after)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
@@ -85,6 +95,11 @@ def smtp_sink(folder: Path, port: int, delay: float = 0.0) -> Iterator[Path]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def release(received: Path) -> None:
+    """Let a sink that holds its messages (`smtp_sink`'s hold_after) take them, and those to come."""
+    Path(f"{received}.release").touch()
 
 
 def arrived(received: Path) -> list[tuple[float, str, str]]:

@@ -30,6 +30,7 @@ from nurture.send.outbox import Outbox
 from nurture.settings import load_settings
 from nurture.store import Store
 from tests.conftest import ROOT, T0, environ, free_port, make_lead
+from tests.processes import alive, children
 from tests.servers import arrived, smtp_sink
 
 LEADS = 150
@@ -58,27 +59,6 @@ def logged_sent(store: Store) -> set[str]:
     lead_ids = {int(record["lead_id"]) for path in (resultlog.logs(folder) if folder else [])
                 for _, record in resultlog.read(path).records if record["state"] == SendState.SENT}
     return {lead.email for lead in store.leads_by_id(sorted(lead_ids)).values()}
-
-
-def children(pid: int) -> list[int]:
-    """The processes whose parent is `pid` (a forked builder)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def send_due() -> list[str]:
