@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -174,6 +174,26 @@ class Send(SQLModel, table=True):
     clicks: int = Field(default=0, sa_column_kwargs=ZERO)  # a person's clicks
     hits: int = Field(default=0, sa_column_kwargs=ZERO)  # opens and clicks, a machine's among them
     machine_hits: int = Field(default=0, sa_column_kwargs=ZERO)  # those judged a machine's
+
+
+class StepDay(SQLModel, table=True):
+    """What people made of the mails of one step and template that went out (or were refused) on one day
+    (UTC): the report's figures per step kept ahead by SQLite's triggers (nurture.store.figures), so that a
+    report sums a row a day instead of reading every mail. Empty on PostgreSQL, whose report reads the mails."""
+
+    __tablename__ = "step_day"
+
+    day: date = Field(primary_key=True)
+    step: int = Field(primary_key=True)
+    template: str = Field(primary_key=True)
+    sent: int = 0
+    bounced: int = 0
+    opened: int = 0  # mails a person opened
+    clicked: int = 0  # mails a person clicked
+    clicks: int = 0  # a person's clicks
+    unsubscribed: int = 0
+    machine_hits: int = 0
+    hits: int = 0
 
 
 class ResultLogMark(SQLModel, table=True):

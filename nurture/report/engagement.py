@@ -13,7 +13,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from nurture import models
 from nurture.models import EventKind, SendState
 from nurture.report.funnel import ratio
-from nurture.report.sql import EVENTS, SENDS, Window
+from nurture.report.sql import EVENTS, SENDS, STEP_DAYS, Window
+from nurture.store import figures
 
 DONE = (SendState.SENT, SendState.BOUNCED)  # a send that went out, or was refused on the way
 # as the partial indexes of nurture.models say them, word for word: SQLite uses such an index only then
@@ -56,9 +57,23 @@ class Step:
 
 
 def steps(connection: Connection, window: Window) -> list[Step]:
-    """Each step and template, over the sends that went out in `window`: read off the sends, where the judge
-    keeps what people did with each (nurture.store.engagement); unsubscribes and later bounces from the few
-    events that name a send (a partial index holds them)."""
+    """Each step and template, over the sends that went out (or were refused) in `window`. On SQLite, for
+    a window of whole days, read off the figures it keeps a day at a time (nurture.store.figures); else off
+    the sends themselves (`live_steps`)."""
+    if connection.dialect.name != "sqlite" or not window.whole_days:
+        return live_steps(connection, window)
+    totals = [func.sum(STEP_DAYS.c[name]) for name in figures.FIGURES]
+    query = (select(STEP_DAYS.c.template, STEP_DAYS.c.step, *totals)
+             .where(*window.holds_days(STEP_DAYS.c.day))
+             .group_by(STEP_DAYS.c.step, STEP_DAYS.c.template).having(totals[0] > 0)
+             .order_by(STEP_DAYS.c.step, STEP_DAYS.c.template))
+    return [Step(template, int(step), *(int(value or 0) for value in rest))
+            for template, step, *rest in connection.execute(query)]
+
+
+def live_steps(connection: Connection, window: Window) -> list[Step]:
+    """`steps` read off the sends, where the judge keeps what people did with each (nurture.store.engagement);
+    unsubscribes and later bounces from the few events that name a send (a partial index holds them)."""
     notices = (select(EVENTS.c.send_id, _ever(EVENTS.c.kind == EventKind.UNSUBSCRIBE).label("unsubscribed"),
                       _ever(EVENTS.c.kind == EventKind.BOUNCE).label("bounced"))
                .where(NOTICES).group_by(EVENTS.c.send_id).subquery("notices"))

@@ -5,13 +5,13 @@ an expression; the queries stay one text for both databases."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import Any
 
 from sqlalchemy import Float, Integer, Select, case, cast, func, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
-from nurture.models import Consent, Event, FeedItem, Handoff, Lead, Send, SendItem
+from nurture.models import Consent, Event, FeedItem, Handoff, Lead, Send, SendItem, StepDay
 
 LEADS = Lead.__table__  # type: ignore[attr-defined]
 SENDS = Send.__table__  # type: ignore[attr-defined]
@@ -20,6 +20,7 @@ HANDOFFS = Handoff.__table__  # type: ignore[attr-defined]
 CONSENTS = Consent.__table__  # type: ignore[attr-defined]
 ITEMS = FeedItem.__table__  # type: ignore[attr-defined]
 SEND_ITEMS = SendItem.__table__  # type: ignore[attr-defined]
+STEP_DAYS = StepDay.__table__  # type: ignore[attr-defined]
 
 PERIODS = ("week", "month")
 
@@ -73,6 +74,20 @@ class Window:
             conditions.append(column >= _utc(self.since))
         if self.until is not None:
             conditions.append(column < _utc(self.until))
+        return conditions
+
+    @property
+    def whole_days(self) -> bool:
+        """Whether each end is open or a midnight (UTC): the window is whole days."""
+        return all(end is None or _utc(end).time() == time(0) for end in (self.since, self.until))
+
+    def holds_days(self, column: Any) -> list[ColumnElement[bool]]:
+        """The conditions that keep `column` (a day) inside a window of `whole_days`."""
+        conditions = []
+        if self.since is not None:
+            conditions.append(column >= _utc(self.since).date())
+        if self.until is not None:
+            conditions.append(column < _utc(self.until).date())
         return conditions
 
 

@@ -29,6 +29,7 @@ from sqlmodel import SQLModel
 
 from nurture.errors import ConfigError
 from nurture.models import JOURNAL
+from nurture.store import figures
 from nurture.store.locks import XACT_LOCK, Lock
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -89,6 +90,7 @@ def prepare(engine: Engine, journal: Engine | None = None) -> None:
             pass
         elif revision is None and not _tables(connection):
             SQLModel.metadata.create_all(connection)
+            figures.create_triggers(connection)
             if journal is None:
                 JOURNAL.create_all(connection)
             command.stamp(config(connection), newest)

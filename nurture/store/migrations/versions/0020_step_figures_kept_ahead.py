@@ -1,0 +1,42 @@
+"""each step's figures kept ahead, a row a day (SQLite)
+
+Revision ID: 0020
+Revises: 0019
+Create Date: 2026-12-04
+
+The report's figures per step and template read every mail ever sent: 645 ms of SQLite's 1.35 s report at
+100,000 leads and 550,000 mails. On SQLite, triggers now keep them a row a day (`step_day`, see
+nurture.store.figures), counted here for the mails stored before. PostgreSQL's report reads the mails (its
+table stays empty).
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+import sqlmodel.sql.sqltypes
+from alembic import op
+
+from nurture.store import figures
+
+revision: str = "0020"
+down_revision: str | None = "0019"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "step_day",
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("step", sa.Integer(), nullable=False),
+        sa.Column("template", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        *(sa.Column(name, sa.Integer(), nullable=False) for name in figures.FIGURES),
+        sa.PrimaryKeyConstraint("day", "step", "template"),
+    )
+    figures.create_triggers(op.get_bind())
+    figures.count_again(op.get_bind())
+
+
+def downgrade() -> None:
+    figures.drop_triggers(op.get_bind())
+    op.drop_table("step_day")
