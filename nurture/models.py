@@ -182,6 +182,7 @@ class StepDay(SQLModel, table=True):
     report sums a row a day instead of reading every mail. Empty on PostgreSQL, whose report reads the mails."""
 
     __tablename__ = "step_day"
+    __table_args__ = {"sqlite_with_rowid": False}  # its rows stand in the order of their key, found in one lookup
 
     day: date = Field(primary_key=True)
     step: int = Field(primary_key=True)

@@ -32,8 +32,8 @@ UPSERT = "ON CONFLICT (day, step, template) DO UPDATE SET " + ", ".join(
     f"{name} = step_day.{name} + excluded.{name}" for name in FIGURES)
 # what a change of these columns of a mail can change of its figures
 SEND_COLUMNS = "state, sent_at, created_at, step, template, opened_at, clicked_at, clicks, hits, machine_hits"
-TRIGGERS = ("step_day_send_insert", "step_day_send_update", "step_day_send_delete", "step_day_notice_insert",
-            "step_day_notice_delete", "step_day_notice_update")
+TRIGGERS = ("step_day_send_insert", "step_day_send_hit", "step_day_send_update", "step_day_send_delete",
+            "step_day_notice_insert", "step_day_notice_delete", "step_day_notice_update")
 
 
 def _notice(mail: str, kind: str, other_than: str | None = None) -> str:
@@ -65,6 +65,19 @@ def _mail(row: str, sign: str) -> str:
     return f"{INSERT}SELECT {_day(row)}, {row}.step, {row}.template, {counts} WHERE {row}.state IN {DONE} {UPSERT};"
 
 
+# a mail that counts, changed where it counts as it did (its day, step and template, and its state: what it
+# counts of its notices is the same)
+SAME = (f"OLD.state IN {DONE} AND NEW.state = OLD.state AND NEW.step = OLD.step AND NEW.template = OLD.template "
+        "AND coalesce(NEW.sent_at, NEW.created_at) = coalesce(OLD.sent_at, OLD.created_at)")
+
+
+def _changed() -> str:
+    """Add what changed of a mail that counts where it counted (SAME): its opens, clicks and hits."""
+    counts = ", ".join(f"{new} - {old}" for new, old in zip(_counts("NEW")[2:5], _counts("OLD")[2:5], strict=True))
+    return (f"{INSERT}SELECT {_day('NEW')}, NEW.step, NEW.template, 0, 0, {counts}, 0, "
+            f"NEW.machine_hits - OLD.machine_hits, NEW.hits - OLD.hits WHERE true {UPSERT};")
+
+
 def _notice_of(row: str, sign: str) -> str:
     """Add what the notice `row` brings its mail, times `sign`: a bounce to a mail not refused already, an
     unsubscribe; where it is the only one of its kind there (with `sign` 1, it is stored already)."""
@@ -82,8 +95,12 @@ def _triggers() -> list[str]:
     return [
         f"CREATE TRIGGER step_day_send_insert AFTER INSERT ON send WHEN NEW.state IN {DONE} "
         f"BEGIN {_mail('NEW', '1')} END",
+        # the judge's hits, most of the updates: what changed of a mail that counts where it counted
+        f"CREATE TRIGGER step_day_send_hit AFTER UPDATE OF {SEND_COLUMNS} ON send WHEN {SAME} "
+        f"BEGIN {_changed()} END",
         f"CREATE TRIGGER step_day_send_update AFTER UPDATE OF {SEND_COLUMNS} ON send "
-        f"WHEN OLD.state IN {DONE} OR NEW.state IN {DONE} BEGIN {_mail('OLD', '-1')} {_mail('NEW', '1')} END",
+        f"WHEN (OLD.state IN {DONE} OR NEW.state IN {DONE}) AND NOT ({SAME}) "
+        f"BEGIN {_mail('OLD', '-1')} {_mail('NEW', '1')} END",
         f"CREATE TRIGGER step_day_send_delete AFTER DELETE ON send WHEN OLD.state IN {DONE} "
         f"BEGIN {_mail('OLD', '-1')} END",
         f"CREATE TRIGGER step_day_notice_insert AFTER INSERT ON event WHEN {new} BEGIN {_notice_of('NEW', '1')} END",

@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("template", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         *(sa.Column(name, sa.Integer(), nullable=False) for name in figures.FIGURES),
         sa.PrimaryKeyConstraint("day", "step", "template"),
+        sqlite_with_rowid=False,
     )
     figures.create_triggers(op.get_bind())
     figures.count_again(op.get_bind())
