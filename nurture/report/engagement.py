@@ -14,7 +14,7 @@ from nurture import models
 from nurture.models import EventKind, SendState
 from nurture.report.funnel import ratio
 from nurture.report.sql import EVENTS, SENDS, STEP_DAYS, Window
-from nurture.store import figures
+from nurture.store.figures import steps as kept
 
 DONE = (SendState.SENT, SendState.BOUNCED)  # a send that went out, or was refused on the way
 # as the partial indexes of nurture.models say them, word for word: SQLite uses such an index only then
@@ -62,7 +62,7 @@ def steps(connection: Connection, window: Window) -> list[Step]:
     the sends themselves (`live_steps`)."""
     if connection.dialect.name != "sqlite" or not window.whole_days:
         return live_steps(connection, window)
-    totals = [func.sum(STEP_DAYS.c[name]) for name in figures.FIGURES]
+    totals = [func.sum(STEP_DAYS.c[name]) for name in kept.FIGURES]
     query = (select(STEP_DAYS.c.template, STEP_DAYS.c.step, *totals)
              .where(*window.holds_days(STEP_DAYS.c.day))
              .group_by(STEP_DAYS.c.step, STEP_DAYS.c.template).having(totals[0] > 0)

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
 
-from nurture.store import figures
+from nurture.store.figures import steps
 
 revision: str = "0020"
 down_revision: str | None = "0019"
@@ -30,14 +30,17 @@ def upgrade() -> None:
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("step", sa.Integer(), nullable=False),
         sa.Column("template", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        *(sa.Column(name, sa.Integer(), nullable=False) for name in figures.FIGURES),
+        *(sa.Column(name, sa.Integer(), nullable=False) for name in steps.FIGURES),
         sa.PrimaryKeyConstraint("day", "step", "template"),
         sqlite_with_rowid=False,
     )
-    figures.create_triggers(op.get_bind())
-    figures.count_again(op.get_bind())
+    if op.get_bind().dialect.name == "sqlite":
+        for statement in (*steps.triggers(), *steps.count_again()):
+            op.execute(statement)
 
 
 def downgrade() -> None:
-    figures.drop_triggers(op.get_bind())
+    if op.get_bind().dialect.name == "sqlite":
+        for name in steps.TRIGGERS:
+            op.execute(f"DROP TRIGGER {name}")
     op.drop_table("step_day")

@@ -1,35 +1,24 @@
-"""Figures kept ahead on SQLite: what people made of each step's mails, a row a day (`step_day`), kept by
-SQLite itself as the mails and their notices change, so that the report sums a row a day and step instead of
-reading every mail ever sent (100,000 leads, 550,000 mails: 645 ms of SQLite's 1.35 s report, its longest
-part; SQLite reads a row at a time, and a covering index left it at 494 ms).
+"""The figures of each step and template a day (`step_day`): see nurture.store.figures.
 
-Triggers keep it, whatever writes: delivery, the judge, a late bounce, an unsubscribe, a recount. A mail
-counts once it went out or was refused (SENT, BOUNCED), under the day (UTC) it went out on, or was
+A mail counts once it went out or was refused (SENT, BOUNCED), under the day (UTC) it went out on, or was
 recorded on when it never went:
 
     sent, bounced (refused, or bounced later: a bounce notice), opened and clicked (by a person: the
     judge's opened_at and clicked_at), clicks, unsubscribed (an unsubscribe notice), machine_hits, hits
 
-A change of a mail takes away what it counted before and adds what it counts now; a notice counts for its
-mail when it is the first of its kind there. `nurture.report.engagement.steps` reads the mails themselves
-where a window starts or ends within a day, and on PostgreSQL, which scans them in parallel (the whole
-report in 787 ms there) and where a trigger would make today's row of each step a lock that every
-delivery lane and the judge wait for; tests hold the two equal (tests/integration/test_step_figures.py).
-
-SQLite drops a table's triggers with the table: a migration that rebuilds `send` or `event` (batch mode)
-creates them again with `create_triggers`.
+A change of a mail takes away what it counted before and adds what it counts now (a judged hit: what
+changed, in one upsert); a notice counts for its mail when it is the first of its kind there.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Connection
+from nurture.store.figures.sums import flag, insert, upsert
 
 DONE = "('SENT', 'BOUNCED')"  # the states of a mail that counts, as stored
 COUNTED_NOTICES = "('UNSUBSCRIBE', 'BOUNCE')"
 FIGURES = ("sent", "bounced", "opened", "clicked", "clicks", "unsubscribed", "machine_hits", "hits")
-INSERT = f"INSERT INTO step_day (day, step, template, {', '.join(FIGURES)}) "
-UPSERT = "ON CONFLICT (day, step, template) DO UPDATE SET " + ", ".join(
-    f"{name} = step_day.{name} + excluded.{name}" for name in FIGURES)
+INSERT = insert("step_day", ("day", "step", "template"), FIGURES)
+UPSERT = upsert("step_day", ("day", "step", "template"), FIGURES)
 # what a change of these columns of a mail can change of its figures
 SEND_COLUMNS = "state, sent_at, created_at, step, template, opened_at, clicked_at, clicks, hits, machine_hits"
 TRIGGERS = ("step_day_send_insert", "step_day_send_hit", "step_day_send_update", "step_day_send_delete",
@@ -44,19 +33,15 @@ def _notice(mail: str, kind: str, other_than: str | None = None) -> str:
             f"AND event.kind IN ('UNSUBSCRIBE', 'BOUNCE', 'COMPLAINT') AND event.kind = {kind}{other})")
 
 
-def _flag(condition: str) -> str:
-    return f"(CASE WHEN {condition} THEN 1 ELSE 0 END)"
-
-
 def _day(mail: str) -> str:
     return f"date(coalesce({mail}.sent_at, {mail}.created_at))"
 
 
 def _counts(mail: str) -> tuple[str, ...]:
     """What `mail` (a row: NEW, OLD or send) counts, figure by figure."""
-    return ("1", _flag(f"{mail}.state = 'BOUNCED' OR {_notice(mail + '.id', repr('BOUNCE'))}"),
-            _flag(f"{mail}.opened_at IS NOT NULL"), _flag(f"{mail}.clicked_at IS NOT NULL"), f"{mail}.clicks",
-            _flag(_notice(mail + ".id", repr("UNSUBSCRIBE"))), f"{mail}.machine_hits", f"{mail}.hits")
+    return ("1", flag(f"{mail}.state = 'BOUNCED' OR {_notice(mail + '.id', repr('BOUNCE'))}"),
+            flag(f"{mail}.opened_at IS NOT NULL"), flag(f"{mail}.clicked_at IS NOT NULL"), f"{mail}.clicks",
+            flag(_notice(mail + ".id", repr("UNSUBSCRIBE"))), f"{mail}.machine_hits", f"{mail}.hits")
 
 
 def _mail(row: str, sign: str) -> str:
@@ -82,14 +67,14 @@ def _notice_of(row: str, sign: str) -> str:
     """Add what the notice `row` brings its mail, times `sign`: a bounce to a mail not refused already, an
     unsubscribe; where it is the only one of its kind there (with `sign` 1, it is stored already)."""
     alone = f"NOT {_notice(row + '.send_id', row + '.kind', row + '.id')}"
-    bounced = _flag(f"{row}.kind = 'BOUNCE' AND send.state <> 'BOUNCED'")
-    unsubscribed = _flag(f"{row}.kind = 'UNSUBSCRIBE'")
+    bounced = flag(f"{row}.kind = 'BOUNCE' AND send.state <> 'BOUNCED'")
+    unsubscribed = flag(f"{row}.kind = 'UNSUBSCRIBE'")
     return (f"{INSERT}SELECT {_day('send')}, send.step, send.template, 0, {sign} * {bounced}, 0, 0, 0, "
             f"{sign} * {unsubscribed}, 0, 0 FROM send WHERE send.id = {row}.send_id AND send.state IN {DONE} "
             f"AND {row}.kind IN {COUNTED_NOTICES} AND {alone} {UPSERT};")
 
 
-def _triggers() -> list[str]:
+def triggers() -> list[str]:
     counted = "{row}.send_id IS NOT NULL AND {row}.kind IN " + COUNTED_NOTICES
     old, new = counted.format(row="OLD"), counted.format(row="NEW")
     return [
@@ -111,24 +96,8 @@ def _triggers() -> list[str]:
     ]
 
 
-def create_triggers(connection: Connection) -> None:
-    """Create the triggers that keep `step_day`, on SQLite (the tables exist)."""
-    if connection.dialect.name == "sqlite":
-        for statement in _triggers():
-            connection.exec_driver_sql(statement)
-
-
-def drop_triggers(connection: Connection) -> None:
-    if connection.dialect.name == "sqlite":
-        for name in TRIGGERS:
-            connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
-
-
-def count_again(connection: Connection) -> None:
-    """Count every mail's figures anew, from the mails and their notices (on SQLite)."""
-    if connection.dialect.name != "sqlite":
-        return
+def count_again() -> list[str]:
+    """The statements that count every mail's figures anew, from the mails and their notices."""
     sums = ", ".join(f"sum({count})" for count in _counts("send"))
-    connection.exec_driver_sql("DELETE FROM step_day")
-    connection.exec_driver_sql(f"{INSERT}SELECT {_day('send')} AS day, step, template, {sums} FROM send "
-                               f"WHERE state IN {DONE} GROUP BY day, step, template")
+    return ["DELETE FROM step_day", f"{INSERT}SELECT {_day('send')} AS day, step, template, {sums} FROM send "
+            f"WHERE state IN {DONE} GROUP BY day, step, template"]
