@@ -197,6 +197,26 @@ class StepDay(SQLModel, table=True):
     hits: int = 0
 
 
+class LeadDay(SQLModel, table=True):
+    """The funnel of the leads created on one day (UTC): how many reached each stage (nurture.report.funnel),
+    kept ahead by SQLite's triggers (nurture.store.figures). Empty on PostgreSQL, whose report reads the leads."""
+
+    __tablename__ = "lead_day"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    day: date = Field(primary_key=True)
+    leads: int = 0
+    confirmed: int = 0
+    mql: int = 0
+    engaged: int = 0
+    sql: int = 0
+    sql_within: int = 0
+    won: int = 0
+    no_deal: int = 0
+    not_a_fit: int = 0
+    sql_of_mql: int = 0
+
+
 class ResultLogMark(SQLModel, table=True):
     """How much of a run's result log (nurture.send.resultlog) has reached the outbox: stored in the
     transaction that applied it, so that no result is applied twice."""

@@ -13,9 +13,10 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from nurture.models import Outcome, Stage
 from nurture.report import sql
-from nurture.report.sql import CONSENTS, HANDOFFS, LEADS, SENDS, Window
+from nurture.report.sql import CONSENTS, HANDOFFS, LEAD_DAYS, LEADS, SENDS, Window
+from nurture.store.figures import cohorts as kept
+from nurture.store.figures.cohorts import SQL_WITHIN_DAYS
 
-SQL_WITHIN_DAYS = 120  # the case nurture copies measured "SQL within four months"
 SEGMENTS = ("industry", "customer", "locale", "country", "source", "interest")
 
 
@@ -59,7 +60,19 @@ def ratio(part: int, whole: int) -> float | None:
 
 def stages(connection: Connection, window: Window, by: str, period: str = "month") -> list[Stages]:
     """The funnel of the leads created in `window`, one row per cohort (`by` "cohort": the `period` they
-    were created in) or per value of a segment (SEGMENTS); `overall` sums the cohorts."""
+    were created in) or per value of a segment (SEGMENTS); `overall` sums the cohorts. On SQLite, the
+    cohorts of a window of whole days are read off the figures it keeps a day at a time (nurture.store.figures)."""
+    if by == "cohort" and connection.dialect.name == "sqlite" and window.whole_days:
+        label = sql.period_of("sqlite", LEAD_DAYS.c.day, period)
+        totals = [func.sum(LEAD_DAYS.c[name]) for name in kept.FIGURES]
+        query = (select(label.label("label"), *totals).where(*window.holds_days(LEAD_DAYS.c.day))
+                 .group_by(label).having(totals[0] > 0).order_by(label))
+        return [Stages(str(row[0]), *(int(value or 0) for value in row[1:])) for row in connection.execute(query)]
+    return live_stages(connection, window, by, period)
+
+
+def live_stages(connection: Connection, window: Window, by: str, period: str = "month") -> list[Stages]:
+    """`stages` read off the leads, their first digests and their hand-offs."""
     dialect = connection.dialect.name
     handoffs = _handoffs_by_lead()
     label, source = segment_of(dialect, by, period)

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Float, Integer, Select, case, cast, func, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
-from nurture.models import Consent, Event, FeedItem, Handoff, Lead, Send, SendItem, StepDay
+from nurture.models import Consent, Event, FeedItem, Handoff, Lead, LeadDay, Send, SendItem, StepDay
 
 LEADS = Lead.__table__  # type: ignore[attr-defined]
 SENDS = Send.__table__  # type: ignore[attr-defined]
@@ -21,6 +21,7 @@ CONSENTS = Consent.__table__  # type: ignore[attr-defined]
 ITEMS = FeedItem.__table__  # type: ignore[attr-defined]
 SEND_ITEMS = SendItem.__table__  # type: ignore[attr-defined]
 STEP_DAYS = StepDay.__table__  # type: ignore[attr-defined]
+LEAD_DAYS = LeadDay.__table__  # type: ignore[attr-defined]
 
 PERIODS = ("week", "month")
 

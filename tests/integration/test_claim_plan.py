@@ -9,17 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, event, text
 
 from nurture.report.engagement import clicks
-from nurture.report.funnel import stages
+from nurture.report.funnel import live_stages
 from nurture.report.outcomes import outcomes
 from nurture.report.sql import ALL_TIME
 from nurture.send.outbox import Outbox, claimable
 from nurture.send.results import UNSETTLED_SENDS
 from nurture.store import Store
+from nurture.store.figures import cohorts as cohorts_kept
+from nurture.store.figures import steps as steps_kept
 from tests.conftest import T0, make_lead
 
 SENT = 20_000
@@ -92,7 +95,7 @@ def test_the_reports_nurtured_leads_read_their_partial_index(store: Store) -> No
     with store.engine.begin() as connection:
         connection.execute(text("UPDATE send SET sent_at = created_at WHERE state = 'SENT'"))
         connection.execute(text("ANALYZE"))
-    cohorts, plan = planned(store, lambda connection: stages(connection, ALL_TIME, "cohort"), "nurtured")
+    cohorts, plan = planned(store, lambda connection: live_stages(connection, ALL_TIME, "cohort"), "nurtured")
     assert "ix_send_first_digest" in plan, plan
     assert [(row.leads, row.mql) for row in cohorts] == [(1, 1)]
 
@@ -147,3 +150,20 @@ def test_the_outcome_analysis_reads_the_events_of_the_decided_handoffs_alone(sto
     assert "SCAN event" not in plan and "Seq Scan on event" not in plan, plan
     assert (found.decided, found.won) == (1, 1)
     assert ("rule", "open", 1, 1) in [(p.feature, p.value, p.handoffs, p.won) for p in found.predictors]
+
+
+def test_what_the_figures_look_up_of_a_mail_or_a_lead_they_read_by_index(tmp_path: Path) -> None:
+    """The triggers that keep SQLite's figures (nurture.store.figures; PostgreSQL keeps none) look up a mail's
+    notices, a lead's first digests and its hand-offs by index, never by reading every event or mail."""
+    store = Store(f"sqlite:///{tmp_path / 'nurture.db'}")
+    store.create()
+    history(store)
+    with store.engine.connect() as connection:
+        rows = [str(row[-1]) for statement in (*steps_kept.count_again(), *cohorts_kept.count_again())[1::2]
+                for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}")]
+    store.close()
+    plan = " ".join(rows)
+    looked_up = [after for before, after in zip(rows, rows[1:], strict=False) if before.startswith("CORRELATED")]
+    assert len(looked_up) >= 8 and all(row.startswith("SEARCH") for row in looked_up), plan  # never a SCAN
+    for index in ("ix_event_send_notice", "ix_handoff_lead_id"):
+        assert index in plan, plan

@@ -1,6 +1,6 @@
-"""The figures SQLite keeps a day at a time for each step (nurture.store.figures) against the mails they
-count: after every kind of change a mail or a notice can go through, the report read off the figures is
-the report read off the mails."""
+"""The figures SQLite keeps a day at a time (nurture.store.figures) against the rows they count: after
+every kind of change a mail, a notice, a lead or a hand-off can go through, the report read off the
+figures is the report read off the rows."""
 
 from __future__ import annotations
 
@@ -15,8 +15,11 @@ from sqlalchemy import Connection, TextClause, bindparam, text
 
 from nurture.models import EventKind, Send, SendState
 from nurture.report.engagement import live_steps, steps
+from nurture.report.funnel import live_stages, stages
 from nurture.report.sql import Window
 from nurture.store import Store, figures, schema
+from nurture.store.figures import cohorts as cohorts_kept
+from nurture.store.figures import steps as steps_kept
 from tests.conftest import make_lead
 
 T0 = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
@@ -25,6 +28,8 @@ NOTICE_KINDS = (EventKind.UNSUBSCRIBE, EventKind.BOUNCE, EventKind.COMPLAINT, Ev
 WINDOWS = (Window(), Window(T0 + timedelta(days=2)), Window(None, T0 + timedelta(days=3)),
            Window(T0 + timedelta(days=1), T0 + timedelta(days=4)))
 MOMENT = Send.__table__.c.created_at.type  # type: ignore[attr-defined]
+KEPT = {"step_day": "sent", "lead_day": "leads"}  # each table of figures, and what every row of it counts
+FIGURES = {"step_day": steps_kept.FIGURES, "lead_day": cohorts_kept.FIGURES}
 PARTIAL = Window(T0 + timedelta(days=1, hours=6), T0 + timedelta(days=3, hours=18))  # ends within days
 
 
@@ -47,13 +52,16 @@ def moment(rng: random.Random) -> datetime:
 
 
 def both(connection: Connection) -> None:
-    """The report of each window, off the figures and off the mails: the same."""
+    """The report of each window, off the figures and off the rows: the same."""
     for window in WINDOWS:
         assert steps(connection, window) == live_steps(connection, window), window
+        for period in ("week", "month"):
+            assert stages(connection, window, "cohort", period) == live_stages(connection, window, "cohort", period)
 
 
-class Mails:
-    """Random changes of mails and notices, as any part of nurture (or an operator's SQL) may make them."""
+class Changes:
+    """Random changes of mails, notices, leads and hand-offs, as any part of nurture (or an operator's SQL)
+    may make them."""
 
     def __init__(self, connection: Connection, leads: list[int], rng: random.Random):
         self.connection, self.leads, self.rng = connection, leads, rng
@@ -122,32 +130,78 @@ class Mails:
         self.events = [id_ for (id_,) in self.connection.execute(text("SELECT id FROM event"))]
         self.run("DELETE FROM send WHERE id = :id", id=send)
 
+    def add_lead(self) -> None:
+        cursor = self.connection.execute(sql(
+            "INSERT INTO lead (email, first_name, last_name, company, industry, interests, locale, country, customer, "
+            "stage, cycle, cycle_started_at, score, created_at, confirmed_at, engaged_at, tracking) VALUES (:email, "
+            "'', '', '', '', '[]', 'en', '', false, 'MQL', 0, :at, 0, :at, :sent, :t, true)"),
+            {"email": f"new{len(self.leads)}-{self.made}@example.com", "at": moment(self.rng),
+             "sent": moment(self.rng) if self.rng.random() < 0.7 else None,
+             "t": moment(self.rng) if self.rng.random() < 0.4 else None})
+        self.leads.append(int(cursor.lastrowid or 0))
+
+    def change_lead(self) -> None:
+        lead, column = self.rng.choice(self.leads), self.rng.choice(("created_at", "confirmed_at", "engaged_at"))
+        at = None if column != "created_at" and self.rng.random() < 0.3 else moment(self.rng)
+        self.run(f"UPDATE lead SET {column} = :at WHERE id = :id", at=at, id=lead)
+
+    def add_handoff(self) -> None:
+        self.made += 1
+        self.run("INSERT INTO handoff (lead_id, cycle, score, state, outcome, message_id, created_at, owner_name, "
+                 "owner_email) VALUES (:lead, :cycle, 12, 'SENT', :outcome, '', :at, '', '')",
+                 lead=self.rng.choice(self.leads), cycle=self.made, outcome=self.outcome(),
+                 at=moment(self.rng) + timedelta(days=self.rng.choice((0, 100, 200))))
+
+    def change_handoff(self) -> None:
+        handoffs = [id_ for (id_,) in self.connection.execute(text("SELECT id FROM handoff"))]
+        if not handoffs:
+            return
+        handoff, change = self.rng.choice(handoffs), self.rng.randrange(4)
+        if change == 0:
+            self.run("UPDATE handoff SET outcome = :outcome WHERE id = :id", outcome=self.outcome(), id=handoff)
+        elif change == 1:
+            self.run("UPDATE handoff SET created_at = :at WHERE id = :id", at=moment(self.rng), id=handoff)
+        elif change == 2:
+            self.run("UPDATE handoff SET lead_id = :lead WHERE id = :id", lead=self.rng.choice(self.leads), id=handoff)
+        else:
+            self.run("DELETE FROM handoff WHERE id = :id", id=handoff)
+
+    def move_send(self) -> None:
+        self.run("UPDATE send SET lead_id = :lead WHERE id = :id", lead=self.rng.choice(self.leads),
+                 id=self.rng.choice(self.sends))
+
+    def outcome(self) -> str | None:
+        return self.rng.choice((None, "WON", "LOST", "NO_RESULT", "NOT_A_FIT"))
+
     def step(self) -> None:
-        choices = [self.add_send] * 3
+        choices = [self.add_send] * 3 + [self.add_lead, self.change_lead, self.add_handoff, self.change_handoff]
         if self.sends:
-            choices += [self.change_send] * 4 + [self.add_notice] * 2 + [self.delete_send]
+            choices += [self.change_send] * 4 + [self.add_notice] * 2 + [self.delete_send, self.move_send]
         if self.events:
             choices += [self.change_notice, self.delete_notice]
         self.rng.choice(choices)()
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_the_figures_follow_every_change_of_a_mail_and_its_notices(sqlite_store: Store, seed: int) -> None:
+def test_the_figures_follow_every_change_of_what_they_count(sqlite_store: Store, seed: int) -> None:
     leads = [make_lead(sqlite_store, email=f"lead{n}@example.com").id or 0 for n in range(5)]
     rng = random.Random(seed)
     with sqlite_store.engine.begin() as connection:
-        mails = Mails(connection, leads, rng)
+        changes = Changes(connection, leads, rng)
         for number in range(300):
-            mails.step()
+            changes.step()
             if number % 10 == 0:
                 both(connection)
         both(connection)
-        kept = connection.execute(text("SELECT * FROM step_day WHERE sent <> 0 ORDER BY day, step, template")).all()
-        assert not connection.execute(text("SELECT 1 FROM step_day WHERE sent = 0 AND (bounced <> 0 OR opened <> 0 OR "
-                                           "clicks <> 0 OR unsubscribed <> 0 OR hits <> 0)")).all()
+        kept = {table: connection.execute(text(f"SELECT * FROM {table} WHERE {whole} <> 0 ORDER BY 1, 2, 3")).all()
+                for table, whole in KEPT.items()}
+        for table, whole in KEPT.items():  # a row that counts nothing any more counts nothing at all
+            counting = " OR ".join(f"{name} <> 0" for name in FIGURES[table])
+            assert not connection.execute(text(f"SELECT * FROM {table} WHERE {whole} = 0 AND ({counting})")).all()
         figures.count_again(connection)
-        assert connection.execute(text("SELECT * FROM step_day ORDER BY day, step, template")).all() == kept
-        assert kept, "the changes left no mail that counts: the test proves nothing"
+        assert {table: connection.execute(text(f"SELECT * FROM {table} ORDER BY 1, 2, 3")).all()
+                for table in KEPT} == kept
+        assert all(kept.values()), "the changes left nothing that counts: the test proves nothing"
 
 
 def test_a_late_bounce_an_unsubscribe_and_their_repeats_count_once(sqlite_store: Store) -> None:
@@ -191,7 +245,7 @@ def test_a_new_database_has_the_triggers_an_upgraded_one_has(sqlite_store: Store
         assert triggers(connection) == set(figures.TRIGGERS)
 
 
-def test_mails_stored_before_0020_are_counted_by_it(tmp_path: Path) -> None:
+def test_mails_and_leads_stored_before_0020_are_counted_by_it(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'earlier.db'}")
     try:
         with store.engine.begin() as connection:
@@ -210,9 +264,12 @@ def test_mails_stored_before_0020_are_counted_by_it(tmp_path: Path) -> None:
             [step] = steps(connection, Window())
             assert (step.sent, step.bounced, step.opened, step.hits) == (3, 1, 3, 9)
             assert steps(connection, Window()) == live_steps(connection, Window())
+            [cohort] = stages(connection, Window(), "cohort")
+            assert (cohort.leads, cohort.mql) == (1, 1)
             assert triggers(connection) == set(figures.TRIGGERS)
             command.downgrade(schema.config(connection), "0019")
             assert triggers(connection) == set()
-            assert not connection.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'step_day'")).all()
+            tables = text("SELECT 1 FROM sqlite_master WHERE name IN ('step_day', 'lead_day')")
+            assert not connection.execute(tables).all()
     finally:
         store.close()
