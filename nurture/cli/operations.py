@@ -16,7 +16,7 @@ from nurture.settings import (
     new_secret_key,
     write_development_keys,
 )
-from nurture.store import Store, schema
+from nurture.store import Store, figures, schema
 
 
 @main.command()
@@ -68,7 +68,7 @@ def keys_rotate(ctx: click.Context) -> None:
 
 @main.group()
 def db() -> None:
-    """The database's schema: upgrade it to this release, show where it stands."""
+    """The database's schema: upgrade it to this release, show where it stands; count the report's figures anew."""
 
 
 @db.command("upgrade")
@@ -82,6 +82,23 @@ def db_upgrade(ctx: click.Context) -> None:
     finally:
         store.close()
     console.upgraded(done)
+
+
+@db.command("recount")
+@click.pass_context
+@friendly
+def db_recount(ctx: click.Context) -> None:
+    """Count the figures SQLite keeps ahead for the report anew, from the mails and leads they count."""
+    store = Store(settings_of(ctx).database_url)
+    try:
+        if not store.is_sqlite:
+            click.echo("PostgreSQL keeps no figures ahead: its report reads the mails and leads")
+            return
+        with store.engine.begin() as connection:
+            figures.count_again(connection)
+    finally:
+        store.close()
+    click.echo("the report's figures were counted anew")
 
 
 @db.command("current")

@@ -12,11 +12,16 @@ The report reads the rows themselves where a window starts or ends within a day,
 scans them in parallel (its whole report in 787 ms) and where a trigger would make today's row a lock
 that every delivery lane and the judge wait for; tests hold the two equal (tests/integration/test_figures.py).
 
-SQLite drops a table's triggers with the table: a migration that rebuilds one of the tables they watch
-(batch mode) creates them again (`create_triggers`).
+A migration that rebuilds one of the tables they watch (Alembic's batch mode on SQLite: a copy, the old
+table dropped, the copy renamed) does it inside `rebuilding`: SQLite refuses to drop a table that other
+tables' triggers name. The triggers take rows as nurture writes them (INSERT, UPDATE, DELETE; INSERT OR
+REPLACE on these tables would escape them); `nurture db recount` counts every figure anew.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import Connection
 
@@ -46,3 +51,12 @@ def count_again(connection: Connection) -> None:
         for kept in KEPT:
             for statement in kept.count_again():
                 connection.exec_driver_sql(statement)
+
+
+@contextmanager
+def rebuilding(connection: Connection) -> Iterator[None]:
+    """For a migration that rebuilds a table the triggers watch: without them while it does, then counted anew."""
+    drop_triggers(connection)
+    yield
+    create_triggers(connection)
+    count_again(connection)

@@ -63,17 +63,21 @@ def _of_leads(ids: str, sign: str) -> str:
     return _add(f"SELECT {_facts('lead')} FROM lead WHERE lead.id IN ({ids})", sign)
 
 
-def _of_changes(table: str, when: str, columns: str) -> list[str]:
+def _of_changes(table: str, when: str, columns: str, unique: str) -> list[str]:
     """The triggers that take what a row of `table` (`when` it matters) changes of its lead: away before the
-    change, back after it."""
+    change, back after it. A row that its `unique` key (columns) would refuse is never inserted (or is
+    skipped: ON CONFLICT DO NOTHING): nothing is taken away for it."""
+    refused = " AND ".join(f"{table}.{name} = NEW.{name}" for name in unique.split(", "))
     found = []
     for change, rows in (("insert", ("NEW",)), ("update", ("OLD", "NEW")), ("delete", ("OLD",))):
         condition = " OR ".join(f"({when.format(row=row)})" for row in rows)
         ids = ", ".join(f"{row}.lead_id" for row in rows)
         of = f"UPDATE OF {columns}" if change == "update" else change.upper()
         for moment, sign in (("before", "-1"), ("after", "1")):
+            alone = f" AND NOT EXISTS (SELECT 1 FROM {table} WHERE {refused})" if (moment, change) == (
+                "before", "insert") else ""
             found.append(f"CREATE TRIGGER lead_day_{table}_{moment}_{change} {moment.upper()} {of} ON {table} "
-                         f"WHEN {condition} BEGIN {_of_leads(ids, sign)} END")
+                         f"WHEN ({condition}){alone} BEGIN {_of_leads(ids, sign)} END")
     return found
 
 
@@ -84,8 +88,9 @@ def triggers() -> list[str]:
         f"CREATE TRIGGER lead_day_lead_update AFTER UPDATE OF {LEAD_COLUMNS} ON lead WHEN {changed} "
         f"BEGIN {_of_row('OLD', '-1')} {_of_row('NEW', '1')} END",
         f"CREATE TRIGGER lead_day_lead_delete AFTER DELETE ON lead BEGIN {_of_row('OLD', '-1')} END",
-        *_of_changes("send", "{row}.step = 1 AND {row}.sent_at IS NOT NULL", "lead_id, step, sent_at"),
-        *_of_changes("handoff", "1", "lead_id, created_at, outcome"),
+        *_of_changes("send", "{row}.step = 1 AND {row}.sent_at IS NOT NULL", "lead_id, step, sent_at",
+                     "lead_id, cycle, step"),
+        *_of_changes("handoff", "1", "lead_id, created_at, outcome", "lead_id, cycle"),
     ]
 
 

@@ -42,5 +42,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         for name in steps.TRIGGERS:
-            op.execute(f"DROP TRIGGER {name}")
+            op.execute(f"DROP TRIGGER IF EXISTS {name}")
     op.drop_table("step_day")
