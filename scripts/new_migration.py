@@ -3,7 +3,9 @@
 
 Upgrades a scratch SQLite database to the newest revision, compares it with the models (Alembic's
 autogenerate) and writes the difference as the next revision in nurture/store/migrations/versions/.
-Read what it wrote: enum members on PostgreSQL need `ALTER TYPE ... ADD VALUE`, data moves need code.
+Read what it wrote: enum members on PostgreSQL need `ALTER TYPE ... ADD VALUE`, data moves need code,
+and a batch operation on send, event, lead or handoff (SQLite rebuilds the table) goes inside
+`nurture.store.figures.rebuilding(op.get_bind())`: SQLite's figures' triggers name those tables.
 
     python scripts/new_migration.py "what the revision does"
 """
