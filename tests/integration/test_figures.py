@@ -47,6 +47,14 @@ def sql(statement: str) -> TextClause:
                                         if re.search(rf":{name}\b", statement)))
 
 
+def add_digest(connection: Connection, lead: int | None, at: datetime, cycle: int = 0, then: str = "") -> None:
+    """A first digest of `lead` that went out at `at` (`then`: what the INSERT does on a conflict)."""
+    connection.execute(sql(
+        "INSERT INTO send (lead_id, cycle, step, template, state, message_id, subject, links, attempts, created_at, "
+        "sent_at, unsettled, clicks, hits, machine_hits) VALUES (:lead, :cycle, 1, 'digest', 'SENT', '', '', '[]', 1, "
+        f":at, :at, 0, 0, 0, 0) {then}"), {"lead": lead, "cycle": cycle, "at": at})
+
+
 def moment(rng: random.Random) -> datetime:
     return T0 + timedelta(days=rng.randrange(5), hours=rng.randrange(24), minutes=rng.randrange(60))
 
@@ -207,10 +215,7 @@ def test_the_figures_follow_every_change_of_what_they_count(sqlite_store: Store,
 def test_a_late_bounce_an_unsubscribe_and_their_repeats_count_once(sqlite_store: Store) -> None:
     lead = make_lead(sqlite_store).id
     with sqlite_store.engine.begin() as connection:
-        connection.execute(sql(
-            "INSERT INTO send (id, lead_id, cycle, step, template, state, message_id, subject, links, attempts, "
-            "created_at, sent_at, unsettled, clicks, hits, machine_hits) VALUES (1, :lead, 0, 1, 'digest', 'SENT', '', "
-            "'', '[]', 1, :at, :at, 0, 0, 0, 0)"), {"lead": lead, "at": T0})
+        add_digest(connection, lead, T0)  # send 1
         for kind in ("BOUNCE", "BOUNCE", "UNSUBSCRIBE", "UNSUBSCRIBE", "COMPLAINT"):
             connection.execute(sql("INSERT INTO event (lead_id, cycle, send_id, kind, points, counted, machine, "
                                     "occurred_at) VALUES (:lead, 0, 1, :kind, 0, 1, 0, :at)"),
@@ -225,11 +230,7 @@ def test_a_window_within_days_reads_the_mails(sqlite_store: Store) -> None:
     lead = make_lead(sqlite_store).id
     with sqlite_store.engine.begin() as connection:
         for number, hours in enumerate((29, 31, 55)):  # day 1 06:00 is the window's start: the first is out
-            connection.execute(sql(
-                "INSERT INTO send (lead_id, cycle, step, template, state, message_id, subject, links, attempts, "
-                "created_at, sent_at, unsettled, clicks, hits, machine_hits) VALUES (:lead, :cycle, 1, 'digest', "
-                "'SENT', '', '', '[]', 1, :at, :at, 0, 0, 0, 0)"),
-                {"lead": lead, "cycle": number, "at": T0 + timedelta(hours=hours)})
+            add_digest(connection, lead, T0 + timedelta(hours=hours), cycle=number)
         assert not PARTIAL.whole_days
         [step] = steps(connection, PARTIAL)
         assert step.sent == 2
@@ -281,11 +282,9 @@ def test_a_skipped_insert_takes_nothing_away(sqlite_store: Store) -> None:
     with sqlite_store.engine.begin() as connection:
         handoff = ("INSERT INTO handoff (lead_id, cycle, score, state, outcome, message_id, created_at, owner_name, "
                    "owner_email) VALUES (:lead, 0, 12, 'SENT', 'WON', '', :at, '', '') ON CONFLICT DO NOTHING")
-        digest = ("INSERT INTO send (lead_id, cycle, step, template, state, message_id, subject, links, attempts, "
-                  "created_at, sent_at, unsettled, clicks, hits, machine_hits) VALUES (:lead, 0, 1, 'digest', 'SENT', "
-                  "'', '', '[]', 1, :at, :at, 0, 0, 0, 0) ON CONFLICT DO NOTHING")
-        for statement in (handoff, digest, handoff, digest):
-            connection.execute(sql(statement), {"lead": lead, "at": T0})
+        for _ in range(2):
+            connection.execute(sql(handoff), {"lead": lead, "at": T0})
+            add_digest(connection, lead, T0, then="ON CONFLICT DO NOTHING")
         [cohort] = stages(connection, Window(), "cohort")
         assert (cohort.leads, cohort.mql, cohort.sql, cohort.won) == (1, 1, 1, 1)
         assert stages(connection, Window(), "cohort") == live_stages(connection, Window(), "cohort")
@@ -299,10 +298,7 @@ def test_a_migration_rebuilds_a_watched_table_inside_rebuilding(sqlite_store: St
 
     lead = make_lead(sqlite_store).id
     with sqlite_store.engine.begin() as connection:
-        connection.execute(sql(
-            "INSERT INTO send (lead_id, cycle, step, template, state, message_id, subject, links, attempts, "
-            "created_at, sent_at, unsettled, clicks, hits, machine_hits) VALUES (:lead, 0, 1, 'digest', 'SENT', "
-            "'', '', '[]', 1, :at, :at, 0, 0, 0, 0)"), {"lead": lead, "at": T0})
+        add_digest(connection, lead, T0)
         operations = Operations(MigrationContext.configure(connection))
         with pytest.raises(Exception, match="step_day|lead_day"):  # noqa: PT011 - SQLite's own error
             with connection.begin_nested(), operations.batch_alter_table("send", recreate="always"):
@@ -326,10 +322,7 @@ def test_nurture_db_recount_counts_the_figures_anew(tmp_path: Path) -> None:
     lead = make_lead(store).id
     with store.engine.begin() as connection:
         figures.drop_triggers(connection)  # figures gone stale, as they would without their triggers
-        connection.execute(sql(
-            "INSERT INTO send (lead_id, cycle, step, template, state, message_id, subject, links, attempts, "
-            "created_at, sent_at, unsettled, clicks, hits, machine_hits) VALUES (:lead, 0, 1, 'digest', 'SENT', "
-            "'', '', '[]', 1, :at, :at, 0, 0, 0, 0)"), {"lead": lead, "at": T0})
+        add_digest(connection, lead, T0)
         figures.create_triggers(connection)
         assert steps(connection, Window()) == []
     result = CliRunner().invoke(main, ["--config", str(ROOT / "nurture.yaml"), "db", "recount"],
