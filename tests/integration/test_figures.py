@@ -143,7 +143,7 @@ class Changes:
             "INSERT INTO lead (email, first_name, last_name, company, industry, interests, locale, country, customer, "
             "stage, cycle, cycle_started_at, score, created_at, confirmed_at, engaged_at, tracking) VALUES (:email, "
             "'', '', '', '', '[]', 'en', '', false, 'MQL', 0, :at, 0, :at, :sent, :t, true)"),
-            {"email": f"new{len(self.leads)}-{self.made}@example.com", "at": moment(self.rng),
+            {"email": f"new{self.rng.random()}@example.com", "at": moment(self.rng),
              "sent": moment(self.rng) if self.rng.random() < 0.7 else None,
              "t": moment(self.rng) if self.rng.random() < 0.4 else None})
         self.leads.append(int(cursor.lastrowid or 0))
@@ -178,11 +178,26 @@ class Changes:
         self.run("UPDATE send SET lead_id = :lead WHERE id = :id", lead=self.rng.choice(self.leads),
                  id=self.rng.choice(self.sends))
 
+    def delete_lead(self) -> None:
+        """A lead gone with everything of it (nurture erases, an operator may delete)."""
+        if len(self.leads) <= 5:  # a few are kept, with their mails: something still counts at the end
+            return
+        lead = self.leads.pop(self.rng.randrange(len(self.leads)))
+        mails = "SELECT id FROM send WHERE lead_id = :id"
+        for statement in (f"DELETE FROM event WHERE lead_id = :id OR send_id IN ({mails})",
+                          "DELETE FROM senditem WHERE lead_id = :id", "DELETE FROM send WHERE lead_id = :id",
+                          "DELETE FROM handoff WHERE lead_id = :id", "DELETE FROM consent WHERE lead_id = :id",
+                          "DELETE FROM lead WHERE id = :id"):
+            self.run(statement, id=lead)
+        self.sends = [id_ for (id_,) in self.connection.execute(text("SELECT id FROM send"))]
+        self.events = [id_ for (id_,) in self.connection.execute(text("SELECT id FROM event"))]
+
     def outcome(self) -> str | None:
         return self.rng.choice((None, "WON", "LOST", "NO_RESULT", "NOT_A_FIT"))
 
     def step(self) -> None:
-        choices = [self.add_send] * 3 + [self.add_lead, self.change_lead, self.add_handoff, self.change_handoff]
+        choices = [self.add_send] * 3 + [self.add_lead, self.change_lead, self.add_handoff, self.change_handoff,
+                                         self.delete_lead]
         if self.sends:
             choices += [self.change_send] * 4 + [self.add_notice] * 2 + [self.delete_send, self.move_send]
         if self.events:
@@ -196,10 +211,13 @@ def test_the_figures_follow_every_change_of_what_they_count(sqlite_store: Store,
     rng = random.Random(seed)
     with sqlite_store.engine.begin() as connection:
         changes = Changes(connection, leads, rng)
+        counted = set()  # the tables that counted something at a check
         for number in range(300):
             changes.step()
             if number % 10 == 0:
                 both(connection)
+                counted |= {table for table, whole in KEPT.items()
+                            if connection.execute(text(f"SELECT 1 FROM {table} WHERE {whole} <> 0")).first()}
         both(connection)
         kept = {table: connection.execute(text(f"SELECT * FROM {table} WHERE {whole} <> 0 ORDER BY 1, 2, 3")).all()
                 for table, whole in KEPT.items()}
@@ -209,7 +227,7 @@ def test_the_figures_follow_every_change_of_what_they_count(sqlite_store: Store,
         figures.count_again(connection)
         assert {table: connection.execute(text(f"SELECT * FROM {table} ORDER BY 1, 2, 3")).all()
                 for table in KEPT} == kept
-        assert all(kept.values()), "the changes left nothing that counts: the test proves nothing"
+        assert counted == set(KEPT), "nothing counted at the checks: the test proves nothing"
 
 
 def test_a_late_bounce_an_unsubscribe_and_their_repeats_count_once(sqlite_store: Store) -> None:
