@@ -27,7 +27,9 @@ def upgrade() -> None:
     op.create_table(
         "lead_day",
         sa.Column("day", sa.Date(), nullable=False),
-        *(sa.Column(name, sa.Integer(), nullable=False) for name in cohorts.FIGURES),
+        *(sa.Column(name, sa.Integer(), nullable=False)  # the figures as this revision has them
+          for name in ("leads", "confirmed", "mql", "engaged", "sql", "sql_within", "won", "no_deal", "not_a_fit",
+                       "sql_of_mql")),
         sa.PrimaryKeyConstraint("day"),
         sqlite_with_rowid=False,
     )
