@@ -13,7 +13,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from nurture import models
 from nurture.models import EventKind, SendState
 from nurture.report.funnel import ratio
-from nurture.report.sql import EVENTS, SENDS, STEP_DAYS, Window
+from nurture.report.sql import EVENTS, SENDS, STEP_DAYS, Window, day_sums
 from nurture.store.figures import steps as kept
 
 DONE = (SendState.SENT, SendState.BOUNCED)  # a send that went out, or was refused on the way
@@ -62,13 +62,9 @@ def steps(connection: Connection, window: Window) -> list[Step]:
     the sends themselves (`live_steps`)."""
     if connection.dialect.name != "sqlite" or not window.whole_days:
         return live_steps(connection, window)
-    totals = [func.sum(STEP_DAYS.c[name]) for name in kept.FIGURES]
-    query = (select(STEP_DAYS.c.template, STEP_DAYS.c.step, *totals)
-             .where(*window.holds_days(STEP_DAYS.c.day))
-             .group_by(STEP_DAYS.c.step, STEP_DAYS.c.template).having(totals[0] > 0)
-             .order_by(STEP_DAYS.c.step, STEP_DAYS.c.template))
+    query = day_sums(STEP_DAYS, kept.FIGURES, window, STEP_DAYS.c.step, STEP_DAYS.c.template)
     return [Step(template, int(step), *(int(value or 0) for value in rest))
-            for template, step, *rest in connection.execute(query)]
+            for step, template, *rest in connection.execute(query)]
 
 
 def live_steps(connection: Connection, window: Window) -> list[Step]:

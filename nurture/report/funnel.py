@@ -63,10 +63,7 @@ def stages(connection: Connection, window: Window, by: str, period: str = "month
     were created in) or per value of a segment (SEGMENTS); `overall` sums the cohorts. On SQLite, the
     cohorts of a window of whole days are read off the figures it keeps a day at a time (nurture.store.figures)."""
     if by == "cohort" and connection.dialect.name == "sqlite" and window.whole_days:
-        label = sql.period_of("sqlite", LEAD_DAYS.c.day, period)
-        totals = [func.sum(LEAD_DAYS.c[name]) for name in kept.FIGURES]
-        query = (select(label.label("label"), *totals).where(*window.holds_days(LEAD_DAYS.c.day))
-                 .group_by(label).having(totals[0] > 0).order_by(label))
+        query = sql.day_sums(LEAD_DAYS, kept.FIGURES, window, sql.period_of("sqlite", LEAD_DAYS.c.day, period))
         return [Stages(str(row[0]), *(int(value or 0) for value in row[1:])) for row in connection.execute(query)]
     return live_stages(connection, window, by, period)
 

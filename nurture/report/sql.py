@@ -4,6 +4,7 @@ an expression; the queries stay one text for both databases."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import Any
@@ -59,6 +60,14 @@ def interests_of(dialect: str, leads: Any = LEADS) -> Select[Any]:
         return select(leads.c.id.label("lead_id"), each.c.value.label("value")).select_from(leads.join(each, true()))
     # PostgreSQL: a set-returning function in the select list yields a row per element
     return select(leads.c.id.label("lead_id"), func.json_array_elements_text(leads.c.interests).label("value"))
+
+
+def day_sums(table: Any, figures: Sequence[str], window: Window, *by: ColumnElement[Any]) -> Select[Any]:
+    """The sums of `figures` in `table` (figures kept a row a day, nurture.store.figures) over the days of
+    `window` (whole days), by `by`, where the first figure counts something, in the order of `by`."""
+    sums = [func.sum(table.c[name]) for name in figures]
+    return (select(*by, *sums).where(*window.holds_days(table.c.day)).group_by(*by).having(sums[0] > 0)
+            .order_by(*by))
 
 
 @dataclass(frozen=True)

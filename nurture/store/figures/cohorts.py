@@ -13,6 +13,7 @@ takes away what the lead counted before the change (a BEFORE trigger) and adds w
 
 from __future__ import annotations
 
+from nurture.models import FIRST_DIGESTS
 from nurture.store.figures.sums import flag, insert, upsert
 
 SQL_WITHIN_DAYS = 120  # the case nurture copies measured "SQL within four months"
@@ -21,8 +22,6 @@ INSERT = insert("lead_day", ("day",), FIGURES)
 UPSERT = upsert("lead_day", ("day",), FIGURES)
 WON, NO_DEAL, NOT_A_FIT = "('WON')", "('LOST', 'NO_RESULT')", "('NOT_A_FIT')"  # outcomes, as stored
 LEAD_COLUMNS = "created_at, confirmed_at, engaged_at"
-# a first digest that went, in the words of the partial index ix_send_first_digest (SQLite reads it only then)
-FIRST_DIGEST = "step = 1 AND sent_at IS NOT NULL"
 TRIGGERS = ("lead_day_lead_insert", "lead_day_lead_update", "lead_day_lead_delete",
             *(f"lead_day_{table}_{when}_{change}" for table in ("send", "handoff")
               for when in ("before", "after") for change in ("insert", "update", "delete")))
@@ -34,9 +33,10 @@ def _ever(lead: str, outcomes: str) -> str:
 
 def _facts(lead: str) -> str:
     """What decides what `lead` (a row: NEW, OLD or lead) counts, as named columns."""
+    # a first digest that went, in the words of its partial index (models.FIRST_DIGESTS): SQLite reads it only then
     return (f"date({lead}.created_at) AS day, {lead}.created_at AS created, {lead}.confirmed_at AS confirmed, "
             f"{lead}.engaged_at AS engaged, "
-            f"EXISTS (SELECT 1 FROM send WHERE send.lead_id = {lead}.id AND {FIRST_DIGEST}) AS nurtured, "
+            f"EXISTS (SELECT 1 FROM send WHERE send.lead_id = {lead}.id AND {FIRST_DIGESTS}) AS nurtured, "
             f"(SELECT min(handoff.created_at) FROM handoff WHERE handoff.lead_id = {lead}.id) AS first, "
             f"{_ever(lead, WON)} AS won, {_ever(lead, NO_DEAL)} AS no_deal, {_ever(lead, NOT_A_FIT)} AS not_a_fit")
 

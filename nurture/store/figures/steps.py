@@ -12,6 +12,7 @@ changed, in one upsert); a notice counts for its mail when it is the first of it
 
 from __future__ import annotations
 
+from nurture.models import NOTICES
 from nurture.store.figures.sums import flag, insert, upsert
 
 DONE = "('SENT', 'BOUNCED')"  # the states of a mail that counts, as stored
@@ -27,10 +28,9 @@ TRIGGERS = ("step_day_send_insert", "step_day_send_hit", "step_day_send_update",
 
 def _notice(mail: str, kind: str, other_than: str | None = None) -> str:
     """Whether `mail` (an id) has a notice of `kind` (other than the event `other_than`), in the words of the
-    partial index ix_event_send_notice: SQLite reads that index only then."""
+    partial index ix_event_send_notice (models.NOTICES): SQLite reads that index only then."""
     other = "" if other_than is None else f" AND event.id <> {other_than}"
-    return (f"EXISTS (SELECT 1 FROM event WHERE event.send_id = {mail} "
-            f"AND event.kind IN ('UNSUBSCRIBE', 'BOUNCE', 'COMPLAINT') AND event.kind = {kind}{other})")
+    return f"EXISTS (SELECT 1 FROM event WHERE event.send_id = {mail} AND {NOTICES} AND event.kind = {kind}{other})"
 
 
 def _day(mail: str) -> str:
