@@ -242,6 +242,10 @@ NOTICES = text("kind IN ('UNSUBSCRIBE', 'BOUNCE', 'COMPLAINT')")
 # what the report reads of a person's click, and the columns of PERSON_CLICKS: SQLite (3.40) reads those from
 # the row unless the index holds them, even where the index's own condition says what they are
 CLICK_REPORT = ("url", "tag", "action", "lead_id", "occurred_at", "kind", "machine")
+# what a lead did besides opening (a click, the website's forms and visits) and the inactivity rule: the few
+# events of a cycle the outcome analysis reads whole (an open only as "there was one")
+SIGNALS = text("kind IN ('CLICK', 'EXTERNAL', 'INACTIVITY')")
+SIGNAL_REPORT = ("lead_id", "cycle", "occurred_at", "kind", "counted", "machine", "action", "send_id", "tag", "url")
 
 
 class Event(SQLModel, table=True):
@@ -253,7 +257,9 @@ class Event(SQLModel, table=True):
                       Index("ix_event_person_click", *CLICK_REPORT,
                             postgresql_where=PERSON_CLICKS, sqlite_where=PERSON_CLICKS),
                       # the few events that name a send and are neither a hit nor its cost
-                      Index("ix_event_send_notice", "send_id", postgresql_where=NOTICES, sqlite_where=NOTICES))
+                      Index("ix_event_send_notice", "send_id", postgresql_where=NOTICES, sqlite_where=NOTICES),
+                      # a lead's signals, for the outcome analysis and the thresholds: all they read of them
+                      Index("ix_event_lead_signal", *SIGNAL_REPORT, postgresql_where=SIGNALS, sqlite_where=SIGNALS))
 
     id: int | None = Field(default=None, primary_key=True)
     lead_id: int = Field(foreign_key="lead.id")
