@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, event, text
 
 from nurture.report.engagement import clicks
-from nurture.report.funnel import live_stages
+from nurture.report.funnel import Distribution, in_nurture, live_stages
 from nurture.report.outcomes import outcomes
 from nurture.report.sql import ALL_TIME
 from nurture.send.outbox import Outbox, claimable
@@ -158,6 +158,31 @@ def test_the_outcome_analysis_reads_the_events_of_the_decided_handoffs_alone(sto
     assert (found.decided, found.won) == (1, 1)
     assert {("rule", "open"), ("rule", "click"), ("link", "https://example.com/pricing")} <= {
         (p.feature, p.value) for p in found.predictors if (p.handoffs, p.won) == (1, 1)}
+
+
+def test_the_scores_of_the_leads_in_nurture_are_read_off_their_partial_index_alone(store: Store) -> None:
+    """The report's scores of the leads in nurture (and the thresholds' MQLs now) are counted off
+    ix_lead_nurtured, which holds all the query reads: no lead's row is read. SQLite, with no statistics,
+    took ix_lead_stage and read every MQL's row."""
+    series = ("WITH RECURSIVE n(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM n WHERE k < :count) SELECT k FROM n"
+              if store.is_sqlite else "SELECT generate_series(1, :count) AS k")
+    with store.engine.begin() as connection:  # every third unconfirmed, every fifth a customer
+        connection.execute(text(
+            "INSERT INTO lead (id, email, first_name, last_name, company, industry, interests, locale, country, "
+            "customer, stage, cycle, cycle_started_at, score, created_at, confirmed_at, tracking) SELECT k, "
+            "'lead' || k || '@example.com', '', '', '', 'finance', '[]', 'en', '', k % 5 = 0, 'MQL', 0, :at, k % 4, "
+            f":at, CASE WHEN k % 3 <> 0 THEN :at END, true FROM ({series}) AS s"), {"count": 3_000, "at": T0})
+    if not store.is_sqlite:
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE lead"))
+    found, plan = planned(store, in_nurture, "count(*)")
+    if store.is_sqlite:
+        assert "SCAN lead USING COVERING INDEX ix_lead_nurtured" in plan, plan
+    else:
+        assert "Seq Scan" not in plan, plan
+    assert sum(count for *_, count in found.counts) == 2_000
+    assert found.scores == Distribution(((0, 500), (1, 500), (2, 500), (3, 500)))
+    assert sum(count for _, customer, _, count in found.counts if customer) == 400
 
 
 def test_what_the_figures_look_up_of_a_mail_or_a_lead_they_read_by_index(tmp_path: Path) -> None:
