@@ -3,8 +3,9 @@
 events (opens, clicks, costs of mails and web visits; a quarter of the opens and clicks a machine's), 3%
 handed to sales with outcomes, on SQLite and on PostgreSQL (where reachable). Prints, per database, the
 median of several runs of a bare `SELECT count(*) FROM event`, of the whole report (nurture.report.build,
-as `nurture report` makes it, and again with the funnel per interest) and of the dashboard (the report,
-its tables and its charts), and each one's ratio to the count measured in the same run.
+as `nurture report` makes it: its parts read side by side through a snapshot's LANES connections; again
+through one connection; and with the funnel per interest) and of the dashboard (the report, its tables and
+its charts), and each one's ratio to the count measured in the same run.
 
     python scripts/bench_report.py [LEADS] [EVENTS]          (default 100000 2000000)
 
@@ -23,13 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from nurture.models import Event, Handoff, Lead, Send  # noqa: E402
-from nurture.report import build  # noqa: E402
+from nurture.report import LANES, Report, build  # noqa: E402
 from nurture.report.charts import charts  # noqa: E402
 from nurture.report.tables import tables  # noqa: E402
 from nurture.settings import Scoring  # noqa: E402
@@ -152,37 +153,49 @@ def seed(store: Store, leads: int, events: int) -> None:
             connection.execute(text(f"VACUUM ANALYZE {table}"))
 
 
-def median_ms(run: Callable[[Connection], object], store: Store) -> float:
+def median_ms(run: Callable[[Store], object], store: Store) -> float:
     times = []
     for _ in range(RUNS):
-        with store.reader.connect() as connection:
-            started = time.perf_counter()
-            run(connection)
-            times.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        run(store)
+        times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times)
 
 
-def count_events(connection: Connection) -> int:
-    return int(connection.execute(text("SELECT count(*) FROM event")).scalar_one())
+def count_events(store: Store) -> int:
+    with store.reader.connect() as connection:
+        return int(connection.execute(text("SELECT count(*) FROM event")).scalar_one())
 
 
-def dashboard(connection: Connection) -> object:
+def report(store: Store, segment: str | None = None) -> Report:
+    """The report as `nurture report` and the dashboard build it: its parts read side by side (LANES)."""
+    with store.snapshot(LANES) as readers:
+        return build(readers, Scoring(), segment=segment)
+
+
+def one_connection(store: Store) -> Report:
+    with store.reader.connect() as connection:
+        return build(connection, Scoring())
+
+
+def dashboard(store: Store) -> object:
     """What the dashboard draws: the report, its tables and its charts (SVG)."""
-    built = build(connection, Scoring())
+    built = report(store)
     return tables(built), charts(built)
 
 
 def measure(name: str, store: Store, leads: int, events: int) -> None:
     started = time.perf_counter()
     seed(store, leads, events)
-    with store.reader.connect() as connection:
-        stored = count_events(connection)
+    stored = count_events(store)
     print(f"{name}: seeded {leads:,} leads and {stored:,} events in {time.perf_counter() - started:.1f} s")
     count = median_ms(count_events, store)
-    report = median_ms(lambda connection: build(connection, Scoring()), store)
-    segmented = median_ms(lambda connection: build(connection, Scoring(), segment="interest"), store)
+    built = median_ms(report, store)
+    alone = median_ms(one_connection, store)
+    segmented = median_ms(lambda store: report(store, segment="interest"), store)
     board = median_ms(dashboard, store)
-    print(f"{name}: count(*) {count:8.1f} ms   report {report:8.1f} ms ({report / count:5.1f}x)   "
+    print(f"{name}: count(*) {count:8.1f} ms   report {built:8.1f} ms ({built / count:5.1f}x; {LANES} lanes)   "
+          f"through one connection {alone:8.1f} ms ({alone / count:5.1f}x)   "
           f"with --segment interest {segmented:8.1f} ms ({segmented / count:5.1f}x)   "
           f"dashboard {board:8.1f} ms ({board / count:5.1f}x)   medians of {RUNS}")
 

@@ -8,7 +8,7 @@ import click
 
 from nurture import console
 from nurture.cli.base import friendly, main, parse_time, settings_of
-from nurture.report import PERIODS, SEGMENTS, Window, build
+from nurture.report import LANES, PERIODS, SEGMENTS, Window, build
 from nurture.report.tables import tables
 from nurture.runtime import open_store
 
@@ -32,8 +32,8 @@ def report(ctx: click.Context, since: str | None, until: str | None, segment: st
     settings = settings_of(ctx)
     store = open_store(settings)
     try:
-        with store.reader.connect() as connection:
-            built = build(connection, settings.scoring, Window(_moment(since), _moment(until)), period, segment)
+        with store.snapshot(LANES) as readers:
+            built = build(readers, settings.scoring, Window(_moment(since), _moment(until)), period, segment)
     finally:
         store.close()
     found = tables(built)

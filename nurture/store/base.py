@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -298,6 +299,29 @@ class Base:
         """A session for reads only: on SQLite it takes no lock, and never waits for a writer."""
         with Session(self.reader, expire_on_commit=False) as session, session.begin():
             yield session
+
+    @contextmanager
+    def snapshot(self, count: int) -> Iterator[list[Connection]]:
+        """`count` connections for reads only that all read one moment of the database, for a reader that
+        reads side by side (the report). PostgreSQL: the first exports its snapshot and the others take it
+        (REPEATABLE READ). SQLite cannot share one: its readers begin while the write lock is held, so that
+        no write commits between the first and the last (writers wait that long, well under a millisecond)."""
+        with ExitStack() as stack:
+            readers = [stack.enter_context(self.reader.connect()) for _ in range(count)]
+            if self.is_sqlite:
+                with self.engine.begin():  # BEGIN IMMEDIATE
+                    for reader in readers:  # a read begins the reader's transaction: its moment
+                        reader.exec_driver_sql("SELECT 1 FROM sqlite_master LIMIT 1").all()
+            else:
+                for reader in readers:
+                    reader.execution_options(isolation_level="REPEATABLE READ")
+                first, *others = readers
+                shared = first.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
+                if not re.fullmatch(r"[0-9A-F-]+", str(shared)):
+                    raise RuntimeError(f"pg_export_snapshot() gave {shared!r}")
+                for reader in others:
+                    reader.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{shared}'")
+            yield readers
 
     @contextmanager
     def connection(self, on_loop: bool = False) -> Iterator[Connection]:

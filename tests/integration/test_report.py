@@ -6,12 +6,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from nurture.cli import main
 from nurture.models import (
@@ -138,8 +140,52 @@ def history(store: Store) -> Store:
 
 
 def report(store: Store, settings: Settings, **options: Any) -> Report:
-    with store.reader.connect() as connection:
-        return build(connection, settings.scoring, **options)
+    """The report as `nurture report` and the dashboard build it: its parts read side by side."""
+    with store.snapshot(2) as readers:
+        return build(readers, settings.scoring, **options)
+
+
+@pytest.mark.parametrize("segment", [None, "interest"])
+def test_the_report_read_side_by_side_is_the_report_read_through_one_connection(
+        history: Store, settings: Settings, segment: str | None) -> None:
+    with history.reader.connect() as connection:
+        alone = build(connection, settings.scoring, segment=segment)
+    assert report(history, settings, segment=segment) == alone
+    assert alone.funnel.leads and alone.links and alone.outcomes.predictors and (alone.segments or not segment)
+
+
+def test_the_readers_of_a_snapshot_read_one_moment_while_a_writer_commits(store: Store) -> None:
+    """A writer adds a lead a transaction while the report's readers begin, again and again: each time
+    every reader counts the same leads (SQLite: the readers begin under the write lock; PostgreSQL: they
+    share the first one's snapshot), and none sees what was committed after they began."""
+    insert = text("INSERT INTO lead (email, first_name, last_name, company, industry, interests, locale, country, "
+                  "customer, stage, cycle, cycle_started_at, score, created_at, tracking) VALUES (:email, '', '', "
+                  "'', '', '[]', 'en', '', false, 'MQL', 0, :at, 0, :at, true)")
+    count = text("SELECT count(*) FROM lead")
+    stop = threading.Event()
+
+    def write() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            with store.engine.begin() as connection:
+                connection.execute(insert, {"email": f"lead{n}@example.com", "at": T0})
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        seen = []
+        for _ in range(150):
+            with store.snapshot(3) as readers:
+                counts = {reader.execute(count).scalar_one() for reader in readers}
+                time.sleep(0.002)  # the writer commits meanwhile
+                assert {reader.execute(count).scalar_one() for reader in readers} == counts
+            assert len(counts) == 1, counts
+            seen.extend(counts)
+    finally:
+        stop.set()
+        writer.join()
+    assert len(set(seen)) > 10  # the writer did commit between the snapshots
 
 
 def test_the_funnel_counts_people_at_each_stage(history: Store, settings: Settings) -> None:
