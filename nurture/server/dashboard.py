@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from nurture.engine import Engine
 from nurture.errors import InputError
-from nurture.report import LANES, PERIODS, SEGMENTS, Report, Window, build
+from nurture.report import PERIODS, SEGMENTS, Report, Window, build
 from nurture.report.charts import charts
 from nurture.report.tables import Table, as_csv, as_json, shown, tables
 from nurture.server.admin_leads import choice
@@ -104,5 +104,6 @@ async def _tables(request: Request) -> list[Table]:
 
 def built(engine: Engine, filters: Filters) -> Report:
     """The report over what the database holds, read through the store's read-only connection."""
-    with engine.store.snapshot(LANES) as readers:
-        return build(readers, engine.settings.scoring, filters.window, filters.period, filters.segment)
+    # one connection: several would take the write lock to begin (SQLite) and more of a shared pool at once
+    with engine.store.reader.connect() as connection:
+        return build(connection, engine.settings.scoring, filters.window, filters.period, filters.segment)
