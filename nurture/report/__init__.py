@@ -43,7 +43,8 @@ class Report:
     thresholds: list[Threshold]
 
 
-LANES = min(4, os.cpu_count() or 1)  # connections a report reads through side by side: one a core
+# connections a report reads through side by side: one a core this process may run on, at most 4
+LANES = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def build(readers: Connection | Sequence[Connection], rules: Scoring, window: Window = ALL_TIME,
@@ -87,7 +88,7 @@ def build(readers: Connection | Sequence[Connection], rules: Scoring, window: Wi
 def _side_by_side(readers: list[Connection], parts: dict[str, Callable[[Connection], Any]]) -> dict[str, Any]:
     """What each part reads, each part read through one of `readers`: a lane (a thread) each takes the next
     part waiting as it is done with one. SQLite and PostgreSQL's driver let go of Python's lock while the
-    database works."""
+    database works. A part that fails ends the report: the other lanes take no part after the one they read."""
     waiting = deque(parts.items())
     read: dict[str, Any] = {}
 
@@ -102,7 +103,11 @@ def _side_by_side(readers: list[Connection], parts: dict[str, Callable[[Connecti
                 name, part = waiting.popleft()
             except IndexError:
                 return
-            read[name] = part(connection)
+            try:
+                read[name] = part(connection)
+            except BaseException:
+                waiting.clear()
+                raise
 
     if len(readers) == 1:
         lane(readers[0])

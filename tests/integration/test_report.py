@@ -30,7 +30,7 @@ from nurture.models import (
     Stage,
     Suppression,
 )
-from nurture.report import Report, Window, build
+from nurture.report import Report, Window, _side_by_side, build
 from nurture.report.tables import Table, as_csv, tables
 from nurture.settings import Settings
 from nurture.store import Store, engagement
@@ -143,6 +143,23 @@ def report(store: Store, settings: Settings, **options: Any) -> Report:
     """The report as `nurture report` and the dashboard build it: its parts read side by side."""
     with store.snapshot(2) as readers:
         return build(readers, settings.scoring, **options)
+
+
+def test_a_part_that_fails_ends_the_report_and_no_lane_reads_another(store: Store) -> None:
+    read: list[object] = []
+
+    def broken(connection: Any) -> None:
+        raise RuntimeError("a part that fails")
+
+    def slow(connection: Any) -> None:
+        time.sleep(0.2)
+        read.append("slow")
+
+    parts = {"broken": broken, "slow": slow, **{f"later {n}": (lambda connection, n=n: read.append(n))
+                                                for n in range(5)}}
+    with store.snapshot(2) as readers, pytest.raises(RuntimeError, match="a part that fails"):
+        _side_by_side(readers, parts)
+    assert read in ([], ["slow"])  # the part another lane was reading, and none after it
 
 
 @pytest.mark.parametrize("segment", [None, "interest"])

@@ -122,3 +122,39 @@ def test_a_result_is_stored_only_while_its_worker_holds_the_claim(store: Store, 
     sends = {send.id: send for send in store.sends_of(lead_id)}
     assert sends[kept.id].state is SendState.SENT and sends[kept.id].claimed_by is None
     assert sends[taken.id].state is SendState.SENDING and sends[taken.id].claimed_by == "next:2:bbbbbb"
+
+
+@pytest.mark.parametrize("on_loop", [False, True], ids=["finish", "finish_ahead"])
+def test_what_a_result_and_a_description_carry_is_stored_as_it_was(store: Store, settings: Settings,
+                                                                   on_loop: bool) -> None:
+    """Errors, subjects and links with quotes, backslashes, other scripts and no ASCII at all, and the
+    times to the microsecond, come back as they went in (PostgreSQL writes them as one JSON text)."""
+    if on_loop and store.is_sqlite:
+        pytest.skip("a connection of the loop is PostgreSQL's (a run on SQLite logs its results instead)")
+    lead_id = make_lead(store).id or 0
+    outbox = Outbox(store, "here:1:aaaaaa")
+    outbox.enqueue_many([(Due(lead_id, 0, step, DIGEST, None), []) for step in (1, 2)], T0)
+    first, second = outbox.claim(2, T0, 300)
+    links = [{"url": 'https://example.com/a?q="x"&b=\\n', "tag": "Ünïcødé ✓ 日本", "item": None},
+             {"url": "https://example.com/{}", "tag": "", "action": "callback"}]
+    subject = 'Your "digest" \\ 週報 \u2028 – été'
+    outbox.describe([(first.id, {"message_id": "<1@example.com>", "subject": subject, "links": links}),
+                     (second.id, {"message_id": "<2@example.com>", "subject": "", "links": []})])
+    error = '452 4.2.2 "Mailbox full" \\ Postfach voll – 満杯'
+    at = T0.replace(microsecond=123456)
+    results = [Result(first, SendState.SENT, at=at), Result(second, SendState.DEFERRED, error)]
+    if on_loop:
+        async def ahead() -> None:
+            async with store.loop_connection() as connection:
+                await outbox.finish_ahead(results, T0, settings.delivery, connection)
+
+        asyncio.run(ahead())
+    else:
+        outbox.finish(results, T0, settings.scoring, settings.delivery)
+    sends = {send.id: send for send in store.sends_of(lead_id)}
+    sent, deferred = sends[first.id], sends[second.id]
+    assert (sent.subject, sent.links, sent.message_id, sent.state) == (subject, links, "<1@example.com>",
+                                                                       SendState.SENT)
+    assert sent.sent_at is not None and sent.sent_at.replace(tzinfo=at.tzinfo) == at and sent.error is None
+    assert (deferred.state, deferred.error, deferred.attempts) == (SendState.DEFERRED, error, 1)
+    assert deferred.retry_at is not None and deferred.sent_at is None and deferred.claimed_by is None
