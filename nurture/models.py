@@ -154,7 +154,7 @@ class Send(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    lead_id: int = Field(foreign_key="lead.id", index=True)
+    lead_id: int = Field(foreign_key="lead.id")  # found by uq_send_step, which begins with it
     cycle: int
     step: int  # 0 is the confirmation; 1, 2, ... are the digests of the cycle
     template: str
@@ -238,8 +238,8 @@ class SendItem(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     send_id: int = Field(foreign_key="send.id", index=True)
-    lead_id: int = Field(foreign_key="lead.id")
-    item_id: int = Field(foreign_key="feeditem.id")
+    lead_id: int  # the send's: for the unique key
+    item_id: int  # a feed item, which nothing deletes
     position: int = 0
 
 

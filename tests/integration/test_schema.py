@@ -277,3 +277,37 @@ def test_clicks_stored_before_0019_are_given_their_links_address_and_tag(databas
         assert differences(store) == []
     finally:
         store.close()
+
+
+def test_0024_leaves_a_sends_items_as_they_were_and_takes_their_extra_keys_away_and_back(database_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import inspect
+
+    def keys(connection: Connection) -> set[str]:
+        return {key["referred_table"] for key in inspect(connection).get_foreign_keys("senditem")}
+
+    def indexes(connection: Connection) -> set[str]:
+        return {index["name"] for index in inspect(connection).get_indexes("send")}
+
+    store = Store(database_url)
+    try:
+        with store.engine.begin() as connection:
+            command.upgrade(schema.config(connection), "0023")
+            add_lead(connection)
+            add_digest(connection)
+            connection.execute(text("INSERT INTO feeditem (id, feed, guid, title, link, summary, published, "
+                                    "fetched_at) VALUES (7, 'f', 'g', 't', 'https://example.com/', '', :at, :at)"),
+                               {"at": T0})
+            connection.execute(text("INSERT INTO senditem (send_id, lead_id, item_id, position) VALUES (1, 1, 7, 0)"))
+            assert keys(connection) == {"send", "lead", "feeditem"} and "ix_send_lead_id" in indexes(connection)
+            command.upgrade(schema.config(connection), "0024")
+            assert keys(connection) == {"send"} and "ix_send_lead_id" not in indexes(connection)
+            items = text("SELECT send_id, lead_id, item_id, position FROM senditem")
+            assert [tuple(row) for row in connection.execute(items)] == [(1, 1, 7, 0)]
+            command.downgrade(schema.config(connection), "0023")
+            assert keys(connection) == {"send", "lead", "feeditem"} and "ix_send_lead_id" in indexes(connection)
+            assert [tuple(row) for row in connection.execute(items)] == [(1, 1, 7, 0)]
+            command.upgrade(schema.config(connection), "head")
+        assert differences(store) == []
+    finally:
+        store.close()
