@@ -31,7 +31,14 @@ def deliver(store: Store, settings: Settings, lead_id: int, worker: str, settle:
     outbox = Outbox(store, worker)
     outbox.enqueue_many([(Due(lead_id, 0, step, DIGEST, None), []) for step in ENDINGS], T0)
     claimed = outbox.claim(len(ENDINGS), T0, 300)
-    results = [Result(send, *ENDINGS[send.step], at=T0) for send in claimed]
+    store_results(store, settings, outbox, [Result(send, *ENDINGS[send.step], at=T0) for send in claimed], settle,
+                  on_loop)
+
+
+def store_results(store: Store, settings: Settings, outbox: Outbox, results: list[Result], settle: bool = True,
+                  on_loop: bool = False) -> None:
+    """Store `results` as `outbox`'s worker, at once (`settle`) or ahead of what they lead to; `on_loop`: as a
+    delivery run on PostgreSQL does, on a connection of the event loop."""
     if not on_loop:
         outbox.finish(results, T0, settings.scoring, settings.delivery, settle=settle)
         return
@@ -110,15 +117,8 @@ def test_a_result_is_stored_only_while_its_worker_holds_the_claim(store: Store, 
     with store.engine.begin() as connection:
         connection.execute(Send.__table__.update().where(Send.__table__.c.id == taken.id)  # type: ignore[attr-defined]
                            .values(claimed_by="next:2:bbbbbb"))
-    results = [Result(send, SendState.SENT, at=T0) for send in (kept, taken)]
-    if on_loop:
-        async def ahead() -> None:
-            async with store.loop_connection() as connection:
-                await late.finish_ahead(results, T0, settings.delivery, connection)
-
-        asyncio.run(ahead())
-    else:
-        late.finish(results, T0, settings.scoring, settings.delivery)
+    store_results(store, settings, late, [Result(send, SendState.SENT, at=T0) for send in (kept, taken)],
+                  on_loop=on_loop)
     sends = {send.id: send for send in store.sends_of(lead_id)}
     assert sends[kept.id].state is SendState.SENT and sends[kept.id].claimed_by is None
     assert sends[taken.id].state is SendState.SENDING and sends[taken.id].claimed_by == "next:2:bbbbbb"
@@ -142,15 +142,8 @@ def test_what_a_result_and_a_description_carry_is_stored_as_it_was(store: Store,
                      (second.id, {"message_id": "<2@example.com>", "subject": "", "links": []})])
     error = '452 4.2.2 "Mailbox full" \\ Postfach voll – 満杯'
     at = T0.replace(microsecond=123456)
-    results = [Result(first, SendState.SENT, at=at), Result(second, SendState.DEFERRED, error)]
-    if on_loop:
-        async def ahead() -> None:
-            async with store.loop_connection() as connection:
-                await outbox.finish_ahead(results, T0, settings.delivery, connection)
-
-        asyncio.run(ahead())
-    else:
-        outbox.finish(results, T0, settings.scoring, settings.delivery)
+    store_results(store, settings, outbox, [Result(first, SendState.SENT, at=at),
+                                            Result(second, SendState.DEFERRED, error)], on_loop=on_loop)
     sends = {send.id: send for send in store.sends_of(lead_id)}
     sent, deferred = sends[first.id], sends[second.id]
     assert (sent.subject, sent.links, sent.message_id, sent.state) == (subject, links, "<1@example.com>",
