@@ -324,9 +324,7 @@ def planning(engine: Engine, population: Population, delivery: int) -> Prepared:
 
 
 def digest_pass(engine: Engine, population: Population, delivery: int) -> Prepared:
-    """The due leads' digests; after it, the database as before it (PutBack), for the next round's pass."""
-    put_back = PutBack.before(engine.store, population)
-    return lambda: checked(len(run_async(deliver(engine)).sent), population.due), put_back
+    return lambda: checked(len(run_async(deliver(engine)).sent), population.due), unchanged
 
 
 def confirmation_pass(engine: Engine, population: Population, delivery: int) -> Prepared:
@@ -399,12 +397,15 @@ def checked(count: int, expected: int) -> int:
     return count
 
 
-def measure(name: str, url: str, port: int, population: Population, delivery: int) -> Figures:
-    """In a fresh process: prepare `name`, then time it once (a delivery pass) or RUNS times after a run to warm up."""
+def measure(name: str, url: str, port: int, population: Population, delivery: int, again: bool = False) -> Figures:
+    """In a fresh process: prepare `name`, then time it once (a delivery pass) or RUNS times after a run to warm
+    up; `again`: another round of it follows, so the database is put back after it (a digest pass)."""
     settings = settings_for(url, port)
     store = Store(url)
     engine = Engine(settings, store, SmtpMailer("127.0.0.1", port, connections=settings.smtp.concurrency))
     once, reset = PREPARE[name](engine, population, delivery)  # not measured
+    if again:
+        reset = PutBack.before(store, population)
     runs = 1 if name in DELIVERY else RUNS + 1
     _, baseline = usage()
     timings = []
@@ -583,9 +584,11 @@ def measure_size(kinds: list[str], population: Population, names: list[str], por
             print(f"{NAMES[kind]} {population.size:,}: seeded in {time.perf_counter() - started:.0f} s", flush=True)
         for name in names:
             passes: dict[str, list[Figures]] = {kind: [] for kind in kinds}
-            for _ in range(ROUNDS if name == "digest" else 1):
+            rounds = ROUNDS if name == "digest" else 1
+            for round_ in range(rounds):
                 for kind, url in urls.items():
-                    passes[kind].append(in_child(measure, name, url, port, population, delivery))
+                    again = round_ < rounds - 1  # the last round's pass stays, as the measurements after it expect
+                    passes[kind].append(in_child(measure, name, url, port, population, delivery, again))
             for kind in kinds:
                 found[kind][name] = median_pass(passes[kind])
                 print(f"  {NAMES[kind]:<10} {LABELS[name]:<24} {cell(name, found[kind][name])}", flush=True)
