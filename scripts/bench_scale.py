@@ -56,7 +56,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, make_url, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -582,6 +582,8 @@ def measure_size(kinds: list[str], population: Population, names: list[str], por
             if kind == "postgres":
                 vacuum(Store(url))
             print(f"{NAMES[kind]} {population.size:,}: seeded in {time.perf_counter() - started:.0f} s", flush=True)
+        for url in urls.values():  # the other's seeding may have pushed a SQLite file out of the page cache
+            warm(url)
         for name in names:
             passes: dict[str, list[Figures]] = {kind: [] for kind in kinds}
             rounds = ROUNDS if name == "digest" else 1
@@ -599,6 +601,14 @@ def measure_size(kinds: list[str], population: Population, names: list[str], por
             found[kind]["import"] = in_child(measure_import, url, str(csv), population.size)
             print(f"  {NAMES[kind]:<10} {LABELS['import']:<24} {cell('import', found[kind]['import'])}", flush=True)
     return found
+
+
+def warm(url: str) -> None:
+    """Read a SQLite database's file once, as a database in use is read: into the operating system's cache."""
+    if (path := make_url(url).database) and url.startswith("sqlite"):
+        with open(path, "rb") as file:
+            while file.read(1 << 24):
+                pass
 
 
 def median_pass(passes: list[Figures]) -> Figures:
