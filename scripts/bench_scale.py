@@ -84,9 +84,9 @@ RUNS = 15  # fixed costs of a few milliseconds: fewer runs left their verdicts t
 CLAIM, QUEUED = 200, 1_000
 MEMORY_LIMIT_MB = 300
 DATETIME = Lead.__table__.c.due_at.type  # type: ignore[attr-defined]
-# the mails of the two earlier cycles: (cycle, step, template, days before NOW)
 ADDED = ("senditem", "event", "handoff", "send")  # the tables a digest pass adds to, in the order PutBack empties them
 ROUNDS = 3  # digest passes a database and size, SQLite's and PostgreSQL's taking turns: the ratio is their median
+# the mails of the two earlier cycles: (cycle, step, template, days before NOW)
 HISTORY = ((0, 0, "confirmation", 200), (0, 1, "digest", 193), (1, 1, "digest", 120), (1, 2, "digest", 113))
 # the events of those mails: (kind, cycle and step of the mail, points, credit key, link)
 EVENTS = (("OPEN", 0, 1, 1, "'open:' || id", "NULL"), ("CLICK", 1, 1, 0, "'click:' || id || ':' || 2", "2"),
@@ -580,7 +580,9 @@ def measure_size(kinds: list[str], population: Population, names: list[str], por
             started = time.perf_counter()
             seed(url, population)
             if kind == "postgres":
-                vacuum(Store(url))
+                store = Store(url)
+                vacuum(store)
+                store.close()
             print(f"{NAMES[kind]} {population.size:,}: seeded in {time.perf_counter() - started:.0f} s", flush=True)
         for url in urls.values():  # the other's seeding may have pushed a SQLite file out of the page cache
             warm(url)
