@@ -19,7 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -146,10 +146,14 @@ def seed(store: Store, leads: int, events: int) -> None:
             connection.execute(text(statement))
     if store.is_sqlite:  # as a live database of nurture's: nothing runs ANALYZE on it, its planner has no statistics
         return
-    # PostgreSQL: as autovacuum does to a live database (the tally's UPDATEs left every mail's old row dead); its
-    # own tables only (a database-wide ANALYZE reads other schemas mid-seed as empty)
+    vacuum(store, ("lead", "consent", "send", "event", "handoff"))  # the tally's UPDATEs left every mail's old row dead
+
+
+def vacuum(store: Store, tables: Iterable[str]) -> None:
+    """PostgreSQL: VACUUM ANALYZE, as autovacuum does to a live database; of the bench's own tables only (a
+    database-wide ANALYZE reads other schemas mid-seed as empty)."""
     with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        for table in ("lead", "consent", "send", "event", "handoff"):
+        for table in tables:
             connection.execute(text(f"VACUUM ANALYZE {table}"))
 
 

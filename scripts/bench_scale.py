@@ -62,7 +62,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench_import import run_import, write_csv  # noqa: E402
-from bench_report import LINKS, TALLY, enum, series  # noqa: E402
+from bench_report import LINKS, TALLY, enum, series, vacuum  # noqa: E402
 from bench_send import free_port, sink_process  # noqa: E402
 
 from nurture import program  # noqa: E402
@@ -84,6 +84,7 @@ RUNS = 15  # fixed costs of a few milliseconds: fewer runs left their verdicts t
 CLAIM, QUEUED = 200, 1_000
 MEMORY_LIMIT_MB = 300
 DATETIME = Lead.__table__.c.due_at.type  # type: ignore[attr-defined]
+SEEDED = ("lead", "consent", "send", "senditem", "event", "handoff", "feeditem")  # vacuumed on PostgreSQL
 ADDED = ("senditem", "event", "handoff", "send")  # the tables a digest pass adds to, in the order PutBack empties them
 ROUNDS = 3  # digest passes a database and size, SQLite's and PostgreSQL's taking turns: the ratio is their median
 # the mails of the two earlier cycles: (cycle, step, template, days before NOW)
@@ -382,14 +383,7 @@ class PutBack:
                                     "FROM bench_due_lead AS saved WHERE lead.id = saved.id"))
             connection.execute(text("DROP TABLE bench_due_lead"))
         if not self.store.is_sqlite:
-            vacuum(self.store)
-
-
-def vacuum(store: Store) -> None:
-    """VACUUM ANALYZE on PostgreSQL (outside a transaction): the visibility map and free space a database
-    that has lived a while has, with autovacuum on."""
-    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(text("VACUUM ANALYZE"))
+            vacuum(self.store, SEEDED)
 
 
 def checked(count: int, expected: int) -> int:
@@ -581,7 +575,7 @@ def measure_size(kinds: list[str], population: Population, names: list[str], por
             seed(url, population)
             if kind == "postgres":
                 store = Store(url)
-                vacuum(store)
+                vacuum(store, SEEDED)
                 store.close()
             print(f"{NAMES[kind]} {population.size:,}: seeded in {time.perf_counter() - started:.0f} s", flush=True)
         for url in urls.values():  # the other's seeding may have pushed a SQLite file out of the page cache
